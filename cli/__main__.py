@@ -1,0 +1,3 @@
+from mstool.cli.main import cli
+
+cli()

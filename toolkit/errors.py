@@ -1,0 +1,66 @@
+"""Exceptions and warnings raised by mstool.
+
+Every error mstool raises derives from :class:`MstoolError`, and each subclass also inherits the builtin
+exception it stands for, so ``except ValueError`` keeps working for callers who do not know mstool.
+Messages name the parameter or file, what was expected and what came.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "MstoolError",
+    "MstoolWarning",
+    "ShapeError",
+    "ParameterError",
+    "DeviceError",
+    "DataError",
+    "FileMissingError",
+    "FileReadError",
+    "LayoutError",
+    "OutputExistsError",
+    "SpecError",
+]
+
+
+class MstoolError(Exception):
+    """Root of every error raised by mstool."""
+
+
+class MstoolWarning(UserWarning):
+    """Odd but legal input (a constant image, an empty mask); the call still returns a documented answer."""
+
+
+class ShapeError(MstoolError, ValueError):
+    """A tensor or array has the wrong number of dimensions or the wrong size."""
+
+
+class ParameterError(MstoolError, ValueError):
+    """A parameter is outside its allowed range or set."""
+
+
+class SpecError(ParameterError):
+    """A label-noise spec string (``flip:0.45,0.45``) cannot be parsed or has out-of-range arguments."""
+
+
+class DeviceError(MstoolError, RuntimeError):
+    """The requested device does not exist on this machine."""
+
+
+class DataError(MstoolError, ValueError):
+    """A file was read but its content is not valid for its role (a float mask, mismatched sizes)."""
+
+
+class FileMissingError(MstoolError, FileNotFoundError):
+    """A file or folder that was named does not exist."""
+
+
+class FileReadError(MstoolError, OSError):
+    """A file exists but cannot be decoded (unknown format, truncated, not an image)."""
+
+
+class LayoutError(MstoolError, ValueError):
+    """A dataset folder does not follow any supported layout, or its images and masks do not pair up."""
+
+
+class OutputExistsError(MstoolError, FileExistsError):
+    """An output path exists and overwriting was not asked for."""
