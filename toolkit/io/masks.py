@@ -1,0 +1,244 @@
+"""Read and write label masks: binary, instance and multi-class (PASCAL VOC palette, 255 = ignore).
+
+Legend: H, W pixels.
+
+Masks come back as ``(H, W)`` int64 labels: binary 0 background / 1 foreground, or class indices
+``0..K-1``; 255 is the ignore index (:data:`mstool.IGNORE_INDEX`) in both.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import numpy as np
+import tifffile
+import torch
+from PIL import Image
+
+from .._check import check_in
+from .._fs import atomic_path
+from ..errors import DataError, ParameterError, ShapeError
+from .images import _read_pixels
+
+__all__ = ["MASK_MODES", "read_mask", "write_mask", "voc_palette", "check_pair"]
+
+MASK_MODES = ("auto", "binary", "instance", "multiclass")
+"""How :func:`read_mask` interprets the stored values."""
+
+# mstool.IGNORE_INDEX (a test keeps them equal); a literal keeps this floor free of the top-level package
+_IGNORE = 255
+
+
+@functools.lru_cache(maxsize=1)
+def _voc_palette() -> np.ndarray:
+    idx = np.arange(256)
+    cmap = np.zeros((256, 3), dtype=np.int64)
+    # each label spreads its bits over the three channels, three bits at a time, from the top bit down
+    for bit in range(8):
+        for channel in range(3):
+            cmap[:, channel] |= ((idx >> (3 * bit + channel)) & 1) << (7 - bit)
+    cmap = cmap.astype(np.uint8)
+    cmap.flags.writeable = False
+    return cmap
+
+
+def voc_palette() -> np.ndarray:
+    """The PASCAL VOC colour map: the colour of label ``i`` is row ``i``.
+
+    Bits 0, 1, 2 of the label set the top bit of red, green, blue; bits 3, 4, 5 the next bit, and so on.
+
+    Returns:
+        ``(256, 3)`` uint8 array (a fresh copy).
+
+    References:
+        Everingham et al., "The PASCAL Visual Object Classes Challenge", VOCdevkit ``labelcolormap``.
+
+    Example:
+        >>> voc_palette()[[0, 1, 2, 15, 255]].tolist()
+        [[0, 0, 0], [128, 0, 0], [0, 128, 0], [192, 128, 128], [224, 224, 192]]
+    """
+    return _voc_palette().copy()
+
+
+def read_mask(path: str | os.PathLike, *, mode: str = "auto", page: int | None = None) -> np.ndarray:
+    """Read a mask file as ``(H, W)`` int64 labels.
+
+    Storage first: a palette (mode ``P``) PNG gives its indices; an RGB mask whose colours all belong to
+    the PASCAL VOC palette is mapped back to indices (both count as *palette masks*); an RGB mask with
+    equal channels is read as gray; any other RGB mask is an error. Then ``mode`` decides:
+
+    ``"multiclass"``
+        values are class indices and are kept as they are; 255 = ignore (PASCAL VOC).
+    ``"instance"``
+        values are object ids: every value > 0 is foreground -> ``{0, 1}``.
+    ``"binary"``
+        ``{0, 1}`` and ``{0, 255}`` masks -> ``{0, 1}``; a ``{0, 1, 255}`` mask keeps 255 as ignore;
+        anything else (instance labels) -> value > 0 is foreground. In palette masks 255 always stays ignore.
+    ``"auto"`` (default)
+        palette masks -> ``"multiclass"``; all others -> ``"binary"`` (so a gray mask with many values is
+        taken as instance labels). Gray masks holding class indices need ``mode="multiclass"``.
+
+    Args:
+        path: mask file (``.tif``, ``.tiff``, ``.png``; ``.jpg`` reads but its compression blurs labels).
+        mode: one of :data:`MASK_MODES`.
+        page: page of a multi-page TIFF.
+
+    Returns:
+        ``(H, W)`` int64 array.
+
+    Raises:
+        FileMissingError, FileReadError: as :func:`~mstool.io.read_image`.
+        DataError: non-integer or negative values, RGB colours outside the VOC palette, a multi-page
+            TIFF without ``page``.
+        ParameterError: an unknown ``mode``.
+
+    Example:
+        >>> import tempfile
+        >>> labels = np.array([[0, 1, 2], [255, 2, 0]])
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     write_mask(Path(d) / "m.png", labels)
+        ...     read_mask(Path(d) / "m.png").tolist()
+        ...     read_mask(Path(d) / "m.png", mode="binary").tolist()
+        [[0, 1, 2], [255, 2, 0]]
+        [[0, 1, 1], [255, 1, 0]]
+    """
+    check_in(mode, "mode", MASK_MODES)
+    p = Path(path)
+    arr, palette = _read_pixels(p, page=page, keep_palette=True)
+    if arr.ndim == 3:
+        arr, palette = _rgb_to_labels(arr, p)
+    labels = _integer_labels(arr, p)
+    if mode == "multiclass" or (mode == "auto" and palette):
+        return labels
+    if mode == "instance":
+        return (labels > 0).astype(np.int64)
+    return _binarize(labels, palette)
+
+
+def _rgb_to_labels(rgb: np.ndarray, p: Path) -> tuple[np.ndarray, bool]:
+    """Map VOC colours to indices (palette mask), or take an equal-channel RGB mask as gray."""
+    if rgb.dtype == np.uint8:
+        code = (rgb[..., 0].astype(np.int64) << 16) | (rgb[..., 1].astype(np.int64) << 8) | rgb[..., 2]
+        pal = _voc_palette().astype(np.int64)
+        pal_code = (pal[:, 0] << 16) | (pal[:, 1] << 8) | pal[:, 2]
+        colours, inverse = np.unique(code, return_inverse=True)
+        lookup = {code: i for i, code in enumerate(pal_code.tolist())}
+        if all(c in lookup for c in colours.tolist()):
+            index_of = np.array([lookup[c] for c in colours.tolist()], dtype=np.int64)
+            return index_of[inverse.reshape(code.shape)], True
+    if np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2]):
+        return rgb[..., 0], False
+    raise DataError(f"{p}: RGB mask with colours outside the PASCAL VOC palette; save masks as gray or "
+                    "palette (indexed) images, or with VOC colours")
+
+
+def _integer_labels(arr: np.ndarray, p: Path) -> np.ndarray:
+    if arr.dtype == np.bool_:
+        return arr.astype(np.int64)
+    if np.issubdtype(arr.dtype, np.floating):
+        bad = ~np.isfinite(arr) | (np.round(arr) != arr)
+        if bad.any():
+            example = arr[bad].flat[0]
+            raise DataError(f"{p}: mask has non-integer values (e.g. {example:g}); masks hold integer labels")
+    elif not np.issubdtype(arr.dtype, np.integer):
+        raise DataError(f"{p}: mask has {arr.dtype} values; masks hold integer labels")
+    if arr.size and arr.min() < 0:
+        raise DataError(f"{p}: mask has negative values (minimum {arr.min():g}); labels must be >= 0")
+    return arr.astype(np.int64)
+
+
+def _binarize(labels: np.ndarray, palette: bool) -> np.ndarray:
+    values = set(np.unique(labels).tolist())
+    if palette:
+        return np.where(labels == _IGNORE, _IGNORE, labels > 0).astype(np.int64)
+    if values <= {0, 1}:
+        return labels
+    if values <= {0, _IGNORE}:
+        return (labels > 0).astype(np.int64)
+    if values <= {0, 1, _IGNORE}:
+        return labels
+    return (labels > 0).astype(np.int64)
+
+
+def write_mask(path: str | os.PathLike, mask: np.ndarray | torch.Tensor) -> None:
+    """Write ``(H, W)`` integer labels atomically, so that :func:`read_mask` gives them back.
+
+    - ``.png``, values within ``{0, 1}``: 8-bit gray 0/255, viewable in any viewer.
+    - ``.png``, other values (up to 255): palette PNG with the VOC colours; 255 = ignore stays exact.
+    - ``.tif``/``.tiff``: raw values as uint8, uint16 or uint32, whichever holds the maximum.
+
+    Round trips: binary masks (any format, ``mode="auto"``) and index masks with 255 ignore (PNG,
+    ``mode="auto"``) read back equal. Gray TIFF index masks read back with ``mode="multiclass"``.
+
+    Args:
+        path: ``.png``, ``.tif`` or ``.tiff`` file; its folder is created.
+        mask: ``(H, W)`` integer or bool numpy array or torch tensor, values >= 0.
+
+    Raises:
+        ShapeError: not ``(H, W)``.
+        ParameterError: a float dtype, negative values, values > 255 for PNG, or another suffix
+            (JPEG is lossy and would change labels).
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     write_mask(Path(d) / "m.png", torch.tensor([[0, 1], [1, 0]]))
+        ...     Image.open(Path(d) / "m.png").getextrema()
+        (0, 255)
+    """
+    p = Path(path)
+    suffix = p.suffix.lower()
+    if suffix not in (".png", ".tif", ".tiff"):
+        raise ParameterError(f"{p}: masks are written as .png, .tif or .tiff (lossless); got {p.suffix!r}")
+    arr = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else mask
+    if not isinstance(arr, np.ndarray):
+        raise ShapeError(f"`mask` must be a numpy array or torch tensor (H, W); got {type(mask).__name__}")
+    if arr.ndim != 2:
+        raise ShapeError(f"`mask` must be (H, W); got {arr.shape}")
+    if arr.dtype != np.bool_ and not np.issubdtype(arr.dtype, np.integer):
+        raise ParameterError(f"`mask` must hold integer labels; got {arr.dtype}")
+    low = int(arr.min()) if arr.size else 0
+    high = int(arr.max()) if arr.size else 0
+    if low < 0:
+        raise ParameterError(f"`mask` values must be >= 0; got a minimum of {low}")
+    if suffix == ".png" and high > 255:
+        raise ParameterError(f"{p}: PNG masks hold values up to 255; got a maximum of {high} (write a .tif)")
+    with atomic_path(p) as tmp:
+        if suffix != ".png":
+            dtype = np.uint8 if high <= 255 else np.uint16 if high <= 65535 else np.uint32
+            tifffile.imwrite(tmp, arr.astype(dtype), photometric="minisblack", compression="zlib")
+        elif high <= 1:
+            Image.fromarray(arr.astype(np.uint8) * 255).save(tmp, format="PNG")
+        else:
+            im = Image.fromarray(arr.astype(np.uint8))
+            im.putpalette(_voc_palette().tobytes())
+            im.save(tmp, format="PNG")
+
+
+def check_pair(image: np.ndarray | torch.Tensor, mask: np.ndarray | torch.Tensor,
+               image_path: str | os.PathLike, mask_path: str | os.PathLike) -> None:
+    """Check that a mask has its image's height and width.
+
+    Args:
+        image: numpy ``(H, W)`` / ``(H, W, C)``, or a tensor ``(..., H, W)``.
+        mask: numpy or tensor ``(H, W)``.
+        image_path, mask_path: the files, for the message.
+
+    Raises:
+        DataError: "<mask path>: mask is 300 x 200 but its image <image path> is 256 x 256" (height x width).
+
+    Example:
+        >>> check_pair(np.zeros((4, 5, 3)), np.zeros((4, 5)), "a.png", "a_mask.png")
+        >>> image, mask = np.zeros((4, 5)), np.zeros((5, 4))
+        >>> check_pair(image, mask, "a.png", "a_mask.png")  # doctest: +IGNORE_EXCEPTION_DETAIL
+        Traceback (most recent call last):
+        ...
+        mstool.errors.DataError: a_mask.png: mask is 5 x 4 but its image a.png is 4 x 5 (height x width)
+    """
+    ih, iw = tuple(image.shape[-2:]) if isinstance(image, torch.Tensor) else tuple(image.shape[:2])
+    mh, mw = tuple(mask.shape[-2:])
+    if (ih, iw) != (mh, mw):
+        raise DataError(f"{mask_path}: mask is {mh} x {mw} but its image {image_path} is {ih} x {iw} "
+                        "(height x width)")
