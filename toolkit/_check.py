@@ -116,10 +116,16 @@ def check_labels(labels: torch.Tensor, name: str = "labels", *, num_classes: int
     check_shape(labels, name, "N H W", dtype="int")
     if labels.numel() == 0:
         return
-    valid = labels if ignore_index is None else labels[labels != ignore_index]
-    if valid.numel() == 0:
-        return
-    lo, hi = int(valid.min()), int(valid.max())
+    if ignore_index is None:
+        lo_t, hi_t = labels.aminmax()
+    else:
+        # masked_fill instead of boolean indexing: no copy of the valid pixels, one pass each
+        ignored = labels == ignore_index
+        if bool(ignored.all()):
+            return
+        lo_t = labels.masked_fill(ignored, ignore_index).min()
+        hi_t = labels.masked_fill(ignored, -1).max()
+    lo, hi = int(lo_t), int(hi_t)
     if lo < 0:
         raise ParameterError(f"`{name}` must hold class indices >= 0; got a minimum of {lo}")
     if num_classes is not None and hi >= num_classes:
@@ -132,4 +138,6 @@ def check_same_device(*pairs: tuple[str, torch.Tensor]) -> None:
     first_name, first = pairs[0]
     for name, t in pairs[1:]:
         if t.device != first.device:
-            raise ShapeError(f"`{name}` is on {t.device} but `{first_name}` is on {first.device}; move them to one device")
+            raise ShapeError(
+                f"`{name}` is on {t.device} but `{first_name}` is on {first.device}; move them to one device"
+            )

@@ -52,7 +52,9 @@ def resolve_device(spec: str | torch.device | None = "auto") -> torch.device:
             raise DeviceError(f"`device` {spec!r} was asked for but this machine has no CUDA device; use cpu or auto")
         index = 0 if dev.index is None else dev.index
         if index >= n:
-            raise DeviceError(f"`device` {spec!r} does not exist; this machine has {n} CUDA device(s) (cuda:0..cuda:{n - 1})")
+            raise DeviceError(
+                f"`device` {spec!r} does not exist; this machine has {n} CUDA device(s) (cuda:0..cuda:{n - 1})"
+            )
         return torch.device("cuda", index)
     if dev.type == "mps":
         if not _mps_available():

@@ -1,0 +1,85 @@
+"""`mstool data`: make synthetic datasets and check dataset folders."""
+
+from __future__ import annotations
+
+import json
+
+import click
+
+from .options import device_option, handle_errors, overwrite_option, seed_option, threads_option
+
+# Kept in step with mstool.data.SYNTH_KINDS and LAYOUTS by tests/cli/test_data.py; listed here so that
+# `mstool data --help` does not import torch.
+SYNTH_KIND_NAMES = ("er", "mito", "nuc", "shapes")
+LAYOUT_NAMES = ("auto", "paper", "voc", "cellpose")
+
+
+@click.group()
+def data():
+    """Make synthetic datasets and check dataset folders."""
+
+
+@data.command("synth")
+@click.option("--kind", type=click.Choice(SYNTH_KIND_NAMES), default="er", show_default=True,
+              help="er: tubular network; mito: rods and blobs; nuc: textured nuclei; shapes: multi-class scene.")
+@click.option("--n", "n", type=click.IntRange(min=3), default=64, show_default=True, help="Number of images.")
+@click.option("--size", type=click.IntRange(min=32), default=256, show_default=True, help="Image side in pixels.")
+@click.option("--snr", type=click.FloatRange(min=0, min_open=True), default=8.0, show_default=True,
+              help="Signal-to-noise ratio: mean foreground contrast over background noise std.")
+@seed_option
+@device_option
+@threads_option
+@overwrite_option
+@click.argument("out", type=click.Path(file_okay=False))
+@handle_errors
+def synth(kind, n, size, snr, seed, device, threads, overwrite, out):
+    """Write a synthetic dataset to OUT in the paper layout (train/val/test, images/labels)."""
+    from mstool.data import split_counts, write_synthetic_dataset
+
+    from .options import runtime
+
+    dev = runtime(device, threads)
+    root = write_synthetic_dataset(out, kind, n, size, seed=seed, snr=snr, device=str(dev), overwrite=overwrite)
+    train, val, test = split_counts(n)
+    click.echo(f"wrote {n} {kind} images of {size} x {size} to {root} (train {train}, val {val}, test {test})")
+
+
+@data.command("check")
+@click.argument("root", type=click.Path())
+@click.option("--layout", type=click.Choice(LAYOUT_NAMES), default="auto", show_default=True,
+              help="Folder layout; auto finds it.")
+@click.option("--mask-suffix", default="_masks", show_default=True, help="Mask suffix of the cellpose layout.")
+@click.option("--mask-mode", type=click.Choice(("auto", "binary", "instance", "multiclass")), default=None,
+              help="How to read masks (default: multiclass for VOC, auto otherwise).")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write the report as JSON to this file.")
+@handle_errors
+def check(root, layout, mask_suffix, mask_mode, json_path):
+    """Validate a dataset folder: counts, sizes, dtypes, foreground fraction per split, and every problem.
+
+    Exits with status 2 when a problem is found.
+    """
+    from mstool._fs import atomic_path
+    from mstool.data import check_dataset
+
+    report = check_dataset(root, layout, mask_mode=mask_mode, mask_suffix=mask_suffix)
+    click.echo(f"{report.root}: {report.layout} layout")
+    for s in report.splits:
+        d = s.as_dict()
+        sizes = ", ".join(f"{k} ({v})" for k, v in d["sizes"].items()) or "-"
+        dtypes = ", ".join(f"{k} ({v})" for k, v in d["dtypes"].items()) or "-"
+        fg = "-" if d["foreground_fraction"] is None else f"{d['foreground_fraction']:.3f}"
+        classes = ", ".join(str(k) for k in d["class_pixels"]) or "-"
+        click.echo(f"  {s.split:<8} images {s.images:>5}  labelled {s.labelled:>5}  sizes {sizes}  dtypes {dtypes}  "
+                   f"mask values {classes}  foreground {fg}")
+    if json_path:
+        with atomic_path(json_path) as tmp:
+            tmp.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    if report.ok:
+        click.echo("no problems found")
+        return
+    click.echo(f"{len(report.problems)} problem(s):")
+    for p in report.problems:
+        click.echo(f"  - {p}")
+    click.echo(f"Error: {report.root}: {len(report.problems)} problem(s) found, listed above", err=True)
+    raise SystemExit(2)

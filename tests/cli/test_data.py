@@ -1,0 +1,59 @@
+import json
+
+from click.testing import CliRunner
+
+from mstool.cli import data as data_cli
+from mstool.cli.main import cli
+from mstool.data import SegmentationDataset, layout_names, synth_kinds
+
+from ..data.helpers import make_paper
+
+
+def test_cli_choices_follow_the_registries():
+    assert list(data_cli.SYNTH_KIND_NAMES) == synth_kinds()
+    assert list(data_cli.LAYOUT_NAMES) == ["auto", *layout_names()]
+
+
+def test_synth_then_check(tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "er"
+    r = runner.invoke(cli, ["data", "synth", "--kind", "er", "--n", "5", "--size", "48", "--seed", "2", str(out)])
+    assert r.exit_code == 0, r.output
+    assert "wrote 5 er images" in r.output
+    assert len(SegmentationDataset(out, "train")) == 3
+    r = runner.invoke(cli, ["data", "check", str(out), "--json", str(tmp_path / "report.json")])
+    assert r.exit_code == 0, r.output
+    assert "paper layout" in r.output and "no problems found" in r.output
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["ok"] and [s["images"] for s in report["splits"]] == [3, 1, 1]
+
+
+def test_synth_refuses_non_empty_output(tmp_path):
+    (tmp_path / "keep.txt").write_text("x")
+    r = CliRunner().invoke(cli, ["data", "synth", "--n", "3", "--size", "32", str(tmp_path)])
+    assert r.exit_code == 2
+    assert "not empty" in r.stderr and r.stderr.count("\n") == 1
+    assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
+
+
+def test_synth_bad_arguments_exit_2(tmp_path):
+    r = CliRunner().invoke(cli, ["data", "synth", "--kind", "golgi", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "golgi" in r.stderr
+    r = CliRunner().invoke(cli, ["data", "synth", "--n", "2", str(tmp_path / "x")])
+    assert r.exit_code == 2
+    assert not (tmp_path / "x").exists()
+
+
+def test_check_reports_problems_and_exits_2(tmp_path):
+    make_paper(tmp_path)
+    (tmp_path / "val" / "labels" / "a.png").unlink()
+    r = CliRunner().invoke(cli, ["data", "check", str(tmp_path)])
+    assert r.exit_code == 2
+    assert "a.tif: no matching mask" in r.stdout
+    assert r.stderr.count("\n") == 1 and "1 problem(s) found" in r.stderr
+
+
+def test_check_missing_root_is_one_line(tmp_path):
+    r = CliRunner().invoke(cli, ["data", "check", str(tmp_path / "missing")])
+    assert r.exit_code == 2
+    assert r.stderr.startswith("Error: ") and r.stderr.count("\n") == 1

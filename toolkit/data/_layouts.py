@@ -1,0 +1,236 @@
+"""Dataset folder layouts: find image/mask pairs per split, found automatically or named.
+
+Three layouts (the registry ``LAYOUTS``):
+
+``paper``
+    the layout of Luo et al.'s ER/MITO data: ``ROOT/{train,val,test}/{images,labels}/`` with equal file names
+    (matched by name without extension, so ``a.tif`` pairs with ``a.png``). A split without ``labels/`` is an
+    unlabelled split (masks are ``None``).
+``cellpose``
+    pairs in one folder, ``name.tif`` with ``name_masks.tif`` (the suffix is configurable), either directly in ROOT
+    (one split, ``all``) or in ``ROOT/{train,val,test}/``.
+``voc``
+    PASCAL VOC: ``JPEGImages/``, ``SegmentationClass/`` (palette PNGs, 255 = ignore) and
+    ``ImageSets/Segmentation/{train,val,trainval,test}.txt``. ROOT may also be a ``VOCdevkit`` folder holding one
+    ``VOC20xx`` folder.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .._registry import Registry
+from ..errors import FileMissingError, LayoutError, ParameterError
+from ..io import IMAGE_SUFFIXES
+
+__all__ = ["Sample", "Layout", "LAYOUTS", "SPLITS", "discover_layout", "layout_names"]
+
+SPLITS = ("train", "val", "test")
+
+
+@dataclass(frozen=True)
+class Sample:
+    """One image and its mask file (``None`` for an unlabelled image)."""
+
+    name: str
+    image: Path
+    mask: Path | None
+
+
+@dataclass(frozen=True)
+class Layout:
+    """A dataset folder read with one layout.
+
+    Attributes:
+        kind: the layout name (``paper``, ``cellpose`` or ``voc``).
+        root: the dataset folder.
+        splits: the splits found, in the order train, val, test (or ``all``).
+        mask_mode: how masks of this layout are read by default (``multiclass`` for VOC, ``auto`` otherwise).
+    """
+
+    kind: str
+    root: Path
+    splits: tuple[str, ...]
+    mask_mode: str
+    _lister: Callable[[str], tuple[list[Sample], list[str]]] = field(repr=False, compare=False)
+
+    def scan(self, split: str) -> tuple[list[Sample], list[str]]:
+        """List a split's samples and every pairing problem found, without raising on problems."""
+        if split not in self.splits:
+            raise LayoutError(
+                f"{self.root}: split {split!r} not found in this {self.kind} layout; it has: {', '.join(self.splits)}"
+            )
+        return self._lister(split)
+
+    def samples(self, split: str) -> list[Sample]:
+        """List a split's samples; raise :class:`LayoutError` on the first pairing problem."""
+        samples, problems = self.scan(split)
+        if problems:
+            more = f" (and {len(problems) - 1} more problem(s); run `mstool data check`)" if len(problems) > 1 else ""
+            raise LayoutError(problems[0] + more)
+        return samples
+
+
+LAYOUTS: Registry[Callable[[Path, str], Layout | None]] = Registry("dataset layout")
+
+
+def layout_names() -> list[str]:
+    """Names accepted by ``--layout`` besides ``auto``."""
+    return LAYOUTS.names()
+
+
+def discover_layout(root: str | os.PathLike, layout: str = "auto", *, mask_suffix: str = "_masks") -> Layout:
+    """Read a dataset folder with the named layout, or find which layout it follows.
+
+    Args:
+        root: the dataset folder.
+        layout: ``auto`` or one of :func:`layout_names`.
+        mask_suffix: the cellpose mask suffix (``name.tif`` pairs with ``name{mask_suffix}.tif``).
+
+    Raises:
+        FileMissingError: ``root`` does not exist.
+        LayoutError: no layout matches (the message says what each layout expects).
+        ParameterError: an unknown layout name.
+    """
+    root = Path(root)
+    if not root.exists():
+        raise FileMissingError(f"{root}: dataset folder does not exist")
+    if not root.is_dir():
+        raise LayoutError(f"{root}: dataset root must be a folder")
+    if layout != "auto":
+        found = LAYOUTS.get(layout)(root, mask_suffix)
+        if found is None:
+            raise LayoutError(f"{root}: does not follow the {layout} layout ({_EXPECT[layout]})")
+        return found
+    for name in LAYOUTS:
+        found = LAYOUTS.get(name)(root, mask_suffix)
+        if found is not None:
+            return found
+    expected = "; ".join(f"{k}: {v}" for k, v in _EXPECT.items())
+    raise LayoutError(f"{root}: no dataset layout found. Expected one of -- {expected}")
+
+
+_EXPECT = {
+    "paper": "ROOT/{train,val,test}/{images,labels}/ with equal file names",
+    "voc": "ROOT/JPEGImages, ROOT/SegmentationClass and ROOT/ImageSets/Segmentation/{train,val}.txt",
+    "cellpose": "ROOT/name.tif with ROOT/name_masks.tif (or in ROOT/{train,val,test}/)",
+}
+
+
+def _image_files(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        return []
+    return sorted(
+        p for p in folder.iterdir()
+        if p.is_file() and not p.name.startswith(".") and p.suffix.lower() in IMAGE_SUFFIXES
+    )
+
+
+def _by_stem(files: list[Path], problems: list[str]) -> dict[str, Path]:
+    out: dict[str, Path] = {}
+    for p in files:
+        if p.stem in out:
+            problems.append(f"{p}: two files share the name {p.stem!r} ({out[p.stem].name} and {p.name})")
+            continue
+        out[p.stem] = p
+    return out
+
+
+def _pair(images: dict[str, Path], masks: dict[str, Path] | None, where: Path) -> tuple[list[Sample], list[str]]:
+    problems: list[str] = []
+    if not images:
+        problems.append(f"{where}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
+    samples = []
+    for name, path in images.items():
+        mask = None
+        if masks is not None:
+            mask = masks.get(name)
+            if mask is None:
+                problems.append(f"{path}: no matching mask for this image")
+                continue
+        samples.append(Sample(name, path, mask))
+    if masks is not None:
+        problems.extend(f"{path}: mask has no matching image" for name, path in masks.items() if name not in images)
+    return samples, problems
+
+
+@LAYOUTS.register("paper")
+def _paper(root: Path, mask_suffix: str) -> Layout | None:
+    splits = tuple(s for s in SPLITS if (root / s / "images").is_dir())
+    if not splits:
+        return None
+
+    def lister(split: str) -> tuple[list[Sample], list[str]]:
+        problems: list[str] = []
+        images = _by_stem(_image_files(root / split / "images"), problems)
+        label_dir = root / split / "labels"
+        masks = _by_stem(_image_files(label_dir), problems) if label_dir.is_dir() else None
+        samples, more = _pair(images, masks, root / split / "images")
+        return samples, problems + more
+
+    return Layout("paper", root, splits, "auto", lister)
+
+
+@LAYOUTS.register("voc")
+def _voc(root: Path, mask_suffix: str) -> Layout | None:
+    if not (root / "JPEGImages").is_dir():
+        inner = [p for p in root.glob("VOC*") if (p / "JPEGImages").is_dir()]
+        if len(inner) != 1:
+            return None
+        root = inner[0]
+    sets = root / "ImageSets" / "Segmentation"
+    if not (root / "SegmentationClass").is_dir() or not sets.is_dir():
+        return None
+    splits = tuple(s for s in ("train", "val", "trainval", "test") if (sets / f"{s}.txt").is_file())
+    if not splits:
+        return None
+
+    def lister(split: str) -> tuple[list[Sample], list[str]]:
+        problems: list[str] = []
+        list_file = sets / f"{split}.txt"
+        names = [line.split()[0] for line in list_file.read_text().splitlines() if line.strip()]
+        if not names:
+            problems.append(f"{list_file}: the split list is empty")
+        images = _by_stem(_image_files(root / "JPEGImages"), problems)
+        masks = _by_stem(_image_files(root / "SegmentationClass"), problems)
+        samples = []
+        for name in names:
+            if name not in images:
+                problems.append(f"{list_file}: lists {name!r} but {root / 'JPEGImages'} has no such image")
+            elif name not in masks and split != "test":
+                problems.append(f"{images[name]}: no matching mask for this image in {root / 'SegmentationClass'}")
+            else:
+                samples.append(Sample(name, images[name], masks.get(name)))
+        return samples, problems
+
+    return Layout("voc", root, splits, "multiclass", lister)
+
+
+@LAYOUTS.register("cellpose")
+def _cellpose(root: Path, mask_suffix: str) -> Layout | None:
+    if not mask_suffix:
+        raise ParameterError("`mask_suffix` must be a non-empty string such as '_masks'")
+
+    def has_pairs(folder: Path) -> bool:
+        return any(p.stem.endswith(mask_suffix) for p in _image_files(folder))
+
+    splits = tuple(s for s in SPLITS if has_pairs(root / s))
+    if not splits:
+        if not has_pairs(root):
+            return None
+        splits = ("all",)
+
+    def lister(split: str) -> tuple[list[Sample], list[str]]:
+        problems: list[str] = []
+        folder = root if split == "all" else root / split
+        files = _image_files(folder)
+        masks = _by_stem([p for p in files if p.stem.endswith(mask_suffix)], problems)
+        masks = {stem[: -len(mask_suffix)]: path for stem, path in masks.items()}
+        images = _by_stem([p for p in files if not p.stem.endswith(mask_suffix)], problems)
+        samples, more = _pair(images, masks, folder)
+        return samples, problems + more
+
+    return Layout("cellpose", root, splits, "auto", lister)

@@ -1,0 +1,100 @@
+"""Write a built-in synthetic dataset to disk in the paper's folder layout."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+
+from .._fs import atomic_dir
+from .._version import __version__
+from ..device import make_generator, resolve_device
+from ..errors import ParameterError
+from ..io import write_image, write_mask
+from ._layouts import SPLITS
+from .synthetic import synthesize
+
+__all__ = ["write_synthetic_dataset", "split_counts"]
+
+
+def split_counts(n: int, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> tuple[int, int, int]:
+    """Numbers of train/val/test images for ``n`` images; each split gets at least one image when ``n >= 3``.
+
+    Example:
+        >>> split_counts(64)
+        (38, 13, 13)
+        >>> split_counts(3)
+        (1, 1, 1)
+    """
+    if len(fractions) != 3 or any(f < 0 for f in fractions) or sum(fractions) <= 0:
+        raise ParameterError(f"`split` must be three non-negative fractions (train, val, test); got {fractions}")
+    total = float(sum(fractions))
+    val = int(round(n * fractions[1] / total))
+    test = int(round(n * fractions[2] / total))
+    if n >= 3:
+        val, test = max(val, 1 if fractions[1] else 0), max(test, 1 if fractions[2] else 0)
+    train = n - val - test
+    return train, val, test
+
+
+def write_synthetic_dataset(
+    root: str | os.PathLike,
+    kind: str,
+    n: int,
+    size: int | tuple[int, int] = 256,
+    *,
+    seed: int = 0,
+    snr: float = 8.0,
+    split: tuple[float, float, float] = (0.6, 0.2, 0.2),
+    device: str = "cpu",
+    overwrite: bool = False,
+) -> Path:
+    """Generate ``n`` synthetic images of ``kind`` and write them as ``ROOT/{train,val,test}/{images,labels}/``.
+
+    Images are 16-bit TIFF camera counts, labels are PNG (binary: 0/255 grayscale; multi-class: VOC palette).
+    ``ROOT/dataset.json`` records the kind, size, seed, SNR, class names, split and mstool version, so a dataset can
+    be regenerated bit for bit. The folder appears only when complete (written beside it, then renamed).
+
+    Args:
+        root: output folder; must not exist or be empty unless ``overwrite``.
+        kind: a synthetic kind (:func:`mstool.data.synth_kinds`).
+        n: number of images (at least 3, so that every split has one).
+        size: image size, one int or ``(H, W)``.
+        seed: seed of the whole dataset (recorded in ``dataset.json``).
+        snr: signal-to-noise ratio (see :func:`mstool.data.synthesize`).
+        split: train/val/test fractions.
+        device: where images are rendered.
+        overwrite: replace an existing non-empty folder (only once the new one is complete).
+
+    Returns:
+        The dataset folder.
+    """
+    if n < 3:
+        raise ParameterError(f"`n` must be at least 3 so that train, val and test each get an image; got {n}")
+    counts = split_counts(n, split)
+    with atomic_dir(root, overwrite=overwrite) as tmp:
+        data = synthesize(kind, n, size, snr=snr, generator=make_generator(seed), device=resolve_device(device))
+        images = data.images.squeeze(1).cpu().numpy().round().clip(0, 65535).astype(np.uint16)
+        labels = data.labels.cpu().numpy().astype(np.uint8)
+        start = 0
+        for name, count in zip(SPLITS, counts):
+            for i in range(start, start + count):
+                stem = f"{kind}_{i:04d}"
+                write_image(tmp / name / "images" / f"{stem}.tif", images[i])
+                write_mask(tmp / name / "labels" / f"{stem}.png", labels[i])
+            start += count
+        meta = {
+            "generator": "mstool.data.synthesize",
+            "mstool_version": __version__,
+            "kind": kind,
+            "n": n,
+            "size": list(images.shape[-2:]),
+            "seed": seed,
+            "snr": snr,
+            "classes": list(data.classes),
+            "split": dict(zip(SPLITS, counts)),
+        }
+        (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return Path(root)
