@@ -21,7 +21,6 @@ $(VENV)/.installed: setup.cfg pyproject.toml
 
 test: venv
 	$(PY) -m pytest $(PYTEST_ARGS)
-	$(PY) -m pytest --doctest-modules toolkit -q $(PYTEST_ARGS)
 
 lint: venv
 	$(VENV)/bin/ruff check toolkit cli tests examples benchmarks
