@@ -503,3 +503,25 @@ def test_cpu_equals_accelerator(accel, gen):
         assert a[key] == pytest.approx(b[key], rel=1e-9)
     on_accel = confusion_counts(clean.to(accel), noisy.to(accel)).cpu()
     assert torch.equal(confusion_counts(clean, noisy), on_accel)
+
+
+def test_taxonomy_separates_sampling_from_skeleton_on_thin_tubules():
+    """On ER-like tubules every pixel is near a boundary; the narrow band and the significance rule still see
+    that a skeleton removes boundary pixels while sampling removes pixels uniformly."""
+    from mstool.data import synthesize
+    from mstool.device import make_generator
+    from mstool.labels import apply_spec
+
+    clean = synthesize("er", 4, 96, generator=make_generator(0)).labels
+    got = {spec: label_info(clean, apply_spec(clean, spec, generator=make_generator(1), num_classes=2), 2).taxonomy
+           for spec in ("sample:0.1", "sample:0.5", "flip:0.3,0.1", "skeleton", "erode:1", "dilate:1")}
+    assert got == {"sample:0.1": "RCL", "sample:0.5": "RCL", "flip:0.3,0.1": "RCL",
+                   "skeleton": "PCL", "erode:1": "PCL", "dilate:1": "PCL"}
+
+
+def test_classify_label_significance_rule():
+    base = dict(changed_fraction=0.2, rank=2, present_classes=2, boundary_fraction=0.86,
+                expected_boundary_fraction=0.76)
+    assert classify_label(**base) == "RCL"  # odds ratio about 2: below pcl_odds
+    assert classify_label(**base, changed_pixels=20000) == "PCL"  # but certain over many pixels
+    assert classify_label(**base, changed_pixels=50) == "RCL"  # and uncertain over few

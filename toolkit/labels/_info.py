@@ -55,7 +55,13 @@ __all__ = [
     "classify_label",
 ]
 
-TAXONOMY = ("CL", "RCL", "PCL", "RL")
+TAXONOMY = {
+    "CL": "clean labels",
+    "RCL": "randomised clean labels (random sampling or flipping that keeps the meta-structure)",
+    "PCL": "perturbed clean labels (morphological changes that move the meta-structure)",
+    "RL": "random labels (independent of the image)",
+}
+"""The four label kinds of Luo et al. and what they mean (keys in the order CL, RCL, PCL, RL)."""
 """The label types :func:`classify_label` returns: clean, randomised clean, perturbed clean, random."""
 
 _REDUCTIONS = ("pooled", "none")
@@ -448,7 +454,8 @@ def boundary_fraction(clean: torch.Tensor, noisy: torch.Tensor, *, distance: int
 
 
 def classify_label(*, changed_fraction: float, rank: int, present_classes: int, boundary_fraction: float,
-                   expected_boundary_fraction: float, pcl_odds: float = 4.0) -> str:
+                   expected_boundary_fraction: float, pcl_odds: float = 4.0, changed_pixels: float | None = None,
+                   pcl_z: float = 6.0) -> str:
     """The label type, ``"CL"``, ``"RL"``, ``"PCL"`` or ``"RCL"``: the first rule below that matches.
 
     1. **CL**: no pixel changed (``changed_fraction`` is 0, or NaN because no pixel was left to compare).
@@ -462,6 +469,11 @@ def classify_label(*, changed_fraction: float, rank: int, present_classes: int, 
        band's share of the whole image, keeps random sampling of small objects, whose pixels are all near a
        boundary, out of PCL. When almost every pixel of the changed classes is in the band (``e`` near 1:
        objects thinner than ``2 * distance``) the test has no power: use a smaller ``distance``.
+       When ``changed_pixels`` (the number of changed pixels) is given, a smaller but certain concentration also
+       counts: ``bf > e`` by at least ``pcl_z`` binomial standard errors, ``sqrt(e (1 - e) / changed_pixels)``.
+       Random sampling and flipping place changes uniformly within each class, so their ``bf`` matches ``e`` to
+       within sampling error however many pixels there are; a skeleton of tubules a few pixels wide, whose
+       junctions keep some interior pixels, has a modest odds ratio (about 2) over tens of thousands of pixels.
     4. **RCL**: everything else: a full-rank (or partially informative) NTM with changes spread over the
        classes, as random sampling and flipping make.
 
@@ -475,6 +487,8 @@ def classify_label(*, changed_fraction: float, rank: int, present_classes: int, 
         boundary_fraction: ``bf``, from :func:`boundary_fraction`.
         expected_boundary_fraction: ``e``, see :class:`LabelInfo`.
         pcl_odds: odds-ratio threshold for PCL, ``> 1``.
+        changed_pixels: number of changed pixels behind ``bf`` (enables the significance rule).
+        pcl_z: significance threshold of that rule, in standard errors.
 
     Example:
         >>> classify_label(changed_fraction=0.1, rank=2, present_classes=2, boundary_fraction=0.97,
@@ -491,6 +505,8 @@ def classify_label(*, changed_fraction: float, rank: int, present_classes: int, 
         return "RL"
     bf, e = boundary_fraction, expected_boundary_fraction
     if bf > e and bf * (1 - e) >= pcl_odds * (1 - bf) * e:
+        return "PCL"
+    if changed_pixels is not None and bf > e and (bf - e) >= pcl_z * math.sqrt(e * (1 - e) / max(changed_pixels, 1)):
         return "PCL"
     return "RCL"
 
@@ -579,7 +595,9 @@ def label_info(clean: torch.Tensor, noisy: torch.Tensor, num_classes: int | None
         noisy: ``(N, H, W)`` integer noisy labels.
         num_classes: ``K``, or ``None`` to infer it as in :func:`confusion_counts`.
         ignore_index: pixels holding it in either label are left out of every count.
-        distance: boundary band half-width (see :func:`boundary_fraction`).
+        distance: boundary band half-width (see :func:`boundary_fraction`); the reported boundary fraction uses
+            it, and the PCL test is made with every band half-width from ``distance`` down to 1 (PCL if any says
+            so), since on structures thinner than ``2 * distance`` the wide band holds every pixel.
         rank_tol: relative rank tolerance (see :func:`ntm_rank`).
         pcl_odds: PCL odds-ratio threshold (see :func:`classify_label`).
 
@@ -623,7 +641,20 @@ def label_info(clean: torch.Tensor, noisy: torch.Tensor, num_classes: int | None
     ]).tolist()  # one device sync for all of them
     rank, det, cond, mi, h, changed, bf, band, expected, present, pixels = scalars
     taxonomy = classify_label(changed_fraction=changed, rank=int(rank), present_classes=int(present),
-                              boundary_fraction=bf, expected_boundary_fraction=expected, pcl_odds=pcl_odds)
+                              boundary_fraction=bf, expected_boundary_fraction=expected, pcl_odds=pcl_odds,
+                              changed_pixels=changed * pixels)
+    # Narrower bands too: on thin structures (ER tubules) every pixel lies within `distance` of a boundary, so only
+    # a narrower band can show that a skeleton or an erosion removed exactly the boundary pixels.
+    for d in range(distance - 1, 0, -1):
+        if taxonomy != "RCL":
+            break
+        narrow = _boundary_summary(_boundary_counts(clean, noisy, num_classes, ignore_index, d).sum(0))
+        taxonomy = classify_label(
+            changed_fraction=changed, rank=int(rank), present_classes=int(present),
+            boundary_fraction=float(narrow["boundary_fraction"]),
+            expected_boundary_fraction=float(narrow["expected_boundary_fraction"]), pcl_odds=pcl_odds,
+            changed_pixels=changed * pixels,
+        )
     return LabelInfo(
         ntm=ntm.cpu(), rank=int(rank), det=det if k == 2 else None, condition=cond, mutual_information=mi,
         clean_entropy=h, changed_fraction=changed, boundary_fraction=bf, boundary_band_fraction=band,

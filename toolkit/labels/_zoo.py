@@ -1,0 +1,1106 @@
+"""The label-noise zoo: batched operations that make sparse, noisy or perturbed labels from clean ones.
+
+Legend: N batch · K classes · H, W pixels.
+
+Every operation takes labels ``(N, H, W)`` of an integer dtype (binary 0/1 or classes ``0..K-1``) and returns
+labels of the same shape, dtype and device. Pixels holding the ignore index 255 are passed through: they are
+255 in the output at the same places, and their value never spreads to other pixels. Random numbers are drawn
+on the CPU from ``generator`` and then moved, so one seed gives the same output on every device.
+
+The operations fall into the four kinds of label of Luo et al. (arXiv 2205.00160):
+
+- ``CL`` clean labels (``clean``);
+- ``RCL`` randomised clean labels: random sampling or flipping that keeps the per-class spatial density, the
+  *meta-structure* (``sample``, ``flip``, ``pairflip``, ``scribble``);
+- ``PCL`` perturbed clean labels: morphological changes that move the meta-structure (``dilate``, ``erode``,
+  ``skeleton``, ``translate``, ``shift``, ``markov``);
+- ``RL`` random labels, independent of the image (``random``).
+
+:data:`LABEL_ZOO` describes each operation (parameters, ranges, defaults, kind, help) for the spec grammar of
+:mod:`mstool.labels._spec`, the CLI and the comparison suite.
+
+References:
+    Luo, Liu, Guo, Yang, "Elucidating Meta-Structures of Noisy Labels in Semantic Segmentation by Deep Neural
+    Networks", arXiv 2205.00160 (label types CL, RCL, PCL, RL; EMS = ``skeleton+shift:1+sample:0.1``).
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+
+from .. import IGNORE_INDEX
+from .._check import check_in, check_labels, check_range, check_shape
+from .._registry import Registry
+from ..errors import ParameterError, ShapeError
+from ._morphology import dilate, erode, skeletonize
+
+__all__ = [
+    "LABEL_ZOO",
+    "ZooOp",
+    "ZooParam",
+    "clean_labels",
+    "sample_labels",
+    "flip_labels",
+    "symmetric_flip_labels",
+    "pair_flip_labels",
+    "flip_by_matrix",
+    "random_labels",
+    "dilate_labels",
+    "erode_labels",
+    "skeleton_labels",
+    "translate_labels",
+    "shift_labels",
+    "markov_labels",
+    "scribble_labels",
+]
+
+
+# Random keys get this many bits; the group of an element goes above them (see `_smallest_per_group`).
+_KEY_BITS = 40
+
+
+# ------------------------------------------------------------------------------------------------------------
+# Shared steps
+# ------------------------------------------------------------------------------------------------------------
+
+
+def _check_int(value: int, name: str, low: int | None = None) -> int:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise ParameterError(f"`{name}` must be an integer; got {value!r}")
+    if low is not None and value < low:
+        raise ParameterError(f"`{name}` must be >= {low}; got {value}")
+    return int(value)
+
+
+def _check_labels(labels: torch.Tensor, num_classes: int | None = None) -> tuple[int, bool]:
+    """Check a label batch; return its largest class (-1 if none) and whether it holds 255.
+
+    The common case costs one min/max pass; anything odd is handed to :func:`mstool._check.check_labels`
+    for its message. Classes must be < 255, so every label fits in a byte.
+    """
+    check_shape(labels, "labels", "N H W", dtype="int")
+    if num_classes is not None:
+        _check_int(num_classes, "num_classes", 1)
+    if labels.numel() == 0:
+        return -1, False
+    low, high = (int(v) for v in torch.aminmax(labels))
+    ignored = high == IGNORE_INDEX
+    if ignored:
+        high = -1 if low == IGNORE_INDEX else int(torch.where(labels == IGNORE_INDEX, low, labels).max())
+    limit = IGNORE_INDEX - 1 if num_classes is None else min(num_classes, IGNORE_INDEX) - 1
+    if low < 0 or high > limit:
+        check_labels(labels, num_classes=num_classes)
+        raise ParameterError(f"`labels` must hold classes below {IGNORE_INDEX} (the ignore index); got {high}")
+    return high, ignored
+
+
+def _num_classes(top: int, num_classes: int | None) -> int:
+    """``num_classes`` when given, else the largest class + 1, at least 2."""
+    return num_classes if num_classes is not None else max(top + 1, 2)
+
+
+def _draw_uniform(shape: Sequence[int], generator: torch.Generator | None, device: torch.device) -> torch.Tensor:
+    return torch.rand(tuple(shape), generator=generator).to(device)
+
+
+def _smallest_per_group(
+    group: torch.Tensor, quota: torch.Tensor, generator: torch.Generator | None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """In each group ``g`` choose the ``quota[g]`` elements with the smallest random keys: a uniform random subset.
+
+    Every element gets a random 40-bit key; a stable sort of ``group << 40 | key`` orders each group's elements
+    by key, ties by position, so the choice is the same on every device. Only the keys below a per-group cut,
+    six standard deviations above the quota's share, are sorted (sorting is the slow step); if a group has
+    fewer than its quota below the cut (about never), every key is sorted, which chooses the same elements.
+
+    Args:
+        group: ``(M,)`` int64 group of each element, ``< 2**23``.
+        quota: ``(G,)`` int64 how many to choose per group, at most the group's size.
+        generator: CPU random generator.
+
+    Returns:
+        The chosen elements' positions in ``group`` and their ranks ``0..quota - 1`` within their group.
+    """
+    if quota.numel() > 2 ** (63 - _KEY_BITS):
+        raise ParameterError(f"too many images in one batch ({quota.numel()} groups); split the batch")
+    keys = torch.randint(0, 2**_KEY_BITS, (group.numel(),), generator=generator).to(group.device)
+    counts = torch.bincount(group, minlength=quota.numel())
+    size = counts.clamp(min=1).to(torch.float64)
+    share = quota / size
+    cut = (share + 6 * torch.sqrt(share * (1 - share) / size) + 2 / size).clamp(max=1) * 2**_KEY_BITS
+    candidates = (keys < cut.ceil().long()[group]).nonzero().squeeze(1)
+    sub_counts = torch.bincount(group[candidates], minlength=quota.numel())
+    if bool((sub_counts < quota).any()):
+        candidates, sub_counts = torch.arange(group.numel(), device=group.device), counts
+    sub_group = group[candidates]
+    order = torch.argsort((sub_group << _KEY_BITS) | keys[candidates], stable=True)
+    sorted_group = sub_group[order]
+    rank = torch.arange(order.numel(), device=group.device) - (sub_counts.cumsum(0) - sub_counts)[sorted_group]
+    take = rank < quota[sorted_group]
+    return candidates[order[take]], rank[take]
+
+
+def _apportion(counts: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
+    """Split each count ``n[g, i]`` over row ``i`` of ``matrix`` in whole numbers that sum to ``n[g, i]``.
+
+    First ``round(n * (1 - T[i, i]))`` pixels (halves up) are set to move, so the flip rate of every class is
+    as exact as whole pixels allow; then the movers are shared over the other classes in proportion to
+    ``T[i, j]`` by largest remainder (shares rounded down, the pixels left over to the largest remainders, the
+    lower class first on a tie).
+
+    Args:
+        counts: ``(G, K)`` integer counts per group and class.
+        matrix: ``(K, K)`` row-stochastic float64.
+
+    Returns:
+        ``(G, K, K)`` int64 target counts.
+    """
+    k = matrix.shape[0]
+    eye = torch.eye(k, dtype=torch.bool, device=counts.device)
+    moved = torch.floor(counts * (1 - matrix.diagonal()) + 0.5 + 1e-9).clamp(max=counts).long()
+    off = matrix.masked_fill(eye, 0)
+    total = off.sum(1, keepdim=True)
+    weights = torch.where(total > 0, off / total.clamp(min=1e-300), torch.zeros_like(off))
+    ideal = moved.to(torch.float64)[:, :, None] * weights[None]
+    base = torch.floor(ideal + 1e-9)
+    left = moved - base.sum(-1).long()
+    priority = torch.round((ideal - base).clamp(min=0) * 1e9).masked_fill(eye, -1.0)
+    order = torch.argsort(-priority, dim=-1, stable=True)
+    place = torch.empty_like(order)
+    place.scatter_(-1, order, torch.arange(k, device=counts.device).expand_as(order).contiguous())
+    shares = base.long() + (place < left[..., None]).long()
+    return torch.where(eye, (counts - moved)[:, :, None], shares)
+
+
+def _neighbour_of(mask: torch.Tensor, *, outside: bool) -> torch.Tensor:
+    """Pixels with at least one 4-neighbour in ``mask``; pixels beyond the image count as ``outside``."""
+    padded = F.pad(mask[:, None].to(torch.uint8), (1, 1, 1, 1), value=int(outside))[:, 0]
+    touch = padded[:, :-2, 1:-1] | padded[:, 2:, 1:-1] | padded[:, 1:-1, :-2] | padded[:, 1:-1, 2:]
+    return touch.bool()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# CL
+# ------------------------------------------------------------------------------------------------------------
+
+
+def clean_labels(labels: torch.Tensor) -> torch.Tensor:
+    """The clean labels themselves (a copy): the ``clean`` entry of the zoo.
+
+    Args:
+        labels: ``(N, H, W)`` integer labels.
+
+    Returns:
+        ``(N, H, W)`` a copy of ``labels``.
+
+    Example:
+        >>> clean_labels(torch.tensor([[[0, 1, 255]]])).tolist()
+        [[[0, 1, 255]]]
+    """
+    _check_labels(labels)
+    return labels.clone()
+
+
+# ------------------------------------------------------------------------------------------------------------
+# RCL
+# ------------------------------------------------------------------------------------------------------------
+
+
+def sample_labels(
+    labels: torch.Tensor,
+    keep: float,
+    *,
+    unlabeled: str = "background",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Keep exactly ``ceil(keep * n)`` randomly chosen pixels of each class in each image (sparse labels).
+
+    With ``unlabeled="background"`` (the paper's sampled labels) only foreground classes are sampled and the
+    pixels not kept become background 0; background pixels stay as they are. With ``unlabeled="ignore"``
+    (partial labels) every class, background included, is sampled and the pixels not kept become the ignore
+    index 255, so a loss that skips 255 sees a fraction ``keep`` of each class.
+
+    Degenerate cases: ``keep=1`` returns the labels unchanged; ``keep=0`` gives all background (or, with
+    ``"ignore"``, all 255); a class absent from an image keeps 0 pixels there.
+
+    Args:
+        labels: ``(N, H, W)`` integer labels.
+        keep: fraction of each class's pixels to keep, in [0, 1].
+        unlabeled: ``"background"`` or ``"ignore"``: what the pixels not kept become.
+        generator: CPU random generator.
+
+    Returns:
+        ``(N, H, W)`` sampled labels.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> labels = torch.ones(2, 4, 4, dtype=torch.long)
+        >>> sample_labels(labels, 0.25, generator=g).sum(dim=(1, 2)).tolist()
+        [4, 4]
+        >>> (sample_labels(labels, 0.3, unlabeled="ignore", generator=g) == 1).sum().item()
+        10
+
+    References:
+        Luo et al., arXiv 2205.00160, sampled labels (RCL) and EMS.
+    """
+    _, has_ignore = _check_labels(labels)
+    keep = check_range(keep, "keep", 0, 1)
+    check_in(unlabeled, "unlabeled", ("background", "ignore"))
+    small = labels.reshape(-1).to(torch.uint8)
+    if unlabeled == "ignore":
+        candidates = small != IGNORE_INDEX if has_ignore else torch.ones_like(small, dtype=torch.bool)
+    else:
+        candidates = _foreground(small, has_ignore)
+    fill = 0 if unlabeled == "background" else IGNORE_INDEX
+    # Without 255 pixels the pixels left alone are exactly the background (or none): start from a constant map.
+    out = labels.masked_fill(candidates.view(labels.shape), fill) if has_ignore else torch.full_like(labels, fill)
+    index = candidates.nonzero().squeeze(1)
+    if index.numel() == 0:
+        return out
+    classes = small[index]
+    group = _class_groups(index, classes, labels.shape, 256)
+    quota = torch.ceil(keep * torch.bincount(group).to(torch.float64) - 1e-9).long()
+    chosen, _ = _smallest_per_group(group, quota, generator)
+    out.view(-1)[index[chosen]] = classes[chosen].to(labels.dtype)
+    return out
+
+
+def _foreground(small: torch.Tensor, has_ignore: bool) -> torch.Tensor:
+    """Pixels of classes 1..254 among byte labels (``small - 1`` wraps 0 to 255, so ``< 254`` picks them)."""
+    return (small - 1) < IGNORE_INDEX - 1 if has_ignore else small.bool()
+
+
+def _class_groups(index: torch.Tensor, classes: torch.Tensor, shape: torch.Size, k: int) -> torch.Tensor:
+    """Group ``image * k + class`` of flat pixel indices into an ``(N, H, W)`` batch."""
+    return torch.div(index, shape[1] * shape[2], rounding_mode="floor") * k + classes.long()
+
+
+def flip_by_matrix(
+    labels: torch.Tensor,
+    matrix: torch.Tensor | Sequence[Sequence[float]],
+    *,
+    exact: bool = False,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Relabel every pixel of clean class ``i`` as class ``j`` with probability ``matrix[i, j]``.
+
+    ``matrix`` is a noise transition matrix (NTM) ``T[i, j] = P(noisy = j | clean = i)``, rows summing to 1.
+    With ``exact=False`` each pixel draws its new class independently. With ``exact=True`` each image realises
+    the row proportions exactly as far as whole pixels allow: of its ``n`` pixels of class ``i``, exactly
+    ``round(n * (1 - T[i, i]))`` (halves up), chosen uniformly at random, change class, shared over the
+    classes ``j != i`` in proportion to ``T[i, j]`` (largest remainder), so the NTM measured on the result
+    equals ``T`` up to rounding.
+
+    Args:
+        labels: ``(N, H, W)`` integer labels with classes ``0..K-1`` (255 passes through).
+        matrix: ``(K, K)`` row-stochastic noise transition matrix.
+        exact: realise the row proportions exactly per image and class instead of drawing per pixel.
+        generator: CPU random generator.
+
+    Returns:
+        ``(N, H, W)`` noisy labels.
+
+    Raises:
+        ShapeError: ``matrix`` is not square.
+        ParameterError: a negative entry, a row that does not sum to 1, or a label ``>= K``.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> labels = torch.tensor([[[0, 0, 0, 0, 1, 1, 1, 1]]])
+        >>> T = [[0.5, 0.5], [0.0, 1.0]]
+        >>> noisy = flip_by_matrix(labels, T, exact=True, generator=g)
+        >>> (noisy[labels == 0] == 1).sum().item(), noisy[labels == 1].tolist()
+        (2, [1, 1, 1, 1])
+    """
+    check_shape(labels, "labels", "N H W", dtype="int")
+    matrix = torch.as_tensor(matrix, dtype=torch.float64)
+    if matrix.dim() != 2 or matrix.shape[0] != matrix.shape[1] or matrix.shape[0] == 0:
+        raise ShapeError(f"`matrix` must be (K, K); got {tuple(matrix.shape)}")
+    if bool((matrix < 0).any()) or not bool(torch.isfinite(matrix).all()):
+        raise ParameterError("`matrix` must hold finite probabilities >= 0")
+    row_sums = matrix.sum(1)
+    if not bool(torch.allclose(row_sums, torch.ones_like(row_sums), atol=1e-6)):
+        raise ParameterError(f"`matrix` rows must sum to 1; got row sums {[round(v, 6) for v in row_sums.tolist()]}")
+    k = matrix.shape[0]
+    _check_labels(labels, num_classes=k)
+    matrix = matrix / row_sums[:, None]
+    if exact:
+        return _flip_exact(labels, matrix, generator)
+    return _flip_independent(labels, matrix, generator)
+
+
+def _flip_independent(labels: torch.Tensor, matrix: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Each pixel draws its noisy class from its row of ``matrix`` (inverse CDF of one uniform number)."""
+    u = _draw_uniform(labels.shape, generator, labels.device).to(torch.float64)
+    cdf = matrix.cumsum(1).to(labels.device)
+    cdf[:, -1] = 1.0 + 1e-9  # rows that sum to 1 - 1e-7 must still catch every u < 1
+    out = labels.clone()
+    for i in range(matrix.shape[0]):
+        noisy = torch.searchsorted(cdf[i].contiguous(), u, right=True).clamp(max=matrix.shape[0] - 1)
+        out = torch.where(labels == i, noisy.to(labels.dtype), out)
+    return out
+
+
+def _flip_exact(labels: torch.Tensor, matrix: torch.Tensor, generator: torch.Generator | None) -> torch.Tensor:
+    """Per image and class, choose the movers at random, then hand them out over the target classes."""
+    k = matrix.shape[0]
+    out = labels.clone(memory_format=torch.contiguous_format)
+    small = out.view(-1).to(torch.uint8)
+    index = (small != IGNORE_INDEX).nonzero().squeeze(1)
+    if index.numel() == 0:
+        return out
+    group = _class_groups(index, small[index], labels.shape, k)
+    counts = torch.bincount(group, minlength=labels.shape[0] * k).view(-1, k)
+    shares = _apportion(counts, matrix.to(labels.device))
+    stay = shares.diagonal(dim1=-2, dim2=-1)
+    chosen, rank = _smallest_per_group(group, (counts - stay).view(-1), generator)
+    # A mover of rank r goes to the target class whose cumulative share first exceeds r.
+    bounds = (shares - torch.diag_embed(stay)).cumsum(-1).view(-1, k)[group[chosen]]
+    noisy = (rank[:, None] >= bounds[:, : k - 1]).sum(1)
+    out.view(-1)[index[chosen]] = noisy.to(labels.dtype)
+    return out
+
+
+def flip_labels(
+    labels: torch.Tensor,
+    fg_to_bg: float,
+    bg_to_fg: float,
+    *,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Flip exactly ``round(f * n_fg)`` foreground and ``round(b * n_bg)`` background pixels per image.
+
+    Binary labels only (0, 1 and 255). The measured NTM is ``[[1 - b, b], [f, 1 - f]]`` up to rounding
+    (halves round up); its determinant ``1 - f - b`` is 0 at ``f + b = 1``, where the noisy labels no longer
+    depend on the clean ones, and negative beyond, where they anti-correlate.
+
+    Args:
+        labels: ``(N, H, W)`` binary labels.
+        fg_to_bg: fraction ``f`` of foreground pixels turned into background, in [0, 1].
+        bg_to_fg: fraction ``b`` of background pixels turned into foreground, in [0, 1].
+        generator: CPU random generator.
+
+    Returns:
+        ``(N, H, W)`` flipped labels.
+
+    Raises:
+        ParameterError: a rate outside [0, 1] or a class other than 0, 1 (and 255).
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> labels = torch.tensor([[[1, 1, 1, 1, 0, 0, 0, 0, 0, 0]]])
+        >>> noisy = flip_labels(labels, 0.5, 0.5, generator=g)
+        >>> (noisy[labels == 1] == 0).sum().item(), (noisy[labels == 0] == 1).sum().item()
+        (2, 3)
+
+    References:
+        Luo et al., arXiv 2205.00160, flipped labels (RCL).
+    """
+    f = check_range(fg_to_bg, "fg_to_bg", 0, 1)
+    b = check_range(bg_to_fg, "bg_to_fg", 0, 1)
+    _check_binary(labels, "flip_labels")
+    return flip_by_matrix(labels, [[1 - b, b], [f, 1 - f]], exact=True, generator=generator)
+
+
+def _check_binary(labels: torch.Tensor, caller: str) -> None:
+    top, _ = _check_labels(labels)
+    if top > 1:
+        raise ParameterError(
+            f"`{caller}` needs binary labels (0, 1, 255); got class {top}; "
+            "for K classes use symmetric_flip_labels, pair_flip_labels or flip_by_matrix"
+        )
+
+
+def symmetric_flip_labels(
+    labels: torch.Tensor,
+    rate: float,
+    *,
+    num_classes: int | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Move exactly a fraction ``rate`` of each class's pixels per image to the other classes, evenly.
+
+    The NTM is ``1 - rate`` on the diagonal and ``rate / (K - 1)`` elsewhere, realised exactly per image as
+    far as rounding allows (:func:`flip_by_matrix` with ``exact=True``). For two classes this is
+    ``flip_labels(labels, rate, rate)``. A single class (``num_classes=1``) has nowhere to go: labels are
+    returned unchanged.
+
+    Args:
+        labels: ``(N, H, W)`` integer labels.
+        rate: fraction of each class that changes, in [0, 1].
+        num_classes: K; default max label + 1 (at least 2).
+        generator: CPU random generator.
+
+    Returns:
+        ``(N, H, W)`` noisy labels.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> labels = torch.arange(3).repeat_interleave(6).view(1, 3, 6)
+        >>> noisy = symmetric_flip_labels(labels, 0.5, generator=g)
+        >>> [(noisy[labels == c] != c).sum().item() for c in range(3)]
+        [3, 3, 3]
+    """
+    rate = check_range(rate, "rate", 0, 1)
+    top, _ = _check_labels(labels, num_classes)
+    k = _num_classes(top, num_classes)
+    if k == 1:
+        return labels.clone()
+    eye = torch.eye(k, dtype=torch.float64)
+    return flip_by_matrix(labels, (1 - rate) * eye + rate / (k - 1) * (1 - eye), exact=True, generator=generator)
+
+
+def pair_flip_labels(
+    labels: torch.Tensor,
+    rate: float,
+    *,
+    num_classes: int | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Move exactly a fraction ``rate`` of each class ``i`` per image to class ``i + 1`` (``K - 1`` to 0).
+
+    The NTM is ``1 - rate`` on the diagonal and ``rate`` at ``[i, (i + 1) % K]``, realised exactly per image
+    as far as rounding allows. A single class is returned unchanged.
+
+    Args:
+        labels: ``(N, H, W)`` integer labels.
+        rate: fraction of each class that changes, in [0, 1].
+        num_classes: K; default max label + 1 (at least 2).
+        generator: CPU random generator.
+
+    Returns:
+        ``(N, H, W)`` noisy labels.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> labels = torch.arange(3).repeat_interleave(4).view(1, 3, 4)
+        >>> noisy = pair_flip_labels(labels, 0.5, generator=g)
+        >>> [sorted(noisy[labels == c].tolist()) for c in range(3)]
+        [[0, 0, 1, 1], [1, 1, 2, 2], [0, 0, 2, 2]]
+    """
+    rate = check_range(rate, "rate", 0, 1)
+    top, _ = _check_labels(labels, num_classes)
+    k = _num_classes(top, num_classes)
+    eye = torch.eye(k, dtype=torch.float64)
+    return flip_by_matrix(labels, (1 - rate) * eye + rate * eye.roll(1, dims=1), exact=True, generator=generator)
+
+
+def scribble_labels(
+    labels: torch.Tensor,
+    fraction: float,
+    *,
+    length: int = 8,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Scribbles: runs along the skeleton of each class (background included); every other pixel becomes 255.
+
+    Each class region of each image (the background region too, whose skeleton runs between objects, away from
+    them) is thinned to its skeleton. Exactly ``ceil(fraction * n)`` of the ``n`` skeleton pixels of each
+    class and image are kept, in runs: every skeleton pixel gets a random key, the keys are replaced by the
+    smallest key within ``length // 2`` steps along the skeleton, and the pixels with the smallest keys win,
+    so whole runs of about ``length`` pixels are kept together (the last run may be cut short to hit the
+    count).
+
+    Degenerate cases: ``fraction=0`` gives all 255; ``fraction=1`` keeps every skeleton pixel.
+
+    Args:
+        labels: ``(N, H, W)`` integer labels.
+        fraction: fraction of each class's skeleton pixels to keep, in [0, 1].
+        length: typical run length in pixels, >= 1.
+        generator: CPU random generator.
+
+    Returns:
+        ``(N, H, W)`` labels that are 255 except on the kept scribbles.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> labels = torch.zeros(1, 9, 16, dtype=torch.long)
+        >>> labels[0, 3:6, 2:14] = 1
+        >>> out = scribble_labels(labels, 1.0, generator=g)
+        >>> sorted(set(out.unique().tolist()))
+        [0, 1, 255]
+    """
+    top, _ = _check_labels(labels)
+    fraction = check_range(fraction, "fraction", 0, 1)
+    length = _check_int(length, "length", 1)
+    skeleton = torch.full_like(labels, IGNORE_INDEX)
+    for c in range(top + 1):
+        skeleton[skeletonize(labels == c)] = c
+    on = skeleton != IGNORE_INDEX
+    index = on.reshape(-1).nonzero().squeeze(1)
+    if index.numel() == 0:
+        return skeleton
+    keys = torch.full(labels.shape, math.inf, dtype=torch.float64, device=labels.device)
+    draws = torch.randint(0, 2**_KEY_BITS, (index.numel(),), generator=generator).to(labels.device)
+    keys.view(-1)[index] = draws.to(torch.float64)
+    for _ in range(length // 2):
+        pooled = -F.max_pool2d(-keys[:, None], 3, stride=1, padding=1)[:, 0]
+        keys = torch.where(on, pooled, keys)
+    group = _class_groups(index, skeleton.view(-1)[index], labels.shape, 256)
+    counts = torch.bincount(group)
+    quota = torch.ceil(fraction * counts.to(torch.float64) - 1e-9).long()
+    order = torch.argsort((group << _KEY_BITS) | keys.view(-1)[index].long(), stable=True)
+    starts = counts.cumsum(0) - counts
+    rank = torch.empty_like(order)
+    rank[order] = torch.arange(index.numel(), device=labels.device) - starts[group[order]]
+    skeleton.view(-1)[index[rank >= quota[group]]] = IGNORE_INDEX
+    return skeleton
+
+
+# ------------------------------------------------------------------------------------------------------------
+# RL
+# ------------------------------------------------------------------------------------------------------------
+
+
+def random_labels(
+    labels: torch.Tensor,
+    rate: float,
+    *,
+    num_classes: int | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Random labels: each pixel is foreground with probability ``rate``, independently of the clean labels.
+
+    Binary (K = 2): foreground 1 with probability ``rate``. K classes: a class drawn uniformly from
+    ``1..K-1`` with probability ``rate``, else background; ``rate = (K - 1) / K`` makes the labels uniform
+    over all K classes. Only the shape and the 255 pixels of ``labels`` are used, so the NTM has rank 1
+    (equal rows). ``num_classes=1`` gives all background.
+
+    Args:
+        labels: ``(N, H, W)`` integer labels (their values do not matter, except 255).
+        rate: probability of a foreground class, in [0, 1].
+        num_classes: K; default max label + 1 (at least 2).
+        generator: CPU random generator.
+
+    Returns:
+        ``(N, H, W)`` random labels.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> out = random_labels(torch.zeros(1, 100, 100, dtype=torch.long), 0.3, generator=g)
+        >>> round(out.float().mean().item(), 2)
+        0.3
+
+    References:
+        Luo et al., arXiv 2205.00160, random labels (RL).
+    """
+    top, _ = _check_labels(labels, num_classes)
+    rate = check_range(rate, "rate", 0, 1)
+    k = _num_classes(top, num_classes)
+    u = _draw_uniform(labels.shape, generator, labels.device)
+    if k == 1:
+        noisy = torch.zeros_like(labels)
+    else:
+        spread = torch.floor(u / max(rate, 1e-300) * (k - 1)).clamp(max=k - 2).to(labels.dtype)
+        noisy = torch.where(u < rate, 1 + spread, torch.zeros_like(labels))
+    return torch.where(labels == IGNORE_INDEX, labels, noisy)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# PCL
+# ------------------------------------------------------------------------------------------------------------
+
+
+def dilate_labels(labels: torch.Tensor, radius: int) -> torch.Tensor:
+    """Grow each foreground class by a disk of ``radius`` pixels into the background.
+
+    A class grows only over background pixels; where two classes reach the same background pixel, the higher
+    class wins. ``radius=0`` returns the labels unchanged.
+
+    Args:
+        labels: ``(N, H, W)`` integer labels.
+        radius: disk radius in pixels, >= 0.
+
+    Returns:
+        ``(N, H, W)`` dilated labels.
+
+    Example:
+        >>> labels = torch.zeros(1, 5, 5, dtype=torch.long)
+        >>> labels[0, 2, 2] = 1
+        >>> dilate_labels(labels, 1)[0].tolist()
+        [[0, 0, 0, 0, 0], [0, 0, 1, 0, 0], [0, 1, 1, 1, 0], [0, 0, 1, 0, 0], [0, 0, 0, 0, 0]]
+    """
+    top, _ = _check_labels(labels)
+    radius = _check_int(radius, "radius", 0)
+    out = labels.clone()
+    if radius == 0:
+        return out
+    background = labels == 0
+    for c in range(1, top + 1):
+        out[dilate(labels == c, radius) & background] = c
+    return out
+
+
+def erode_labels(labels: torch.Tensor, radius: int) -> torch.Tensor:
+    """Shrink each foreground class by a disk of ``radius`` pixels; the pixels removed become background.
+
+    ``radius=0`` returns the labels unchanged.
+
+    Args:
+        labels: ``(N, H, W)`` integer labels.
+        radius: disk radius in pixels, >= 0.
+
+    Returns:
+        ``(N, H, W)`` eroded labels.
+
+    Example:
+        >>> labels = torch.zeros(1, 5, 5, dtype=torch.long)
+        >>> labels[0, 1:4, 1:4] = 1
+        >>> erode_labels(labels, 1).sum().item()
+        1
+    """
+    top, _ = _check_labels(labels)
+    radius = _check_int(radius, "radius", 0)
+    out = labels.clone()
+    if radius == 0:
+        return out
+    for c in range(1, top + 1):
+        mask = labels == c
+        out[mask & ~erode(mask, radius)] = 0
+    return out
+
+
+def skeleton_labels(labels: torch.Tensor) -> torch.Tensor:
+    """Thin each foreground class to its 1-pixel skeleton; every other pixel becomes background (255 stays).
+
+    Args:
+        labels: ``(N, H, W)`` integer labels.
+
+    Returns:
+        ``(N, H, W)`` skeleton labels.
+
+    Example:
+        >>> labels = torch.zeros(1, 5, 9, dtype=torch.long)
+        >>> labels[0, 1:4, 1:8] = 1  # a bar three pixels thick
+        >>> labels[0, 0, 0] = 255
+        >>> skeleton_labels(labels)[0]
+        tensor([[255,   0,   0,   0,   0,   0,   0,   0,   0],
+                [  0,   0,   0,   0,   0,   0,   1,   0,   0],
+                [  0,   1,   1,   1,   1,   1,   0,   0,   0],
+                [  0,   0,   0,   0,   0,   0,   0,   0,   0],
+                [  0,   0,   0,   0,   0,   0,   0,   0,   0]])
+    """
+    top, _ = _check_labels(labels)
+    out = torch.where(labels == IGNORE_INDEX, labels, torch.zeros_like(labels))
+    for c in range(1, top + 1):
+        out[skeletonize(labels == c)] = c
+    return out
+
+
+def translate_labels(labels: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
+    """Shift the whole label map by ``(dy, dx)`` pixels; vacated pixels become background.
+
+    Positive ``dy`` moves down, positive ``dx`` right. The 255 pixels stay where they are (the labels moving
+    under them are hidden) and do not move.
+
+    Args:
+        labels: ``(N, H, W)`` integer labels.
+        dy: rows to move (any sign).
+        dx: columns to move (any sign).
+
+    Returns:
+        ``(N, H, W)`` translated labels.
+
+    Example:
+        >>> translate_labels(torch.tensor([[[1, 2, 0, 0]]]), 0, 1).tolist()
+        [[[0, 1, 2, 0]]]
+    """
+    _, has_ignore = _check_labels(labels)
+    dy, dx = _check_int(dy, "dy"), _check_int(dx, "dx")
+    ignored = labels == IGNORE_INDEX if has_ignore else None
+    source = labels.masked_fill(ignored, 0) if has_ignore else labels
+    out = torch.zeros_like(labels)
+    h, w = labels.shape[1:]
+    if abs(dy) < h and abs(dx) < w:
+        out[:, max(dy, 0) : h + min(dy, 0), max(dx, 0) : w + min(dx, 0)] = source[
+            :, max(-dy, 0) : h + min(-dy, 0), max(-dx, 0) : w + min(-dx, 0)
+        ]
+    return out.masked_fill(ignored, IGNORE_INDEX) if has_ignore else out
+
+
+def shift_labels(labels: torch.Tensor, radius: int, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Jitter: move every foreground pixel by its own random offset, uniform in ``{-radius..radius}^2``.
+
+    Offsets are clipped to the image; the moved pixels are written into a fresh background map, where pixels
+    landing on one place merge (the higher class wins) and pixels landing on a 255 pixel vanish.
+    ``radius=0`` returns the labels unchanged.
+
+    Args:
+        labels: ``(N, H, W)`` integer labels.
+        radius: largest offset per axis in pixels, >= 0.
+        generator: CPU random generator.
+
+    Returns:
+        ``(N, H, W)`` jittered labels.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> labels = torch.zeros(1, 9, 9, dtype=torch.long)
+        >>> labels[0, 4, 4] = 1
+        >>> moved = shift_labels(labels, 1, generator=g)
+        >>> moved.sum().item(), bool(moved[0, 3:6, 3:6].sum() == 1)
+        (1, True)
+
+    References:
+        Luo et al., arXiv 2205.00160, jittered labels (PCL) and EMS.
+    """
+    top, has_ignore = _check_labels(labels)
+    radius = _check_int(radius, "radius", 0)
+    flat = labels.reshape(-1)
+    index = _foreground(flat.to(torch.uint8), has_ignore).nonzero().squeeze(1)
+    if radius == 0 or index.numel() == 0:
+        return labels.clone()
+    n, h, w = labels.shape
+    side = 2 * radius + 1
+    offset = torch.randint(0, side * side, (index.numel(),), generator=generator).to(labels.device)
+    pixel = index % (h * w)
+    y = torch.div(pixel, w, rounding_mode="floor") + torch.div(offset, side, rounding_mode="floor") - radius
+    x = pixel % w + offset % side - radius
+    target = index - pixel + y.clamp_(0, h - 1) * w + x.clamp_(0, w - 1)
+    out = torch.zeros(n * h * w, dtype=labels.dtype, device=labels.device)
+    if top == 1:  # binary: every write is a 1, so collisions need no rule
+        out[target] = 1
+    else:
+        out.scatter_reduce_(0, target, flat[index], reduce="amax")
+    out = out.view(n, h, w)
+    return out.masked_fill(labels == IGNORE_INDEX, IGNORE_INDEX) if has_ignore else out
+
+
+def markov_labels(
+    labels: torch.Tensor,
+    steps: int,
+    grow: float,
+    flip_boundary: float,
+    flip_all: float,
+    *,
+    num_classes: int | None = None,
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Markov boundary noise: ``steps`` rounds of random growth or shrinkage at the boundary, then flips.
+
+    Our reading of Yao et al. (ICLR 2023) and their noise generator, per image and foreground class:
+
+    1. ``steps`` times: with probability ``grow`` the class grows, otherwise it shrinks. Growing, each
+       background pixel with a 4-neighbour in the class joins it with probability ``flip_boundary``;
+       shrinking, each class pixel with a background 4-neighbour becomes background with probability
+       ``flip_boundary`` (pixels beyond the image are neither).
+    2. Each pixel then changes with probability ``flip_all`` (binary: 0 <-> 1; K classes: to a uniformly
+       chosen other class).
+
+    The authors' generator also blurs the result (5 x 5 Gaussian, sigma 2) and re-thresholds it, which removes
+    most of step 2's isolated flips; we leave that out, so ``flip_all`` is the pixel flip rate it says.
+
+    Args:
+        labels: ``(N, H, W)`` integer labels.
+        steps: number of grow/shrink rounds ``T``, >= 0.
+        grow: probability ``theta1`` that a round grows the class, in [0, 1].
+        flip_boundary: probability ``theta2`` that a boundary pixel changes in a round, in [0, 1].
+        flip_all: probability ``theta3`` of the final independent flip, in [0, 1].
+        num_classes: K, for step 2; default max label + 1 (at least 2).
+        generator: CPU random generator.
+
+    Returns:
+        ``(N, H, W)`` noisy labels.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> labels = torch.zeros(1, 16, 16, dtype=torch.long)
+        >>> labels[0, 4:12, 4:12] = 1
+        >>> grown = markov_labels(labels, 10, 1.0, 0.5, 0.0, generator=g)
+        >>> bool(grown.sum() > labels.sum()) and bool((grown >= labels).all())
+        True
+
+    References:
+        Yao, Zhang, Zheng, Goswami, Prasanna, Chen, "Learning to Segment from Noisy Annotations: A Spatial
+        Correction Approach", ICLR 2023, Sec. 3 (Markov label noise).
+    """
+    top, _ = _check_labels(labels, num_classes)
+    steps = _check_int(steps, "steps", 0)
+    grow = check_range(grow, "grow", 0, 1)
+    flip_boundary = check_range(flip_boundary, "flip_boundary", 0, 1)
+    flip_all = check_range(flip_all, "flip_all", 0, 1)
+    k = _num_classes(top, num_classes)
+    small = labels.to(torch.uint8)  # classes < 255: the rounds work on bytes
+    for _ in range(steps):
+        grows = _draw_uniform((labels.shape[0], k - 1), generator, labels.device) < grow
+        for c in range(1, k):
+            _markov_round(small, c, grows[:, c - 1], flip_boundary, generator)
+    out = small.to(labels.dtype)
+    if k > 1 and flip_all > 0:
+        eye = torch.eye(k, dtype=torch.float64)
+        out = flip_by_matrix(out, (1 - flip_all) * eye + flip_all / (k - 1) * (1 - eye), generator=generator)
+    return out
+
+
+def _markov_round(
+    small: torch.Tensor, c: int, grows: torch.Tensor, rate: float, generator: torch.Generator | None
+) -> None:
+    """One round for class ``c``, in place: in images that ``grows`` the background pixels touching the class
+    join it, in the others the class pixels touching the background leave it, each with probability ``rate``."""
+    inside = small == c
+    background = small == 0
+    outer = background & _neighbour_of(inside, outside=False)
+    inner = inside & _neighbour_of(background, outside=False)
+    band = torch.where(grows[:, None, None], outer, inner).view(-1).nonzero().squeeze(1)
+    hit = band[_draw_uniform((band.numel(),), generator, small.device) < rate]
+    image = torch.div(hit, small.shape[1] * small.shape[2], rounding_mode="floor")
+    small.view(-1)[hit] = torch.where(grows[image], c, 0).to(torch.uint8)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# The registry
+# ------------------------------------------------------------------------------------------------------------
+
+_REQUIRED = object()
+
+
+@dataclass(frozen=True)
+class ZooParam:
+    """One parameter of a zoo operation as it appears in a spec string.
+
+    Attributes:
+        name: the short name used in the spec usage (``f`` in ``flip:f,b``).
+        kind: ``"float"``, ``"int"`` or ``"choice"``.
+        low: smallest allowed value (``None``: unbounded).
+        high: largest allowed value (``None``: unbounded).
+        default: the value when left out; ``REQUIRED`` when it must be given.
+        choices: the words allowed for a ``"choice"`` parameter.
+        help: what the parameter means.
+    """
+
+    name: str
+    kind: str
+    low: float | None = None
+    high: float | None = None
+    default: object = _REQUIRED
+    choices: tuple[str, ...] = ()
+    help: str = ""
+
+    REQUIRED = _REQUIRED
+
+    @property
+    def required(self) -> bool:
+        return self.default is _REQUIRED
+
+    def range_text(self) -> str:
+        """``[0, 1]``, ``>= 0`` or ``any integer``: the allowed values in words."""
+        if self.kind == "choice":
+            return "one of " + ", ".join(self.choices)
+        if self.low is not None and self.high is not None:
+            return f"in [{_fmt_number(self.low)}, {_fmt_number(self.high)}]"
+        if self.low is not None:
+            return f">= {_fmt_number(self.low)}"
+        if self.high is not None:
+            return f"<= {_fmt_number(self.high)}"
+        return "any integer" if self.kind == "int" else "any number"
+
+
+def _fmt_number(value: float) -> str:
+    """Shortest text that reads back as the same number: ``1.0 -> '1'``, ``0.45 -> '0.45'``."""
+    if isinstance(value, float) and value.is_integer() and abs(value) < 1e16:
+        return str(int(value))
+    return repr(value) if isinstance(value, float) else str(value)
+
+
+@dataclass(frozen=True)
+class ZooOp:
+    """One entry of :data:`LABEL_ZOO`.
+
+    Attributes:
+        name: the spec name (``flip``).
+        params: the spec parameters in order.
+        taxonomy: ``"CL"``, ``"RCL"``, ``"PCL"`` or ``"RL"`` (see :data:`TAXONOMY`).
+        help: one line on what it does.
+        run: ``run(labels, *args, generator=..., num_classes=...)`` with the typed args in ``params`` order.
+        function: the plain public function behind it.
+        stochastic: whether it draws random numbers.
+        usage: how to write it (``flip:f,b or flip:f``).
+    """
+
+    name: str
+    params: tuple[ZooParam, ...]
+    taxonomy: str
+    help: str
+    run: Callable[..., torch.Tensor]
+    function: Callable[..., torch.Tensor]
+    stochastic: bool
+    usage: str
+
+
+LABEL_ZOO: Registry[ZooOp] = Registry("label spec")
+"""Every zoo operation by spec name; the spec grammar, the CLI and the comparison suite read it."""
+
+
+def _register(
+    name: str,
+    params: tuple[ZooParam, ...],
+    taxonomy: str,
+    help: str,
+    function: Callable[..., torch.Tensor],
+    *,
+    stochastic: bool,
+    usage: str | None = None,
+) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
+    if usage is None:
+        required = [p.name for p in params if p.required]
+        optional = "".join(f"[,{p.choices[-1] if p.kind == 'choice' else p.name}]" for p in params if not p.required)
+        usage = name + (":" + ",".join(required) if required else "") + optional
+
+    def decorator(run: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
+        LABEL_ZOO.add(name, ZooOp(name, params, taxonomy, help, run, function, stochastic, usage))
+        return run
+
+    return decorator
+
+
+def _fraction(name: str, help: str) -> ZooParam:
+    return ZooParam(name, "float", 0.0, 1.0, help=help)
+
+
+def _radius(help: str = "disk radius in pixels") -> ZooParam:
+    return ZooParam("r", "int", 0, None, help=help)
+
+
+@_register("clean", (), "CL", "the clean labels, unchanged", clean_labels, stochastic=False)
+def _run_clean(labels, *, generator, num_classes):
+    return clean_labels(labels)
+
+
+@_register(
+    "sample",
+    (
+        _fraction("s", "fraction of each class's pixels kept"),
+        ZooParam(
+            "unlabeled",
+            "choice",
+            default="background",
+            choices=("background", "ignore"),
+            help="what the other pixels become",
+        ),
+    ),
+    "RCL",
+    "keep exactly ceil(s*n) random pixels of each class per image; the rest background (or 255 with ,ignore)",
+    sample_labels,
+    stochastic=True,
+)
+def _run_sample(labels, s, unlabeled, *, generator, num_classes):
+    return sample_labels(labels, s, unlabeled=unlabeled, generator=generator)
+
+
+@_register(
+    "flip",
+    (
+        _fraction("f", "fraction of foreground flipped to background (K classes: of each class, to the others)"),
+        ZooParam("b", "float", 0.0, 1.0, default=None, help="fraction of background flipped to foreground"),
+    ),
+    "RCL",
+    "binary f,b: flip exactly round(f*n_fg) fg and round(b*n_bg) bg pixels; one f: symmetric over K classes",
+    flip_labels,
+    stochastic=True,
+    usage="flip:f,b or flip:f",
+)
+def _run_flip(labels, f, b, *, generator, num_classes):
+    if b is None:
+        return symmetric_flip_labels(labels, f, num_classes=num_classes, generator=generator)
+    return flip_labels(labels, f, b, generator=generator)
+
+
+@_register(
+    "pairflip",
+    (_fraction("f", "fraction of each class moved to the next class"),),
+    "RCL",
+    "move exactly a fraction f of each class i to class i+1 (K-1 -> 0) per image",
+    pair_flip_labels,
+    stochastic=True,
+)
+def _run_pairflip(labels, f, *, generator, num_classes):
+    return pair_flip_labels(labels, f, num_classes=num_classes, generator=generator)
+
+
+@_register(
+    "scribble",
+    (
+        _fraction("p", "fraction of each class's skeleton pixels kept"),
+        ZooParam("length", "int", 1, None, default=8, help="typical run length in pixels"),
+    ),
+    "RCL",
+    "runs along the skeleton of each class and of the background; everything else 255",
+    scribble_labels,
+    stochastic=True,
+)
+def _run_scribble(labels, p, length, *, generator, num_classes):
+    return scribble_labels(labels, p, length=length, generator=generator)
+
+
+@_register("dilate", (_radius(),), "PCL", "grow each class by a disk of radius r", dilate_labels, stochastic=False)
+def _run_dilate(labels, r, *, generator, num_classes):
+    return dilate_labels(labels, r)
+
+
+@_register("erode", (_radius(),), "PCL", "shrink each class by a disk of radius r", erode_labels, stochastic=False)
+def _run_erode(labels, r, *, generator, num_classes):
+    return erode_labels(labels, r)
+
+
+@_register("skeleton", (), "PCL", "thin each class to its 1-pixel skeleton", skeleton_labels, stochastic=False)
+def _run_skeleton(labels, *, generator, num_classes):
+    return skeleton_labels(labels)
+
+
+@_register(
+    "translate",
+    (ZooParam("dy", "int", help="rows down"), ZooParam("dx", "int", help="columns right")),
+    "PCL",
+    "shift the whole label map by (dy, dx); vacated pixels background",
+    translate_labels,
+    stochastic=False,
+)
+def _run_translate(labels, dy, dx, *, generator, num_classes):
+    return translate_labels(labels, dy, dx)
+
+
+@_register(
+    "shift",
+    (_radius("largest offset per axis in pixels"),),
+    "PCL",
+    "jitter: move each foreground pixel by a random offset in {-r..r}^2",
+    shift_labels,
+    stochastic=True,
+)
+def _run_shift(labels, r, *, generator, num_classes):
+    return shift_labels(labels, r, generator=generator)
+
+
+@_register(
+    "markov",
+    (
+        ZooParam("T", "int", 0, None, help="number of grow/shrink rounds"),
+        _fraction("t1", "probability that a round grows"),
+        _fraction("t2", "probability that a boundary pixel changes in a round"),
+        _fraction("t3", "probability of the final independent flip"),
+    ),
+    "PCL",
+    "Markov boundary noise (Yao et al. 2023): T random grow/shrink rounds, then flips with probability t3",
+    markov_labels,
+    stochastic=True,
+)
+def _run_markov(labels, T, t1, t2, t3, *, generator, num_classes):
+    return markov_labels(labels, T, t1, t2, t3, num_classes=num_classes, generator=generator)
+
+
+@_register(
+    "random",
+    (_fraction("r", "probability that a pixel is foreground"),),
+    "RL",
+    "each pixel foreground with probability r, independent of the image (K classes: fg class uniform)",
+    random_labels,
+    stochastic=True,
+)
+def _run_random(labels, r, *, generator, num_classes):
+    return random_labels(labels, r, num_classes=num_classes, generator=generator)
