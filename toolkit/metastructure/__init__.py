@@ -14,6 +14,7 @@ References:
 """
 
 from ._density import KERNELS, class_onehot, density, foreground_density, normalized_density
+from ._ems import EMS_DEFAULT, ems, ems_spec
 from ._prior import FORMAT_VERSION, Prior, estimate_prior, load_prior, save_prior
 from ._similarity import MetaSimilarity, density_similarity, meta_similarity
 
@@ -31,4 +32,7 @@ __all__ = [
     "save_prior",
     "load_prior",
     "estimate_prior",
+    "EMS_DEFAULT",
+    "ems",
+    "ems_spec",
 ]
