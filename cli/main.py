@@ -11,6 +11,8 @@ from mstool._version import __version__
 # name -> "module:attribute"; keeps `mstool --help` free of torch imports.
 _COMMANDS = {
     "data": ("mstool.cli.data:data", "Make synthetic datasets and check dataset folders."),
+    "labels": ("mstool.cli.labels:labels", "Make noisy label sets (the label zoo) and analyse them."),
+    "prior": ("mstool.cli.prior:prior", "Estimate a meta-structure density prior (density.npz) and draw it."),
 }
 
 

@@ -1,0 +1,68 @@
+"""`mstool prior`: estimate a meta-structure density prior (density.npz) and draw it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from .options import device_option, handle_errors, overwrite_option, seed_option, threads_option
+
+
+@click.group()
+def prior():
+    """Estimate a meta-structure density prior (density.npz) and draw it."""
+
+
+@prior.command("estimate")
+@click.option("--labels", "labels", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Rough, sparse or noisy labels: a dataset folder or a folder of masks (all of one size).")
+@click.option("--ems", default=None, metavar="SPEC",
+              help="Label spec applied before the density; 'paper' is the paper's EMS skeleton+shift:1+sample:0.1.")
+@click.option("--kernel", type=click.Choice(("box", "gaussian")), default="box", show_default=True,
+              help="Parzen window: the paper's box of half-width H, or a Gaussian of sigma H.")
+@click.option("--bandwidth", type=click.FloatRange(min=0), default=5, show_default=True,
+              help="Window size H in pixels.")
+@click.option("--layout", type=click.Choice(("auto", "paper", "voc", "cellpose")), default="auto", show_default=True)
+@click.option("--split", "splits", multiple=True, help="Only these splits (repeatable).")
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="The prior file to write (.npz).")
+@seed_option
+@device_option
+@threads_option
+@overwrite_option
+@handle_errors
+def estimate(labels, ems, kernel, bandwidth, layout, splits, out, seed, device, threads, overwrite):
+    """Estimate per-class spatial densities from labels and save them as a density.npz prior."""
+    from mstool.errors import OutputExistsError
+    from mstool.labelsets import estimate_prior_from_labels
+    from mstool.metastructure import EMS_DEFAULT, save_prior
+
+    from .options import runtime
+
+    if Path(out).exists() and not overwrite:
+        raise OutputExistsError(f"{out}: file exists (pass --overwrite to replace it)")
+    dev = runtime(device, threads)
+    spec = EMS_DEFAULT if ems == "paper" else ems
+    result = estimate_prior_from_labels(labels, ems=spec, kernel=kernel, bandwidth=bandwidth, seed=seed,
+                                        layout=layout, splits=splits or None, device=dev)
+    save_prior(out, result)
+    n, c, h, w = result.density.shape
+    click.echo(f"wrote {out}: {n} densities of {h} x {w}, classes {', '.join(result.classes)}; {result.source}")
+
+
+@prior.command("show")
+@click.argument("prior_file", type=click.Path(exists=True, dir_okay=False))
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="The picture to write (.png).")
+@click.option("--images", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Images to show beside the densities (dataset folder or image folder).")
+@click.option("--labels", type=click.Path(exists=True, file_okay=False), default=None,
+              help="Labels to show beside the densities (dataset folder or mask folder).")
+@click.option("--name", "names", multiple=True, help="Entries to draw (repeatable; default: the first --rows).")
+@click.option("--rows", type=click.IntRange(min=1), default=4, show_default=True, help="Entries drawn by default.")
+@handle_errors
+def show(prior_file, out, images, labels, names, rows):
+    """Draw a prior: image, label and the density of each class, one row per entry."""
+    from mstool.labelsets import show_prior
+
+    drawn = show_prior(prior_file, out, images=images, labels=labels, names=list(names) or None, max_rows=rows)
+    click.echo(f"wrote {out} ({len(drawn)} entries: {', '.join(drawn)})")

@@ -1,0 +1,88 @@
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from mstool.cli.main import cli
+from mstool.data import write_synthetic_dataset
+from mstool.metastructure import load_prior
+
+
+@pytest.fixture(scope="module")
+def er_root(tmp_path_factory):
+    return write_synthetic_dataset(tmp_path_factory.mktemp("cli") / "er", "er", n=4, size=48, seed=1)
+
+
+def test_labels_specs_lists_the_zoo():
+    r = CliRunner().invoke(cli, ["labels", "specs"])
+    assert r.exit_code == 0
+    for name in ("sample", "flip", "random", "dilate", "erode", "skeleton", "shift", "markov", "scribble"):
+        assert name in r.output
+
+
+def test_labels_make_and_analyze(er_root, tmp_path):
+    runner = CliRunner()
+    for spec, name in (("sample:0.1", "s"), ("dilate:2", "d")):
+        r = runner.invoke(cli, ["labels", "make", "--clean", str(er_root), "--spec", spec, "--seed", "1",
+                                "-o", str(tmp_path / name)])
+        assert r.exit_code == 0, r.output
+        assert f"wrote 4 {spec} masks" in r.output
+    r = runner.invoke(cli, ["labels", "analyze", "--clean", str(er_root), "--noisy", str(tmp_path / "s"),
+                            "--noisy", str(tmp_path / "d"), "--json", str(tmp_path / "a.json")])
+    assert r.exit_code == 0, r.output
+    assert "taxonomy RCL" in r.output and "taxonomy PCL" in r.output and "rank 2" in r.output
+    rows = json.loads((tmp_path / "a.json").read_text())
+    assert [row["taxonomy"] for row in rows] == ["RCL", "PCL"]
+
+
+def test_labels_make_bad_spec_is_one_line(er_root, tmp_path):
+    r = CliRunner().invoke(cli, ["labels", "make", "--clean", str(er_root), "--spec", "dilate:-1",
+                                 "-o", str(tmp_path / "x")])
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "dilate" in r.stderr
+    assert not (tmp_path / "x").exists()
+    r = CliRunner().invoke(cli, ["labels", "make", "--clean", str(er_root), "--spec", "blur:2",
+                                 "-o", str(tmp_path / "x")])
+    assert r.exit_code == 2 and "unknown" in r.stderr and "sample" in r.stderr
+
+
+def test_prior_estimate_and_show(er_root, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "density.npz"
+    r = runner.invoke(cli, ["prior", "estimate", "--labels", str(er_root), "--split", "train", "--ems", "paper",
+                            "--kernel", "gaussian", "--bandwidth", "3", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+    p = load_prior(out)
+    assert p.kernel == "gaussian" and p.bandwidth == 3 and "skeleton+shift:1+sample:0.1" in p.source
+    r = runner.invoke(cli, ["prior", "estimate", "--labels", str(er_root), "--split", "train", "-o", str(out)])
+    assert r.exit_code == 2 and "exists" in r.stderr
+    r = runner.invoke(cli, ["prior", "show", str(out), "-o", str(tmp_path / "p.png"), "--images", str(er_root),
+                            "--labels", str(er_root), "--rows", "2"])
+    assert r.exit_code == 0, r.output
+    assert (tmp_path / "p.png").exists()
+
+
+def test_prior_show_rejects_a_bad_file(tmp_path):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip")
+    r = CliRunner().invoke(cli, ["prior", "show", str(bad), "-o", str(tmp_path / "p.png")])
+    assert r.exit_code == 2 and "bad.npz" in r.stderr and r.stderr.count("\n") == 1
+    assert not (tmp_path / "p.png").exists()
+
+
+def test_real_dsb_sample_through_labels_and_prior(dsb_dir, tmp_path):
+    """The real nuclei sample: a 10% sampled label is RCL, a dilated one PCL; a prior estimates from it."""
+    import shutil
+
+    shutil.copy(dsb_dir / "image.tif", tmp_path / "dsb.tif")
+    shutil.copy(dsb_dir / "mask.tif", tmp_path / "dsb_masks.tif")
+    runner = CliRunner()
+    for spec, name in (("sample:0.1", "s"), ("dilate:3", "d")):
+        r = runner.invoke(cli, ["labels", "make", "--clean", str(tmp_path), "--spec", spec, "-o", str(tmp_path / name)])
+        assert r.exit_code == 0, r.output
+    r = runner.invoke(cli, ["labels", "analyze", "--clean", str(tmp_path), "--noisy", str(tmp_path / "s"),
+                            "--noisy", str(tmp_path / "d"), "--json", str(tmp_path / "a.json")])
+    assert r.exit_code == 0, r.output
+    assert [row["taxonomy"] for row in json.loads((tmp_path / "a.json").read_text())] == ["RCL", "PCL"]
+    r = runner.invoke(cli, ["prior", "estimate", "--labels", str(tmp_path / "s"), "-o", str(tmp_path / "p.npz")])
+    assert r.exit_code == 0, r.output
+    assert load_prior(tmp_path / "p.npz").density.shape == (1, 2, 512, 512)

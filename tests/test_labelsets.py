@@ -1,0 +1,130 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mstool.data import write_synthetic_dataset
+from mstool.data._collect import collect_masks, find_counterparts, stack_labels
+from mstool.errors import DataError, LayoutError, OutputExistsError, SpecError
+from mstool.io import read_mask, write_mask
+from mstool.labelsets import analyze_label_sets, estimate_prior_from_labels, make_label_set, show_prior
+from mstool.metastructure import load_prior, save_prior
+
+from .data.helpers import make_cellpose
+
+
+@pytest.fixture(scope="module")
+def er_root(tmp_path_factory):
+    return write_synthetic_dataset(tmp_path_factory.mktemp("er") / "er", "er", n=5, size=64, seed=0)
+
+
+def test_collect_masks_layout_and_plain_folder(er_root, tmp_path):
+    entries, mode = collect_masks(er_root)
+    assert mode == "auto" and len(entries) == 5
+    assert str(entries[0].rel) == "train/labels/er_0000.png" and entries[0].split == "train"
+    assert len(collect_masks(er_root, splits=("val",))[0]) == 1
+    for e in entries[:2]:
+        write_mask(tmp_path / "plain" / f"{e.name}.tif", read_mask(e.path))
+    plain, _ = collect_masks(tmp_path / "plain")
+    assert [e.rel.name for e in plain] == ["er_0000.tif", "er_0001.tif"] and plain[0].split == ""
+
+
+def test_collect_masks_names_drop_cellpose_suffix(tmp_path):
+    make_cellpose(tmp_path)
+    entries, _ = collect_masks(tmp_path)
+    assert [e.name for e in entries] == ["c1", "c2"]
+
+
+def test_stack_labels_pads_with_ignore(tmp_path):
+    write_mask(tmp_path / "a.png", np.ones((4, 6), np.uint8))
+    write_mask(tmp_path / "b.png", np.zeros((5, 3), np.uint8))
+    labels, sizes = stack_labels([tmp_path / "a.png", tmp_path / "b.png"])
+    assert labels.shape == (2, 5, 6) and sizes == [(4, 6), (5, 3)]
+    assert int(labels[0, 4, 0]) == 255 and int(labels[1, 0, 5]) == 255 and int(labels[0, 0, 0]) == 1
+
+
+def test_make_label_set_mirrors_and_is_seeded(er_root, tmp_path):
+    meta = make_label_set(er_root, "sample:0.1", tmp_path / "a", seed=3)
+    assert meta["masks"] == 5 and meta["spec"] == "sample:0.1"
+    assert json.loads((tmp_path / "a" / "noise.json").read_text())["seed"] == 3
+    clean = read_mask(er_root / "train" / "labels" / "er_0001.png")
+    noisy = read_mask(tmp_path / "a" / "train" / "labels" / "er_0001.png")
+    assert int(noisy.sum()) == int(np.ceil(0.1 * clean.sum()))  # exact count per image
+    assert not (noisy > clean).any()
+    make_label_set(er_root, "sample:0.1", tmp_path / "b", seed=3)
+    make_label_set(er_root, "sample:0.1", tmp_path / "c", seed=4)
+    rel = "val/labels/er_0003.png"
+    assert (tmp_path / "a" / rel).read_bytes() == (tmp_path / "b" / rel).read_bytes()
+    assert not np.array_equal(read_mask(tmp_path / "a" / rel), read_mask(tmp_path / "c" / rel))
+
+
+def test_make_label_set_sparse_ignore_roundtrip(er_root, tmp_path):
+    make_label_set(er_root, "sample:0.2,ignore", tmp_path / "s", splits=("train",))
+    noisy = read_mask(tmp_path / "s" / "train" / "labels" / "er_0000.png")
+    clean = read_mask(er_root / "train" / "labels" / "er_0000.png")
+    # partial labels: a fraction of every class (background too) stays labelled, the rest becomes ignore (255)
+    assert set(np.unique(noisy).tolist()) == {0, 1, 255}
+    assert int((noisy == 1).sum()) == int(np.ceil(0.2 * (clean == 1).sum()))
+    assert int((noisy == 0).sum()) == int(np.ceil(0.2 * (clean == 0).sum()))
+    assert (clean[noisy != 255] == noisy[noisy != 255]).all()
+
+
+def test_make_label_set_errors_leave_nothing(er_root, tmp_path):
+    with pytest.raises(SpecError, match="flip"):
+        make_label_set(er_root, "flip:1.5,0", tmp_path / "x")
+    assert not (tmp_path / "x").exists()
+    (tmp_path / "y").mkdir()
+    (tmp_path / "y" / "keep").write_text("1")
+    with pytest.raises(OutputExistsError):
+        make_label_set(er_root, "clean", tmp_path / "y")
+    assert [p.name for p in (tmp_path / "y").iterdir()] == ["keep"]
+
+
+def test_analyze_label_sets_orders_the_taxonomy(er_root, tmp_path):
+    for spec in ("clean", "sample:0.1", "dilate:2", "random:0.3"):
+        make_label_set(er_root, spec, tmp_path / spec.replace(":", "_"))
+    reports = analyze_label_sets(er_root, [tmp_path / s for s in ("clean", "sample_0.1", "dilate_2", "random_0.3")])
+    assert [r.info["taxonomy"] for r in reports] == ["CL", "RCL", "PCL", "RL"]
+    assert reports[0].similarity["pearson_h2"] == pytest.approx(1.0)
+    assert reports[3].info["rank"] == 1
+    assert reports[1].info["ntm"][1][1] == pytest.approx(0.1, abs=0.01)
+    row = reports[1].as_dict()
+    assert {"name", "taxonomy", "rank", "det", "mutual_information", "similarity_pearson_h8"} <= set(row)
+
+
+def test_analyze_label_sets_missing_counterpart(er_root, tmp_path):
+    make_label_set(er_root, "clean", tmp_path / "n")
+    (tmp_path / "n" / "test" / "labels" / "er_0004.png").unlink()
+    with pytest.raises(LayoutError, match="er_0004.png"):
+        analyze_label_sets(er_root, [tmp_path / "n"])
+    with pytest.raises(LayoutError, match="no mask"):
+        find_counterparts(collect_masks(er_root)[0], tmp_path / "n")
+
+
+def test_estimate_prior_with_ems_roundtrip_and_show(er_root, tmp_path):
+    prior = estimate_prior_from_labels(er_root, splits=("train",), ems="skeleton+shift:1+sample:0.1", bandwidth=4)
+    assert prior.density.shape == (3, 2, 64, 64) and prior.names == ("er_0000", "er_0001", "er_0002")
+    assert prior.classes == ("background", "foreground") and "ems:skeleton+shift:1+sample:0.1" in prior.source
+    save_prior(tmp_path / "p.npz", prior)
+    again = load_prior(tmp_path / "p.npz")
+    assert torch.equal(again.density, prior.density)
+    drawn = show_prior(tmp_path / "p.npz", tmp_path / "p.png", images=er_root, labels=er_root, max_rows=2)
+    assert drawn == ["er_0000", "er_0001"] and (tmp_path / "p.png").stat().st_size > 1000
+    with pytest.raises(DataError, match="no entry for images nope"):
+        show_prior(tmp_path / "p.npz", tmp_path / "q.png", images=er_root, names=["er_0000", "nope"])
+    with pytest.raises(LayoutError, match="no image named er_0002"):
+        show_prior(tmp_path / "p.npz", tmp_path / "q.png", images=er_root / "val" / "images", names=["er_0002"])
+    assert not (tmp_path / "q.png").exists()
+
+
+def test_estimate_prior_rejects_mixed_sizes_and_duplicate_names(tmp_path, er_root):
+    write_mask(tmp_path / "m" / "a.png", np.ones((8, 8), np.uint8))
+    write_mask(tmp_path / "m" / "b.png", np.ones((9, 8), np.uint8))
+    with pytest.raises(DataError, match="one size; found 8 x 8, 9 x 8"):
+        estimate_prior_from_labels(tmp_path / "m")
+    dup = write_synthetic_dataset(tmp_path / "dup", "nuc", n=3, size=32, seed=0)
+    (dup / "val" / "labels" / "nuc_0001.png").rename(dup / "val" / "labels" / "nuc_0000.png")
+    (dup / "val" / "images" / "nuc_0001.tif").rename(dup / "val" / "images" / "nuc_0000.tif")
+    with pytest.raises(LayoutError, match="also names"):
+        estimate_prior_from_labels(dup)
