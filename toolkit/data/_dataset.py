@@ -140,7 +140,9 @@ def random_crop_flip(
         ops += [K.RandomHorizontalFlip(), K.RandomVerticalFlip()]
     aug = K.AugmentationSequential(*ops, data_keys=["input", "mask"])
     seed = spawn_seed(generator)
-    with torch.random.fork_rng(devices=[]):
+    # manual_seed also seeds every CUDA device: fork them all so the caller's CUDA random state survives too
+    cuda_devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    with torch.random.fork_rng(devices=cuda_devices):
         torch.manual_seed(seed)
         out_images, out_masks = aug(images, masks.unsqueeze(1).to(images.dtype))
     return out_images, out_masks.squeeze(1).round().to(masks.dtype)

@@ -1,0 +1,488 @@
+"""Evaluation of a trained network: the threshold protocols with polarity, mIoU, and the linear feature probe.
+
+Legend: N batch · C channels · K classes · F feature channels · P probe pixels · H, W pixels.
+
+Binary networks are scored by :func:`mstool.metrics.evaluate_binary` (``val``: threshold and polarity chosen
+on the validation set; ``oracle``: the best threshold on the test set, the paper's protocol; ``fixed``: 0.5),
+multi-class networks by :func:`mstool.metrics.multiclass_report` (arg-max classes).
+
+Polarity. Labels that swap the classes (a flip with ``f + b > 1``: the noise transition matrix of the training
+labels against the clean ones has a negative determinant) teach a network the inverted map. Inversion is
+allowed only for such a network, by default read from the ``label_stats`` that :func:`~mstool.engine.train`
+stores with the model, and polarity -1 is then chosen on the validation set, never on the test set.
+
+Feature quality (the paper's feature-extraction experiment): the network is frozen and a logistic probe, one
+1x1 convolution on ``model.features(x)`` (bilinearly upsampled to the image size when
+``model.feature_stride > 1``), is fitted on the CLEAN training labels; its test Dice measures what the
+features hold, whatever labels the network was trained on.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._check import check_in, check_labels, check_shape
+from ..device import resolve_device
+from ..errors import DataError, ParameterError, ShapeError
+from ._predict import predict
+from ._trainer import TrainResult, load_model
+
+__all__ = ["EvalResult", "LinearProbe", "evaluate", "fit_probe", "load_split_tensors"]
+
+
+@dataclass
+class EvalResult:
+    """What :func:`evaluate` measured.
+
+    Attributes:
+        metrics: one flat JSON-friendly dict (see :func:`evaluate`).
+        test_probs: ``(N, 1, H, W)`` foreground probabilities or ``(N, K, H, W)`` softmax of the test images,
+            on the device of ``test_images`` (for example panels and score-map files).
+        protocols: the binary :class:`~mstool.metrics.ProtocolResult` (``as_rows()`` gives a table), or None
+            for multi-class data.
+        probe_probs: the probe's test maps, or None when no probe was fitted.
+    """
+
+    metrics: dict[str, Any]
+    test_probs: torch.Tensor = field(repr=False)
+    protocols: Any = field(default=None, repr=False)
+    probe_probs: torch.Tensor | None = field(default=None, repr=False)
+
+
+# --------------------------------------------------------------------------------------------- evaluate
+def evaluate(
+    model_or_path: nn.Module | TrainResult | str | os.PathLike,
+    test_images: torch.Tensor,
+    test_labels: torch.Tensor,
+    *,
+    val_images: torch.Tensor | None = None,
+    val_labels: torch.Tensor | None = None,
+    train_images: torch.Tensor | None = None,
+    train_labels: torch.Tensor | None = None,
+    allow_inversion: bool | None = None,
+    num_classes: int | None = None,
+    device: str | torch.device | None = None,
+    num_thresholds: int = 50,
+    probe: bool = True,
+    probe_steps: int = 100,
+    probe_pixels: int = 2**18,
+    batch_size: int = 8,
+    tile: int | None = None,
+    overlap: int | None = None,
+    generator: torch.Generator | None = None,
+) -> EvalResult:
+    """Score a network on a test set (threshold and polarity from the validation set) and probe its features.
+
+    Args:
+        model_or_path: a network, the :class:`~mstool.engine.TrainResult` of :func:`~mstool.engine.train`, or
+            a ``model.pt`` / ``checkpoint.pt`` it wrote.
+        test_images: ``(N, C, H, W)`` float images, ``N >= 1``.
+        test_labels: ``(N, H, W)`` int clean labels, classes ``0..K-1``, 255 ignored.
+        val_images: ``(M, C, H', W')`` validation images (for the ``val`` protocol and the polarity), or None.
+        val_labels: ``(M, H', W')`` clean validation labels, given together with ``val_images``.
+        train_images: ``(L, C, H'', W'')`` images the probe is fitted on (the training images), or None.
+        train_labels: ``(L, H'', W'')`` their CLEAN labels, given together with ``train_images``.
+        allow_inversion: let the ``val`` protocol choose polarity -1 (binary only). ``None`` allows it exactly
+            when the model's training labels invert the classes (``label_stats["inverts"]`` of a model file or
+            TrainResult; a plain network: not allowed).
+        num_classes: ``K``; ``None`` reads it from the model file (or a network's ``num_classes``: 1 output
+            channel means ``K = 2``).
+        device: where the network runs; ``None``: a network's own device, the CPU for a file. A network given
+            with another ``device`` is moved there.
+        num_thresholds: thresholds swept by the protocols.
+        probe: fit the linear feature probe (needs ``train_images`` and ``train_labels``; otherwise
+            ``probe/absent`` says why it did not run).
+        probe_steps: L-BFGS iterations of the probe.
+        probe_pixels: at most this many labelled training pixels, drawn at random, fit the probe.
+        batch_size: images (or tiles) per forward pass.
+        tile: predict in ``tile x tile`` windows (see :func:`~mstool.engine.predict`), or whole images.
+        overlap: overlap of the windows (``None``: a quarter of ``tile``).
+        generator: CPU generator for the probe's pixel draw (``None``: a fresh one).
+
+    Returns:
+        An :class:`EvalResult`. ``metrics`` holds ``num_classes``, ``n_test``, ``n_val``, ``allow_inversion``,
+        ``inversion_source`` (``"argument"``, ``"training labels"`` or ``"default"``), ``label_ntm_det``
+        (None when unknown); for binary data the protocol entries of
+        :meth:`~mstool.metrics.ProtocolResult.as_dict` (``val/dice``, ``val/polarity``, ``oracle/dice``,
+        ``fixed/dice`` ...; ``val/absent`` without a validation set); for multi-class data ``argmax/miou``,
+        ``argmax/iou_c0`` ... (:func:`~mstool.metrics.multiclass_report`); and the probe's ``probe/dice``,
+        ``probe/iou``, ``probe/auc``, ``probe/threshold``, ``probe/protocol`` (``val`` with a validation
+        set, else ``fixed``), ``probe/pixels`` (binary) or ``probe/miou``, ``probe/mdice``,
+        ``probe/pixel_accuracy`` (multi-class), or ``probe/absent``.
+
+    Raises:
+        ShapeError, ParameterError: inputs of the wrong shape or values; sets given without their labels.
+        FileMissingError, FileReadError: a model file that is missing or unreadable.
+
+    Example:
+        >>> net = nn.Conv2d(1, 1, 1)  # a stand-in network: logit = image
+        >>> with torch.no_grad():
+        ...     _ = net.weight.fill_(1.0), net.bias.zero_()
+        >>> images = torch.tensor([[-2.0, -1.0], [1.0, 2.0]]).view(1, 1, 2, 2)
+        >>> labels = torch.tensor([[[0, 0], [1, 1]]])
+        >>> result = evaluate(net, images, labels, val_images=images, val_labels=labels, probe=False)
+        >>> result.metrics["val/dice"], result.metrics["val/polarity"], result.metrics["probe/absent"]
+        (1.0, 1, 'probe=False')
+    """
+    model, meta = _resolve_model(model_or_path, device)
+    num_classes = _resolve_classes(model, meta, num_classes)
+    _check_set("test", test_images, test_labels, num_classes)
+    if (val_images is None) != (val_labels is None):
+        raise ParameterError("`val_images` and `val_labels` must be given together")
+    if (train_images is None) != (train_labels is None):
+        raise ParameterError("`train_images` and `train_labels` must be given together")
+    if val_images is not None:
+        _check_set("val", val_images, val_labels, num_classes)
+    if train_images is not None:
+        _check_set("train", train_images, train_labels, num_classes)
+
+    stats = meta.get("label_stats") or {}
+    det = stats.get("ntm_det")
+    if allow_inversion is None:
+        source = "training labels" if "inverts" in stats else "default"
+        allow_inversion = bool(stats.get("inverts", False))
+    else:
+        source = "argument"
+        allow_inversion = bool(allow_inversion)
+    binary = num_classes == 2
+    metrics: dict[str, Any] = {
+        "num_classes": num_classes,
+        "n_test": int(test_images.shape[0]),
+        "n_val": 0 if val_images is None else int(val_images.shape[0]),
+        "allow_inversion": allow_inversion and binary,
+        "inversion_source": source,
+        "label_ntm_det": None if det is None else float(det),
+    }
+    run = {"batch_size": batch_size, "tile": tile, "overlap": overlap}
+    test_probs = predict(model, test_images, **run)
+    val_probs = None if val_images is None else predict(model, val_images, **run).to(test_probs.device)
+    protocols = None
+    if binary:
+        protocols = _binary(test_probs, test_labels, val_probs, val_labels, num_thresholds, allow_inversion)
+        metrics.update(protocols.as_dict())
+    else:
+        report = _multiclass(test_probs, test_labels, num_classes)
+        metrics.update({f"argmax/{k}": v for k, v in report.items()})
+
+    probe_probs = None
+    if not probe:
+        metrics["probe/absent"] = "probe=False"
+    elif train_images is None:
+        metrics["probe/absent"] = "no training images and clean labels were given to fit the probe on"
+    elif not hasattr(model, "features"):
+        metrics["probe/absent"] = f"the network ({type(model).__name__}) has no features() method"
+    else:
+        linear = fit_probe(model, train_images, train_labels, num_classes=num_classes, steps=probe_steps,
+                           max_pixels=probe_pixels, batch_size=batch_size, generator=generator)
+        probe_probs = predict(linear, test_images, **run)
+        probe_val = None if val_images is None else predict(linear, val_images, **run).to(probe_probs.device)
+        metrics.update(_probe_metrics(probe_probs, test_labels, probe_val, val_labels, num_classes,
+                                      num_thresholds, linear.pixels))
+    return EvalResult(metrics=metrics, test_probs=test_probs, protocols=protocols, probe_probs=probe_probs)
+
+
+# ------------------------------------------------------------------------------------------------ probe
+class LinearProbe(nn.Module):
+    """A frozen network's features through one 1x1 convolution (a logistic probe).
+
+    Attributes:
+        model: the frozen network (its ``features`` method is used).
+        conv: the ``1 x 1`` convolution, ``F -> 1`` (binary) or ``F -> K`` channels.
+        pixels: how many training pixels it was fitted on.
+
+    Shapes:
+        ``forward``: ``(N, C, H, W)`` -> logits ``(N, 1 or K, H, W)``.
+    """
+
+    def __init__(self, model: nn.Module, conv: nn.Conv2d, *, pixels: int = 0):
+        super().__init__()
+        self.model = model
+        self.conv = conv
+        self.pixels = pixels
+        self.in_channels = getattr(model, "in_channels", None)
+        self.num_classes = conv.out_channels
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(_features(self.model, x))
+
+
+def fit_probe(
+    model: nn.Module,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    *,
+    num_classes: int = 2,
+    steps: int = 100,
+    max_pixels: int = 2**18,
+    weight_decay: float = 1e-4,
+    batch_size: int = 8,
+    generator: torch.Generator | None = None,
+) -> LinearProbe:
+    """Fit a logistic 1x1-convolution probe on a frozen network's features.
+
+    The features of the labelled pixels (at most ``max_pixels`` of them, drawn uniformly at random) are pooled
+    into one ``(P, F)`` matrix, standardised, and a logistic regression (binary: one sigmoid output; else a
+    softmax over ``K``) with an L2 penalty ``weight_decay * |w|^2`` is fitted by full-batch L-BFGS from zero
+    weights, so the fit is deterministic given the pixels. The standardisation is folded into the returned
+    convolution. The network is put in eval mode and is not changed.
+
+    Args:
+        model: a network with ``features(x)`` ``(N, F, H / s, W / s)`` (``s = model.feature_stride``).
+        images: ``(N, C, H, W)`` float images.
+        labels: ``(N, H, W)`` int CLEAN labels, classes ``0..K-1``, 255 ignored.
+        num_classes: ``K >= 2``.
+        steps: L-BFGS iterations, ``>= 1``.
+        max_pixels: the most labelled pixels used, ``>= 1``.
+        weight_decay: the L2 penalty, ``>= 0``.
+        batch_size: images per feature pass.
+        generator: CPU generator for the pixel draw (used only when there are more than ``max_pixels``).
+
+    Returns:
+        A :class:`LinearProbe` on the network's device, in eval mode.
+
+    Raises:
+        ShapeError: mismatched or malformed inputs.
+        ParameterError: a bad setting or label value.
+        DataError: no labelled pixel.
+
+    Example:
+        >>> from mstool.models import build_model
+        >>> net = build_model("unet", options={"base": 4, "depth": 2}, generator=torch.Generator().manual_seed(0))
+        >>> images = torch.randn(2, 1, 16, 16, generator=torch.Generator().manual_seed(1))
+        >>> labels = (images[:, 0] > 0).long()
+        >>> probe = fit_probe(net, images, labels, steps=20)
+        >>> probe(images).shape, probe.pixels
+        (torch.Size([2, 1, 16, 16]), 512)
+    """
+    _check_set("train", images, labels, num_classes, names=("images", "labels"))
+    for value, name, low in ((steps, "steps", 1), (max_pixels, "max_pixels", 1), (batch_size, "batch_size", 1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
+            raise ParameterError(f"`{name}` must be an integer >= {low}; got {value!r}")
+    if not isinstance(weight_decay, int | float) or weight_decay < 0:
+        raise ParameterError(f"`weight_decay` must be a number >= 0; got {weight_decay!r}")
+    dev = _model_device(model)
+    x_all, y_all = _probe_pixels(model, images, labels, max_pixels, batch_size, generator, dev)
+    mean, std = x_all.mean(dim=0), x_all.std(dim=0, unbiased=False).clamp_min(1e-6)
+    z = (x_all - mean) / std
+    out = 1 if num_classes == 2 else num_classes
+    w = torch.zeros(out, z.shape[1], device=dev, requires_grad=True)
+    b = torch.zeros(out, device=dev, requires_grad=True)
+    optimizer = torch.optim.LBFGS([w, b], lr=1.0, max_iter=steps, history_size=20, line_search_fn="strong_wolfe",
+                                  tolerance_grad=1e-9, tolerance_change=1e-12)
+
+    def closure() -> torch.Tensor:
+        optimizer.zero_grad()
+        logits = z @ w.T + b
+        if out == 1:
+            loss = F.binary_cross_entropy_with_logits(logits[:, 0], y_all.float())
+        else:
+            loss = F.cross_entropy(logits, y_all)
+        loss = loss + weight_decay * (w * w).sum()
+        loss.backward()
+        return loss
+
+    with torch.enable_grad():
+        optimizer.step(closure)
+    conv = nn.Conv2d(z.shape[1], out, 1).to(dev)
+    with torch.no_grad():
+        scale = w.detach() / std
+        conv.weight.copy_(scale[:, :, None, None])
+        conv.bias.copy_(b.detach() - scale @ mean)
+    conv.requires_grad_(False)
+    return LinearProbe(model, conv, pixels=int(y_all.numel())).eval()
+
+
+# ------------------------------------------------------------------------------------------ load split
+def load_split_tensors(
+    root: str | os.PathLike | Any,
+    split: str,
+    *,
+    layout: str = "auto",
+    channels: int | None = 1,
+    mask_mode: str | None = None,
+    mask_suffix: str = "_masks",
+    fit: str | None = None,
+) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
+    """One labelled split of a dataset folder as stacked tensors, for :func:`train` and :func:`evaluate`.
+
+    Images are read and z-scored as :class:`~mstool.data.SegmentationDataset` gives them. A batch tensor needs
+    one size, so images of different sizes are an error unless ``fit="center"``, which crops every image and
+    mask about its centre to the smallest height and the smallest width of the split (pixels at the borders
+    of larger images are dropped; nothing is resampled, so labels stay exact).
+
+    Args:
+        root: a dataset folder or a :class:`~mstool.data.Layout`.
+        split: ``train``, ``val``, ``test`` (or ``all`` / ``trainval`` for the layouts that have them).
+        layout: ``auto`` or a layout name.
+        channels: image channels (1: luminance), ``None`` keeps the files'.
+        mask_mode: how masks are read (see :func:`mstool.io.read_mask`); ``None``: the layout's default.
+        mask_suffix: the cellpose mask suffix.
+        fit: ``None`` (sizes must agree) or ``"center"``.
+
+    Returns:
+        ``(images (N, C, H, W) float32, labels (N, H, W) int64, names)``.
+
+    Raises:
+        LayoutError: no such split, or it has images without masks.
+        DataError: the split is empty, or its images differ in size and ``fit`` is None.
+        ParameterError: an unknown ``fit``.
+
+    Example:
+        >>> import tempfile
+        >>> from mstool.data import write_synthetic_dataset
+        >>> root = write_synthetic_dataset(tempfile.mkdtemp() + "/er", "er", n=5, size=32, seed=0)
+        >>> images, labels, names = load_split_tensors(root, "train")
+        >>> images.shape[1:], labels.dtype, len(names) == images.shape[0]
+        (torch.Size([1, 32, 32]), torch.int64, True)
+    """
+    from ..data import SegmentationDataset
+
+    if fit is not None:
+        check_in(fit, "fit", ["center"])
+    ds = SegmentationDataset(root, split, layout=layout, mask_mode=mask_mode, channels=channels,
+                             mask_suffix=mask_suffix, require_masks=True)
+    items = [ds[i] for i in range(len(ds))]
+    if not items:
+        raise DataError(f"{ds.layout.root}: split {split!r} holds no images")
+    sizes = sorted({tuple(item["image"].shape[-2:]) for item in items})
+    if len(sizes) > 1 and fit is None:
+        shown = ", ".join(f"{h} x {w}" for h, w in sizes[:4]) + (" ..." if len(sizes) > 4 else "")
+        raise DataError(f"{ds.layout.root}: split {split!r} has images of {len(sizes)} sizes ({shown}); pass "
+                        "fit='center' to crop them to a common size, or predict them one at a time")
+    h, w = min(s[0] for s in sizes), min(s[1] for s in sizes)
+    images = torch.stack([_center(item["image"], h, w) for item in items])
+    labels = torch.stack([_center(item["mask"], h, w) for item in items]).long()
+    return images, labels, [item["name"] for item in items]
+
+
+# ---------------------------------------------------------------------------------------------- helpers
+def _center(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    top, left = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
+    return x[..., top:top + h, left:left + w]
+
+
+def _resolve_model(model_or_path: nn.Module | TrainResult | str | os.PathLike,
+                   device: str | torch.device | None) -> tuple[nn.Module, dict[str, Any]]:
+    meta: dict[str, Any] = {}
+    model = model_or_path
+    if isinstance(model_or_path, TrainResult):
+        model = model_or_path.model
+        meta = {"num_classes": model_or_path.num_classes, "label_stats": model_or_path.label_stats}
+    if isinstance(model, nn.Module):
+        if device is not None:
+            model.to(resolve_device(device))
+        return model, meta
+    if isinstance(model_or_path, str | os.PathLike):
+        return load_model(Path(model_or_path), device="cpu" if device is None else device)
+    raise ParameterError("`model_or_path` must be a network, a TrainResult or a model file; "
+                         f"got {type(model_or_path).__name__}")
+
+
+def _resolve_classes(model: nn.Module, meta: dict[str, Any], num_classes: int | None) -> int:
+    known = meta.get("num_classes")
+    if known is None:
+        out = getattr(model, "num_classes", None)
+        if out is None and isinstance(model, nn.Conv2d):
+            out = model.out_channels
+        known = None if out is None else (2 if out == 1 else int(out))
+    if num_classes is None:
+        if known is None:
+            raise ParameterError("`num_classes` must be given: the network does not say how many classes it has")
+        return known
+    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
+        raise ParameterError(f"`num_classes` must be an integer >= 2 (2 for binary data); got {num_classes!r}")
+    if known is not None and known != num_classes:
+        raise ParameterError(f"`num_classes` is {num_classes} but the network was made for {known} classes")
+    return num_classes
+
+
+def _check_set(split: str, images: torch.Tensor, labels: torch.Tensor, num_classes: int,
+               names: tuple[str, str] | None = None) -> None:
+    image_name, label_name = names or (f"{split}_images", f"{split}_labels")
+    check_shape(images, image_name, "N C H W", dtype="float")
+    check_labels(labels, label_name, num_classes=num_classes)
+    if labels.shape != (images.shape[0], *images.shape[-2:]):
+        raise ShapeError(f"`{label_name}` must be (N, H, W) = ({images.shape[0]}, {images.shape[2]}, "
+                         f"{images.shape[3]}) to match `{image_name}`; got ({', '.join(map(str, labels.shape))})")
+    if images.shape[0] == 0:
+        raise ShapeError(f"`{image_name}` must hold at least one image; got an empty batch")
+
+
+def _model_device(model: nn.Module) -> torch.device:
+    param = next(iter(model.parameters()), None)
+    return param.device if param is not None else torch.device("cpu")
+
+
+def _features(model: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """``model.features(x)`` at the image size (bilinear upsampling when the stride is above 1)."""
+    f = model.features(x)
+    if f.shape[-2:] != x.shape[-2:]:
+        f = F.interpolate(f, size=x.shape[-2:], mode="bilinear", align_corners=False)
+    return f.float()
+
+
+def _probe_pixels(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, max_pixels: int, batch_size: int,
+                  generator: torch.Generator | None, dev: torch.device) -> tuple[torch.Tensor, torch.Tensor]:
+    """Features ``(P, F)`` and labels ``(P,)`` of up to ``max_pixels`` random labelled pixels."""
+    flat = labels.reshape(-1).cpu()
+    chosen = torch.nonzero(flat != 255).flatten()
+    if chosen.numel() == 0:
+        raise DataError("`labels` must hold at least one labelled pixel to fit the probe on; every pixel is 255")
+    if chosen.numel() > max_pixels:
+        pick = torch.randperm(chosen.numel(), generator=generator)[:max_pixels]
+        chosen = chosen[pick.sort().values]
+    per_image = labels.shape[-2] * labels.shape[-1]
+    was_training = model.training
+    model.eval()
+    feats = []
+    try:
+        with torch.inference_mode():
+            for start in range(0, images.shape[0], batch_size):
+                stop = min(start + batch_size, images.shape[0])
+                lo, hi = start * per_image, stop * per_image
+                local = chosen[(chosen >= lo) & (chosen < hi)] - lo
+                if local.numel() == 0:
+                    continue
+                f = _features(model, images[start:stop].to(dev))
+                f = f.permute(0, 2, 3, 1).reshape(-1, f.shape[1])
+                feats.append(f[local.to(dev)])
+    finally:
+        model.train(was_training)
+    return torch.cat(feats).clone(), flat[chosen].to(dev)
+
+
+def _binary(test_probs: torch.Tensor, test_labels: torch.Tensor, val_probs: torch.Tensor | None,
+            val_labels: torch.Tensor | None, num_thresholds: int, allow_inversion: bool) -> Any:
+    from ..metrics import evaluate_binary
+
+    labels = test_labels.to(test_probs.device)
+    vl = None if val_labels is None else val_labels.to(test_probs.device)
+    return evaluate_binary(test_probs, labels, val_probs=val_probs, val_labels=vl, num_thresholds=num_thresholds,
+                           allow_inversion=allow_inversion)
+
+
+def _multiclass(probs: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict[str, Any]:
+    from ..metrics import multiclass_report
+
+    return multiclass_report(probs, labels.to(probs.device), num_classes)
+
+
+def _probe_metrics(probs: torch.Tensor, labels: torch.Tensor, val_probs: torch.Tensor | None,
+                   val_labels: torch.Tensor | None, num_classes: int, num_thresholds: int,
+                   pixels: int) -> dict[str, Any]:
+    if num_classes != 2:
+        report = _multiclass(probs, labels, num_classes)
+        return {"probe/miou": report["miou"], "probe/mdice": report["mdice"],
+                "probe/pixel_accuracy": report["pixel_accuracy"], "probe/pixels": pixels}
+    result = _binary(probs, labels, val_probs, val_labels, num_thresholds, False)
+    name = "val" if "val" in result.entries else "fixed"
+    entry = result.entries[name].metrics
+    return {"probe/dice": entry["dice"], "probe/iou": entry["iou"], "probe/auc": entry["auc"],
+            "probe/threshold": entry["threshold"], "probe/protocol": name, "probe/pixels": pixels}
