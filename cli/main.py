@@ -13,6 +13,9 @@ _COMMANDS = {
     "data": ("mstool.cli.data:data", "Make synthetic datasets and check dataset folders."),
     "labels": ("mstool.cli.labels:labels", "Make noisy label sets (the label zoo) and analyse them."),
     "prior": ("mstool.cli.prior:prior", "Estimate a meta-structure density prior (density.npz) and draw it."),
+    "train": ("mstool.cli.train:train", "Train a network on noisy labels made from a dataset's clean labels."),
+    "evaluate": ("mstool.cli.train:evaluate", "Evaluate a trained network (val/oracle/fixed protocols, probe)."),
+    "compare": ("mstool.cli.compare:compare", "Run the noisy-label comparison suite and write its report."),
 }
 
 

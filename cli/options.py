@@ -60,3 +60,62 @@ def handle_errors(func):
 def _one_line(exc: BaseException) -> str:
     text = str(exc) or type(exc).__name__
     return " ".join(text.split())
+
+
+def train_options(func):
+    """Training overrides shared by `mstool train` and `mstool compare` (every TrainConfig field is reachable
+    through --set KEY=VALUE or a config file; the common ones have their own flag)."""
+    opts = [
+        click.option("--preset", type=click.Choice(("quick", "paper")), default=None,
+                     help="Training preset: quick (CPU-friendly small U-Net) or paper (Luo et al.). [default: quick]"),
+        click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
+                     help="A TOML file of settings (top-level suite keys and a [train] table); flags override it."),
+        click.option("--epochs", type=click.IntRange(min=1), default=None, help="Training epochs."),
+        click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Images per step."),
+        click.option("--crop", type=click.IntRange(min=8), default=None, help="Side of the random training crop."),
+        click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate."),
+        click.option("--noise-mode", type=click.Choice(("offline", "online")), default=None,
+                     help="offline: one noisy draw per image; online: a fresh draw every epoch (the paper's flips)."),
+        click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
+                     help="Any training setting, e.g. --set optimizer=sgd --set model_options.base=32 (repeatable)."),
+    ]
+    for opt in reversed(opts):
+        func = opt(func)
+    return func
+
+
+def parse_settings(settings: tuple[str, ...]) -> dict:
+    """Turn ``KEY=VALUE`` strings into a nested dict; values are read as TOML values (numbers, true/false, strings)."""
+    import tomllib
+
+    out: dict = {}
+    for item in settings:
+        if "=" not in item:
+            raise click.BadParameter(f"expected KEY=VALUE; got {item!r}", param_hint="--set")
+        key, raw = (s.strip() for s in item.split("=", 1))
+        try:
+            value = tomllib.loads(f"v = {raw}")["v"]
+        except tomllib.TOMLDecodeError:
+            value = raw
+        target = out
+        *parents, leaf = key.split(".")
+        for p in parents:
+            target = target.setdefault(p, {})
+        target[leaf] = value
+    return out
+
+
+def train_overrides(file_values: dict, *, epochs=None, batch_size=None, crop=None, lr=None, noise_mode=None,
+                    settings=()) -> dict:
+    """Merge a config file's [train] table, --set values and the dedicated flags (in that order of precedence)."""
+    train = dict(file_values.get("train", {}))
+    for key, value in parse_settings(settings).items():
+        if isinstance(value, dict) and isinstance(train.get(key), dict):
+            train[key] = {**train[key], **value}
+        else:
+            train[key] = value
+    for key, value in (("epochs", epochs), ("batch_size", batch_size), ("crop", crop), ("lr", lr),
+                       ("noise_mode", noise_mode)):
+        if value is not None:
+            train[key] = value
+    return train

@@ -1,0 +1,82 @@
+"""`mstool compare`: the paper's noisy-label experiment on your data, as one resumable command with a report."""
+
+from __future__ import annotations
+
+import click
+
+from .options import device_option, handle_errors, quiet_option, threads_option, train_options, train_overrides
+
+
+@click.command("compare")
+@click.option("--data", default=None, metavar="ROOT|synth:KIND",
+              help="A dataset folder, or synth:er|mito|nuc|shapes (generated into OUT/data). [default: synth:er]")
+@click.option("--labels", "labels", multiple=True,
+              help="Label specs, comma-separated (a comma before a letter starts the next spec, so flip:0.2,0.2 "
+                   "stays one) or repeated. [default: clean, sample:0.1, sample:0.5, flip:0.2,0.2, flip:0.45,0.45, "
+                   "flip:0.9,0.9, dilate:2, erode:1, skeleton, random:0.3]")
+@click.option("--model", "models", multiple=True, help="Networks, comma-separated or repeated. [default: unet]")
+@click.option("--seeds", default=None, help="Seeds, comma-separated. [default: 0,1,2]")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
+@train_options
+@click.option("--layout", type=click.Choice(("auto", "paper", "voc", "cellpose")), default=None,
+              help="Dataset layout. [default: auto]")
+@click.option("--synth-n", type=click.IntRange(min=3), default=None,
+              help="Images of a synth: dataset. [default: 24 (quick) or 64 (paper)]")
+@click.option("--synth-size", type=click.IntRange(min=32), default=None,
+              help="Image side of a synth: dataset. [default: 128 (quick) or 256 (paper)]")
+@click.option("--cell", "cells", multiple=True,
+              help="Run only this cell (repeatable), e.g. for one job per cell on a cluster; see --list-cells.")
+@click.option("--list-cells", is_flag=True, help="Print the cell ids of the suite and exit.")
+@click.option("--report-only", is_flag=True, help="Only (re)write the results and report of finished cells.")
+@device_option
+@threads_option
+@quiet_option
+@handle_errors
+def compare(data, labels, models, seeds, out, preset, config_file, epochs, batch_size, crop, lr, noise_mode, settings,
+            layout, synth_n, synth_size, cells, list_cells, report_only, device, threads, quiet):
+    """Train one network per label spec, model and seed, evaluate each honestly, and report.
+
+    Writes OUT/results.csv, results.json, summary.md, plots/*.png and report.html. Re-running into OUT skips
+    finished cells and resumes interrupted ones.
+    """
+    from mstool.compare import SuiteConfig, parse_list, read_config_file, run_suite, write_results
+
+    from ._progress import TrainingBars
+    from .options import runtime
+
+    values = read_config_file(config_file) if config_file else {}
+    values = {k: v for k, v in values.items() if k != "train"} | {"train": train_overrides(
+        values, epochs=epochs, batch_size=batch_size, crop=crop, lr=lr, noise_mode=noise_mode, settings=settings)}
+    for key, given in (("data", data), ("preset", preset), ("layout", layout), ("synth_n", synth_n),
+                       ("synth_size", synth_size)):
+        if given is not None:
+            values[key] = given
+    if labels:
+        values["labels"] = parse_list(labels)
+    if models:
+        values["models"] = parse_list(models, kind="models")
+    if seeds is not None:
+        try:
+            values["seeds"] = [int(s) for s in parse_list(seeds, kind="seeds")]
+        except ValueError:
+            raise click.BadParameter(f"expected comma-separated integers; got {seeds!r}",
+                                     param_hint="--seeds") from None
+    suite = SuiteConfig.from_dict(values)
+    if list_cells:
+        for cell in suite.cells():
+            click.echo(cell.id)
+        return
+    if report_only:
+        summary = write_results(out)
+        click.echo(f"wrote the report of {summary['rows']} finished cells to {out}/report.html")
+        return
+    dev = runtime(device, threads)
+    plan = suite.cells() if not cells else list(cells)
+    bars = TrainingBars(quiet=quiet, cells=len(plan))
+    try:
+        rows = run_suite(suite, out, device=dev, cells=list(cells) or None, progress=bars)
+    finally:
+        bars.close()
+    summary = write_results(out, rows)
+    click.echo(f"{summary['rows']} of {len(suite.cells())} cells finished; summary: {out}/summary.md, "
+               f"report: {out}/report.html")

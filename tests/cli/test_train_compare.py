@@ -1,0 +1,46 @@
+import json
+
+from click.testing import CliRunner
+
+from mstool.cli.main import cli
+
+TINY = ["--epochs", "1", "--crop", "32", "--batch-size", "4", "--set", "model_options.base=4",
+        "--set", "model_options.depth=2", "--set", "probe=false"]
+
+
+def test_train_then_evaluate(tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "x"
+    r = runner.invoke(cli, ["train", "--data", "synth:mito", "--labels", "sample:0.5", "-o", str(out), "-q", *TINY])
+    assert r.exit_code == 0, r.output
+    assert "trained unet on sample:0.5 labels" in r.output
+    assert (out / "model.pt").exists() and (out / "train.json").exists() and (out / "data" / "dataset.json").exists()
+    r = runner.invoke(cli, ["evaluate", "--checkpoint", str(out / "model.pt"), "--no-probe"])
+    assert r.exit_code == 0, r.output
+    assert "val " in r.output and "oracle" in r.output and "fixed" in r.output
+    metrics = json.loads((out / "evaluation.json").read_text())
+    assert {"val/dice", "oracle/dice", "fixed/dice"} <= set(metrics)
+
+
+def test_compare_end_to_end_with_two_specs(tmp_path):
+    out = tmp_path / "run"
+    args = ["compare", "--data", "synth:er", "--labels", "clean,flip:0.2,0.2", "--seeds", "0", "--synth-n", "5",
+            "--synth-size", "32", "-o", str(out), "-q", *TINY]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    assert "2 of 2 cells finished" in r.output
+    assert (out / "report.html").exists() and (out / "results.csv").read_text().count("\n") == 3
+    r = CliRunner().invoke(cli, [*args[:-8], "--list-cells"])
+    assert r.output.split() == ["clean__unet__seed0", "flip-0.2_0.2__unet__seed0"]
+    r = CliRunner().invoke(cli, ["compare", "-o", str(out), "--report-only", "--data", "synth:er",
+                                 "--labels", "clean,flip:0.2,0.2", "--seeds", "0"])
+    assert r.exit_code == 0 and "2 finished cells" in r.output
+
+
+def test_compare_bad_inputs_are_one_line(tmp_path):
+    runner = CliRunner()
+    for extra, text in ((["--model", "vgg"], "unknown model 'vgg'"), (["--labels", "blur:1"], "unknown label spec"),
+                        (["--data", str(tmp_path / "missing")], "does not exist")):
+        r = runner.invoke(cli, ["compare", "-o", str(tmp_path / "run"), "-q", *extra])
+        assert r.exit_code == 2, (extra, r.output)
+        assert text in r.stderr and r.stderr.count("\n") == 1, r.stderr

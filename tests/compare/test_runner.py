@@ -1,0 +1,107 @@
+import json
+
+import numpy as np
+import pytest
+import torch
+
+from mstool.compare import SuiteConfig, prepare_data, run_suite, write_results
+from mstool.data import write_synthetic_dataset
+from mstool.errors import LayoutError, ParameterError
+
+from ..data.helpers import make_cellpose
+
+TINY = {"epochs": 1, "model_options": {"base": 4, "depth": 2}, "crop": 32, "batch_size": 4, "probe": False}
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("suite") / "run"
+    cfg = SuiteConfig(data="synth:er", labels=["clean", "flip:0.9,0.9"], seeds=[0], synth_n=6, synth_size=48,
+                      train={**TINY, "probe": True})
+    rows = run_suite(cfg, run)
+    return run, cfg, rows
+
+
+def test_suite_rows_hold_settings_label_stats_and_metrics(tiny_run):
+    run, cfg, rows = tiny_run
+    assert [r["cell"] for r in rows] == ["clean__unet__seed0", "flip-0.9_0.9__unet__seed0"]
+    clean, flipped = rows
+    assert clean["label/taxonomy"] == "CL" and clean["label/rank"] == 2
+    assert flipped["label/det"] < 0 and flipped["allow_inversion"] is True
+    for key in ("val/dice", "oracle/dice", "fixed/dice", "val/auc", "val/dice_img_mean", "probe/dice",
+                "label/mutual_information", "label/similarity_pearson_h4", "mstool_version", "device", "seed"):
+        assert key in clean, key
+    assert clean["settings"]["epochs"] == 1 and clean["settings"]["label_spec"] == "clean"
+    assert (run / "config.toml").exists() and (run / "log.txt").read_text().count("done in") == 2
+
+
+def test_results_report_and_resume(tiny_run):
+    run, cfg, _ = tiny_run
+    summary = write_results(run)
+    assert summary["rows"] == 2
+    for name in ("results.csv", "results.json", "summary.md", "report.html", "plots/noise_level.png",
+                 "plots/similarity.png", "plots/learning_curves.png", "plots/examples.png"):
+        assert (run / name).exists(), name
+    md = (run / "summary.md").read_text()
+    assert "| clean | unet | CL |" in md and "flip:0.9,0.9" in md
+    html = (run / "report.html").read_text()
+    assert "plots/examples.png" in html and "Spearman" not in md
+    cells = json.loads((run / "results.json").read_text())["cells"]
+    assert len(cells) == 2
+    stamp = (run / "cells" / "clean__unet__seed0" / "metrics.json").stat().st_mtime_ns
+    rows = run_suite(cfg, run)  # nothing left to do: finished cells are skipped
+    assert len(rows) == 2
+    assert (run / "cells" / "clean__unet__seed0" / "metrics.json").stat().st_mtime_ns == stamp
+
+
+def test_suite_refuses_a_folder_with_other_settings_but_grows_with_new_specs(tiny_run, tmp_path):
+    run, cfg, _ = tiny_run
+    other = SuiteConfig.from_dict({**cfg.to_dict(), "train": {**cfg.train, "epochs": 2}})
+    with pytest.raises(ParameterError, match="other settings.*train"):
+        run_suite(other, run)
+    with pytest.raises(ParameterError, match="unknown cell"):
+        run_suite(cfg, run, cells=["nope"])
+
+
+def test_interrupted_cell_resumes_to_the_same_result(tmp_path):
+    cfg = SuiteConfig(data="synth:nuc", labels=["sample:0.5"], seeds=[3], synth_n=5, synth_size=32,
+                      train={**TINY, "epochs": 3})
+    full = run_suite(cfg, tmp_path / "full")[0]
+
+    class Stop(Exception):
+        pass
+
+    def stop_after_first_epoch(event):
+        if event.get("event") == "epoch" and event["epoch"] == 1:
+            raise Stop
+
+    with pytest.raises(Stop):
+        run_suite(cfg, tmp_path / "cut", progress=stop_after_first_epoch)
+    assert not (tmp_path / "cut" / "cells" / "sample-0.5__unet__seed3" / "metrics.json").exists()
+    resumed = run_suite(cfg, tmp_path / "cut")[0]
+    for key in ("val/dice", "oracle/dice", "fixed/dice", "final_train_loss"):
+        assert resumed[key] == full[key], key
+
+
+def test_prepare_data_fallbacks(tmp_path):
+    root = write_synthetic_dataset(tmp_path / "d", "nuc", n=6, size=32, seed=0)
+    import shutil
+
+    shutil.rmtree(root / "val")
+    data = prepare_data(SuiteConfig(data=str(root)), tmp_path / "run")
+    assert len(data.val_images) == 1 and len(data.train_images) == 3 and "no val split" in data.notes[0]
+    make_cellpose(tmp_path / "cp", names=tuple(f"c{i}" for i in range(5)))
+    data = prepare_data(SuiteConfig(data=str(tmp_path / "cp")), tmp_path / "run2")
+    assert (len(data.train_images), len(data.val_images), len(data.test_images)) == (3, 1, 1)
+    assert "divided 60/20/20" in data.notes[0]
+    make_cellpose(tmp_path / "one", names=("x",))
+    with pytest.raises(LayoutError, match="cannot hold out"):
+        prepare_data(SuiteConfig(data=str(tmp_path / "one")), tmp_path / "run3")
+
+
+def test_examples_file_holds_test_images_and_a_training_label(tiny_run):
+    run, _, _ = tiny_run
+    with np.load(run / "cells" / "flip-0.9_0.9__unet__seed0" / "examples.npz", allow_pickle=False) as z:
+        assert z["probs"].shape[1:] == (1, 48, 48) and z["images"].shape[1:] == (48, 48)
+        assert z["train_label"].shape == (1, 48, 48)
+        assert torch.from_numpy(z["labels"].astype(np.int64)).max() <= 1

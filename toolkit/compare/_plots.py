@@ -1,0 +1,168 @@
+"""Plots of a comparison suite (matplotlib, headless): Dice against noise level per family, against meta-structure
+similarity and mutual information (with Spearman's rho), learning curves, and example predictions per label spec.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..viz import _plt, _show_label, save_figure
+from ._suite import SuiteConfig
+
+__all__ = ["draw_all"]
+
+_TAXONOMY_COLOURS = {"CL": "#222222", "RCL": "#1f77b4", "PCL": "#d62728", "RL": "#7f7f7f"}
+
+
+def _values(rows, key):
+    return [r.get(key) for r in rows]
+
+
+def _finite(x) -> bool:
+    return x is not None and not (isinstance(x, float) and math.isnan(x))
+
+
+def draw_all(run_dir: Path, config: SuiteConfig, rows: list[dict[str, Any]], metric: str) -> list[tuple[str, Path]]:
+    """Draw every plot into ``run_dir/plots`` and return ``(title, path)`` pairs."""
+    out = run_dir / "plots"
+    drawn = []
+    for title, name, fn in (
+        (f"{metric} against noise level, per label family (mean ± std over seeds)", "noise_level.png", _noise_level),
+        (f"{metric} against meta-structure similarity and mutual information of the training labels",
+         "similarity.png", _similarity),
+        ("Learning curves: validation score per epoch (mean over seeds)", "learning_curves.png", _curves),
+        ("Example test predictions per label spec (first model and seed)", "examples.png", _examples),
+    ):
+        path = out / name
+        if fn(path, run_dir, config, rows, metric):
+            drawn.append((title, path))
+    return drawn
+
+
+def _noise_level(path, run_dir, config, rows, metric) -> bool:
+    plt = _plt()
+    groups: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
+    clean = [r[metric] for r in rows if r["family"] == "clean" and _finite(r.get(metric))]
+    for r in rows:
+        if r["family"] != "clean" and r["level"] is not None and _finite(r.get(metric)):
+            groups[r["family"]][r["level"]].append(r[metric])
+    if not groups and not clean:
+        return False
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for family, levels in sorted(groups.items()):
+        xs = sorted(levels)
+        ax.errorbar(xs, [np.mean(levels[x]) for x in xs], yerr=[np.std(levels[x]) for x in xs], marker="o",
+                    capsize=3, label=family)
+    if clean:
+        ax.axhline(float(np.mean(clean)), color="k", ls="--", lw=1, label="clean")
+    ax.set_xlabel("noise level (first argument of the spec)")
+    ax.set_ylabel(metric)
+    ax.set_ylim(0, 1)
+    ax.legend(fontsize=8)
+    ax.grid(alpha=0.3)
+    save_figure(fig, path)
+    return True
+
+
+def _similarity(path, run_dir, config, rows, metric) -> bool:
+    from scipy.stats import spearmanr
+
+    plt = _plt()
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    any_drawn = False
+    for ax, key, label in ((axes[0], "label/similarity_pearson_h4", "meta-structure similarity (Pearson r, h=4)"),
+                           (axes[1], "label/mutual_information", "mutual information I(clean; noisy) (bits)")):
+        pts = [(r[key], r[metric], r.get("label/taxonomy", "RCL")) for r in rows
+               if _finite(r.get(key)) and _finite(r.get(metric))]
+        if not pts:
+            continue
+        any_drawn = True
+        for tax, colour in _TAXONOMY_COLOURS.items():
+            sel = [(x, y) for x, y, t in pts if t == tax]
+            if sel:
+                ax.scatter(*zip(*sel), c=colour, s=22, label=tax, alpha=0.8)
+        rho = spearmanr([p[0] for p in pts], [p[1] for p in pts]).statistic if len(pts) > 2 else math.nan
+        ax.set_title(f"Spearman's rho = {rho:.2f} (n = {len(pts)} cells)", fontsize=9)
+        ax.set_xlabel(label)
+        ax.set_ylabel(metric)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    if not any_drawn:
+        return False
+    save_figure(fig, path)
+    return True
+
+
+def _curves(path, run_dir, config, rows, metric) -> bool:
+    plt = _plt()
+    per_spec: dict[str, list[list[float]]] = defaultdict(list)
+    for r in rows:
+        curve = run_dir / "cells" / r["cell"] / "curves.csv"
+        if not curve.exists():
+            continue
+        with open(curve) as fh:
+            data = list(csv.DictReader(fh))
+        key = "val_dice" if data and "val_dice" in data[0] else "val_miou"
+        values = [float(d[key]) if d.get(key) not in (None, "", "None") else math.nan for d in data]
+        per_spec[r["spec"]].append(values)
+    if not per_spec:
+        return False
+    fig, ax = plt.subplots(figsize=(6.4, 4.2))
+    for spec, curves in per_spec.items():
+        n = min(len(c) for c in curves)
+        mean = np.nanmean(np.array([c[:n] for c in curves]), axis=0)
+        ax.plot(range(1, n + 1), mean, marker=".", label=spec)
+    ax.set_xlabel("epoch")
+    ax.set_ylabel("validation score at 0.5 (Dice or mIoU)")
+    ax.set_ylim(0, 1)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7, ncol=2)
+    save_figure(fig, path)
+    return True
+
+
+def _examples(path, run_dir, config, rows, metric) -> bool:
+    plt = _plt()
+    first: dict[str, dict] = {}
+    for r in rows:
+        first.setdefault(r["spec"], r)
+    entries = []
+    for spec, r in first.items():
+        f = run_dir / "cells" / r["cell"] / "examples.npz"
+        if f.exists():
+            with np.load(f, allow_pickle=False) as z:
+                entries.append((spec, r, {k: z[k] for k in z.files}))
+    if not entries:
+        return False
+    num_classes = int(entries[0][1].get("num_classes", 2))
+    fig, axes = plt.subplots(len(entries), 5, figsize=(12, 2.5 * len(entries)), squeeze=False)
+    for i, (spec, r, z) in enumerate(entries):
+        probs = z["probs"][0].astype(np.float32)
+        if num_classes > 2:
+            pred = probs.argmax(0)
+            score = probs.max(0)
+        else:
+            score = probs[0]
+            thr = r.get("val/threshold") if _finite(r.get("val/threshold")) else 0.5
+            pol = r.get("val/polarity") or 1
+            pred = ((score if pol > 0 else 1 - score) >= thr).astype(np.uint8)
+        axes[i, 0].imshow(z["images"][0].astype(np.float32), cmap="gray")
+        _show_label(axes[i, 1], z["labels"][0], num_classes)
+        _show_label(axes[i, 2], z["train_label"][0], num_classes)
+        axes[i, 3].imshow(score, cmap="magma", vmin=0, vmax=1)
+        _show_label(axes[i, 4], pred, num_classes)
+        titles = ("test image", "clean label", f"{spec}: a training label", "score map", "prediction (val thr.)")
+        for ax, t in zip(axes[i], titles):
+            ax.set_title(t, fontsize=8)
+            ax.set_axis_off()
+        value = r.get(metric)
+        axes[i, 4].set_title(f"prediction, {metric} {value:.3f}" if _finite(value) else "prediction", fontsize=8)
+    fig.tight_layout()
+    save_figure(fig, path)
+    return True

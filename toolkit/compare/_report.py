@@ -1,0 +1,194 @@
+"""The comparison suite's results: one row per cell (``results.csv``, ``results.json``), mean +- std over seeds
+(``summary.md``), plots (``plots/*.png``) and ``report.html`` showing all of it. Every file is written atomically.
+"""
+
+from __future__ import annotations
+
+import csv
+import html
+import io
+import json
+import math
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._fs import atomic_path
+from .._version import __version__
+from ._runner import load_run_config
+
+__all__ = ["write_results", "summarize", "headline_metric", "SUMMARY_COLUMNS"]
+
+SUMMARY_COLUMNS = ("val", "oracle", "fixed")
+
+
+def headline_metric(rows: list[dict[str, Any]]) -> str:
+    """``val/dice`` for binary suites, ``argmax/miou`` for multi-class ones."""
+    return "argmax/miou" if rows and rows[0].get("num_classes", 2) > 2 else "val/dice"
+
+
+def _metric_names(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
+    if headline_metric(rows) == "argmax/miou":
+        return [("argmax/miou", "mIoU"), ("argmax/pixel_accuracy", "pixel acc."), ("probe/miou", "probe mIoU")]
+    return [("val/dice", "Dice (val thr.)"), ("oracle/dice", "Dice (oracle)"), ("fixed/dice", "Dice (0.5)"),
+            ("val/iou", "IoU (val thr.)"), ("val/auc", "AUC"), ("probe/dice", "probe Dice")]
+
+
+def _mean_std(values: list[Any]) -> tuple[float, float, int]:
+    vals = [float(v) for v in values if v is not None and not (isinstance(v, float) and math.isnan(v))]
+    if not vals:
+        return math.nan, math.nan, 0
+    return float(np.mean(vals)), float(np.std(vals)), len(vals)
+
+
+def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and std over seeds per (label spec, model), in the order the specs first appear."""
+    groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    for r in rows:
+        groups[(r["spec"], r["model"])].append(r)
+    out = []
+    for (spec, model), rs in groups.items():
+        entry: dict[str, Any] = {"spec": spec, "model": model, "n": len(rs), "family": rs[0]["family"],
+                                 "level": rs[0]["level"], "taxonomy": rs[0].get("label/taxonomy")}
+        for key in ("label/rank", "label/det", "label/mutual_information", "label/similarity_pearson_h4",
+                    "label/boundary_fraction", "seconds"):
+            entry[key] = _mean_std([r.get(key) for r in rs])[0]
+        for key, _ in _metric_names(rows):
+            m, s, n = _mean_std([r.get(key) for r in rs])
+            entry[key] = m
+            entry[key + "_std"] = s
+        pols = sorted({(r.get("val/polarity"), r.get("val/polarity_source")) for r in rs if r.get("val/polarity")})
+        entry["polarity"] = ", ".join(f"{'+' if p > 0 else '-'} ({src})" for p, src in pols) or "-"
+        out.append(entry)
+    return out
+
+
+def _fmt(v: Any, digits: int = 3) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.{digits}f}"
+    return str(v)
+
+
+def _summary_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    names = _metric_names(rows)
+    header = ["label spec", "model", "class", "NTM rank", "det", "MI (bits)", "similarity r (h=4)"]
+    header += [label for _, label in names] + ["polarity (val)", "seeds"]
+    body = []
+    for e in summarize(rows):
+        line = [e["spec"], e["model"], _fmt(e["taxonomy"]), _fmt(e["label/rank"], 0), _fmt(e["label/det"]),
+                _fmt(e["label/mutual_information"]), _fmt(e["label/similarity_pearson_h4"])]
+        for key, _ in names:
+            m, s = e[key], e[key + "_std"]
+            line.append("-" if math.isnan(m) else (f"{m:.3f} ± {s:.3f}" if e["n"] > 1 else f"{m:.3f}"))
+        line += [e["polarity"], str(e["n"])]
+        body.append(line)
+    return header, body
+
+
+def _markdown(header: list[str], body: list[list[str]]) -> str:
+    lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
+    lines += ["| " + " | ".join(row) + " |" for row in body]
+    return "\n".join(lines) + "\n"
+
+
+_PROTOCOLS = (
+    "**val** (the headline): the threshold, and the polarity when the training labels invert the classes "
+    "(NTM determinant < 0), are chosen on the validation set and applied to test. **oracle**: the best threshold "
+    "on the test set itself (the paper's protocol; optimistic). **fixed**: threshold 0.5. Dice is pooled over all "
+    "test pixels. **probe**: a 1x1-conv logistic probe fitted on the frozen network's last decoder features with "
+    "clean training labels (the paper's feature-extraction experiment). Label statistics describe each cell's "
+    "actual training labels against the clean ones."
+)
+
+
+def write_results(run_dir: str | Path, rows: list[dict[str, Any]] | None = None, *, plots: bool = True) -> dict:
+    """Write ``results.csv``, ``results.json``, ``summary.md``, ``plots/*.png`` and ``report.html``.
+
+    Args:
+        run_dir: a run folder of :func:`mstool.compare.run_suite`.
+        rows: the finished cells' rows; ``None`` reads every ``cells/*/metrics.json`` of the stored suite.
+        plots: draw the plots (the tables are always written).
+
+    Returns:
+        ``{"rows": n, "files": [paths written]}``.
+    """
+    run_dir = Path(run_dir)
+    config = load_run_config(run_dir)
+    if rows is None:
+        rows = []
+        for cell in config.cells():
+            path = run_dir / "cells" / cell.id / "metrics.json"
+            if path.exists():
+                rows.append(json.loads(path.read_text()))
+    files = []
+    flat = [{k: v for k, v in r.items() if k not in ("settings", "label/ntm")} | {
+        "label/ntm": json.dumps(r.get("label/ntm")), "settings": json.dumps(r.get("settings"))} for r in rows]
+    columns = list(dict.fromkeys(k for r in flat for k in r))
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore")
+    writer.writeheader()
+    for r in flat:
+        writer.writerow({k: ("" if v is None else v) for k, v in r.items()})
+    with atomic_path(run_dir / "results.csv") as tmp:
+        tmp.write_text(buf.getvalue())
+    with atomic_path(run_dir / "results.json") as tmp:
+        tmp.write_text(json.dumps({"mstool_version": __version__, "suite": config.to_dict(), "cells": rows},
+                                  indent=1) + "\n")
+    files += [run_dir / "results.csv", run_dir / "results.json"]
+    notes_path = run_dir / "data_notes.json"
+    notes = json.loads(notes_path.read_text()) if notes_path.exists() else []
+    header, body = _summary_table(rows) if rows else ([], [])
+    planned = len(config.cells())
+    md = [f"# Comparison suite: {config.data}, preset {config.preset}\n",
+          f"{len(rows)} of {planned} cells finished; mean ± std over seeds. mstool {__version__}.\n"]
+    md += [f"- {n}\n" for n in notes]
+    md += ["\n", _markdown(header, body) if rows else "No cell has finished yet.\n", "\n", _PROTOCOLS, "\n"]
+    with atomic_path(run_dir / "summary.md") as tmp:
+        tmp.write_text("".join(md))
+    files.append(run_dir / "summary.md")
+    images: list[tuple[str, Path]] = []
+    if plots and rows:
+        from ._plots import draw_all
+
+        images = draw_all(run_dir, config, rows, headline_metric(rows))
+        files += [p for _, p in images]
+    _write_html(run_dir, config, rows, header, body, notes, images, planned)
+    files.append(run_dir / "report.html")
+    return {"rows": len(rows), "files": [str(f) for f in files]}
+
+
+def _write_html(run_dir, config, rows, header, body, notes, images, planned) -> None:
+    esc = html.escape
+    table = ""
+    if rows:
+        table = "<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>"
+        table += "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in body)
+        table += "</table>"
+    settings = esc((run_dir / "config.toml").read_text()) if (run_dir / "config.toml").exists() else ""
+    figs = "".join(f"<figure><img src='{esc(str(p.relative_to(run_dir)))}' alt='{esc(t)}'>"
+                   f"<figcaption>{esc(t)}</figcaption></figure>" for t, p in images)
+    page = f"""<!doctype html>
+<html lang="en"><head><meta charset="utf-8"><title>mstool comparison: {esc(config.data)}</title>
+<style>
+body {{ font-family: system-ui, sans-serif; margin: 2em auto; max-width: 1200px; color: #222; }}
+table {{ border-collapse: collapse; font-size: 0.85em; }} th, td {{ border: 1px solid #ccc; padding: 3px 6px; }}
+th {{ background: #f0f0f0; }} td {{ text-align: right; }} td:first-child, td:nth-child(2) {{ text-align: left; }}
+figure {{ margin: 1.5em 0; }} img {{ max-width: 100%; }} pre {{ background: #f7f7f7; padding: 1em; }}
+</style></head><body>
+<h1>Noisy-label comparison: {esc(config.data)}</h1>
+<p>{len(rows)} of {planned} cells finished (label spec × model × seed), preset <b>{esc(config.preset)}</b>,
+models {esc(', '.join(config.models))}, seeds {esc(', '.join(map(str, config.seeds)))}. mstool {esc(__version__)}.
+Per-cell numbers: <a href="results.csv">results.csv</a>, <a href="results.json">results.json</a>.</p>
+<ul>{''.join(f'<li>{esc(n)}</li>' for n in notes)}</ul>
+<h2>Summary (mean ± std over seeds)</h2>{table}
+<p>{esc(_PROTOCOLS).replace('**', '')}</p>
+<h2>Plots</h2>{figs}
+<h2>Settings</h2><pre>{settings}</pre>
+</body></html>
+"""
+    with atomic_path(run_dir / "report.html") as tmp:
+        tmp.write_text(page)

@@ -1,0 +1,234 @@
+"""The comparison suite's plan: which cells (label spec x model x seed) to run, with which settings and data.
+
+A suite is the paper's experiment made a command: train the same network on clean, sampled, flipped, perturbed and
+random labels, then compare. Every cell is an independent job (a training run and an evaluation) that writes into
+its own folder, so cells can run in any order, on any machine, and a suite resumes by skipping finished cells.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .._check import check_in
+from ..errors import FileReadError, ParameterError
+from ..labels import parse_spec, split_spec_list
+from ..models import MODELS
+
+__all__ = ["SuiteConfig", "Cell", "plan_cells", "cell_id", "parse_list", "write_toml", "read_config_file",
+           "DEFAULT_LABELS"]
+
+DEFAULT_LABELS = (
+    "clean", "sample:0.1", "sample:0.5", "flip:0.2,0.2", "flip:0.45,0.45", "flip:0.9,0.9",
+    "dilate:2", "erode:1", "skeleton", "random:0.3",
+)
+"""The paper's label families: CL, RCL (sampled, flipped, inverted), PCL (dilated, eroded, skeleton), RL."""
+
+_SYNTH_DEFAULTS = {"quick": (24, 128), "paper": (64, 256)}
+
+
+@dataclass(frozen=True)
+class Cell:
+    """One job of a suite: train ``model`` on ``spec`` labels with ``seed``, then evaluate."""
+
+    spec: str
+    model: str
+    seed: int
+
+    @property
+    def id(self) -> str:
+        return cell_id(self.spec, self.model, self.seed)
+
+
+def cell_id(spec: str, model: str, seed: int) -> str:
+    """A folder-safe cell name, ``<spec>__<model>__seed<k>``.
+
+    Example:
+        >>> cell_id("flip:0.45,0.45", "unet", 2)
+        'flip-0.45_0.45__unet__seed2'
+    """
+    slug = str(spec).replace(":", "-").replace(",", "_")
+    if not re.fullmatch(r"[A-Za-z0-9_.+\-]+", slug):
+        raise ParameterError(f"label spec {spec!r} cannot name a folder")
+    return f"{slug}__{model}__seed{seed}"
+
+
+@dataclass
+class SuiteConfig:
+    """Every setting of a comparison suite (written to ``config.toml`` in the run folder).
+
+    Attributes:
+        data: a dataset folder, or ``synth:KIND`` for built-in synthetic data generated into the run folder.
+        labels: label specs to train on (canonical strings, see :func:`mstool.labels.parse_spec`).
+        models: network names of :data:`mstool.models.MODELS`.
+        seeds: one cell per seed and spec and model.
+        preset: the :class:`~mstool.engine.TrainConfig` preset (``quick`` or ``paper``).
+        train: overrides of the preset's training settings (any :class:`~mstool.engine.TrainConfig` field).
+        layout: the dataset layout (``auto``, ``paper``, ``cellpose``, ``voc``).
+        synth_n, synth_size, synth_seed: size of a ``synth:`` dataset (default per preset: 24 images of 128 px
+            for ``quick``, 64 of 256 px for ``paper``) and its seed.
+        val_fraction: when the data has no validation split, this share of the training images (at least one)
+            becomes the validation set, drawn with ``synth_seed`` (documented fallback; the report says so).
+        fit: ``center`` crops images of different sizes to a common size (see
+            :func:`mstool.engine.load_split_tensors`), ``None`` requires one size.
+    """
+
+    data: str = "synth:er"
+    labels: list[str] = field(default_factory=lambda: list(DEFAULT_LABELS))
+    models: list[str] = field(default_factory=lambda: ["unet"])
+    seeds: list[int] = field(default_factory=lambda: [0, 1, 2])
+    preset: str = "quick"
+    train: dict[str, Any] = field(default_factory=dict)
+    layout: str = "auto"
+    synth_n: int | None = None
+    synth_size: int | None = None
+    synth_seed: int = 0
+    val_fraction: float = 0.2
+    fit: str | None = None
+
+    def __post_init__(self) -> None:
+        from ..engine import PRESETS, TrainConfig
+
+        check_in(self.preset, "preset", list(PRESETS))
+        if not self.labels:
+            raise ParameterError("`labels` must name at least one label spec")
+        self.labels = _unique([str(parse_spec(s)) for s in self.labels])
+        for m in self.models:
+            MODELS.get(m)
+        if not self.models:
+            raise ParameterError("`models` must name at least one model")
+        self.models = _unique(list(self.models))
+        if not self.seeds or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in self.seeds):
+            raise ParameterError(f"`seeds` must be non-negative integers; got {self.seeds!r}")
+        self.seeds = _unique(list(self.seeds))
+        for key in ("label_spec", "seed", "model"):
+            if key in self.train:
+                raise ParameterError(f"training override `{key}` is set per cell by the suite; use --labels, "
+                                     "--seeds or --model instead")
+        TrainConfig.from_preset(self.preset, **self.train)  # validates the overrides now, not mid-suite
+        if self.data.startswith("synth:"):
+            from ..data import synth_kinds
+
+            check_in(self.data.split(":", 1)[1], "synthetic kind", synth_kinds())
+            n, size = _SYNTH_DEFAULTS[self.preset]
+            self.synth_n = n if self.synth_n is None else self.synth_n
+            self.synth_size = size if self.synth_size is None else self.synth_size
+            if self.synth_n < 3:
+                raise ParameterError(f"`synth_n` must be at least 3; got {self.synth_n}")
+        if not 0 < self.val_fraction < 1:
+            raise ParameterError(f"`val_fraction` must be in (0, 1); got {self.val_fraction}")
+        if self.fit is not None:
+            check_in(self.fit, "fit", ["center"])
+
+    @property
+    def is_synthetic(self) -> bool:
+        return self.data.startswith("synth:")
+
+    def train_config(self, cell: Cell):
+        """The :class:`~mstool.engine.TrainConfig` of one cell."""
+        from ..engine import TrainConfig
+
+        overrides = dict(self.train)
+        if cell.model != TrainConfig.from_preset(self.preset).model:
+            overrides["model"] = cell.model
+        return TrainConfig.from_preset(self.preset, **overrides, label_spec=cell.spec, seed=cell.seed)
+
+    def cells(self) -> list[Cell]:
+        return plan_cells(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> SuiteConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise ParameterError(f"unknown suite setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**values)
+
+
+def plan_cells(config: SuiteConfig) -> list[Cell]:
+    """Every cell of a suite, ordered spec by spec (so a partial run already covers each seed of the first specs)."""
+    return [Cell(spec, model, seed) for spec in config.labels for model in config.models for seed in config.seeds]
+
+
+def parse_list(values: tuple[str, ...] | list[str] | str, kind: str = "labels") -> list[str]:
+    """Turn repeated and comma-separated CLI values into a list; for label specs a comma followed by a letter
+    starts the next spec (``flip:0.2,0.2`` stays one).
+
+    Example:
+        >>> parse_list(["clean,sample:0.1,flip:0.2,0.2", "dilate:2"])
+        ['clean', 'sample:0.1', 'flip:0.2,0.2', 'dilate:2']
+        >>> parse_list("0,1,2", kind="seeds")
+        ['0', '1', '2']
+    """
+    items = [values] if isinstance(values, str) else list(values)
+    out: list[str] = []
+    for item in items:
+        parts = split_spec_list(item) if kind == "labels" else [p.strip() for p in item.split(",")]
+        out.extend(p for p in parts if p)
+    return out
+
+
+def _unique(items: list) -> list:
+    return list(dict.fromkeys(items))
+
+
+# --------------------------------------------------------------------------------------------------- TOML
+def read_config_file(path: str | Path) -> dict[str, Any]:
+    """Read a ``run.toml``: top-level suite settings and a ``[train]`` table of training overrides."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as fh:
+            return tomllib.load(fh)
+    except FileNotFoundError:
+        raise FileReadError(f"{path}: config file does not exist") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise FileReadError(f"{path}: not valid TOML ({exc})") from None
+
+
+def write_toml(values: dict[str, Any]) -> str:
+    """Serialise a config dict (scalars, lists of scalars, nested tables) as TOML; ``None`` values are left out."""
+    lines: list[str] = []
+    tables: list[tuple[str, dict]] = []
+
+    def emit(prefix: str, d: dict[str, Any]) -> None:
+        for k, v in d.items():
+            if isinstance(v, dict):
+                tables.append((f"{prefix}{k}", v))
+            elif v is not None:
+                lines.append(f"{_key(k)} = {_value(v)}")
+
+    emit("", values)
+    while tables:
+        name, d = tables.pop(0)
+        lines.append(f"\n[{name}]")
+        sub: list[tuple[str, dict]] = []
+        for k, v in d.items():
+            if isinstance(v, dict):
+                sub.append((f"{name}.{k}", v))
+            elif v is not None:
+                lines.append(f"{_key(k)} = {_value(v)}")
+        tables[:0] = sub
+    return "\n".join(lines) + "\n"
+
+
+def _key(k: str) -> str:
+    return k if re.fullmatch(r"[A-Za-z0-9_-]+", k) else '"' + k.replace('"', '\\"') + '"'
+
+
+def _value(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, str):
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"') + '"'
+    if isinstance(v, (list, tuple)):
+        return "[" + ", ".join(_value(x) for x in v) + "]"
+    raise ParameterError(f"cannot write {type(v).__name__} value {v!r} to TOML")
