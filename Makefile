@@ -6,6 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 TORCH_SPEC ?= torch==2.13.0
 DEMO_OUT ?= demo_out
+DEMO_ARGS ?=
 PYTEST_ARGS ?=
 
 .PHONY: venv test demo lint bench clean
@@ -26,7 +27,7 @@ lint: venv
 	$(VENV)/bin/ruff check toolkit cli tests examples benchmarks
 
 demo: venv
-	$(PY) examples/demo.py --out $(DEMO_OUT)
+	$(PY) examples/demo.py --out $(DEMO_OUT) $(DEMO_ARGS)
 
 bench: venv
 	for b in benchmarks/bench_*.py; do $(PY) $$b || exit 1; done

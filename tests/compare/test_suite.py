@@ -25,6 +25,9 @@ def test_suite_config_defaults_and_plan():
     tc = cfg.train_config(Cell("flip:0.45,0.45", "unet", 1))
     assert tc.label_spec == "flip:0.45,0.45" and tc.seed == 1 and tc.model == "unet"
     assert cfg.train_config(Cell("clean", "hrnet", 0)).model == "hrnet"
+    assert tc.noise_mode == "online" and cfg.train_config(Cell("clean", "unet", 0)).noise_mode == "offline"
+    forced = SuiteConfig(labels=["flip:0.2,0.2"], train={"noise_mode": "offline"})
+    assert forced.train_config(forced.cells()[0]).noise_mode == "offline"
 
 
 @pytest.mark.parametrize("values, error, match", [

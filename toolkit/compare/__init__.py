@@ -7,10 +7,21 @@ and polarity chosen on validation), and compare: ``results.csv``, ``results.json
 
 from ._report import headline_metric, summarize, write_results
 from ._runner import SuiteData, cell_done, load_run_config, prepare_data, run_cell, run_suite, spec_family
-from ._suite import DEFAULT_LABELS, Cell, SuiteConfig, cell_id, parse_list, plan_cells, read_config_file, write_toml
+from ._suite import (
+    DEFAULT_LABELS,
+    Cell,
+    SuiteConfig,
+    cell_id,
+    default_noise_mode,
+    parse_list,
+    plan_cells,
+    read_config_file,
+    write_toml,
+)
 
 __all__ = [
-    "SuiteConfig", "Cell", "DEFAULT_LABELS", "plan_cells", "cell_id", "parse_list", "read_config_file", "write_toml",
+    "SuiteConfig", "Cell", "DEFAULT_LABELS", "default_noise_mode", "plan_cells", "cell_id", "parse_list",
+    "read_config_file", "write_toml",
     "write_results", "summarize", "headline_metric",
     "SuiteData", "prepare_data", "run_cell", "run_suite", "cell_done", "load_run_config", "spec_family",
 ]

@@ -19,8 +19,8 @@ from ..errors import FileReadError, ParameterError
 from ..labels import parse_spec, split_spec_list
 from ..models import MODELS
 
-__all__ = ["SuiteConfig", "Cell", "plan_cells", "cell_id", "parse_list", "write_toml", "read_config_file",
-           "DEFAULT_LABELS"]
+__all__ = ["SuiteConfig", "Cell", "plan_cells", "default_noise_mode", "cell_id", "parse_list", "write_toml",
+           "read_config_file", "DEFAULT_LABELS"]
 
 DEFAULT_LABELS = (
     "clean", "sample:0.1", "sample:0.5", "flip:0.2,0.2", "flip:0.45,0.45", "flip:0.9,0.9",
@@ -68,6 +68,8 @@ class SuiteConfig:
         seeds: one cell per seed and spec and model.
         preset: the :class:`~mstool.engine.TrainConfig` preset (``quick`` or ``paper``).
         train: overrides of the preset's training settings (any :class:`~mstool.engine.TrainConfig` field).
+            Without a ``noise_mode`` override, flipped labels are drawn online and the rest offline
+            (:func:`default_noise_mode`).
         layout: the dataset layout (``auto``, ``paper``, ``cellpose``, ``voc``).
         synth_n, synth_size, synth_seed: size of a ``synth:`` dataset (default per preset: 24 images of 128 px
             for ``quick``, 64 of 256 px for ``paper``) and its seed.
@@ -135,6 +137,8 @@ class SuiteConfig:
         overrides = dict(self.train)
         if cell.model != TrainConfig.from_preset(self.preset).model:
             overrides["model"] = cell.model
+        if "noise_mode" not in overrides:
+            overrides["noise_mode"] = default_noise_mode(cell.spec)
         return TrainConfig.from_preset(self.preset, **overrides, label_spec=cell.spec, seed=cell.seed)
 
     def cells(self) -> list[Cell]:
@@ -150,6 +154,18 @@ class SuiteConfig:
         if unknown:
             raise ParameterError(f"unknown suite setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
         return cls(**values)
+
+
+def default_noise_mode(spec: str) -> str:
+    """``online`` for flipped labels (the paper's online flipping: a fresh draw every epoch), ``offline`` for the
+    rest (a sampled, perturbed or random label is one fixed label per image, as an annotator would give it).
+
+    Example:
+        >>> default_noise_mode("flip:0.45,0.45"), default_noise_mode("sample:0.1")
+        ('online', 'offline')
+    """
+    steps = parse_spec(spec).steps
+    return "online" if steps and all(step.name in ("flip", "pairflip") for step in steps) else "offline"
 
 
 def plan_cells(config: SuiteConfig) -> list[Cell]:
