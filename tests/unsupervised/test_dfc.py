@@ -1,0 +1,230 @@
+"""DFC (differentiable feature clustering) and its prior pseudo-scribbles; tiny images, few iterations."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from mstool.errors import MstoolWarning, ParameterError, ShapeError
+from mstool.unsupervised._base import METHODS
+from mstool.unsupervised._dfc import DFC, DFCNet, dfc, prior_scribbles
+
+QUICK = {"channels": 16, "layers": 2, "iterations": 30}
+
+
+def zscore(x: torch.Tensor) -> torch.Tensor:
+    flat = x.flatten(1)
+    return ((flat - flat.mean(1, keepdim=True)) / flat.std(1, keepdim=True, correction=0)).view_as(x)
+
+
+def square_batch(n: int = 1, size: int = 32, seed: int = 0):
+    g = torch.Generator().manual_seed(seed)
+    truth = torch.zeros(n, size, size, dtype=torch.long)
+    truth[:, size // 4 : 3 * size // 4, size // 4 : 3 * size // 4] = 1
+    return zscore(3.0 * truth[:, None].float() + 0.5 * torch.randn(n, 1, size, size, generator=g)), truth
+
+
+def two_squares(seed: int = 0):
+    """A bright square A, a dim square B, dark background."""
+    g = torch.Generator().manual_seed(seed)
+    a = torch.zeros(32, 32, dtype=torch.bool)
+    a[4:14, 4:14] = True
+    b = torch.zeros(32, 32, dtype=torch.bool)
+    b[18:28, 18:28] = True
+    x = torch.zeros(1, 1, 32, 32)
+    x[..., a] = 3.0
+    x[..., b] = 1.0
+    return zscore(x + 0.2 * torch.randn(x.shape, generator=g)), a, b
+
+
+def dice(masks: torch.Tensor, truth: torch.Tensor) -> float:
+    inter = ((masks == 1) & (truth == 1)).sum().item()
+    return 2 * inter / ((masks == 1).sum().item() + (truth == 1).sum().item())
+
+
+def gen(seed: int = 0) -> torch.Generator:
+    return torch.Generator().manual_seed(seed)
+
+
+def test_registry_and_class_equals_function():
+    assert METHODS.get("dfc") is DFC
+    images, _ = square_batch()
+    a = DFC(**QUICK).segment(images, generator=gen(1))
+    b = dfc(images, generator=gen(1), **QUICK)
+    assert torch.equal(a.masks, b.masks) and torch.equal(a.scores, b.scores)
+
+
+def test_network_shapes_and_seeded_init():
+    a = DFCNet(3, channels=8, layers=3, generator=gen(0))
+    b = DFCNet(3, channels=8, layers=3, generator=gen(0))
+    assert a(torch.randn(2, 3, 12, 12)).shape == (2, 8, 12, 12)
+    assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters()))
+    assert sum(isinstance(m, torch.nn.Conv2d) for m in a.modules()) == 4  # 3 blocks + the 1x1 response
+    assert isinstance(a.response[-1], torch.nn.BatchNorm2d)
+
+
+def test_bright_square_is_found():
+    images, truth = square_batch(n=2)
+    seg = dfc(images, generator=gen(0), **QUICK)
+    assert seg.masks.shape == (2, 32, 32) and seg.masks.dtype == torch.int64
+    assert seg.scores.shape == (2, 1, 32, 32)
+    assert float(seg.scores.min()) >= 0 and float(seg.scores.max()) <= 1
+    assert dice(seg.masks, truth) > 0.9
+    assert seg.info["rule"] == ["intensity", "intensity"]
+    agree = (seg.masks.bool() == (seg.scores[:, 0] >= 0.5)).float().mean()
+    assert float(agree) > 0.95
+
+
+def test_dark_rule():
+    images, truth = square_batch()
+    assert dice(dfc(-images, foreground="dark", generator=gen(0), **QUICK).masks, truth) > 0.9
+
+
+def test_stops_at_the_minimum_number_of_labels():
+    images, _ = square_batch()
+    seg = dfc(images, generator=gen(0), channels=16, iterations=200, min_labels=3)
+    steps, labels = seg.info["iterations"][0], seg.info["labels"][0]
+    assert 0 < steps < 200 and labels <= 3
+    # at most q clusters can exist, so min_labels = q stops before the first update
+    assert dfc(images, generator=gen(0), channels=16, min_labels=16).info["iterations"] == [0]
+    # without the criterion it runs the full budget
+    assert dfc(images, generator=gen(0), channels=16, iterations=5, min_labels=1).info["iterations"] == [5]
+    # with scribbles the label-count stop is off
+    scribbles = torch.full((1, 32, 32), 255)
+    scribbles[0, 16, 16], scribbles[0, 0, 0] = 1, 0
+    assert dfc(images, scribbles=scribbles, generator=gen(0), channels=16, iterations=12,
+               min_labels=16).info["iterations"] == [12]
+
+
+def test_same_generator_same_result():
+    images, _ = square_batch()
+    a, b = dfc(images, generator=gen(4), **QUICK), dfc(images, generator=gen(4), **QUICK)
+    assert torch.equal(a.masks, b.masks) and torch.equal(a.scores, b.scores)
+
+
+@pytest.mark.parametrize("b_label", [0, 1])
+def test_scribbles_are_followed(b_label):
+    x, a, b = two_squares()
+    scribbles = torch.full((1, 32, 32), 255)
+    scribbles[0, 6:12:2, 6:12:2] = 1
+    scribbles[0, 20:26:2, 20:26:2] = b_label
+    scribbles[0, 0:32:6, 0] = 0
+    scribbles[0, 31, 0:32:6] = 0
+    seg = dfc(x, scribbles=scribbles, generator=gen(0), channels=16, iterations=50)
+    m = seg.masks[0].bool()
+    assert seg.info["rule"] == ["scribbles"]
+    assert seg.info["scribbled"] == [[int((scribbles == 0).sum()), int((scribbles == 1).sum())]]
+    assert float(m[a].float().mean()) > 0.9
+    assert float(m[~(a | b)].float().mean()) < 0.15
+    assert float(m[b].float().mean()) == pytest.approx(b_label, abs=0.1)
+
+
+def test_prior_becomes_pseudo_scribbles():
+    x, a, b = two_squares()
+    prior = (a | b).float()[None, None]
+    seg = dfc(x, prior=prior, generator=gen(2), channels=16, iterations=50, prior_keep=0.2)
+    expected = prior_scribbles(prior, keep=0.2, generator=gen(2))
+    assert seg.info["scribbled"] == [[int((expected == 0).sum()), int((expected == 1).sum())]]
+    assert seg.info["rule"] == ["scribbles"]
+    m = seg.masks[0].bool()
+    assert float(m[a].float().mean()) > 0.9 and float(m[b].float().mean()) > 0.9  # the dim square joins
+    assert float(m[~(a | b)].float().mean()) < 0.1
+
+
+def test_given_scribbles_win_over_the_prior():
+    x, a, b = two_squares()
+    scribbles = torch.full((1, 32, 32), 255)
+    scribbles[0, b] = 0
+    prior = b.float()[None, None]  # the prior says B is foreground, the scribbles say it is not
+    seg = dfc(x, scribbles=scribbles, prior=prior, generator=gen(0), channels=16, iterations=30,
+              prior_keep=1.0)
+    assert seg.info["scribbled"][0][1] == 0
+
+
+# --------------------------------------------------------------------------------------- pseudo-scribbles
+def test_prior_scribbles_hand_computed():
+    prior = torch.zeros(1, 1, 4, 4)
+    prior[..., :2, :] = torch.arange(8.0).view(2, 4) + 1
+    out = prior_scribbles(prior, top=0.25, bottom=0.5, keep=1.0)
+    assert out.dtype == torch.int64
+    assert out[0].tolist() == [[255, 255, 255, 255], [255, 255, 1, 1], [0, 0, 0, 0], [0, 0, 0, 0]]
+    # a small `bottom` still takes every zero-density pixel (ties at the cut are included)
+    assert int((prior_scribbles(prior, bottom=0.1, keep=1.0) == 0).sum()) == 8
+
+
+def test_prior_scribbles_fractions_and_sampling():
+    prior = torch.rand(2, 1, 40, 40, generator=gen(10))
+    all_of_them = prior_scribbles(prior, top=0.1, bottom=0.2, keep=1.0)
+    assert (all_of_them == 1).sum((1, 2)).tolist() == [160, 160]
+    assert (all_of_them == 0).sum((1, 2)).tolist() == [320, 320]
+    sampled = prior_scribbles(prior, top=0.1, bottom=0.2, keep=0.25, generator=gen(0))
+    assert bool(((sampled != 255) <= (all_of_them != 255)).all())  # a subset
+    assert bool((sampled[sampled != 255] == all_of_them[sampled != 255]).all())
+    assert 0.15 < float((sampled != 255).sum() / (all_of_them != 255).sum()) < 0.35
+    assert torch.equal(sampled, prior_scribbles(prior, top=0.1, bottom=0.2, keep=0.25, generator=gen(0)))
+    assert bool((prior_scribbles(prior, keep=0.0) == 255).all())
+    assert bool((prior_scribbles(prior * 50, keep=1.0) == all_of_them).all())  # only the order matters
+
+
+def test_prior_scribbles_degenerate_priors():
+    assert bool((prior_scribbles(torch.full((1, 1, 8, 8), 0.3), keep=1.0) == 255).all())  # constant: no info
+    empty = prior_scribbles(torch.zeros(1, 1, 8, 8), keep=1.0)
+    assert bool((empty == 0).all())  # zero density everywhere: all background, no foreground
+    assert prior_scribbles(torch.zeros(0, 1, 8, 8)).shape == (0, 8, 8)
+
+
+# ------------------------------------------------------------------------------------- degenerate, device
+def test_constant_image_gives_empty_mask_and_warns():
+    images, truth = square_batch(n=2)
+    images[0] = 0.0
+    with pytest.warns(MstoolWarning, match="image 0 is constant"):
+        seg = dfc(images, generator=gen(0), **QUICK)
+    assert int(seg.masks[0].sum()) == 0 and int(seg.scores[0].count_nonzero()) == 0
+    assert seg.info["iterations"][0] == 0 and seg.info["rule"][0] == "constant"
+    assert dice(seg.masks[1:], truth[1:]) > 0.9
+
+
+def test_empty_batch():
+    seg = dfc(torch.zeros(0, 1, 8, 8), **QUICK)
+    assert seg.masks.shape == (0, 8, 8) and seg.scores.shape == (0, 1, 8, 8)
+
+
+def test_runs_on_the_device(device):
+    images, truth = square_batch()
+    seg = dfc(images.to(device), generator=gen(0), **QUICK)
+    assert seg.masks.device.type == device.type and seg.scores.device.type == device.type
+    assert dice(seg.masks.cpu(), truth) > 0.9
+
+
+def test_works_under_no_grad():
+    images, truth = square_batch()
+    with torch.no_grad():
+        seg = dfc(images, generator=gen(0), **QUICK)
+    assert dice(seg.masks, truth) > 0.9
+
+
+# ---------------------------------------------------------------------------------------------------- errors
+@pytest.mark.parametrize("call, error, match", [
+    (lambda: DFC(channels=1), ParameterError, "`channels` must be an integer >= 2"),
+    (lambda: DFC(layers=0), ParameterError, "`layers` must be an integer >= 1"),
+    (lambda: DFC(min_labels=0), ParameterError, "`min_labels` must be an integer >= 1"),
+    (lambda: DFC(iterations=-1), ParameterError, "`iterations` must be an integer >= 0"),
+    (lambda: DFC(lr=0), ParameterError, "`lr` must be in"),
+    (lambda: DFC(momentum=1.0), ParameterError, "`momentum` must be in"),
+    (lambda: DFC(continuity=-1), ParameterError, "`continuity` must be in"),
+    (lambda: DFC(scribble_continuity=-1), ParameterError, "`scribble_continuity` must be in"),
+    (lambda: DFC(scribble_weight=-1), ParameterError, "`scribble_weight` must be in"),
+    (lambda: DFC(foreground="left"), ParameterError, "`foreground` must be one of"),
+    (lambda: DFC(prior_keep=2), ParameterError, "`prior_keep` must be in"),
+    (lambda: prior_scribbles(torch.ones(1, 1, 4, 4), top=1.5), ParameterError, "`top` must be in"),
+    (lambda: prior_scribbles(torch.ones(1, 4, 4)), ShapeError, "`prior` must be"),
+    (lambda: prior_scribbles(-torch.ones(1, 1, 4, 4)), ShapeError, "non-negative"),
+    (lambda: dfc(torch.zeros(1, 1, 8, 8), scribbles=torch.full((1, 8, 8), 2)), ParameterError,
+     "`scribbles` must hold class indices in 0..1 or 255"),
+    (lambda: dfc(torch.zeros(1, 1, 8, 8), scribbles=torch.zeros(1, 4, 4, dtype=torch.long)), ShapeError,
+     "`scribbles` must be"),
+    (lambda: dfc(torch.zeros(1, 8, 8)), ShapeError, "`images` must be"),
+])
+def test_bad_options_raise(call, error, match):
+    with pytest.raises(error, match=match):
+        call()
