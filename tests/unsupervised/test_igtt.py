@@ -1,0 +1,342 @@
+"""iGTT: candidate selection (batched vs a per-threshold loop), polarity, bootstrap, EMS choice, prior, save/load."""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import pytest
+import torch
+
+from mstool.errors import FileMissingError, FileReadError, MstoolWarning, ParameterError, ShapeError, SpecError
+from mstool.losses import dmi_loss
+from mstool.metastructure import density_similarity, foreground_density
+from mstool.unsupervised._base import METHODS
+from mstool.unsupervised._igtt import (
+    IGTT,
+    candidate_thresholds,
+    choose_ems,
+    fix_polarity,
+    object_width,
+    otsu_masks,
+    sample_from_prior,
+    select_candidate,
+)
+
+TINY = {"rounds": 2, "steps": 2, "model_options": {"base": 4, "depth": 2}, "crop": 24, "batch_size": 2}
+
+
+def _maps(n=3, size=12, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, size, size, generator=g)
+
+
+def _blobs(n=2, size=32, thin=False):
+    """Bright objects on a dark noisy background, z-scored: thin lines or thick squares."""
+    g = torch.Generator().manual_seed(1)
+    x = 0.1 * torch.randn(n, 1, size, size, generator=g)
+    lab = torch.zeros(n, size, size, dtype=torch.long)
+    if thin:
+        lab[:, 6::10, 2:-2] = 1
+    else:
+        lab[:, 4:14, 4:14] = 1
+        lab[:, 18:28, 16:28] = 1
+    x = x + lab[:, None].float()
+    return (x - x.mean((2, 3), keepdim=True)) / x.std((2, 3), keepdim=True), lab
+
+
+def _loop_reference(probs, num, prior=None, weight=1.0, rule="dmi"):
+    """One threshold and one image at a time, with the library's dmi_loss and density similarity."""
+    thresholds = candidate_thresholds(probs, num)
+    index = []
+    for i in range(probs.shape[0]):
+        scores = []
+        for k in range(num):
+            s = (probs[i:i + 1, 0] >= thresholds[i, k]).long()
+            score = float(dmi_loss(probs[i:i + 1], s))
+            frac = float(s.float().mean())
+            if rule == "ndmi":
+                score += 0.5 * math.log(frac * (1 - frac))
+            if prior is not None:
+                dens = foreground_density(s, bandwidth=5)
+                r = float(density_similarity(dens, prior[i:i + 1])[0][0, 0])
+                r = 0.0 if math.isnan(r) else r
+                score -= weight * (-r if frac > 0.5 else r)
+            scores.append(score)
+        index.append(min(range(num), key=lambda k: (scores[k], k)))
+    return torch.tensor(index), thresholds
+
+
+# ------------------------------------------------------------------------------------------ candidates
+def test_candidate_thresholds_evenly_inside_the_range():
+    t = candidate_thresholds(torch.tensor([[[[2.0, 4.0]]], [[[1.0, 1.0]]]]), 3)
+    assert t[0].tolist() == [2.5, 3.0, 3.5]
+    assert t[1].tolist() == [1.0, 1.0, 1.0]
+
+
+@pytest.mark.parametrize("rule", ["dmi", "ndmi"])
+def test_select_matches_per_threshold_loop(rule):
+    probs = _maps(4, 10, seed=3)
+    probs[1] = probs[1] ** 3  # skewed map
+    sel = select_candidate(probs, 9, rule=rule)
+    index, thresholds = _loop_reference(probs, 9, rule=rule)
+    assert sel.index.tolist() == index.tolist()
+    expected = probs[:, 0] >= thresholds.gather(1, index[:, None])[:, :, None]
+    expected = torch.where(sel.inverted.view(-1, 1, 1), ~expected, expected)
+    assert torch.equal(sel.masks, expected.long())
+    # the batched DMI equals the library loss of every candidate
+    s = (probs[2:3, 0] >= thresholds[2, 4]).long()
+    assert sel.dmi[2, 4].item() == pytest.approx(dmi_loss(probs[2:3], s).item(), abs=1e-5)
+
+
+def test_select_with_prior_matches_loop():
+    probs = _maps(2, 12, seed=5)
+    prior = _maps(2, 12, seed=6)
+    sel = select_candidate(probs, 6, prior=prior, prior_weight=2.0)
+    index, _ = _loop_reference(probs, 6, prior=prior, weight=2.0)
+    assert sel.index.tolist() == index.tolist()
+    assert sel.consistency.shape == (2, 6)
+
+
+def test_select_does_not_depend_on_batch_split():
+    probs = _maps(4, 9, seed=7)
+    whole = select_candidate(probs, 5)
+    parts = [select_candidate(probs[i:i + 2], 5) for i in (0, 2)]
+    assert torch.equal(whole.masks, torch.cat([p.masks for p in parts]))
+    assert torch.equal(whole.index, torch.cat([p.index for p in parts]))
+
+
+def test_prior_weight_changes_the_choice():
+    # a map with two plateaus: DMI prefers splitting off the big bright block; the prior asks for the small core
+    p = torch.zeros(1, 1, 48, 48)
+    p[..., 8:40, 8:40] = 0.5
+    p[..., 20:28, 20:28] = 1.0
+    prior = torch.zeros(1, 1, 48, 48)
+    prior[..., 20:28, 20:28] = 1.0
+    plain = select_candidate(p, 5, prior=prior, prior_weight=0.0)
+    guided = select_candidate(p, 5, prior=prior, prior_weight=5.0)
+    assert int(plain.masks.sum()) == 32 * 32
+    assert int(guided.masks.sum()) == 8 * 8
+    assert guided.consistency[0, guided.index[0]] > guided.consistency[0, plain.index[0]]
+
+
+def test_polarity_fix_inverts_majority_foreground():
+    masks, inverted = fix_polarity(torch.tensor([[[1, 1, 1, 0]], [[1, 1, 0, 0]], [[0, 0, 0, 1]]]))
+    assert masks.tolist() == [[[0, 0, 0, 1]], [[1, 1, 0, 0]], [[0, 0, 0, 1]]]
+    assert inverted.tolist() == [True, False, False]
+    # a dark object on a bright background comes out as foreground 1
+    p = torch.ones(1, 1, 8, 8)
+    p[..., 2:4, 2:4] = 0.0
+    sel = select_candidate(p, 3)
+    assert sel.inverted.tolist() == [True]
+    assert sel.masks[0, 2:4, 2:4].sum() == 4 and sel.masks.sum() == 4
+
+
+def test_select_constant_map_and_empty_batch():
+    sel = select_candidate(torch.full((2, 1, 5, 5), 0.3), 4)
+    assert sel.masks.sum() == 0 and sel.inverted.tolist() == [False, False]
+    empty = select_candidate(torch.zeros(0, 1, 5, 5), 4)
+    assert empty.masks.shape == (0, 5, 5) and empty.index.shape == (0,)
+
+
+def test_select_errors():
+    with pytest.raises(ShapeError, match="probs"):
+        select_candidate(torch.rand(2, 5, 5), 3)
+    with pytest.raises(ParameterError, match="`num`"):
+        select_candidate(_maps(), 0)
+    with pytest.raises(ParameterError, match="rule"):
+        select_candidate(_maps(), 3, rule="otsu")
+    with pytest.raises(ShapeError, match="prior"):
+        select_candidate(_maps(3, 12), 3, prior=torch.rand(3, 1, 8, 8))
+    with pytest.raises(ShapeError, match="non-negative"):
+        select_candidate(_maps(3, 12), 3, prior=-torch.rand(3, 1, 12, 12))
+    with pytest.raises(ParameterError, match="prior_weight"):
+        select_candidate(_maps(), 3, prior_weight=-1)
+
+
+# -------------------------------------------------------------------------------------- bootstrap, EMS
+def test_otsu_masks_two_levels_and_constant():
+    x = torch.zeros(2, 1, 8, 8)
+    x[0, :, 1:3, 1:4] = 5.0
+    masks = otsu_masks(x, smooth=0)
+    assert masks[0].sum() == 6 and masks[0, 1:3, 1:4].all()
+    assert masks[1].sum() == 0  # constant image
+
+
+def test_otsu_masks_agree_with_skimage():
+    filters = pytest.importorskip("skimage.filters")
+    x, _ = _blobs(1, 32)
+    ours = otsu_masks(x, smooth=0)[0].bool()
+    ref = torch.from_numpy(x[0, 0].numpy() > filters.threshold_otsu(x[0, 0].numpy()))
+    assert (ours ^ ref).float().mean() < 0.01
+
+
+def test_sample_from_prior_counts_follow_the_density():
+    q = torch.ones(2, 1, 60, 60)
+    q[..., 30:] = 0.25
+    lab = sample_from_prior(q, 0.8, generator=torch.Generator().manual_seed(0))
+    left, right = lab[..., :30].sum().item(), lab[..., 30:].sum().item()
+    assert 3.4 < left / right < 4.6
+    assert left / (2 * 60 * 30) == pytest.approx(0.8, abs=0.03)
+    again = sample_from_prior(q, 0.8, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(lab, again)
+    within = torch.zeros(2, 60, 60, dtype=torch.long)
+    within[:, :10] = 1
+    assert sample_from_prior(q, 1.0, within=within, generator=torch.Generator().manual_seed(1))[:, 10:].sum() == 0
+    assert sample_from_prior(torch.zeros(1, 1, 8, 8), 1.0).sum() == 0
+
+
+def test_object_width_and_ems_choice():
+    thin = torch.zeros(1, 20, 20, dtype=torch.long)
+    thin[:, 5:7, 2:18] = 1
+    thick = torch.zeros(1, 20, 20, dtype=torch.long)
+    thick[:, 3:17, 3:17] = 1
+    assert object_width(thin) < 3 < 6 < object_width(thick)
+    assert object_width(torch.zeros(1, 5, 5, dtype=torch.long)) == math.inf
+    assert choose_ems(object_width(thin)) == "skeleton+shift:1+sample:0.1"
+    assert choose_ems(object_width(thick), keep=0.2) == "sample:0.2"
+
+
+# ------------------------------------------------------------------------------------------------ IGTT
+def test_registered():
+    assert METHODS.get("igtt") is IGTT
+
+
+@pytest.mark.parametrize(("thin", "expected", "loss"), [(True, "skeleton+shift:1+sample:0.1", "dmi+iou"),
+                                                         (False, "sample:0.1", "bce")])
+def test_auto_ems_recorded(thin, expected, loss):
+    x, _ = _blobs(2, 32, thin=thin)
+    out = IGTT(**TINY).segment(x, generator=torch.Generator().manual_seed(0))
+    assert out.info["ems"] == expected and out.info["loss"] == loss
+    assert out.info["object_width"] > 0 and out.info["bootstrap"] == "otsu"
+    assert out.masks.shape == (2, 32, 32) and out.masks.dtype == torch.long
+    assert out.scores.shape == (2, 1, 32, 32) and float(out.scores.min()) >= 0 and float(out.scores.max()) <= 1
+    assert len(out.info["rounds"]) == 2
+
+
+@pytest.mark.parametrize(("kwargs", "expected", "loss"), [
+    ({"no_ems": True}, "none", "bce"), ({"ems": "paper"}, "skeleton+shift:1+sample:0.1", "dmi+iou"),
+    ({"ems": "sample:0.3", "loss": "dmi+iou"}, "sample:0.3", "dmi+iou"), ({"bootstrap": "blank"}, None, None),
+])
+def test_ems_settings_recorded(kwargs, expected, loss):
+    x, _ = _blobs(2, 32)
+    out = IGTT(**TINY, **kwargs).segment(x, generator=torch.Generator().manual_seed(0))
+    assert expected is None or out.info["ems"] == expected
+    assert loss is None or out.info["loss"] == loss
+    assert out.info["bootstrap"] == kwargs.get("bootstrap", "otsu")
+
+
+def test_signed_dmi_is_dmi_for_the_right_polarity():
+    from mstool.unsupervised._igtt import _signed_dmi_loss
+
+    y = torch.tensor([[[0, 1, 1, 0], [0, 0, 1, 255]]])
+    p = torch.tensor([[[[0.2, 0.7, 0.9, 0.1], [0.3, 0.2, 0.6, 0.5]]]], requires_grad=True)
+    assert _signed_dmi_loss(p, y).item() == pytest.approx(dmi_loss(p, y).item(), abs=1e-5)
+    inverted = (1 - p).detach().requires_grad_()
+    loss = _signed_dmi_loss(inverted, y)
+    loss.backward()
+    assert loss.item() == pytest.approx(-math.log(1e-6)) and float(inverted.grad.abs().sum()) == 0
+
+
+def test_reproducible_and_labels_only_log():
+    x, lab = _blobs(2, 32)
+    events = []
+    a = IGTT(**TINY).segment(x, generator=torch.Generator().manual_seed(3))
+    b = IGTT(**TINY).segment(x, generator=torch.Generator().manual_seed(3), labels=lab, progress=events.append)
+    assert torch.equal(a.masks, b.masks) and torch.equal(a.scores, b.scores)
+    assert "dice" not in a.info["rounds"][0]
+    assert 0 <= b.info["rounds"][-1]["dice"] <= 1 and 0 <= b.info["rounds"][-1]["best_dice"] <= 1
+    assert [e["round"] for e in events] == [1, 2] and events[0]["event"] == "round"
+
+
+def test_prior_bootstrap_and_selection():
+    x, lab = _blobs(2, 32)
+    prior = foreground_density(lab, bandwidth=2)
+    out = IGTT(**TINY).segment(x, prior=prior, generator=torch.Generator().manual_seed(0))
+    assert out.info["bootstrap"] == "otsu+prior"
+    out = IGTT(**TINY, bootstrap="prior").segment(x, prior=prior, generator=torch.Generator().manual_seed(0))
+    assert out.info["bootstrap"] == "prior"
+    with pytest.raises(ParameterError, match="needs a `prior`"):
+        IGTT(**TINY, bootstrap="prior").segment(x)
+
+
+def test_save_load_round_trip(tmp_path):
+    x, _ = _blobs(2, 32)
+    method = IGTT(**TINY, thresholds=7)
+    out = method.segment(x, generator=torch.Generator().manual_seed(0))
+    path = method.save(tmp_path / "igtt.pt")
+    blob = torch.load(path, weights_only=True)
+    assert blob["settings"]["thresholds"] == 7 and blob["in_channels"] == 1
+    loaded = IGTT.load(path)
+    again = loaded.segment(x)
+    assert torch.equal(again.scores, out.scores) and torch.equal(again.masks, out.masks)
+    assert loaded.settings() == method.settings() and loaded.pretrained
+    with pytest.raises(ShapeError, match="channel"):
+        loaded.segment(torch.zeros(1, 3, 32, 32))
+
+
+def test_save_load_errors(tmp_path):
+    with pytest.raises(ParameterError, match="segment"):
+        IGTT().save(tmp_path / "a.pt")
+    with pytest.raises(FileMissingError, match="does not exist"):
+        IGTT.load(tmp_path / "missing.pt")
+    torch.save({"format": "other"}, tmp_path / "other.pt")
+    with pytest.raises(FileReadError, match="not an iGTT model"):
+        IGTT.load(tmp_path / "other.pt")
+    (tmp_path / "junk.pt").write_bytes(b"junk")
+    with pytest.raises(FileReadError, match="cannot be read"):
+        IGTT.load(tmp_path / "junk.pt")
+
+
+def test_constant_image_gets_empty_mask_and_warning():
+    x, _ = _blobs(2, 32)
+    x[1] = 0.0
+    with pytest.warns(MstoolWarning, match="constant"):
+        out = IGTT(**TINY).segment(x, generator=torch.Generator().manual_seed(0))
+    assert out.masks[1].sum() == 0 and out.masks[0].sum() > 0
+    assert out.info["constant_images"] == [1]
+    with pytest.warns(MstoolWarning, match="constant"):
+        out = IGTT(**TINY).segment(torch.zeros(2, 1, 16, 16))
+    assert out.masks.sum() == 0 and out.info["rounds"] == []
+
+
+def test_empty_batch():
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        out = IGTT(**TINY).segment(torch.zeros(0, 1, 16, 16))
+    assert out.masks.shape == (0, 16, 16) and out.scores.shape == (0, 1, 16, 16)
+
+
+@pytest.mark.parametrize(("kwargs", "match"), [
+    ({"rounds": 0}, "`rounds`"), ({"steps": 1.5}, "`steps`"), ({"thresholds": True}, "`thresholds`"),
+    ({"keep": 0}, "`keep`"), ({"bootstrap": "magic"}, "`bootstrap`"), ({"selection": "best"}, "`selection`"),
+    ({"loss": "ce"}, "`loss`"), ({"lr": 0}, "`lr`"), ({"prior_weight": -1}, "`prior_weight`"),
+    ({"crop": 4}, "`crop`"), ({"ems": 3}, "`ems`"), ({"model_options": {"width": 3}}, "width"),
+])
+def test_setting_errors(kwargs, match):
+    with pytest.raises(ParameterError, match=match):
+        IGTT(**kwargs)
+
+
+def test_bad_ems_spec():
+    with pytest.raises(SpecError):
+        IGTT(ems="skeleton+wobble:3")
+
+
+def test_segment_input_errors():
+    x, lab = _blobs(2, 32)
+    method = IGTT(**TINY)
+    with pytest.raises(ShapeError, match="images"):
+        method.segment(x[:, 0])
+    with pytest.raises(ShapeError, match="labels"):
+        method.segment(x, labels=lab[:1])
+    with pytest.raises(ShapeError, match="prior"):
+        method.segment(x, prior=torch.ones(2, 1, 16, 16))
+
+
+def test_runs_on_device(device):
+    x, lab = _blobs(2, 32)
+    out = IGTT(**TINY).segment(x.to(device), labels=lab.to(device), generator=torch.Generator().manual_seed(0))
+    assert out.masks.device.type == device.type and out.scores.device.type == device.type
+    sel = select_candidate(_maps(2, 8).to(device), 4, prior=_maps(2, 8, seed=1).to(device))
+    assert sel.masks.device.type == device.type
