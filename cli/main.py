@@ -16,6 +16,7 @@ _COMMANDS = {
     "train": ("mstool.cli.train:train", "Train a network on noisy labels made from a dataset's clean labels."),
     "evaluate": ("mstool.cli.train:evaluate", "Evaluate a trained network (val/oracle/fixed protocols, probe)."),
     "compare": ("mstool.cli.compare:compare", "Run the noisy-label comparison suite and write its report."),
+    "segment": ("mstool.cli.segment:segment", "Segment images without labels, optionally guided by a density prior."),
 }
 
 

@@ -15,8 +15,12 @@ def prior():
 
 
 @prior.command("estimate")
-@click.option("--labels", "labels", required=True, type=click.Path(exists=True, file_okay=False),
+@click.option("--labels", "labels", type=click.Path(exists=True, file_okay=False), default=None,
               help="Rough, sparse or noisy labels: a dataset folder or a folder of masks (all of one size).")
+@click.option("--images", "images", type=click.Path(exists=True, file_okay=False), default=None,
+              help="No labels at all: a folder of images to bootstrap the prior from (with --from).")
+@click.option("--from", "from_method", type=click.Choice(("otsu", "local", "kmeans", "gmm", "dfc")), default="otsu",
+              show_default=True, help="Unsupervised method that bootstraps a prior from --images.")
 @click.option("--ems", default=None, metavar="SPEC",
               help="Label spec applied before the density; 'paper' is the paper's EMS skeleton+shift:1+sample:0.1.")
 @click.option("--kernel", type=click.Choice(("box", "gaussian")), default="box", show_default=True,
@@ -31,20 +35,28 @@ def prior():
 @threads_option
 @overwrite_option
 @handle_errors
-def estimate(labels, ems, kernel, bandwidth, layout, splits, out, seed, device, threads, overwrite):
-    """Estimate per-class spatial densities from labels and save them as a density.npz prior."""
+def estimate(labels, images, from_method, ems, kernel, bandwidth, layout, splits, out, seed, device, threads,
+             overwrite):
+    """Estimate per-class spatial densities from labels (--labels), or bootstrap them from images with no labels
+    (--images --from otsu|local|kmeans|gmm|dfc), and save them as a density.npz prior."""
     from mstool.errors import OutputExistsError
-    from mstool.labelsets import estimate_prior_from_labels
+    from mstool.labelsets import estimate_prior_from_images, estimate_prior_from_labels
     from mstool.metastructure import EMS_DEFAULT, save_prior
 
     from .options import runtime
 
+    if (labels is None) == (images is None):
+        raise click.UsageError("give exactly one of --labels and --images")
     if Path(out).exists() and not overwrite:
         raise OutputExistsError(f"{out}: file exists (pass --overwrite to replace it)")
     dev = runtime(device, threads)
     spec = EMS_DEFAULT if ems == "paper" else ems
-    result = estimate_prior_from_labels(labels, ems=spec, kernel=kernel, bandwidth=bandwidth, seed=seed,
-                                        layout=layout, splits=splits or None, device=dev)
+    if labels is not None:
+        result = estimate_prior_from_labels(labels, ems=spec, kernel=kernel, bandwidth=bandwidth, seed=seed,
+                                            layout=layout, splits=splits or None, device=dev)
+    else:
+        result = estimate_prior_from_images(images, method=from_method, ems=spec, kernel=kernel,
+                                            bandwidth=bandwidth, seed=seed, device=dev)
     save_prior(out, result)
     n, c, h, w = result.density.shape
     click.echo(f"wrote {out}: {n} densities of {h} x {w}, classes {', '.join(result.classes)}; {result.source}")

@@ -31,6 +31,7 @@ __all__ = [
     "analyze_label_sets",
     "LabelSetReport",
     "estimate_prior_from_labels",
+    "estimate_prior_from_images",
     "show_prior",
 ]
 
@@ -200,6 +201,49 @@ def estimate_prior_from_labels(
     class_names = ("background", "foreground") if num_classes == 2 else tuple(f"class{i}" for i in range(num_classes))
     return estimate_prior(batch, [e.name for e in entries], num_classes=num_classes, class_names=class_names,
                           kernel=kernel, bandwidth=bandwidth, source=source)
+
+
+def estimate_prior_from_images(
+    images: str | os.PathLike,
+    *,
+    method: str = "otsu",
+    options: dict | None = None,
+    ems: str | None = None,
+    kernel: str = "box",
+    bandwidth: float = 5,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+) -> Prior:
+    """A bootstrapped prior with no labels at all: segment the images with an unsupervised method, optionally pass
+    the masks through a label spec (EMS), and take their density.
+
+    Args:
+        images: a folder of images of one size.
+        method: an unsupervised method of :data:`mstool.unsupervised.METHODS` (``otsu``, ``local``, ``dfc`` ...).
+        options: the method's options.
+        ems: a label spec applied to the masks before the density (``skeleton+shift:1+sample:0.1``, ``sample:0.1``).
+        kernel, bandwidth: the Parzen window.
+        seed: seed of the method and of the ``ems`` draw.
+    """
+    from .io import normalize_image
+    from .unsupervised import build_method
+
+    files = find_images(images)
+    arrays = [read_image(p) for p in files]
+    shapes = sorted({a.shape[:2] for a in arrays})
+    if len(shapes) > 1:
+        raise DataError(
+            f"{images}: a prior needs images of one size; found {', '.join(f'{h} x {w}' for h, w in shapes)}"
+        )
+    batch = torch.stack([normalize_image(a, channels=1, name=str(p)) for p, a in zip(files, arrays)]).to(device)
+    generator = make_generator(seed)
+    masks = build_method(method, options).segment(batch, generator=generator).masks
+    source = f"bootstrap:{method} images:{Path(images)}"
+    if ems:
+        masks = apply_spec(masks, ems, generator=generator, num_classes=2)
+        source += f" ems:{parse_spec(ems)}"
+    return estimate_prior(masks, [p.stem for p in files], num_classes=2, class_names=("background", "foreground"),
+                          kernel=kernel, bandwidth=bandwidth, source=source + f" seed:{seed}")
 
 
 def _check_unique_names(entries: list[MaskEntry]) -> None:

@@ -1,0 +1,21 @@
+"""Unsupervised segmentation, optionally guided by a meta-structure density prior.
+
+Legend: N batch · C channels · K classes · H, W pixels.
+
+One registry (:data:`METHODS`) and one interface: ``METHODS.get(name)(**options).segment(images, prior=...,
+generator=...)`` takes z-scored images ``(N, C, H, W)`` and an optional foreground density ``(N, 1, H, W)`` and
+returns a :class:`Segmentation` (masks, score maps, info). Classical baselines (Otsu, multi-Otsu, local threshold,
+k-means, Gaussian mixture), DFC (Kim et al. 2020) and iGTT (Luo et al. 2022, with its EMS step).
+"""
+
+from ._base import METHODS, Method, Segmentation, check_images_and_prior
+from ._classical import GaussianMixture, KMeans, LocalThreshold, MultiOtsu, Otsu
+from ._dfc import DFC
+from ._folder import build_method, segment_folder
+from ._igtt import IGTT
+
+__all__ = [
+    "METHODS", "Method", "Segmentation", "check_images_and_prior",
+    "Otsu", "MultiOtsu", "LocalThreshold", "KMeans", "GaussianMixture", "DFC", "IGTT",
+    "segment_folder", "build_method",
+]
