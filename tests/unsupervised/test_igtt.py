@@ -194,7 +194,9 @@ def test_object_width_and_ems_choice():
     assert object_width(thin) < 3 < 6 < object_width(thick)
     assert object_width(torch.zeros(1, 5, 5, dtype=torch.long)) == math.inf
     assert choose_ems(object_width(thin)) == "skeleton+shift:1+sample:0.1"
-    assert choose_ems(object_width(thick), keep=0.2) == "sample:0.2"
+    assert choose_ems(object_width(thick)) == "clean"
+    assert choose_ems(object_width(thick), thick="sample:0.5") == "sample:0.5"
+    assert choose_ems(2.0, keep=0.2) == "skeleton+shift:1+sample:0.2"
 
 
 # ------------------------------------------------------------------------------------------------ IGTT
@@ -203,7 +205,7 @@ def test_registered():
 
 
 @pytest.mark.parametrize(("thin", "expected", "loss"), [(True, "skeleton+shift:1+sample:0.1", "dmi+iou"),
-                                                         (False, "sample:0.1", "bce")])
+                                                         (False, "clean", "bce")])
 def test_auto_ems_recorded(thin, expected, loss):
     x, _ = _blobs(2, 32, thin=thin)
     out = IGTT(**TINY).segment(x, generator=torch.Generator().manual_seed(0))
@@ -252,10 +254,14 @@ def test_reproducible_and_labels_only_log():
 def test_prior_bootstrap_and_selection():
     x, lab = _blobs(2, 32)
     prior = foreground_density(lab, bandwidth=2)
-    out = IGTT(**TINY).segment(x, prior=prior, generator=torch.Generator().manual_seed(0))
-    assert out.info["bootstrap"] == "otsu+prior"
-    out = IGTT(**TINY, bootstrap="prior").segment(x, prior=prior, generator=torch.Generator().manual_seed(0))
-    assert out.info["bootstrap"] == "prior"
+    for bootstrap in ("auto", "otsu+prior", "prior"):
+        out = IGTT(**TINY, bootstrap=bootstrap).segment(x, prior=prior, generator=torch.Generator().manual_seed(0))
+        assert out.info["bootstrap"] == ("otsu" if bootstrap == "auto" else bootstrap)
+        assert out.masks.shape == (2, 32, 32)
+    # the prior enters the selection: a heavy weight pulls the masks toward it
+    plain = IGTT(**TINY).segment(x, generator=torch.Generator().manual_seed(0))
+    heavy = IGTT(**TINY, prior_weight=50.0).segment(x, prior=prior, generator=torch.Generator().manual_seed(0))
+    assert not torch.equal(plain.masks, heavy.masks)
     with pytest.raises(ParameterError, match="needs a `prior`"):
         IGTT(**TINY, bootstrap="prior").segment(x)
 
