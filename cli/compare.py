@@ -13,7 +13,11 @@ from .options import device_option, handle_errors, quiet_option, threads_option,
 @click.option("--labels", "labels", multiple=True,
               help="Label specs, comma-separated (a comma before a letter starts the next spec, so flip:0.2,0.2 "
                    "stays one) or repeated. [default: clean, sample:0.1, sample:0.5, flip:0.2,0.2, flip:0.45,0.45, "
-                   "flip:0.9,0.9, dilate:2, erode:1, skeleton, random:0.3]")
+                   "flip:0.9,0.9, dilate:2, erode:1, skeleton, random:0.3; `none`: no supervised cells]")
+@click.option("--unsupervised", "unsupervised", multiple=True, metavar="METHODS",
+              help="Unsupervised methods evaluated beside the supervised rows on the same test images, "
+                   "comma-separated or repeated: NAME[:OPTION,...], e.g. otsu,local,kmeans,dfc,igtt,igtt:no-ems,"
+                   "igtt:prior=otsu (prior=M: a prior bootstrapped from M's masks, no labels).")
 @click.option("--model", "models", multiple=True, help="Networks, comma-separated or repeated. [default: unet]")
 @click.option("--seeds", default=None, help="Seeds, comma-separated. [default: 0,1,2]")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
@@ -32,14 +36,14 @@ from .options import device_option, handle_errors, quiet_option, threads_option,
 @threads_option
 @quiet_option
 @handle_errors
-def compare(data, labels, models, seeds, out, preset, config_file, epochs, batch_size, crop, lr, noise_mode, settings,
-            layout, synth_n, synth_size, cells, list_cells, report_only, device, threads, quiet):
+def compare(data, labels, unsupervised, models, seeds, out, preset, config_file, epochs, batch_size, crop, lr,
+            noise_mode, settings, layout, synth_n, synth_size, cells, list_cells, report_only, device, threads, quiet):
     """Train one network per label spec, model and seed, evaluate each honestly, and report.
 
     Writes OUT/results.csv, results.json, summary.md, plots/*.png and report.html. Re-running into OUT skips
     finished cells and resumes interrupted ones.
     """
-    from mstool.compare import SuiteConfig, parse_list, read_config_file, run_suite, write_results
+    from mstool.compare import SuiteConfig, parse_list, read_config_file, run_suite, split_method_list, write_results
 
     from ._progress import TrainingBars
     from .options import runtime
@@ -52,7 +56,9 @@ def compare(data, labels, models, seeds, out, preset, config_file, epochs, batch
         if given is not None:
             values[key] = given
     if labels:
-        values["labels"] = parse_list(labels)
+        values["labels"] = [] if [v.strip().lower() for v in labels] == ["none"] else parse_list(labels)
+    if unsupervised:
+        values["unsupervised"] = split_method_list(unsupervised)
     if models:
         values["models"] = parse_list(models, kind="models")
     if seeds is not None:

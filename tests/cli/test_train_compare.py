@@ -37,9 +37,25 @@ def test_compare_end_to_end_with_two_specs(tmp_path):
     assert r.exit_code == 0 and "2 finished cells" in r.output
 
 
+def test_compare_unsupervised_only(tmp_path):
+    out = tmp_path / "run"
+    args = ["compare", "--data", "synth:er", "--labels", "none", "--unsupervised", "otsu,local",
+            "--unsupervised", "kmeans", "--seeds", "0,1", "--synth-n", "5", "--synth-size", "32", "-o", str(out), "-q"]
+    r = CliRunner().invoke(cli, [*args, "--list-cells"])
+    assert r.output.split() == ["unsup-otsu__seed0", "unsup-local__seed0", "unsup-kmeans__seed0",
+                                "unsup-kmeans__seed1"]
+    r = CliRunner().invoke(cli, args)
+    assert r.exit_code == 0, r.output
+    md = (out / "summary.md").read_text()
+    assert "| kmeans | none |" in md and "No supervised" not in md and "**val**" not in md
+
+
 def test_compare_bad_inputs_are_one_line(tmp_path):
     runner = CliRunner()
     for extra, text in ((["--model", "vgg"], "unknown model 'vgg'"), (["--labels", "blur:1"], "unknown label spec"),
+                        (["--unsupervised", "otsu,snake"], "'snake' was meant as a method: known methods are otsu"),
+                        (["--unsupervised", "snake"], "unknown unsupervised method 'snake'"),
+                        (["--labels", "none"], "at least one label spec"),
                         (["--data", str(tmp_path / "missing")], "does not exist")):
         r = runner.invoke(cli, ["compare", "-o", str(tmp_path / "run"), "-q", *extra])
         assert r.exit_code == 2, (extra, r.output)

@@ -3,9 +3,11 @@
 Train the same network on clean, sampled, flipped, perturbed and random labels, evaluate each honestly (threshold
 and polarity chosen on validation), and compare: ``results.csv``, ``results.json``, ``summary.md``, plots and
 ``report.html`` in the run folder. Each cell (label spec x model x seed) is an independent, resumable job.
+Unsupervised methods (``unsupervised=["otsu", "igtt", "igtt:no-ems", "igtt:prior=otsu"]``) run as cells of their
+own on the same test images, and the report sets them beside the supervised rows.
 """
 
-from ._report import headline_metric, summarize, write_results
+from ._report import headline_metric, is_unsupervised, summarize, summarize_unsupervised, write_results
 from ._runner import SuiteData, cell_done, load_run_config, prepare_data, run_cell, run_suite, spec_family
 from ._suite import (
     DEFAULT_LABELS,
@@ -18,10 +20,18 @@ from ._suite import (
     read_config_file,
     write_toml,
 )
+from ._unsupervised import (
+    DETERMINISTIC_METHODS,
+    MethodSpec,
+    parse_method_spec,
+    run_unsupervised_cell,
+    split_method_list,
+)
 
 __all__ = [
     "SuiteConfig", "Cell", "DEFAULT_LABELS", "default_noise_mode", "plan_cells", "cell_id", "parse_list",
     "read_config_file", "write_toml",
-    "write_results", "summarize", "headline_metric",
+    "write_results", "summarize", "summarize_unsupervised", "headline_metric", "is_unsupervised",
+    "MethodSpec", "parse_method_spec", "split_method_list", "run_unsupervised_cell", "DETERMINISTIC_METHODS",
     "SuiteData", "prepare_data", "run_cell", "run_suite", "cell_done", "load_run_config", "spec_family",
 ]

@@ -1,5 +1,6 @@
 """Plots of a comparison suite (matplotlib, headless): Dice against noise level per family, against meta-structure
-similarity and mutual information (with Spearman's rho), learning curves, and example predictions per label spec.
+similarity and mutual information (with Spearman's rho), learning curves, example predictions per label spec, and
+the unsupervised methods beside supervised training with example masks.
 """
 
 from __future__ import annotations
@@ -32,6 +33,16 @@ def draw_all(run_dir: Path, config: SuiteConfig, rows: list[dict[str, Any]], met
     """Draw every plot into ``run_dir/plots`` and return ``(title, path)`` pairs."""
     out = run_dir / "plots"
     drawn = []
+    supervised = [r for r in rows if r.get("kind") != "unsupervised"]
+    if len(supervised) < len(rows):
+        path = out / "unsupervised.png"
+        if _unsupervised(path, rows):
+            drawn.append(("Unsupervised methods (own label-free mask) beside supervised training on clean labels "
+                          "(val threshold): test Dice, mean ± std over seeds", path))
+            path = out / "unsupervised_examples.png"
+            if _unsupervised_examples(path, run_dir, rows):
+                drawn.append(("Example test masks per unsupervised method (first seed)", path))
+    rows = supervised
     for title, name, fn in (
         (f"{metric} against noise level, per label family (mean ± std over seeds)", "noise_level.png", _noise_level),
         (f"{metric} against meta-structure similarity and mutual information of the training labels",
@@ -43,6 +54,69 @@ def draw_all(run_dir: Path, config: SuiteConfig, rows: list[dict[str, Any]], met
         if fn(path, run_dir, config, rows, metric):
             drawn.append((title, path))
     return drawn
+
+
+def _unsupervised(path, rows) -> bool:
+    plt = _plt()
+    bars: dict[str, list[float]] = {}
+    colours: dict[str, str] = {}
+    for r in rows:
+        if r.get("kind") == "unsupervised":
+            key, value, colour = r["spec"], r.get("mask/dice"), "#1f77b4" if r.get("prior") else "#4c72b0"
+            if r["model"] in ("otsu", "multiotsu", "local", "kmeans", "gmm"):
+                colour = "#7f7f7f"
+        elif r["spec"] == "clean":
+            key, value, colour = f"supervised {r['model']} (clean labels)", r.get("val/dice"), "#222222"
+        else:
+            continue
+        if _finite(value):
+            bars.setdefault(key, []).append(float(value))
+            colours[key] = colour
+    if not bars:
+        return False
+    names = list(bars)
+    fig, ax = plt.subplots(figsize=(6.4, 0.45 * len(names) + 1.2))
+    y = np.arange(len(names))
+    ax.barh(y, [np.mean(bars[n]) for n in names], xerr=[np.std(bars[n]) for n in names],
+            color=[colours[n] for n in names], capsize=3)
+    for i, n in enumerate(names):
+        ax.text(np.mean(bars[n]) + np.std(bars[n]) + 0.015, i, f"{np.mean(bars[n]):.3f}", va="center", fontsize=8)
+    ax.set_yticks(y, names, fontsize=8)
+    ax.invert_yaxis()
+    ax.set_xlim(0, 1.12)
+    ax.set_xlabel("test Dice")
+    fig.tight_layout()
+    save_figure(fig, path)
+    return True
+
+
+def _unsupervised_examples(path, run_dir, rows) -> bool:
+    plt = _plt()
+    first: dict[str, dict] = {}
+    for r in rows:
+        if r.get("kind") == "unsupervised":
+            first.setdefault(r["spec"], r)
+    entries = []
+    for spec, r in first.items():
+        f = run_dir / "cells" / r["cell"] / "examples.npz"
+        if f.exists():
+            with np.load(f, allow_pickle=False) as z:
+                entries.append((spec, r, z["images"][0].astype(np.float32), z["labels"][0], z["masks"][0]))
+    if not entries:
+        return False
+    fig, axes = plt.subplots(1, len(entries) + 2, figsize=(2.2 * (len(entries) + 2), 2.6), squeeze=False)
+    axes[0, 0].imshow(entries[0][2], cmap="gray")
+    axes[0, 0].set_title("test image", fontsize=8)
+    _show_label(axes[0, 1], entries[0][3], 2)
+    axes[0, 1].set_title("ground truth", fontsize=8)
+    for ax, (spec, r, _, _, mask) in zip(axes[0, 2:], entries):
+        _show_label(ax, mask, 2)
+        ax.set_title(f"{spec}\nDice {r['mask/dice']:.3f}" if _finite(r.get("mask/dice")) else spec, fontsize=8)
+    for ax in axes[0]:
+        ax.set_axis_off()
+    fig.tight_layout()
+    save_figure(fig, path)
+    return True
 
 
 def _noise_level(path, run_dir, config, rows, metric) -> bool:

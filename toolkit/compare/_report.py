@@ -19,13 +19,24 @@ from .._fs import atomic_path
 from .._version import __version__
 from ._runner import load_run_config
 
-__all__ = ["write_results", "summarize", "headline_metric", "SUMMARY_COLUMNS"]
+__all__ = ["write_results", "summarize", "summarize_unsupervised", "headline_metric", "is_unsupervised",
+           "SUMMARY_COLUMNS"]
 
 SUMMARY_COLUMNS = ("val", "oracle", "fixed")
 
+UNSUPERVISED_METRICS = (("mask/dice", "Dice (own mask)"), ("mask/iou", "IoU (own mask)"),
+                        ("mask/precision", "precision"), ("mask/recall", "recall"),
+                        ("oracle/dice", "Dice (oracle)"), ("auc", "AUC"))
+
+
+def is_unsupervised(row: dict[str, Any]) -> bool:
+    """Whether a result row is an unsupervised method's (rows written before the field existed are supervised)."""
+    return row.get("kind") == "unsupervised"
+
 
 def headline_metric(rows: list[dict[str, Any]]) -> str:
-    """``val/dice`` for binary suites, ``argmax/miou`` for multi-class ones."""
+    """``val/dice`` for binary suites, ``argmax/miou`` for multi-class ones (of the supervised rows)."""
+    rows = [r for r in rows if not is_unsupervised(r)]
     return "argmax/miou" if rows and rows[0].get("num_classes", 2) > 2 else "val/dice"
 
 
@@ -44,10 +55,12 @@ def _mean_std(values: list[Any]) -> tuple[float, float, int]:
 
 
 def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Mean and std over seeds per (label spec, model), in the order the specs first appear."""
+    """Mean and std over seeds per (label spec, model) of the supervised rows, in the order the specs first
+    appear."""
     groups: dict[tuple[str, str], list[dict]] = defaultdict(list)
     for r in rows:
-        groups[(r["spec"], r["model"])].append(r)
+        if not is_unsupervised(r):
+            groups[(r["spec"], r["model"])].append(r)
     out = []
     for (spec, model), rs in groups.items():
         entry: dict[str, Any] = {"spec": spec, "model": model, "n": len(rs), "family": rs[0]["family"],
@@ -63,6 +76,54 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         entry["polarity"] = ", ".join(f"{'+' if p > 0 else '-'} ({src})" for p, src in pols) or "-"
         out.append(entry)
     return out
+
+
+def summarize_unsupervised(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Mean and std over seeds per unsupervised method entry, in the order the entries first appear."""
+    groups: dict[str, list[dict]] = defaultdict(list)
+    for r in rows:
+        if is_unsupervised(r):
+            groups[r["spec"]].append(r)
+    out = []
+    for spec, rs in groups.items():
+        entry: dict[str, Any] = {"spec": spec, "model": rs[0]["model"], "prior": rs[0].get("prior"), "n": len(rs),
+                                 "seconds_per_image": _mean_std([r.get("seconds_per_image") for r in rs])[0],
+                                 "ems": rs[0].get("method_info", {}).get("ems")}
+        for key, _ in UNSUPERVISED_METRICS:
+            entry[key], entry[key + "_std"], _ = _mean_std([r.get(key) for r in rs])
+        out.append(entry)
+    return out
+
+
+def _pm(mean: float, std: float, n: int) -> str:
+    return "-" if math.isnan(mean) else (f"{mean:.3f} ± {std:.3f}" if n > 1 else f"{mean:.3f}")
+
+
+def _unsupervised_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    """The paper's table: every unsupervised entry, then the supervised rows of clean labels for reference."""
+    header = ["method", "labels used", "Dice (headline)", "headline protocol"]
+    header += [label for key, label in UNSUPERVISED_METRICS if key != "mask/dice"] + ["s / image", "seeds"]
+    body = []
+    for e in summarize(rows):
+        if e["spec"] == "clean":
+            body.append([f"supervised {e['model']}", "clean training labels", _pm(e["val/dice"], e["val/dice_std"],
+                         e["n"]), "val threshold", "-", "-", "-", _pm(e["oracle/dice"], e["oracle/dice_std"], e["n"]),
+                         _pm(e["val/auc"], e["val/auc_std"], e["n"]), "-", str(e["n"])])
+    for e in summarize_unsupervised(rows):
+        used = "none" if e["prior"] is None else f"none (prior bootstrapped from {e['prior']})"
+        line = [e["spec"], used, _pm(e["mask/dice"], e["mask/dice_std"], e["n"]), "own mask (label-free)"]
+        line += [_pm(e[k], e[k + "_std"], e["n"]) for k, _ in UNSUPERVISED_METRICS if k != "mask/dice"]
+        line += [_fmt(e["seconds_per_image"], 2), str(e["n"])]
+        body.append(line)
+    return header, body
+
+
+_UNSUPERVISED_NOTE = (
+    "Unsupervised methods see only the test images, never a label; **own mask** is the mask the method gives "
+    "by its label-free rule (its headline), **oracle** the best threshold of its score map on the test labels "
+    "(optimistic). Methods with random draws run once per seed; Otsu, multi-Otsu and the local threshold once. "
+    "The supervised rows are the clean-label cells of the table above, for reference."
+)
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
@@ -141,12 +202,19 @@ def write_results(run_dir: str | Path, rows: list[dict[str, Any]] | None = None,
     files += [run_dir / "results.csv", run_dir / "results.json"]
     notes_path = run_dir / "data_notes.json"
     notes = json.loads(notes_path.read_text()) if notes_path.exists() else []
-    header, body = _summary_table(rows) if rows else ([], [])
+    supervised = [r for r in rows if not is_unsupervised(r)]
+    header, body = _summary_table(supervised) if supervised else ([], [])
+    unsup_header, unsup_body = _unsupervised_table(rows) if len(supervised) < len(rows) else ([], [])
     planned = len(config.cells())
     md = [f"# Comparison suite: {config.data}, preset {config.preset}\n",
           f"{len(rows)} of {planned} cells finished; mean ± std over seeds. mstool {__version__}.\n"]
     md += [f"- {n}\n" for n in notes]
-    md += ["\n", _markdown(header, body) if rows else "No cell has finished yet.\n", "\n", _PROTOCOLS, "\n"]
+    if config.labels:
+        md += ["\n", _markdown(header, body) if supervised else "No supervised cell has finished yet.\n", "\n",
+               _PROTOCOLS, "\n"]
+    if unsup_body:
+        md += ["\n## Unsupervised methods beside supervised training\n\n", _markdown(unsup_header, unsup_body),
+               "\n", _UNSUPERVISED_NOTE, "\n"]
     with atomic_path(run_dir / "summary.md") as tmp:
         tmp.write_text("".join(md))
     files.append(run_dir / "summary.md")
@@ -156,18 +224,27 @@ def write_results(run_dir: str | Path, rows: list[dict[str, Any]] | None = None,
 
         images = draw_all(run_dir, config, rows, headline_metric(rows))
         files += [p for _, p in images]
-    _write_html(run_dir, config, rows, header, body, notes, images, planned)
+    _write_html(run_dir, config, rows, header, body, notes, images, planned, (unsup_header, unsup_body))
     files.append(run_dir / "report.html")
     return {"rows": len(rows), "files": [str(f) for f in files]}
 
 
-def _write_html(run_dir, config, rows, header, body, notes, images, planned) -> None:
+def _html_table(header: list[str], body: list[list[str]]) -> str:
     esc = html.escape
-    table = ""
-    if rows:
-        table = "<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>"
-        table += "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in body)
-        table += "</table>"
+    if not body:
+        return ""
+    table = "<table><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr>"
+    table += "".join("<tr>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>" for row in body)
+    return table + "</table>"
+
+
+def _write_html(run_dir, config, rows, header, body, notes, images, planned, unsupervised) -> None:
+    esc = html.escape
+    table = _html_table(header, body)
+    unsup = ""
+    if unsupervised[1]:
+        unsup = (f"<h2>Unsupervised methods beside supervised training</h2>{_html_table(*unsupervised)}"
+                 f"<p>{esc(_UNSUPERVISED_NOTE).replace('**', '')}</p>")
     settings = esc((run_dir / "config.toml").read_text()) if (run_dir / "config.toml").exists() else ""
     figs = "".join(f"<figure><img src='{esc(str(p.relative_to(run_dir)))}' alt='{esc(t)}'>"
                    f"<figcaption>{esc(t)}</figcaption></figure>" for t, p in images)
@@ -186,6 +263,7 @@ Per-cell numbers: <a href="results.csv">results.csv</a>, <a href="results.json">
 <ul>{''.join(f'<li>{esc(n)}</li>' for n in notes)}</ul>
 <h2>Summary (mean ± std over seeds)</h2>{table}
 <p>{esc(_PROTOCOLS).replace('**', '')}</p>
+{unsup}
 <h2>Plots</h2>{figs}
 <h2>Settings</h2><pre>{settings}</pre>
 </body></html>

@@ -194,6 +194,7 @@ def run_cell(
     best = max((r.get("val_dice") or r.get("val_miou") or -1.0) for r in result.history)
     row: dict[str, Any] = {
         "cell": cell.id,
+        "kind": "supervised",
         "spec": cell.spec,
         "family": family,
         "level": level,
@@ -261,8 +262,9 @@ def run_suite(
     """Run every unfinished cell of a suite (or only the cells named in ``cells``), then return all finished rows.
 
     Re-running into the same folder skips finished cells and resumes interrupted ones; a folder holding a suite
-    with other data or training settings is refused (adding label specs, models or seeds is allowed: the stored
-    ``config.toml`` grows to the union).
+    with other data or training settings is refused (adding label specs, models, seeds or unsupervised methods is
+    allowed: the stored ``config.toml`` grows to the union). Unsupervised cells run after the supervised ones
+    (:func:`mstool.compare.run_unsupervised_cell`).
 
     Args:
         config: the suite.
@@ -270,7 +272,8 @@ def run_suite(
         device: where cells train.
         cells: cell ids to run (for cluster engines that run one cell per job); ``None`` runs all.
         progress: called with ``{"event": "cell", "cell", "index", "total", "status": "skip"|"start"|"done"}``
-            and with every training event of :func:`mstool.engine.train` (with ``"cell"`` added).
+            and with every training event of :func:`mstool.engine.train` or round event of an unsupervised method
+            (with ``"cell"`` added).
 
     Returns:
         The rows of every finished cell of the (merged) suite.
@@ -285,6 +288,7 @@ def run_suite(
             "labels": list(dict.fromkeys(stored.labels + config.labels)),
             "models": list(dict.fromkeys(stored.models + config.models)),
             "seeds": list(dict.fromkeys(stored.seeds + config.seeds)),
+            "unsupervised": list(dict.fromkeys(stored.unsupervised + config.unsupervised)),
         })
     with atomic_path(run_dir / "config.toml") as tmp:
         tmp.write_text(f"# mstool {__version__} comparison suite\n" + write_toml(config.to_dict()))
@@ -312,9 +316,15 @@ def run_suite(
                 tmp.write_text(json.dumps(data.notes) + "\n")
         emit({"event": "cell", "cell": cell.id, "index": index, "total": len(todo), "status": "start"})
         _log(run_dir, f"cell {cell.id}: start on {device}")
-        row = run_cell(config, cell, run_dir, data, device=device,
-                       progress=None if progress is None else (lambda e, c=cell.id: emit({**e, "cell": c})))
-        _log(run_dir, f"cell {cell.id}: done in {row['seconds']:.1f} s, val/dice {row.get('val/dice')}")
+        forward = None if progress is None else (lambda e, c=cell.id: emit({**e, "cell": c}))
+        if cell.kind == "unsupervised":
+            from ._unsupervised import run_unsupervised_cell
+
+            row = run_unsupervised_cell(config, cell, run_dir, data, device=device, progress=forward)
+            _log(run_dir, f"cell {cell.id}: done in {row['seconds']:.1f} s, mask/dice {row.get('mask/dice')}")
+        else:
+            row = run_cell(config, cell, run_dir, data, device=device, progress=forward)
+            _log(run_dir, f"cell {cell.id}: done in {row['seconds']:.1f} s, val/dice {row.get('val/dice')}")
         emit({"event": "cell", "cell": cell.id, "index": index, "total": len(todo), "status": "done"})
     rows = []
     for cell in plan:

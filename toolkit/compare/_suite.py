@@ -33,14 +33,21 @@ _SYNTH_DEFAULTS = {"quick": (24, 128), "paper": (64, 256)}
 
 @dataclass(frozen=True)
 class Cell:
-    """One job of a suite: train ``model`` on ``spec`` labels with ``seed``, then evaluate."""
+    """One job of a suite: train ``model`` on ``spec`` labels with ``seed``, then evaluate (``kind`` supervised);
+    or segment the test images with the unsupervised method entry ``spec`` (``kind`` unsupervised, ``model`` the
+    method's name), then evaluate."""
 
     spec: str
     model: str
     seed: int
+    kind: str = "supervised"
 
     @property
     def id(self) -> str:
+        if self.kind == "unsupervised":
+            from ._unsupervised import UNSUPERVISED_PREFIX
+
+            return UNSUPERVISED_PREFIX + _slug(self.spec) + f"__seed{self.seed}"
         return cell_id(self.spec, self.model, self.seed)
 
 
@@ -51,10 +58,14 @@ def cell_id(spec: str, model: str, seed: int) -> str:
         >>> cell_id("flip:0.45,0.45", "unet", 2)
         'flip-0.45_0.45__unet__seed2'
     """
-    slug = str(spec).replace(":", "-").replace(",", "_")
+    return f"{_slug(spec)}__{model}__seed{seed}"
+
+
+def _slug(spec: str) -> str:
+    slug = str(spec).replace(":", "-").replace(",", "_").replace("=", "-")
     if not re.fullmatch(r"[A-Za-z0-9_.+\-]+", slug):
-        raise ParameterError(f"label spec {spec!r} cannot name a folder")
-    return f"{slug}__{model}__seed{seed}"
+        raise ParameterError(f"spec {spec!r} cannot name a folder")
+    return slug
 
 
 @dataclass
@@ -63,7 +74,8 @@ class SuiteConfig:
 
     Attributes:
         data: a dataset folder, or ``synth:KIND`` for built-in synthetic data generated into the run folder.
-        labels: label specs to train on (canonical strings, see :func:`mstool.labels.parse_spec`).
+        labels: label specs to train on (canonical strings, see :func:`mstool.labels.parse_spec`); may be empty
+            when ``unsupervised`` is not.
         models: network names of :data:`mstool.models.MODELS`.
         seeds: one cell per seed and spec and model.
         preset: the :class:`~mstool.engine.TrainConfig` preset (``quick`` or ``paper``).
@@ -77,6 +89,8 @@ class SuiteConfig:
             becomes the validation set, drawn with ``synth_seed`` (documented fallback; the report says so).
         fit: ``center`` crops images of different sizes to a common size (see
             :func:`mstool.engine.load_split_tensors`), ``None`` requires one size.
+        unsupervised: unsupervised method entries evaluated beside the supervised cells on the same test images
+            (``otsu``, ``igtt:no-ems``, ``igtt:prior=otsu``; see :func:`mstool.compare.parse_method_spec`).
     """
 
     data: str = "synth:er"
@@ -91,13 +105,16 @@ class SuiteConfig:
     synth_seed: int = 0
     val_fraction: float = 0.2
     fit: str | None = None
+    unsupervised: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         from ..engine import PRESETS, TrainConfig
+        from ._unsupervised import parse_method_spec
 
         check_in(self.preset, "preset", list(PRESETS))
-        if not self.labels:
-            raise ParameterError("`labels` must name at least one label spec")
+        self.unsupervised = _unique([str(parse_method_spec(s)) for s in self.unsupervised])
+        if not self.labels and not self.unsupervised:
+            raise ParameterError("`labels` must name at least one label spec (or `unsupervised` one method)")
         self.labels = _unique([str(parse_spec(s)) for s in self.labels])
         for m in self.models:
             MODELS.get(m)
@@ -141,6 +158,12 @@ class SuiteConfig:
             overrides["noise_mode"] = default_noise_mode(cell.spec)
         return TrainConfig.from_preset(self.preset, **overrides, label_spec=cell.spec, seed=cell.seed)
 
+    def base_train_config(self):
+        """The preset with this suite's overrides (the settings every cell shares)."""
+        from ..engine import TrainConfig
+
+        return TrainConfig.from_preset(self.preset, **self.train)
+
     def cells(self) -> list[Cell]:
         return plan_cells(self)
 
@@ -169,8 +192,16 @@ def default_noise_mode(spec: str) -> str:
 
 
 def plan_cells(config: SuiteConfig) -> list[Cell]:
-    """Every cell of a suite, ordered spec by spec (so a partial run already covers each seed of the first specs)."""
-    return [Cell(spec, model, seed) for spec in config.labels for model in config.models for seed in config.seeds]
+    """Every cell of a suite, ordered spec by spec (so a partial run already covers each seed of the first specs),
+    then the unsupervised entries (a deterministic method once, with the first seed)."""
+    from ._unsupervised import parse_method_spec
+
+    cells = [Cell(spec, model, seed) for spec in config.labels for model in config.models for seed in config.seeds]
+    for entry in config.unsupervised:
+        method = parse_method_spec(entry)
+        seeds = config.seeds[:1] if method.deterministic else config.seeds
+        cells += [Cell(entry, method.name, seed, "unsupervised") for seed in seeds]
+    return cells
 
 
 def parse_list(values: tuple[str, ...] | list[str] | str, kind: str = "labels") -> list[str]:

@@ -1,0 +1,116 @@
+import json
+
+import pytest
+
+from mstool.compare import (
+    SuiteConfig,
+    parse_method_spec,
+    run_suite,
+    split_method_list,
+    summarize_unsupervised,
+    write_results,
+)
+from mstool.errors import DataError, ParameterError
+
+TINY = {"epochs": 1, "model_options": {"base": 4, "depth": 2}, "crop": 32, "batch_size": 4, "probe": False}
+TINY_IGTT = "igtt:rounds=1,steps=2,model-options.base=4,model-options.depth=2"
+
+
+def test_method_specs_parse_to_canonical_strings():
+    assert str(parse_method_spec("igtt: no_ems , rounds=4")) == "igtt:no-ems,rounds=4"
+    spec = parse_method_spec("igtt:prior=otsu,prior-weight=2.5")
+    assert spec.prior == "otsu" and dict(spec.options) == {"prior_weight": 2.5}
+    assert str(spec) == "igtt:prior=otsu,prior-weight=2.5"
+    assert parse_method_spec("otsu").deterministic and not parse_method_spec("kmeans").deterministic
+    assert not parse_method_spec("otsu:prior=dfc").deterministic
+
+
+@pytest.mark.parametrize("text, match", [
+    ("watershed", "unknown unsupervised method 'watershed'"),
+    ("igtt:rounds=0", "rounds"),
+    ("igtt:colour=red", "bad option for method 'igtt'"),
+    ("igtt:prior=labels", "prior=labels.*bootstrapped"),
+    ("igtt:model-options=2,model-options.base=4", "both as a value"),
+    ("", "NAME"),
+])
+def test_bad_method_specs_say_what_is_wrong(text, match):
+    with pytest.raises(ParameterError, match=match):
+        parse_method_spec(text)
+
+
+def test_method_lists_split_before_method_names_only():
+    assert split_method_list(["otsu,igtt:no-ems,rounds=2", "dfc:prior=otsu,local"]) == [
+        "otsu", "igtt:no-ems,rounds=2", "dfc:prior=otsu", "local"]
+    assert split_method_list("igtt,no-ems,rounds=2") == ["igtt:no-ems,rounds=2"]
+
+
+def test_deterministic_methods_get_one_cell_learned_ones_one_per_seed():
+    cfg = SuiteConfig(labels=["clean"], seeds=[3, 4], unsupervised=["otsu", "kmeans", "otsu:prior=kmeans"],
+                      train=TINY)
+    ids = [c.id for c in cfg.cells()]
+    assert ids == ["clean__unet__seed3", "clean__unet__seed4", "unsup-otsu__seed3", "unsup-kmeans__seed3",
+                   "unsup-kmeans__seed4", "unsup-otsu-prior-kmeans__seed3", "unsup-otsu-prior-kmeans__seed4"]
+    with pytest.raises(ParameterError, match="at least one label spec"):
+        SuiteConfig(labels=[], unsupervised=[])
+
+
+@pytest.fixture(scope="module")
+def mixed_run(tmp_path_factory):
+    run = tmp_path_factory.mktemp("unsup") / "run"
+    cfg = SuiteConfig(data="synth:er", labels=["clean"], seeds=[0], synth_n=6, synth_size=48, train=TINY,
+                      unsupervised=["otsu", TINY_IGTT, "dfc:iterations=3,prior=otsu"])
+    rows = run_suite(cfg, run)
+    return run, cfg, rows
+
+
+def test_unsupervised_rows_are_evaluated_on_the_test_images(mixed_run):
+    run, cfg, rows = mixed_run
+    by_cell = {r["cell"]: r for r in rows}
+    otsu = by_cell["unsup-otsu__seed0"]
+    assert otsu["kind"] == "unsupervised" and otsu["model"] == "otsu" and otsu["prior"] is None
+    assert otsu["n_images"] == 1  # 6 images: 60/20/20 leaves one test image
+    assert 0.3 < otsu["mask/dice"] <= 1 and otsu["oracle/dice"] >= otsu["mask/dice"] - 1e-9
+    assert otsu["oracle/uses_test_labels"] is True
+    igtt = by_cell["unsup-igtt-model-options.base-4_model-options.depth-2_rounds-1_steps-2__seed0"]
+    assert igtt["options"]["model_options"] == {"base": 4, "depth": 2}
+    # ground truth given to iGTT is only logged per round, never chosen by
+    assert len(igtt["method_info"]["rounds"]) == 1 and "dice" in igtt["method_info"]["rounds"][0]
+    dfc = by_cell["unsup-dfc-prior-otsu_iterations-3__seed0"]
+    assert dfc["prior"] == "otsu" and dfc["options"] == {"iterations": 3}
+    assert by_cell["clean__unet__seed0"]["kind"] == "supervised"
+    assert (run / "log.txt").read_text().count("mask/dice") == 3
+
+
+def test_report_sets_unsupervised_rows_beside_the_supervised_clean_row(mixed_run):
+    run, cfg, rows = mixed_run
+    write_results(run)
+    md = (run / "summary.md").read_text()
+    assert "## Unsupervised methods beside supervised training" in md
+    assert "| supervised unet | clean training labels |" in md
+    assert "| otsu | none | " in md and "none (prior bootstrapped from otsu)" in md
+    # the supervised table holds only the label specs
+    supervised_table = md.split("## Unsupervised")[0]
+    assert "igtt" not in supervised_table
+    assert (run / "plots" / "unsupervised.png").exists() and (run / "plots" / "unsupervised_examples.png").exists()
+    assert "Unsupervised methods beside supervised training" in (run / "report.html").read_text()
+    summary = summarize_unsupervised(rows)
+    assert [e["spec"] for e in summary] == [
+        "otsu", "igtt:model-options.base=4,model-options.depth=2,rounds=1,steps=2", "dfc:prior=otsu,iterations=3"]
+    assert json.loads((run / "results.json").read_text())["suite"]["unsupervised"][0] == "otsu"
+
+
+def test_methods_can_be_added_to_a_finished_run(mixed_run):
+    run, cfg, _ = mixed_run
+    more = SuiteConfig.from_dict({**cfg.to_dict(), "labels": [], "unsupervised": ["local"]})
+    rows = run_suite(more, run)
+    assert {r["cell"] for r in rows} >= {"unsup-local__seed0", "unsup-otsu__seed0", "clean__unet__seed0"}
+
+
+def test_multiclass_suites_refuse_unsupervised_rows(tmp_path):
+    from mstool.data import write_synthetic_dataset
+
+    root = tmp_path / "shapes"
+    write_synthetic_dataset(root, "shapes", 5, 32, seed=0)
+    cfg = SuiteConfig(data=str(root), labels=[], seeds=[0], unsupervised=["otsu"], train=TINY)
+    with pytest.raises(DataError, match="need binary data"):
+        run_suite(cfg, tmp_path / "run")
