@@ -18,8 +18,8 @@ def tiny_data(n: int = 6, size: int = 32, seed: int = 0) -> tuple[torch.Tensor, 
 
 
 def tiny_config(**overrides) -> TrainConfig:
-    """A U-Net of base 4 and depth 2, Adam, 2 epochs of batch 2 on 24-pixel crops."""
-    values = {"model_options": {"base": 4, "depth": 2}, "epochs": 2, "batch_size": 2, "crop": 24}
+    """A U-Net of base 4 and depth 2, Adam, 2 epochs of batch 2 on 24-pixel crops, validated every epoch."""
+    values = {"model_options": {"base": 4, "depth": 2}, "epochs": 2, "batch_size": 2, "crop": 24, "val_every": 1}
     values.update(overrides)
     return TrainConfig.from_preset("quick", **values)
 

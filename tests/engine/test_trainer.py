@@ -37,7 +37,8 @@ def _without_seconds(history):
 # ------------------------------------------------------------------------------------------------ config
 def test_presets_resolve():
     quick, paper = TrainConfig.from_preset("quick"), TrainConfig.from_preset("paper")
-    assert quick.model_options == {"base": 16, "depth": 3} and (quick.crop, quick.epochs) == (64, 100)
+    assert quick.model_options == {"base": 16, "depth": 3}
+    assert (quick.crop, quick.epochs, quick.val_every) == (64, 300, 10)
     assert (paper.model_options, paper.crop, paper.optimizer, paper.lr, paper.momentum, paper.weight_decay) == (
         {"base": 64, "depth": 4}, 256, "sgd", 0.05, 0.9, 1e-3)
     assert (paper.schedule, paper.step_size, paper.gamma, paper.epochs, paper.batch_size) == ("step", 20, 0.1, 100, 32)
@@ -133,6 +134,13 @@ def test_train_lowers_the_loss_and_writes_files(tmp_path):
     assert list(rows[0]) == ["epoch", "train_loss", "val_dice", "lr", "seconds"]
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert math.isclose(float(rows[2]["train_loss"]), losses[2])
+
+
+def test_validation_curve_every_few_epochs_and_at_the_end(tmp_path):
+    images, labels = tiny_data()
+    result = train(tiny_config(epochs=5, val_every=2), images, labels, out_dir=tmp_path,
+                   val_images=images[:2], val_labels=labels[:2])
+    assert [row["val_dice"] is not None for row in result.history] == [False, True, False, True, True]
 
 
 def test_load_model_gives_the_trained_network(tmp_path):

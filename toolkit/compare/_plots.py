@@ -190,8 +190,10 @@ def _curves(path, run_dir, config, rows, metric) -> bool:
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for spec, curves in per_spec.items():
         n = min(len(c) for c in curves)
-        mean = np.nanmean(np.array([c[:n] for c in curves]), axis=0)
-        ax.plot(range(1, n + 1), mean, marker=".", label=spec)
+        values = np.array([c[:n] for c in curves])
+        seen = ~np.isnan(values).all(axis=0)  # epochs without validation (``val_every``) are left out
+        mean = np.nanmean(values[:, seen], axis=0) if seen.any() else np.array([])
+        ax.plot(np.arange(1, n + 1)[seen], mean, marker=".", label=spec)
     ax.set_xlabel("epoch")
     ax.set_ylabel("validation score at 0.5 (Dice or mIoU)")
     ax.set_ylim(0, 1)

@@ -39,9 +39,10 @@ PRESETS: dict[str, dict[str, Any]] = {
         "schedule": "cosine",
         "step_size": 20,
         "gamma": 0.1,
-        "epochs": 100,
+        "epochs": 300,
         "batch_size": 8,
         "crop": 64,
+        "val_every": 10,
     },
     "paper": {
         "model": "unet",
@@ -61,10 +62,11 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 """Named starting points for :meth:`TrainConfig.from_preset`.
 
-- ``quick``: a small U-Net (base 16, depth 3), Adam (lr 3e-3) with a cosine schedule, 100 epochs of random
-  64 x 64 crops, batch 8; on the default ``synth:er`` suite data (14 training images of 128 x 128) a cell
-  trains in 10 to 30 s on 2 CPU cores. Noisy labels need many steps: at 40 epochs a sampled label scored 0.84
-  Dice against clean's 0.93, at 100 epochs 0.90;
+- ``quick``: a small U-Net (base 16, depth 3), Adam (lr 3e-3) with a cosine schedule, 300 epochs of random
+  64 x 64 crops, batch 8, the validation curve every 10 epochs; on the default ``synth:er`` suite data (14
+  training images of 128 x 128) a cell trains in about a minute on 2 CPU cores. Noisy labels need many steps
+  (seed 0, validation Dice): at 100 epochs a 10% sample scored 0.90 against clean's 0.93 and labels flipped 45%
+  both ways 0.80; at 300 epochs 0.92, 0.89 and clean 0.95;
 - ``paper``: the setting of Luo et al.: U-Net base 64 depth 4, 256 x 256 crops, SGD lr 0.05 momentum 0.9
   weight decay 1e-3, the rate x0.1 every 20 epochs, 100 epochs, batch 32, BCE loss (``loss="auto"`` picks BCE
   for binary data and cross-entropy for multi-class data).
@@ -104,6 +106,8 @@ class TrainConfig:
         channels_last: channels-last memory format (used on CUDA only).
         grad_clip: clip the gradient's global L2 norm to this value, or ``None``.
         checkpoint_every: write the resume checkpoint every this many epochs (and always at the end).
+        val_every: compute the learning curve's validation score every this many epochs (and always at the end);
+            the other epochs record ``None``. Validation only draws the curve; it chooses nothing.
         num_thresholds: thresholds swept by the evaluation protocols.
         probe: fit the linear feature probe at evaluation.
         tile: tile side for predicting validation and test images, or ``None`` for whole images.
@@ -141,6 +145,7 @@ class TrainConfig:
     channels_last: bool = True
     grad_clip: float | None = None
     checkpoint_every: int = 1
+    val_every: int = 1
     num_thresholds: int = 50
     probe: bool = True
     tile: int | None = None
@@ -291,6 +296,7 @@ def _validate(cfg: TrainConfig) -> None:
     if cfg.grad_clip is not None:
         _float(cfg, "grad_clip", 0, low_open=True)
     _int(cfg, "checkpoint_every", 1)
+    _int(cfg, "val_every", 1)
     _int(cfg, "num_thresholds", 1)
     _bool(cfg, "probe")
     if cfg.tile is not None:

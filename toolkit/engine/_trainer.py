@@ -53,7 +53,7 @@ CURVES_NAME = "curves.csv"
 _CHECKPOINT_FORMAT = "mstool-checkpoint"
 _MODEL_FORMAT = "mstool-model"
 _FORMAT_VERSION = 1
-_RESUME_FREE = ("checkpoint_every", "num_thresholds", "probe", "tile")
+_RESUME_FREE = ("checkpoint_every", "val_every", "num_thresholds", "probe", "tile")
 """Config fields that may change between a checkpoint and its resumption (they do not affect training)."""
 
 Progress = Callable[[dict[str, Any]], None]
@@ -116,12 +116,13 @@ def train(
     way). Each step takes a batch of the (device-resident) images and their labels, crops and flips the batch
     on the device (:func:`mstool.data.random_crop_flip`), and takes one optimizer step (mixed precision and
     channels-last on CUDA when ``config.amp`` / ``config.channels_last``; gradient-norm clipping with
-    ``config.grad_clip``). After each epoch the schedule steps and, with a validation set, the validation Dice
-    at threshold 0.5 (binary) or the mIoU (multi-class) is recorded.
+    ``config.grad_clip``). After each epoch the schedule steps and, with a validation set, every
+    ``config.val_every`` epochs the validation Dice at threshold 0.5 (binary) or the mIoU (multi-class) is
+    recorded.
 
     With ``resume`` and a ``checkpoint.pt`` in ``out_dir``, training goes on from it; the checkpoint must come
-    from the same settings (up to ``checkpoint_every``, ``num_thresholds``, ``probe`` and ``tile``) and the
-    same data. A finished checkpoint returns at once (rewriting ``model.pt`` and ``curves.csv``).
+    from the same settings (up to ``checkpoint_every``, ``val_every``, ``num_thresholds``, ``probe`` and
+    ``tile``) and the same data. A finished checkpoint returns at once (rewriting ``model.pt`` and ``curves.csv``).
 
     Args:
         config: a :class:`TrainConfig` (or its ``to_dict()``).
@@ -300,7 +301,9 @@ class _Run:
         if not math.isfinite(train_loss):
             raise ParameterError(f"training diverged: the train loss is {train_loss} in epoch {epoch}; "
                                  "lower `lr` or set `grad_clip`")
-        row = {"epoch": epoch, "train_loss": train_loss, self.val_key: self._validate(), "lr": lr,
+        validate = epoch % cfg.val_every == 0 or epoch == cfg.epochs
+        row = {"epoch": epoch, "train_loss": train_loss, self.val_key: self._validate() if validate else None,
+               "lr": lr,
                "seconds": time.perf_counter() - started}
         self.history.append(row)
         return row
