@@ -22,8 +22,10 @@ METHOD_NAMES = ("otsu", "multiotsu", "local", "kmeans", "gmm", "dfc", "igtt")
 @click.option("--foreground", type=click.Choice(("bright", "dark")), default=None,
               help="Label-free cluster-to-class rule of the classical methods and DFC. [default: bright]")
 @click.option("--no-ems", is_flag=True, help="iGTT without its EMS step (the paper's ablation).")
-@click.option("--checkpoint", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="A trained iGTT model.pt to segment with, instead of training.")
+@click.option("--checkpoint", type=click.Path(exists=True), default=None,
+              help="Segment with trained iGTT networks instead of training: a model file (model.pt or "
+                   "model-HxW.pt, used for every size) or an earlier output folder (its model-HxW.pt per size, "
+                   "else its model.pt).")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Any method option (repeatable).")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
 @click.option("--scores", is_flag=True, help="Also write float score maps (scores/NAME.tif).")
@@ -38,7 +40,12 @@ METHOD_NAMES = ("otsu", "multiotsu", "local", "kmeans", "gmm", "dfc", "igtt")
 @handle_errors
 def segment(images, method, prior, prior_weight, foreground, no_ems, checkpoint, settings, out, scores, no_overlays,
             mask_format, seed, device, threads, overwrite, quiet):
-    """Segment IMAGES (a folder or one file) without labels; writes masks with the input names and run.json."""
+    """Segment IMAGES (a folder or one file) without labels; writes masks with the input names and run.json.
+
+    Images larger than 512 pixels a side are handled in tiles by dfc and igtt (--set tile=N to change), so a
+    4096 x 4096 image needs no more memory than a few 512 x 512 ones. Progress: a bar for the images and, for
+    igtt and dfc, one for the rounds (updates) of the current network.
+    """
     from mstool.unsupervised import segment_folder
 
     from .options import parse_settings, runtime
@@ -51,26 +58,66 @@ def segment(images, method, prior, prior_weight, foreground, no_ems, checkpoint,
     if no_ems:
         options["no_ems"] = True
     dev = runtime(device, threads)
-    bar = None
-
-    def progress(event):
-        # the bar starts with the first image, so an input error is reported alone on stderr
-        nonlocal bar
-        if quiet or event.get("event") != "image":
-            return
-        if bar is None:
-            from tqdm.auto import tqdm
-
-            bar = tqdm(desc="images", unit="image")
-        bar.update(1)
-
+    bars = _Bars(quiet=quiet)
     try:
         run = segment_folder(images, out, method=method, options=options, prior=prior, checkpoint=checkpoint,
                              scores=scores, overlays=not no_overlays, mask_format=mask_format, seed=seed, device=dev,
-                             overwrite=overwrite, progress=progress)
+                             overwrite=overwrite, progress=bars)
     finally:
-        if bar is not None:
-            bar.close()
+        bars.close()
     click.echo(f"segmented {len(run['images'])} image(s) with {method} into {out}")
     for problem in run["problems"]:
         click.echo(f"Warning: skipped {problem}", err=True)
+
+
+class _Bars:
+    """A bar for the images (its total from the ``start`` event) and a nested one for the rounds of the network
+    being trained (iGTT rounds, DFC updates), driven by :func:`mstool.unsupervised.segment_folder`'s events.
+
+    The image bar starts with the ``start`` event, sent once every input is checked, so that an input error is
+    reported alone on stderr.
+    """
+
+    def __init__(self, *, quiet: bool):
+        self.quiet = quiet
+        self.images = None
+        self.rounds = None
+        self.run = None  # which network the rounds bar follows: (size, index of the image for DFC)
+
+    def __call__(self, event: dict) -> None:
+        if self.quiet:
+            return
+        from tqdm.auto import tqdm
+
+        kind = event.get("event")
+        if kind == "start":
+            self.images = tqdm(total=event["images"], desc="images", unit="image", position=0)
+        elif kind == "round":
+            run = (tuple(event.get("size", ())), event.get("index"))
+            if self.rounds is None or run != self.run or event["round"] <= self.rounds.n:
+                self.run = run
+                dfc = event.get("index") is not None
+                desc = f"image {event['index'] + 1}/{event['images']}: updates" if dfc else "rounds"
+                unit = "update" if dfc else "round"
+                if self.rounds is None:
+                    self.rounds = tqdm(total=event["rounds"], desc=desc, unit=unit, position=1, leave=False)
+                else:
+                    self.rounds.reset(total=event["rounds"])
+                    self.rounds.unit = unit
+                    self.rounds.set_description(desc)
+            self.rounds.update(event["round"] - self.rounds.n)
+        elif kind in ("group", "image"):
+            self._close_rounds()
+            if kind == "image" and self.images is not None:
+                self.images.update(1)
+
+    def _close_rounds(self) -> None:
+        if self.rounds is not None:
+            self.rounds.close()
+            self.rounds, self.run = None, None
+
+    def close(self) -> None:
+        self._close_rounds()
+        if self.images is not None:
+            self.images.close()
+            self.images = None

@@ -203,6 +203,65 @@ def test_works_under_no_grad():
     assert dice(seg.masks, truth) > 0.9
 
 
+# ------------------------------------------------------------------------------------------- large images
+def test_tiled_equals_untiled_when_the_image_fits_one_tile():
+    images, _ = square_batch(n=2)
+    runs = [dfc(images, generator=gen(3), tile=tile, **QUICK) for tile in (None, 32, 512)]
+    for other in runs[1:]:
+        assert torch.equal(other.masks, runs[0].masks) and torch.equal(other.scores, runs[0].scores)
+        assert other.info == runs[0].info
+
+
+def test_windowed_response_equals_the_whole_image_training_response():
+    from mstool.unsupervised._dfc import _whole_image_statistics, _windows
+
+    net = DFCNet(2, channels=6, layers=3, generator=gen(0))
+    for m in net.modules():  # batch norms with a non-trivial affine part
+        if isinstance(m, torch.nn.BatchNorm2d):
+            torch.nn.init.uniform_(m.weight, 0.5, 2.0, generator=gen(1))
+            torch.nn.init.uniform_(m.bias, -1.0, 1.0, generator=gen(2))
+    x = torch.randn(1, 2, 37, 29, generator=gen(3))
+    with torch.no_grad():
+        whole = net.train()(x)
+    _whole_image_statistics(net, x, 16)
+    assert not net.response[-1].training
+    tiled = _windows(net, x, 16, lambda r: r)
+    assert tiled.shape == whole.shape
+    assert torch.allclose(tiled, whole, rtol=0, atol=1e-4)
+
+
+def test_tiled_image_trains_on_crops():
+    images, truth = square_batch(n=1, size=64)
+    seg = dfc(images, generator=gen(0), tile=32, **QUICK)
+    assert seg.masks.shape == (1, 64, 64) and 0 < seg.info["iterations"][0] <= 30
+    assert dice(seg.masks, truth) > 0.9
+    assert float(seg.scores.min()) >= 0 and float(seg.scores.max()) <= 1
+    # scribbles in one corner only: most crops hold none, and their loss must stay finite
+    scribbles = torch.full((1, 64, 64), 255)
+    scribbles[0, 20, 20], scribbles[0, 2, 2] = 1, 0
+    seg = dfc(images, scribbles=scribbles, generator=gen(0), tile=16, channels=8, iterations=10)
+    assert seg.info["iterations"] == [10] and bool(torch.isfinite(seg.scores).all())
+
+
+def test_a_1024_image_goes_through_in_tiles():
+    x = torch.randn(1, 1, 1024, 1024, generator=gen(0))
+    x[..., 200:500, 300:700] += 4.0
+    seg = dfc(zscore(x), generator=gen(0), tile=256, channels=4, layers=1, iterations=1)
+    assert seg.masks.shape == (1, 1024, 1024) and seg.info["iterations"] == [1]
+    truth = torch.zeros(1, 1024, 1024, dtype=torch.long)
+    truth[:, 200:500, 300:700] = 1
+    assert dice(seg.masks, truth) > 0.9
+
+
+def test_progress_reports_every_update_in_order():
+    images, _ = square_batch(n=2)
+    events = []
+    seg = DFC(channels=16, iterations=4, min_labels=1).segment(images, generator=gen(0), progress=events.append)
+    assert [(e["index"], e["round"]) for e in events] == [(i, r) for i in (0, 1) for r in (1, 2, 3, 4)]
+    assert {e["event"] for e in events} == {"round"} and events[0]["rounds"] == 4 and events[0]["images"] == 2
+    assert seg.info["iterations"] == [4, 4]
+
+
 # ---------------------------------------------------------------------------------------------------- errors
 @pytest.mark.parametrize("call, error, match", [
     (lambda: DFC(channels=1), ParameterError, "`channels` must be an integer >= 2"),
@@ -216,6 +275,7 @@ def test_works_under_no_grad():
     (lambda: DFC(scribble_weight=-1), ParameterError, "`scribble_weight` must be in"),
     (lambda: DFC(foreground="left"), ParameterError, "`foreground` must be one of"),
     (lambda: DFC(prior_keep=2), ParameterError, "`prior_keep` must be in"),
+    (lambda: DFC(tile=8), ParameterError, "`tile` must be an integer >= 16"),
     (lambda: prior_scribbles(torch.ones(1, 1, 4, 4), top=1.5), ParameterError, "`top` must be in"),
     (lambda: prior_scribbles(torch.ones(1, 4, 4)), ShapeError, "`prior` must be"),
     (lambda: prior_scribbles(-torch.ones(1, 1, 4, 4)), ShapeError, "non-negative"),

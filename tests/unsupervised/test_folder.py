@@ -5,7 +5,7 @@ import pytest
 
 from mstool.data import synthesize
 from mstool.device import make_generator
-from mstool.errors import DataError, OutputExistsError, ParameterError
+from mstool.errors import DataError, FileMissingError, OutputExistsError, ParameterError
 from mstool.io import read_mask, write_image
 from mstool.metastructure import Prior, save_prior
 from mstool.unsupervised import METHODS, build_method, segment_folder
@@ -79,3 +79,80 @@ def test_segment_folder_errors(folder, tmp_path):
     (tmp_path / "o2" / "keep").write_text("x")
     with pytest.raises(OutputExistsError):
         segment_folder(root, tmp_path / "o2", method="otsu")
+
+
+TINY_IGTT = {"rounds": 2, "steps": 1, "model_options": {"base": 4, "depth": 1}, "crop": 16, "batch_size": 2,
+             "thresholds": 5}
+
+
+def test_segment_folder_forwards_the_method_rounds_in_order(folder, tmp_path):
+    root, _ = folder
+    events = []
+    segment_folder(root, tmp_path / "igtt", method="igtt", options=TINY_IGTT, overlays=False, progress=events.append)
+    assert [e["event"] for e in events] == ["start", "group", "round", "round", "image", "image", "image"]
+    assert events[0] == {"event": "start", "images": 3, "groups": 1}
+    assert [e["round"] for e in events if e["event"] == "round"] == [1, 2]
+    assert all(e["size"] == [48, 48] and e["rounds"] == 2 for e in events if e["event"] == "round")
+    events.clear()
+    segment_folder(root, tmp_path / "dfc", method="dfc", options={"channels": 8, "iterations": 2, "min_labels": 1},
+                   overlays=False, progress=events.append)
+    rounds = [(e["index"], e["round"]) for e in events if e["event"] == "round"]
+    assert rounds == [(i, r) for i in range(3) for r in (1, 2)]
+    assert [e["event"] for e in events][-3:] == ["image"] * 3
+
+
+@pytest.fixture(scope="module")
+def two_sizes(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sizes")
+    for name, size, seed in (("a0", 32, 0), ("a1", 32, 1), ("b0", 40, 2)):
+        data = synthesize("nuc", 1, size, generator=make_generator(seed))
+        write_image(root / f"{name}.tif", data.images[0, 0].numpy().astype(np.uint16))
+    return root
+
+
+def test_igtt_saves_one_checkpoint_per_size_and_reuses_them(two_sizes, tmp_path):
+    run = segment_folder(two_sizes, tmp_path / "trained", method="igtt", options=TINY_IGTT, overlays=False)
+    out = tmp_path / "trained"
+    assert run["checkpoints"] == {"32x32": "model-32x32.pt", "40x40": "model-40x40.pt"}
+    assert (out / "model-32x32.pt").is_file() and (out / "model-40x40.pt").is_file()
+    assert not (out / "model.pt").exists()
+    assert run["images"]["b0"]["checkpoint"] == "model-40x40.pt"
+    assert json.loads((out / "run.json").read_text())["checkpoints"] == run["checkpoints"]
+    # the folder as --checkpoint: each size gets its own network, which reproduces the trained run's masks
+    again = segment_folder(two_sizes, tmp_path / "again", method="igtt", checkpoint=out, overlays=False)
+    assert again["images"]["a0"]["checkpoint"] == str(out / "model-32x32.pt")
+    assert again["images"]["b0"]["checkpoint"] == str(out / "model-40x40.pt") and again["checkpoints"] == {}
+    for name in ("a0", "a1", "b0"):
+        assert np.array_equal(read_mask(tmp_path / "again" / "masks" / f"{name}.png"),
+                              read_mask(out / "masks" / f"{name}.png"))
+    # one file serves every size
+    one = segment_folder(two_sizes, tmp_path / "one", method="igtt", checkpoint=out / "model-32x32.pt",
+                         overlays=False)
+    assert {v["checkpoint"] for v in one["images"].values()} == {str(out / "model-32x32.pt")}
+
+
+def test_single_size_saves_model_pt_and_folder_checkpoint_errors(folder, two_sizes, tmp_path):
+    root, _ = folder
+    run = segment_folder(root, tmp_path / "single", method="igtt", options=TINY_IGTT, overlays=False)
+    assert run["checkpoints"] == {"48x48": "model.pt"} and (tmp_path / "single" / "model.pt").is_file()
+    # model.pt of a folder serves any size
+    other = segment_folder(two_sizes, tmp_path / "other", method="igtt", checkpoint=tmp_path / "single",
+                           overlays=False)
+    assert {v["checkpoint"] for v in other["images"].values()} == {str(tmp_path / "single" / "model.pt")}
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(FileMissingError, match=r"model-32x32\.pt or model\.pt"):
+        segment_folder(two_sizes, tmp_path / "o", method="igtt", checkpoint=tmp_path / "empty")
+    with pytest.raises(ParameterError, match="no trained state"):
+        segment_folder(two_sizes, tmp_path / "o", method="otsu", checkpoint=tmp_path / "single")
+    assert not (tmp_path / "o").exists()
+
+
+def test_large_overlay_is_drawn_small(tmp_path, monkeypatch):
+    import mstool.viz
+    from mstool.unsupervised._folder import _overlay
+
+    drawn = []
+    monkeypatch.setattr(mstool.viz, "plot_label_panel", lambda path, columns, **kw: drawn.extend(columns))
+    _overlay(tmp_path / "o.png", np.zeros((2100, 40), np.uint16), np.zeros((2100, 40), np.int64),
+             np.zeros((2100, 40), np.float32), "big")
+    assert [array.shape for _, array, _ in drawn] == [(700, 14)] * 3  # every third pixel: at most 1024 a side

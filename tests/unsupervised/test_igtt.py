@@ -346,3 +346,72 @@ def test_runs_on_device(device):
     assert out.masks.device.type == device.type and out.scores.device.type == device.type
     sel = select_candidate(_maps(2, 8).to(device), 4, prior=_maps(2, 8, seed=1).to(device))
     assert sel.masks.device.type == device.type
+
+
+# ------------------------------------------------------------------------------------- large images, tiles
+def test_prior_consistency_is_the_library_density_correlation():
+    from mstool.unsupervised._igtt import _prior_consistency
+
+    probs, prior = _maps(2, 21, seed=11)[:, 0], _maps(2, 21, seed=12)
+    prior[1] = 0.4  # a constant prior: correlation undefined, 0
+    thresholds = candidate_thresholds(probs[:, None], 5)
+    ours = _prior_consistency(probs, thresholds, prior, 3)
+    for i in range(2):
+        for k in range(5):
+            dens = foreground_density((probs[i:i + 1] >= thresholds[i, k]).long(), bandwidth=3)
+            r = float(density_similarity(dens, prior[i:i + 1])[0][0, 0])
+            assert ours[i, k].item() == pytest.approx(0.0 if math.isnan(r) else r, abs=1e-6)
+    assert bool((ours[1] == 0).all())
+
+
+def test_selection_with_prior_chunked_equals_unchunked(monkeypatch):
+    from mstool.unsupervised import _igtt
+
+    probs, prior = _maps(2, 96, seed=13), _maps(2, 96, seed=14)
+    probs[1] = probs[1] ** 4
+    whole = select_candidate(probs, 7, prior=prior, prior_weight=3.0)
+    monkeypatch.setattr(_igtt, "_CHUNK", 96 * 96)  # one (image, candidate) pair per chunk: 14 chunks
+    chunked = select_candidate(probs, 7, prior=prior, prior_weight=3.0)
+    assert torch.allclose(chunked.consistency, whole.consistency, rtol=0, atol=1e-6)
+    assert torch.equal(chunked.index, whole.index) and torch.equal(chunked.masks, whole.masks)
+
+
+def test_tiled_equals_untiled_when_the_image_fits_one_tile():
+    x, _ = _blobs(2, 32)
+    runs = [IGTT(**TINY, tile=tile).segment(x, generator=torch.Generator().manual_seed(2)) for tile in (None, 32, 512)]
+    for other in runs[1:]:
+        assert torch.equal(other.masks, runs[0].masks) and torch.equal(other.scores, runs[0].scores)
+
+
+def test_tiled_image_trains_on_windows_and_predicts_in_tiles():
+    from mstool.unsupervised._igtt import _crop_windows
+
+    images = torch.arange(2 * 3 * 20 * 30, dtype=torch.float32).view(2, 3, 20, 30)
+    targets = images[:, 0].long()
+    pick = torch.tensor([1, 0, 1])
+    x, y = _crop_windows(images, targets, pick, (8, 12), torch.Generator().manual_seed(0))
+    assert x.shape == (3, 3, 8, 12) and y.shape == (3, 8, 12)
+    for b in range(3):
+        corner = int(x[b, 0, 0, 0]) - int(pick[b]) * 3 * 600
+        oy, ox = divmod(corner, 30)
+        assert torch.equal(x[b], images[pick[b], :, oy:oy + 8, ox:ox + 12])
+        assert torch.equal(y[b], targets[pick[b], oy:oy + 8, ox:ox + 12])
+    xb, _ = _blobs(2, 48)
+    out = IGTT(**TINY, tile=16).segment(xb, generator=torch.Generator().manual_seed(0))
+    assert out.masks.shape == (2, 48, 48) and bool(torch.isfinite(out.scores).all())
+
+
+def test_a_1024_image_goes_through_in_tiles():
+    x = 0.3 * torch.randn(1, 1, 1024, 1024, generator=torch.Generator().manual_seed(0))
+    x[..., 200:500, 300:700] += 1.0
+    method = IGTT(rounds=1, steps=1, tile=256, no_ems=True, crop=32, batch_size=1, thresholds=5,
+                  model_options={"base": 2, "depth": 1})
+    out = method.segment((x - x.mean()) / x.std(), generator=torch.Generator().manual_seed(0))
+    assert out.masks.shape == (1, 1024, 1024) and out.scores.shape == (1, 1, 1024, 1024)
+    assert 0 < int(out.masks.sum()) <= 1024 * 1024 // 2 and len(out.info["rounds"]) == 1
+
+
+def test_tile_setting_checked_and_saved():
+    assert IGTT().tile == 512 and IGTT(tile=None).settings()["tile"] is None
+    with pytest.raises(ParameterError, match="`tile`"):
+        IGTT(tile=8)

@@ -1,10 +1,13 @@
 """Segment a folder of images with an unsupervised method: masks with the input names, optional score maps and
-overlays, and ``run.json`` with every setting. The library function behind ``mstool segment``.
+overlays, ``run.json`` with every setting, and the trained networks (iGTT). The library function behind
+``mstool segment``.
 """
 
 from __future__ import annotations
 
+import inspect
 import json
+import math
 import os
 import time
 import warnings
@@ -19,7 +22,7 @@ import torch
 from .._fs import atomic_dir, atomic_path
 from .._version import __version__
 from ..device import resolve_device
-from ..errors import MstoolError, MstoolWarning, ParameterError
+from ..errors import FileMissingError, MstoolError, MstoolWarning, ParameterError
 from ..io import find_images, normalize_image, read_image, write_mask, write_score_map
 from ._base import METHODS
 
@@ -27,14 +30,15 @@ __all__ = ["segment_folder", "build_method"]
 
 Progress = Callable[[dict[str, Any]], None]
 
+_OVERLAY_SIDE = 1024  # overlays show at most this many pixels a side: a 4096 x 4096 panel would cost GBs to draw
+
 
 def build_method(name: str, options: dict[str, Any] | None = None, *, checkpoint: str | os.PathLike | None = None,
                  device: str | torch.device = "cpu"):
     """An unsupervised method by registry name, with options; ``checkpoint`` loads a trained one (iGTT)."""
     cls = METHODS.get(name)
     if checkpoint is not None:
-        if not hasattr(cls, "load"):
-            raise ParameterError(f"method {name!r} has no trained state to load; --checkpoint is for igtt")
+        _check_loadable(name)
         return cls.load(checkpoint, device=device)
     try:
         return cls(**(options or {}))
@@ -68,19 +72,31 @@ def segment_folder(
     Args:
         images: a folder of images, or one image file.
         out: the output folder: ``masks/NAME.png`` (or ``.tif``), ``scores/NAME.tif`` with ``scores``,
-            ``overlays/NAME.png`` (image | mask | prior) with ``overlays``, ``run.json``, and ``model.pt`` when the
-            method has trained state (iGTT) and ``save_checkpoint``.
+            ``overlays/NAME.png`` (image | mask | prior, at most 1024 pixels a side) with ``overlays``,
+            ``run.json``, and, when the method has trained state (iGTT) and ``save_checkpoint``, the trained
+            networks: ``model.pt`` when all images have one size, else ``model-<H>x<W>.pt`` per size (listed in
+            ``run.json`` under ``checkpoints`` and in each image's ``checkpoint``).
         method: a name of :data:`mstool.unsupervised.METHODS`.
         options: the method's constructor options.
         prior: a ``density.npz`` whose entries match the image names (and sizes).
-        checkpoint: a trained model to segment with (iGTT), instead of training.
+        checkpoint: segment with trained networks (iGTT) instead of training: a model file (used for every
+            size), or the output folder of an earlier run, whose ``model-<H>x<W>.pt`` serves images of that size
+            and whose ``model.pt`` any size.
         seed: seed of every random draw.
         device: where the method runs.
         overwrite: replace a non-empty ``out`` once the new results are complete.
-        progress: called with ``{"event": "image"|"group", ...}`` and the method's own events.
+        progress: called with events in this order: ``{"event": "start", "images": count, "groups": count}``
+            once all inputs are checked; per size group ``{"event": "group", "size": [H, W], "images": count}``,
+            the method's own events with ``"size"`` added (iGTT ``{"event": "round", "round", "rounds", ...}``
+            per round, DFC the same per update with ``"index"``, the image in the group), then
+            ``{"event": "image", "name": name}`` per image.
 
     Returns:
-        The content of ``run.json``: settings, versions, per-image info and the problems found.
+        The content of ``run.json``: settings, versions, per-image info, checkpoints and the problems found.
+
+    Raises:
+        ParameterError: a bad option, method or format, or no readable image.
+        FileMissingError: a ``checkpoint`` folder without a model for a size of the images.
     """
     from ..device import make_generator
 
@@ -106,22 +122,42 @@ def segment_folder(
         # match() returns the entries in the images' order, and fails naming the images it cannot match
         matched = load_prior(prior).match(list(loaded), [a.shape[:2] for _, a in loaded.values()]).foreground()
         density = {name: matched[i] for i, name in enumerate(loaded)}
-    model = build_method(method, options, checkpoint=checkpoint, device=dev)
     groups: dict[tuple[int, int], list[str]] = defaultdict(list)
     for name, (_, array) in loaded.items():
         groups[array.shape[:2]].append(name)
+    if checkpoint is None:
+        model = build_method(method, options, device=dev)
+        models = dict.fromkeys(groups, model)
+        used = dict.fromkeys(groups)
+    else:
+        _check_loadable(method)
+        used = _checkpoint_files(checkpoint, list(groups))
+        cache = {path: build_method(method, options, checkpoint=path, device=dev) for path in set(used.values())}
+        models = {size: cache[used[size]] for size in groups}
+    saving = save_checkpoint and checkpoint is None and hasattr(models[next(iter(groups))], "save")
+    saved: dict[str, str] = {}
     generator = make_generator(seed)
     per_image: dict[str, Any] = {}
     started = time.perf_counter()
     with atomic_dir(out, overwrite=overwrite) as tmp:
+        emit({"event": "start", "images": len(loaded), "groups": len(groups)})
         for size, names in groups.items():
             emit({"event": "group", "size": list(size), "images": len(names)})
+            model = models[size]
+            extra = {}
+            if progress is not None and "progress" in inspect.signature(model.segment).parameters:
+                extra["progress"] = lambda event, size=list(size): progress({**event, "size": size})
             with warnings.catch_warnings(record=True) as caught:
                 warnings.simplefilter("always", MstoolWarning)
                 batch = torch.stack([normalize_image(loaded[n][1], channels=1, name=str(loaded[n][0]))
                                      for n in names]).to(dev)
                 fg = None if density is None else torch.stack([density[n] for n in names]).to(dev)
-                result = model.segment(batch, prior=fg, generator=generator)
+                result = model.segment(batch, prior=fg, generator=generator, **extra)
+            if saving:
+                # one network per size group: keep each, not only the last one trained
+                file = "model.pt" if len(groups) == 1 else f"model-{size[0]}x{size[1]}.pt"
+                model.save(tmp / file)
+                saved[f"{size[0]}x{size[1]}"] = file
             notes = [str(w.message) for w in caught]
             for i, name in enumerate(names):
                 mask = result.masks[i].cpu().numpy()
@@ -133,6 +169,8 @@ def segment_folder(
                              None if fg is None else fg[i, 0].cpu().numpy(), f"{name}: {method}")
                 per_image[name] = {"file": str(loaded[name][0]), "size": list(size),
                                    "foreground_fraction": float((mask > 0).mean()),
+                                   "checkpoint": saved.get(f"{size[0]}x{size[1]}",
+                                                           None if used[size] is None else str(used[size])),
                                    "warnings": notes}
                 emit({"event": "image", "name": name})
             per_image_info = {k: v for k, v in result.info.items() if k != "rounds"}
@@ -140,8 +178,6 @@ def segment_folder(
                 per_image[name]["method_info"] = per_image_info
             if "rounds" in result.info:
                 per_image[names[0]]["rounds"] = result.info["rounds"]
-        if save_checkpoint and hasattr(model, "save") and checkpoint is None:
-            model.save(tmp / "model.pt")
         run = {
             "mstool_version": __version__,
             "torch_version": torch.__version__,
@@ -149,6 +185,7 @@ def segment_folder(
             "options": options or {},
             "prior": None if prior is None else str(prior),
             "checkpoint": None if checkpoint is None else str(checkpoint),
+            "checkpoints": saved,
             "seed": seed,
             "device": str(dev),
             "images": per_image,
@@ -160,9 +197,38 @@ def segment_folder(
     return run
 
 
+def _check_loadable(name: str) -> None:
+    if not hasattr(METHODS.get(name), "load"):
+        raise ParameterError(f"method {name!r} has no trained state to load; --checkpoint is for igtt")
+
+
+def _checkpoint_files(checkpoint: str | os.PathLike,
+                      sizes: list[tuple[int, int]]) -> dict[tuple[int, int], Path]:
+    """The model file for each image size: ``checkpoint`` itself, or from a folder ``model-<H>x<W>.pt`` of that
+    size, else ``model.pt``."""
+    path = Path(checkpoint)
+    if not path.is_dir():
+        return dict.fromkeys(sizes, path)
+    files = {}
+    for h, w in sizes:
+        for name in (f"model-{h}x{w}.pt", "model.pt"):
+            if (path / name).is_file():
+                files[(h, w)] = path / name
+                break
+        else:
+            have = sorted(p.name for p in path.glob("model*.pt"))
+            hint = (f"it holds {', '.join(have)}: pass one of them to use it for every size" if have
+                    else "it holds no model*.pt file")
+            raise FileMissingError(f"{path}: no model-{h}x{w}.pt or model.pt for the images of {h} x {w}; {hint}")
+    return files
+
+
 def _overlay(path: Path, image: np.ndarray, mask: np.ndarray, prior: np.ndarray | None, title: str) -> None:
     from ..viz import plot_label_panel
 
+    step = max(1, math.ceil(max(mask.shape) / _OVERLAY_SIDE))
+    image, mask = image[::step, ::step], mask[::step, ::step]
+    prior = None if prior is None else prior[::step, ::step]
     gray = image.astype(np.float32)
     gray = gray.mean(-1) if gray.ndim == 3 else gray
     columns = [("image", gray, "image"), ("mask", mask, "label")]

@@ -76,6 +76,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import torch
+import torch.nn.functional as F
 from kornia.filters import gaussian_blur2d
 
 from .. import __version__
@@ -85,7 +86,7 @@ from ..device import make_generator, resolve_device
 from ..errors import FileMissingError, FileReadError, MstoolWarning, ParameterError, ShapeError
 from ..labels import apply_spec, parse_spec, skeletonize
 from ..losses import bce_loss, soft_iou_loss
-from ..metastructure import EMS_DEFAULT, density_similarity, foreground_density
+from ..metastructure import EMS_DEFAULT
 from ._base import METHODS, Segmentation, check_images_and_prior
 from ._classical import otsu_thresholds
 
@@ -123,7 +124,7 @@ _FORMAT = "mstool-igtt"
 _WIDTH_SMOOTH = 1.0  # sigma of the Otsu mask the object width is measured on
 _FORMAT_VERSION = 1
 _DMI_EPS = 1e-6  # as in mstool.losses.dmi_loss
-_CHUNK = 1 << 24  # candidate-mask elements per chunk when densities of candidates are needed
+_CHUNK = 1 << 24  # candidate pixels per chunk when the densities of candidates are needed
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -204,8 +205,9 @@ def select_candidate(
     among the evenly spaced thresholds is one multiply-add, one ``bincount`` over (image, bucket) and a reverse
     cumulative sum give every candidate's size and score sum, and the chosen mask is one comparison. A pixel
     within rounding error (a few ulps) of a threshold may be counted on the wrong side of it in the statistics;
-    the returned mask is the exact ``p >= t``. A prior adds the densities of all ``N K`` candidates, computed in
-    chunks of images.
+    the returned mask is the exact ``p >= t``. No ``(N, K, H, W)`` tensor is made: a 4096 x 4096 map takes a
+    few hundred MB. A prior adds the densities of all ``N K`` candidates, computed in chunks of at most
+    ``2**24`` candidate pixels (at least one candidate) by :func:`_prior_consistency`.
 
     Degenerate maps: a constant map has no threshold strictly inside its range; it gets an empty mask,
     ``index`` 0, and DMI ``-log(1e-6)`` for every candidate.
@@ -327,20 +329,58 @@ def _check_prior(prior: torch.Tensor | None, like: torch.Tensor, like_name: str)
 
 
 def _prior_consistency(maps: torch.Tensor, thresholds: torch.Tensor, prior: torch.Tensor,
-                       bandwidth: int) -> torch.Tensor:
-    """``(N, K)`` Pearson correlation of every candidate's foreground density with the prior (0 if undefined)."""
+                       bandwidth: int, budget: int | None = None) -> torch.Tensor:
+    """``(N, K)`` Pearson correlation of every candidate's foreground density with the prior (0 if undefined).
+
+    The same numbers as :func:`mstool.metastructure.foreground_density` (box kernel) and
+    :func:`mstool.metastructure.density_similarity` give for each candidate, without their per-call work that
+    does not depend on the candidate (the window sizes, the prior's centring, the total variation): a density is
+    the integer box count of the mask over the box count of the image, so it is bitwise the library's, and the
+    correlation differs from the library's by float32 rounding in the sums only.
+
+    A density is not linear in its mask (its variance is a quadratic form), so it cannot come from the
+    histogram of :func:`_candidate_sums`: the densities are materialised, ``budget // (H W)`` (image,
+    candidate) pairs at a time and at least one (``budget``: ``_CHUNK``, 2**24 candidate pixels), so memory is
+    ``O(budget + H W)`` whatever ``N`` and ``K``. Maps of up to ``budget`` candidate pixels in all are one
+    batched pass; a 4096 x 4096 map goes one candidate at a time (0.8 GB). The chunking changes nothing but,
+    at most, float rounding in the per-row sums.
+    """
     n, h, w = maps.shape
     num = thresholds.shape[1]
-    chunk = max(1, _CHUNK // max(1, num * h * w))
+    total = n * num
+    chunk = max(1, (_CHUNK if budget is None else budget) // max(1, h * w))
+    windows = _box_counts(torch.ones(1, h, w, dtype=torch.int32, device=maps.device), bandwidth).float().flatten(1)
+    q = prior.flatten(1).float()
+    q_centred = q - q.mean(-1, keepdim=True)
+    q_norm = (q_centred * q_centred).sum(-1).sqrt()
+    q_constant = q.amax(-1) == q.amin(-1)
+    flat_thresholds = thresholds.reshape(-1)
     out = []
-    for start in range(0, n, chunk):  # bounded memory: chunks of images, never a loop over candidates
-        part = maps[start:start + chunk]
-        cand = (part.unsqueeze(1) >= thresholds[start:start + chunk, :, None, None]).flatten(0, 1)
-        dens = foreground_density(cand.to(torch.uint8), bandwidth=bandwidth).view(part.shape[0], num, h, w)
-        ref = prior[start:start + chunk].to(dens.dtype).expand_as(dens)
-        r, _ = density_similarity(dens, ref)
-        out.append(torch.nan_to_num(r, nan=0.0))
-    return torch.cat(out) if out else torch.zeros(0, num, device=maps.device)
+    for start in range(0, total, chunk):  # bounded memory: chunks of (image, candidate) pairs
+        pairs = torch.arange(start, min(start + chunk, total), device=maps.device)
+        image = pairs // num
+        masks = maps.index_select(0, image) >= flat_thresholds[pairs, None, None]
+        dens = _box_counts(masks.to(torch.int32), bandwidth).flatten(1).float() / windows
+        centred = dens - dens.mean(-1, keepdim=True)
+        constant = (dens.amax(-1) == dens.amin(-1)) | q_constant[image]
+        denom = (centred * centred).sum(-1).sqrt() * q_norm[image]
+        r = (centred * q_centred[image]).sum(-1) / torch.where(constant, torch.ones_like(denom), denom)
+        out.append(torch.where(constant, torch.zeros_like(r), r.clamp(-1, 1)))
+    return torch.cat(out).view(n, num) if out else torch.zeros(n, num, device=maps.device)
+
+
+def _box_counts(x: torch.Tensor, radius: int) -> torch.Tensor:
+    """``(N, H, W)`` int32 sums of ``x`` over ``(2 r + 1)``-pixel square windows clipped at the border.
+
+    Exact integer counts by differences of a cumulative sum of the zero-padded input, one axis at a time:
+    slices only, no gather.
+    """
+    for dim in (-1, -2):
+        size = x.shape[dim]
+        padded = F.pad(x, [radius + 1, radius] if dim == -1 else [0, 0, radius + 1, radius])
+        c = padded.cumsum(dim, dtype=torch.int32)
+        x = c.narrow(dim, 2 * radius + 1, size) - c.narrow(dim, 0, size)
+    return x
 
 
 def fix_polarity(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -549,11 +589,17 @@ class IGTT:
         lr: Adam learning rate.
         schedule: ``"cosine"`` (decay to 0 over all rounds) or ``"constant"``.
         batch_size: images per step (drawn at random each step).
-        crop: side of the random training crops (``None``: whole images; larger than the image: whole).
+        crop: side of the random training crops (``None``: whole images; larger than the image: whole); at most
+            ``tile`` for an image larger than a tile.
         dmi_weight: weight of the DMI term of the ``dmi+iou`` loss.
         iou_weight: weight of the soft IoU term of the ``dmi+iou`` loss.
         loss: one of :data:`LOSSES` (``auto``: DMI + soft IoU for skeleton targets, BCE otherwise).
-        tile: predict in tiles of this side (:func:`mstool.engine.predict`) for large images.
+        tile: the side of the largest image handled whole (``>= 16``; ``None``: no limit). An image larger than
+            ``tile`` in either side is predicted in ``tile x tile`` windows overlapping by ``tile // 4`` and
+            blended (:func:`mstool.engine.predict`), and trained on crops cut from it before augmentation (at
+            most ``tile`` on a side, even with ``crop=None``), so memory follows ``batch_size x tile^2`` and
+            not the image: with the default 512, ``mstool segment`` of one 4096 x 4096 image peaked at 1.7 GB
+            (process RSS, CPU). Images up to ``tile`` are done exactly as without tiling.
 
     Raises:
         ParameterError: a setting out of range, an unknown choice or bad model options.
@@ -596,7 +642,7 @@ class IGTT:
         dmi_weight: float = 1.0,
         iou_weight: float = 1.0,
         loss: str = "auto",
-        tile: int | None = None,
+        tile: int | None = 512,
     ):
         self.rounds = _check_int(rounds, "rounds", 1)
         self.steps = _check_int(steps, "steps", 1)
@@ -801,13 +847,20 @@ class IGTT:
         from ..data import random_crop_flip
 
         n, _, h, w = images.shape
-        crop = None if self.crop is None or (self.crop >= h and self.crop >= w) else (min(self.crop, h),
-                                                                                     min(self.crop, w))
+        side = self.crop
+        if self._tiled(images):
+            side = self.tile if side is None else min(side, self.tile)
+        crop = None if side is None or (side >= h and side >= w) else (min(side, h), min(side, w))
         model.train()
         total = 0.0
         for _ in range(self.steps):
             pick = torch.randperm(n, generator=g)[: self.batch_size].to(images.device)
-            x, y = random_crop_flip(images[pick], targets[pick], crop, generator=g)
+            if crop is not None and self._tiled(images):
+                # cut the windows first: augmenting whole 4096 x 4096 images would copy them every step
+                x, y = _crop_windows(images, targets, pick, crop, g)
+                x, y = random_crop_flip(x, y, None, generator=g)
+            else:
+                x, y = random_crop_flip(images[pick], targets[pick], crop, generator=g)
             logits = model(x)
             probs = torch.sigmoid(logits)
             if loss_name == "bce":
@@ -825,7 +878,13 @@ class IGTT:
     def _predict(self, images: torch.Tensor) -> torch.Tensor:
         from ..engine import predict
 
-        return predict(self.model, images, batch_size=self.batch_size, tile=self.tile).clone()
+        # an image that fits in one tile is predicted whole: the same batches, and so the same bits, as untiled
+        return predict(self.model, images, batch_size=self.batch_size,
+                       tile=self.tile if self._tiled(images) else None).clone()
+
+    def _tiled(self, images: torch.Tensor) -> bool:
+        """Whether ``images`` exceed one tile, so that training crops and prediction work on windows."""
+        return self.tile is not None and max(images.shape[-2:]) > self.tile
 
     def _select(self, probs: torch.Tensor, prior: torch.Tensor | None, constant: torch.Tensor) -> Selection:
         sel = select_candidate(probs, self.thresholds, prior=prior, prior_weight=self.prior_weight,
@@ -922,6 +981,21 @@ def _check_int(value: int, name: str, low: int) -> int:
     if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
         raise ParameterError(f"`{name}` must be an integer >= {low}; got {value!r}")
     return int(value)
+
+
+def _crop_windows(images: torch.Tensor, targets: torch.Tensor, pick: torch.Tensor, crop: tuple[int, int],
+                  g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """``(B, C, h, w)`` windows of ``images[pick]`` and ``(B, h, w)`` of ``targets[pick]`` at random offsets, one
+    gather (nothing of size ``H x W`` is copied)."""
+    _, _, height, width = images.shape
+    b, (ch, cw) = pick.shape[0], crop
+    oy = torch.randint(0, height - ch + 1, (b,), generator=g).to(images.device)
+    ox = torch.randint(0, width - cw + 1, (b,), generator=g).to(images.device)
+    rows = (oy[:, None] + torch.arange(ch, device=images.device))[:, :, None]
+    cols = (ox[:, None] + torch.arange(cw, device=images.device))[:, None, :]
+    item = pick[:, None, None]
+    # the advanced indices around the channel slice come first: (B, h, w, C)
+    return images[item, :, rows, cols].permute(0, 3, 1, 2).contiguous(), targets[item, rows, cols]
 
 
 def _signed_dmi_loss(probs: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
