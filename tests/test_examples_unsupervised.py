@@ -1,0 +1,82 @@
+"""End-to-end runs of the unsupervised examples at their tiniest settings (most of the time is the start-up of the
+`mstool` commands they chain)."""
+
+import json
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from mstool.data import synthesize
+from mstool.io import write_image, write_mask
+
+EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
+TINY_IGTT = ["--set", "rounds=1", "--set", "steps=2", "--set", "model_options.base=4",
+             "--set", "model_options.depth=2"]
+
+pytestmark = pytest.mark.slow
+
+
+def run_example(name: str, *args: str, cwd: Path) -> str:
+    proc = subprocess.run([sys.executable, str(EXAMPLES / name), *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=600)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return proc.stdout
+
+
+def table_row(stdout: str, label: str) -> list[float]:
+    """The numbers of the table row that starts with `label`."""
+    rows = [line for line in stdout.splitlines() if line.startswith(label + " ")]
+    assert len(rows) == 1, stdout
+    return [float(v) for v in re.findall(r"\d+\.\d{3}", rows[0][len(label):])]
+
+
+def test_segment_without_labels_on_own_folder(tmp_path):
+    # a user's folder (saves the `mstool data synth` start-up; the rough-label example runs that path), with masks
+    # named NAME_mask.png to check that the suffix is dropped when matching
+    data = synthesize("er", 3, 32, generator=torch.Generator().manual_seed(0))
+    names = [f"cell{i}" for i in range(3)]
+    for name, image, labels in zip(names, data.images, data.labels):
+        write_image(tmp_path / "images" / f"{name}.tif", image[0])
+        write_mask(tmp_path / "truth" / f"{name}_mask.png", labels)
+    out = tmp_path / "out"
+    stdout = run_example("segment_without_labels.py", "--images", str(tmp_path / "images"), "--truth",
+                         str(tmp_path / "truth"), "--out", str(out), "--threads", "1", "--no-overlays", *TINY_IGTT,
+                         cwd=tmp_path)
+    assert (out / "prior.npz").is_file() and not (out / "data").exists()
+    for method in ("otsu", "igtt", "igtt_prior"):
+        assert sorted(p.stem for p in (out / method / "masks").glob("*.png")) == names
+    assert json.loads((out / "igtt_prior" / "run.json").read_text())["prior"] == str(out / "prior.npz")
+    assert json.loads((out / "igtt" / "run.json").read_text())["options"]["rounds"] == 1
+    assert re.search(r"^method\s+Dice", stdout, re.MULTILINE), stdout
+    for method in ("otsu", "igtt", "igtt_prior"):
+        pooled, per_image = table_row(stdout, method)
+        assert 0 <= pooled <= 1 and 0 <= per_image <= 1
+    # every image was matched to its mask, and a global threshold finds most of the network on these images
+    assert re.search(r"^otsu\s+\S+\s+\S+\s+3\s", stdout, re.MULTILINE), stdout
+    assert table_row(stdout, "otsu")[0] > 0.6
+
+
+def test_segment_with_rough_labels(tmp_path):
+    out = tmp_path / "out"
+    stdout = run_example("segment_with_rough_labels.py", "--out", str(out), "--n", "4", "--labelled", "2",
+                         "--size", "32", "--threads", "1", "--no-overlays", *TINY_IGTT, cwd=tmp_path)
+    labelled = sorted(p.stem for p in (out / "data" / "labelled" / "images").iterdir())
+    rest = sorted(p.stem for p in (out / "data" / "rest" / "images").iterdir())
+    assert len(labelled) == 2 and len(rest) == 2 and not set(labelled) & set(rest)
+    assert sorted(p.stem for p in (out / "data" / "labelled" / "rough").glob("*.png")) == labelled
+    assert (out / "prior.npz").is_file() and (out / "igtt_prior" / "model.pt").is_file()
+    for folder, names in (("igtt_prior", labelled), ("rest_igtt", rest), ("otsu", sorted(labelled + rest))):
+        assert sorted(p.stem for p in (out / folder / "masks").glob("*.png")) == names
+    run = json.loads((out / "rest_igtt" / "run.json").read_text())
+    assert run["checkpoint"] == str(out / "igtt_prior" / "model.pt")
+    assert re.search(r"^Dice\s+labelled \(2\)\s+others \(2\)", stdout, re.MULTILINE), stdout
+    rough = table_row(stdout, "rough labels (dilate:1+sample:0.3)")
+    # 30% of a 1-pixel dilation of the truth: well below a clean label's 1
+    assert len(rough) == 1 and 0.1 < rough[0] < 0.8
+    for label in ("otsu", "igtt + rough-label prior"):
+        values = table_row(stdout, label)
+        assert len(values) == 2 and all(0 <= v <= 1 for v in values)
