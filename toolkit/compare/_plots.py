@@ -90,18 +90,24 @@ def _unsupervised(path, rows) -> bool:
     return True
 
 
-def _unsupervised_examples(path, run_dir, rows) -> bool:
-    plt = _plt()
+def _first_examples(run_dir: Path, rows: list[dict[str, Any]]) -> list[tuple[str, dict, dict]]:
+    """``(spec, row, arrays of examples.npz)`` of the first cell of every spec that saved examples."""
     first: dict[str, dict] = {}
     for r in rows:
-        if r.get("kind") == "unsupervised":
-            first.setdefault(r["spec"], r)
+        first.setdefault(r["spec"], r)
     entries = []
     for spec, r in first.items():
         f = run_dir / "cells" / r["cell"] / "examples.npz"
         if f.exists():
             with np.load(f, allow_pickle=False) as z:
-                entries.append((spec, r, z["images"][0].astype(np.float32), z["labels"][0], z["masks"][0]))
+                entries.append((spec, r, {k: z[k] for k in z.files}))
+    return entries
+
+
+def _unsupervised_examples(path, run_dir, rows) -> bool:
+    plt = _plt()
+    entries = [(spec, r, z["images"][0].astype(np.float32), z["labels"][0], z["masks"][0])
+               for spec, r, z in _first_examples(run_dir, [r for r in rows if r.get("kind") == "unsupervised"])]
     if not entries:
         return False
     fig, axes = plt.subplots(1, len(entries) + 2, figsize=(2.2 * (len(entries) + 2), 2.6), squeeze=False)
@@ -205,15 +211,7 @@ def _curves(path, run_dir, config, rows, metric) -> bool:
 
 def _examples(path, run_dir, config, rows, metric) -> bool:
     plt = _plt()
-    first: dict[str, dict] = {}
-    for r in rows:
-        first.setdefault(r["spec"], r)
-    entries = []
-    for spec, r in first.items():
-        f = run_dir / "cells" / r["cell"] / "examples.npz"
-        if f.exists():
-            with np.load(f, allow_pickle=False) as z:
-                entries.append((spec, r, {k: z[k] for k in z.files}))
+    entries = _first_examples(run_dir, rows)
     if not entries:
         return False
     num_classes = int(entries[0][1].get("num_classes", 2))
