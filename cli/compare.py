@@ -48,6 +48,10 @@ def compare(data, labels, unsupervised, models, seeds, out, preset, config_file,
     from ._progress import TrainingBars
     from .options import runtime
 
+    if report_only:  # the run folder's own config.toml says what the suite is
+        summary = write_results(out)
+        click.echo(f"wrote the report of {summary['rows']} finished cells to {out}/report.html")
+        return
     values = read_config_file(config_file) if config_file else {}
     values = {k: v for k, v in values.items() if k != "train"} | {"train": train_overrides(
         values, epochs=epochs, batch_size=batch_size, crop=crop, lr=lr, noise_mode=noise_mode, settings=settings)}
@@ -71,10 +75,6 @@ def compare(data, labels, unsupervised, models, seeds, out, preset, config_file,
     if list_cells:
         for cell in suite.cells():
             click.echo(cell.id)
-        return
-    if report_only:
-        summary = write_results(out)
-        click.echo(f"wrote the report of {summary['rows']} finished cells to {out}/report.html")
         return
     dev = runtime(device, threads)
     plan = suite.cells() if not cells else list(cells)

@@ -167,7 +167,10 @@ def _similarity(path, run_dir, config, rows, metric) -> bool:
             sel = [(x, y) for x, y, t in pts if t == tax]
             if sel:
                 ax.scatter(*zip(*sel), c=colour, s=22, label=tax, alpha=0.8)
-        rho = spearmanr([p[0] for p in pts], [p[1] for p in pts]).statistic if len(pts) > 2 else math.nan
+        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+        # rank correlation needs three cells and some spread on both axes (one label spec alone has none)
+        varied = len(pts) > 2 and len(set(xs)) > 1 and len(set(ys)) > 1
+        rho = spearmanr(xs, ys).statistic if varied else math.nan
         ax.set_title(f"Spearman's rho = {rho:.2f} (n = {len(pts)} cells)", fontsize=9)
         ax.set_xlabel(label)
         ax.set_ylabel(metric)

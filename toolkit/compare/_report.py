@@ -121,9 +121,9 @@ def _unsupervised_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[lis
 _UNSUPERVISED_NOTE = (
     "Unsupervised methods see only the test images, never a label; **own mask** is the mask the method gives "
     "by its label-free rule (its headline), **oracle** the best threshold of its score map on the test labels "
-    "(optimistic). Methods with random draws run once per seed; Otsu, multi-Otsu and the local threshold once. "
-    "The supervised rows are the clean-label cells of the table above, for reference."
+    "(optimistic). Methods with random draws run once per seed; Otsu, multi-Otsu and the local threshold once."
 )
+_SUPERVISED_REFERENCE = " The supervised rows are the clean-label cells of the table above, for reference."
 
 
 def _fmt(v: Any, digits: int = 3) -> str:
@@ -205,6 +205,7 @@ def write_results(run_dir: str | Path, rows: list[dict[str, Any]] | None = None,
     supervised = [r for r in rows if not is_unsupervised(r)]
     header, body = _summary_table(supervised) if supervised else ([], [])
     unsup_header, unsup_body = _unsupervised_table(rows) if len(supervised) < len(rows) else ([], [])
+    unsup_note = _UNSUPERVISED_NOTE + (_SUPERVISED_REFERENCE if any(r["spec"] == "clean" for r in supervised) else "")
     planned = len(config.cells())
     md = [f"# Comparison suite: {config.data}, preset {config.preset}\n",
           f"{len(rows)} of {planned} cells finished; mean ± std over seeds. mstool {__version__}.\n"]
@@ -214,7 +215,7 @@ def write_results(run_dir: str | Path, rows: list[dict[str, Any]] | None = None,
                _PROTOCOLS, "\n"]
     if unsup_body:
         md += ["\n## Unsupervised methods beside supervised training\n\n", _markdown(unsup_header, unsup_body),
-               "\n", _UNSUPERVISED_NOTE, "\n"]
+               "\n", unsup_note, "\n"]
     with atomic_path(run_dir / "summary.md") as tmp:
         tmp.write_text("".join(md))
     files.append(run_dir / "summary.md")
@@ -224,7 +225,7 @@ def write_results(run_dir: str | Path, rows: list[dict[str, Any]] | None = None,
 
         images = draw_all(run_dir, config, rows, headline_metric(rows))
         files += [p for _, p in images]
-    _write_html(run_dir, config, rows, header, body, notes, images, planned, (unsup_header, unsup_body))
+    _write_html(run_dir, config, rows, header, body, notes, images, planned, (unsup_header, unsup_body, unsup_note))
     files.append(run_dir / "report.html")
     return {"rows": len(rows), "files": [str(f) for f in files]}
 
@@ -243,8 +244,8 @@ def _write_html(run_dir, config, rows, header, body, notes, images, planned, uns
     table = _html_table(header, body)
     unsup = ""
     if unsupervised[1]:
-        unsup = (f"<h2>Unsupervised methods beside supervised training</h2>{_html_table(*unsupervised)}"
-                 f"<p>{esc(_UNSUPERVISED_NOTE).replace('**', '')}</p>")
+        unsup = (f"<h2>Unsupervised methods beside supervised training</h2>{_html_table(*unsupervised[:2])}"
+                 f"<p>{esc(unsupervised[2]).replace('**', '')}</p>")
     settings = esc((run_dir / "config.toml").read_text()) if (run_dir / "config.toml").exists() else ""
     figs = "".join(f"<figure><img src='{esc(str(p.relative_to(run_dir)))}' alt='{esc(t)}'>"
                    f"<figcaption>{esc(t)}</figcaption></figure>" for t, p in images)
