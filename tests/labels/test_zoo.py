@@ -18,6 +18,8 @@ from mstool.labels._spec import apply_spec
 from mstool.labels._zoo import (
     _KEY_BITS,
     LABEL_ZOO,
+    _check_labels,
+    _random_subset,
     _smallest_per_group,
     dilate_labels,
     erode_labels,
@@ -247,6 +249,48 @@ def test_sample_is_uniform_over_pixels():
     hits = sum(sample_labels(labels, 0.25, generator=gen(s)) for s in range(400)).float()
     assert hits.sum().item() == 400 * 4
     assert abs(hits.mean().item() - 100) < 1e-6 and hits.min().item() > 60 and hits.max().item() < 140
+
+
+@pytest.mark.parametrize("classes", [2, 4])
+@pytest.mark.parametrize("unlabeled", ["background", "ignore"])
+@pytest.mark.parametrize("keep", [0.1, 0.5, 0.8])
+def test_sample_exact_counts_on_widths_off_the_byte_grid(classes, unlabeled, keep):
+    # 13 columns and 7 * 13 pixels per image: neither a row nor an image fills whole 8-byte words.
+    labels = torch.randint(0, classes, (3, 7, 13), generator=gen(1))
+    labels[:, 2, 3:6] = IGNORE
+    out = sample_labels(labels, keep, unlabeled=unlabeled, generator=gen())
+    for c in range(1 if unlabeled == "background" else 0, classes):
+        assert count(out, c).tolist() == [math.ceil(keep * n) for n in count(labels, c).tolist()]
+    assert bool((out[labels == IGNORE] == IGNORE).all())
+    kept = (out != IGNORE) & (out != 0) if unlabeled == "background" else out != IGNORE
+    assert torch.equal(out[kept], labels[kept])
+
+
+def test_sample_more_than_half_is_uniform_over_pixels():
+    # keep 0.8 draws the pixels left out instead of the ones kept; 15 pixels, a row of 5 (not whole words)
+    labels = torch.ones(1, 3, 5, dtype=torch.long)
+    hits = sum(sample_labels(labels, 0.8, generator=gen(s)) for s in range(300)).float()
+    assert hits.sum().item() == 300 * 12
+    assert hits.min().item() > 200 and hits.max().item() < 280  # 240 expected, sd 6.9
+
+
+def test_sample_and_shift_take_strided_and_narrow_labels():
+    labels = blobs(2, 24, classes=3)
+    labels[:, 4, :] = IGNORE
+    for op in (lambda x: sample_labels(x, 0.3, generator=gen(4)), lambda x: shift_labels(x, 2, generator=gen(4))):
+        expected = op(labels.transpose(1, 2).contiguous())
+        assert torch.equal(op(labels.transpose(1, 2)), expected)
+        assert torch.equal(op(labels.transpose(1, 2).to(torch.uint8)), expected.to(torch.uint8))
+
+
+@pytest.mark.parametrize("value", [2**31, 2**32, 2**32 + 1, 2**40, -(2**32), -(2**63)])
+def test_labels_beyond_a_byte_are_rejected(value):
+    labels = torch.zeros(1, 4, 4, dtype=torch.long)
+    labels[0, 1, 2] = value
+    with pytest.raises(ParameterError, match=">= 0" if value < 0 else "below 255"):
+        _check_labels(labels)
+    with pytest.raises(ParameterError):
+        sample_labels(labels, 0.5)
 
 
 def test_sample_rejects_bad_parameters():
@@ -543,6 +587,26 @@ def test_shift_single_pixel_lands_in_its_box():
     assert seen == {(y, x) for y in range(3, 6) for x in range(3, 6)}
 
 
+def test_shift_reaches_every_offset_on_a_width_off_the_byte_grid():
+    labels = torch.zeros(1, 7, 11, dtype=torch.long)
+    labels[0, 3, 9] = 1
+    seen = set()
+    for s in range(120):
+        ys, xs = torch.nonzero(shift_labels(labels, 1, generator=gen(s))[0], as_tuple=True)
+        seen.add((ys.item(), xs.item()))
+    assert seen == {(y, x) for y in range(2, 5) for x in range(8, 11)}
+
+
+@pytest.mark.parametrize("row", [[1, 2], [1, 1, 1, 1, 1, 1, 1, 2]])
+def test_shift_collisions_keep_the_higher_class(row):
+    # A radius past the image sends most pixels to the ends; where the 2 lands it must win. The short row
+    # leaves most of its 8-byte word empty and the long one fills it (the two ways offsets are drawn).
+    labels = torch.tensor([[row]])
+    for s in range(40):
+        out = shift_labels(labels, 9, generator=gen(s))
+        assert (out == 2).sum().item() == 1 and (out == 1).sum().item() <= len(row) - 1
+
+
 def test_shift_clips_to_the_image_and_radius_zero():
     labels = torch.zeros(1, 5, 5, dtype=torch.long)
     labels[0, 0, 0] = 1
@@ -682,3 +746,23 @@ def test_smallest_per_group_matches_brute_force(adversarial, monkeypatch):
     assert sorted(chosen.tolist()) == brute_force_smallest(group, quota, keys)
     for g, q in enumerate(quota.tolist()):
         assert sorted(rank[group[chosen] == g].tolist()) == list(range(q))
+
+
+@pytest.mark.parametrize("valid_slots", [False, True])
+def test_random_subset_is_exact_and_uniform(valid_slots):
+    # Three groups; with `valid`, the elements are some of each group's slots. Quota 4 of 5 draws the one left out.
+    if valid_slots:
+        spans, valid = torch.tensor([8, 0, 8]), torch.tensor([1, 0, 1, 0, 1, 0, 0, 0] + [1] * 5 + [0] * 3).bool()
+    else:
+        spans, valid = None, None
+    counts, quota = torch.tensor([3, 0, 5]), torch.tensor([1, 0, 4])
+    elements = valid.nonzero().squeeze(1) if valid_slots else torch.arange(8)
+    hits = torch.zeros(16 if valid_slots else 8)
+    for s in range(1200):
+        chosen = _random_subset(counts, quota, gen(s), spans=spans, valid=valid)
+        assert chosen.numel() == 5 and chosen.unique().numel() == 5
+        assert bool(torch.isin(chosen, elements).all())
+        assert (chosen < elements[3]).sum().item() == 1  # one of the first group's three
+        hits[chosen] += 1
+    first, second = hits[elements[:3]], hits[elements[3:]]
+    assert bool((first - 400).abs().max() < 70) and bool((second - 960).abs().max() < 70)  # sd 16 and 14

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -63,6 +64,8 @@ __all__ = [
 
 # Random keys get this many bits; the group of an element goes above them (see `_smallest_per_group`).
 _KEY_BITS = 40
+# The shift that brings byte j (in memory order) of an int64 down to the lowest byte.
+_BYTE_SHIFTS = tuple(range(0, 64, 8)) if sys.byteorder == "little" else tuple(range(56, -8, -8))
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -81,23 +84,43 @@ def _check_int(value: int, name: str, low: int | None = None) -> int:
 def _check_labels(labels: torch.Tensor, num_classes: int | None = None) -> tuple[int, bool]:
     """Check a label batch; return its largest class (-1 if none) and whether it holds 255.
 
-    The common case costs one min/max pass; anything odd is handed to :func:`mstool._check.check_labels`
-    for its message. Classes must be < 255, so every label fits in a byte.
+    Classes must be < 255, so every label fits in a byte. Anything odd is handed to
+    :func:`mstool._check.check_labels` for its message.
+    """
+    top, ignored, _ = _scan_labels(labels, num_classes)
+    return top, ignored
+
+
+def _byte_labels(labels: torch.Tensor) -> tuple[torch.Tensor, int, bool]:
+    """:func:`_check_labels`, and the labels as a contiguous ``(N, H, W)`` uint8 tensor (1/8 of int64's bytes)."""
+    top, ignored, small = _scan_labels(labels, None)
+    if small is None:
+        small = labels.to(torch.uint8, memory_format=torch.contiguous_format).contiguous()
+    return small, top, ignored
+
+
+def _scan_labels(labels: torch.Tensor, num_classes: int | None) -> tuple[int, bool, torch.Tensor | None]:
+    """The work of :func:`_check_labels`; also the byte labels if the 255 case needed them (else ``None``).
+
+    The common case costs one pass (``aminmax``; the batch is often too large for the cache, so the passes
+    over it, not the arithmetic, set the time).
     """
     check_shape(labels, "labels", "N H W", dtype="int")
     if num_classes is not None:
         _check_int(num_classes, "num_classes", 1)
     if labels.numel() == 0:
-        return -1, False
+        return -1, False, None
     low, high = (int(v) for v in torch.aminmax(labels))
-    ignored = high == IGNORE_INDEX
+    ignored = high == IGNORE_INDEX and low >= 0
+    small = None
     if ignored:
-        high = -1 if low == IGNORE_INDEX else int(torch.where(labels == IGNORE_INDEX, low, labels).max())
+        small = labels.to(torch.uint8, memory_format=torch.contiguous_format).contiguous()
+        high = int((small + 1).amax()) - 1  # the byte 255 wraps to 0, so this is the largest class below 255
     limit = IGNORE_INDEX - 1 if num_classes is None else min(num_classes, IGNORE_INDEX) - 1
     if low < 0 or high > limit:
         check_labels(labels, num_classes=num_classes)
         raise ParameterError(f"`labels` must hold classes below {IGNORE_INDEX} (the ignore index); got {high}")
-    return high, ignored
+    return high, ignored, small
 
 
 def _num_classes(top: int, num_classes: int | None) -> int:
@@ -144,6 +167,102 @@ def _smallest_per_group(
     rank = torch.arange(order.numel(), device=group.device) - (sub_counts.cumsum(0) - sub_counts)[sorted_group]
     take = rank < quota[sorted_group]
     return candidates[order[take]], rank[take]
+
+
+def _words(mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """The 8-byte words of a ``(R, C)`` byte mask that hold a nonzero byte, each row padded with zeros to whole words.
+
+    Finding them reads an eighth as many elements as a pixel-wise ``nonzero`` (its cost is per element read),
+    and sparse masks leave most words out.
+
+    Returns:
+        ``(index, values, width)``: the ``(K,)`` flat indices of those words in the padded ``(R, width)`` mask,
+        the words as ``(K,)`` int64 (``values.view(torch.uint8)`` gives their bytes in order), and the padded row
+        width ``width = 8 * ceil(C / 8)``.
+    """
+    mask = mask.view(torch.uint8)
+    width = -(-mask.shape[1] // 8) * 8
+    if width != mask.shape[1]:
+        mask = F.pad(mask, (0, width - mask.shape[1]))
+    elif not mask.is_contiguous() or mask.storage_offset() % 8:
+        mask = mask.clone(memory_format=torch.contiguous_format)
+    words = mask.view(torch.int64).view(-1)
+    index = words.nonzero().squeeze(1)
+    return index, words.index_select(0, index), width
+
+
+def _byte_sums(values: torch.Tensor) -> torch.Tensor:
+    """Sum of the eight bytes of each ``(K,)`` int64 word whose bytes are 0 or 1: shifts and adds, no carries."""
+    s = values
+    s = s + (s >> 8)
+    s = s + (s >> 16)
+    return (s + (s >> 32)) & 0xFF
+
+
+def _random_subset(
+    counts: torch.Tensor,
+    quota: torch.Tensor,
+    generator: torch.Generator | None,
+    *,
+    spans: torch.Tensor | None = None,
+    valid: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """Choose ``quota[g]`` of the ``counts[g]`` elements of each group ``g``: a uniform random subset.
+
+    Group ``g`` owns ``spans[g]`` consecutive slots (group 0's first), and its elements are the slots marked in
+    ``valid`` (by default every slot, ``spans = counts``). Slots are drawn uniformly with replacement and the
+    first ``quota[g]`` distinct valid ones kept, in draw order: sequential sampling without replacement, so
+    every subset of that size is equally likely. Where more than half a group is chosen, the elements left out
+    are drawn instead. Each round draws enough that a group rarely needs another, so the cost grows with the
+    quota, not with the group sizes.
+
+    Args:
+        counts: ``(G,)`` int64 number of elements per group.
+        quota: ``(G,)`` int64 how many to choose per group, in ``[0, counts]``.
+        generator: CPU random generator.
+        spans: ``(G,)`` int64 number of slots per group, ``>= counts``.
+        valid: ``(spans.sum(),)`` bool, the slots that are elements (``counts[g]`` of group ``g``'s).
+
+    Returns:
+        ``(quota.sum(),)`` int64 slots of the chosen elements, in no particular order.
+    """
+    device = counts.device
+    spans = counts if spans is None else spans
+    total = int(spans.sum())
+    starts = spans.cumsum(0) - spans
+    invert = 2 * quota > counts
+    missing = torch.where(invert, counts - quota, quota)
+    # `spare = counts - missing >= counts / 2` elements are never chosen, so a draw finds a new element with
+    # chance p >= spare / spans: the draws needed have a mean of `spans * log(free / spare)` (coupon collector)
+    # and a standard deviation below sqrt(missing * (1 - p)) / p; four of them more rarely fall short.
+    spare = (counts - missing).clamp(min=1).to(torch.float64)
+    p = spare / spans.clamp(min=1)
+    open_ = valid.clone() if valid is not None else torch.ones(total, dtype=torch.bool, device=device)
+    picked = []
+    while bool(missing.any()):
+        spread = 4 * (missing * (1 - p)).sqrt() / p + 4 * missing.clamp(max=1)
+        draws = torch.ceil(spans * torch.log1p(missing / spare) + spread).long()
+        owner = torch.repeat_interleave(draws)
+        uniform = torch.rand(owner.numel(), dtype=torch.float64, generator=generator).to(device)
+        pick = (uniform * spans.index_select(0, owner)).long() + starts.index_select(0, owner)
+        order = torch.arange(owner.numel(), dtype=torch.int32, device=device)
+        first = torch.full((total,), owner.numel(), dtype=torch.int32, device=device)
+        first.scatter_reduce_(0, pick, order, "amin")
+        new = (first.index_select(0, pick) == order) & open_.index_select(0, pick)
+        seen = new.cumsum(0)  # new slots up to each draw
+        ends = draws.cumsum(0)
+        counted = F.pad(seen, (1, 0))
+        before, found = counted.index_select(0, ends - draws), counted.index_select(0, ends)
+        keep = (new & (seen <= (before + missing).index_select(0, owner))).nonzero().squeeze(1)
+        pick = pick.index_select(0, keep)
+        open_.index_fill_(0, pick, False)
+        picked.append(pick)
+        missing -= torch.minimum(found - before, missing)
+    if not bool(invert.any()):
+        return torch.cat(picked) if picked else torch.zeros(0, dtype=torch.long, device=device)
+    taken = ~open_ if valid is None else open_ ^ valid  # open_ is within valid
+    chosen = torch.where(torch.repeat_interleave(invert, spans, output_size=total), open_, taken)
+    return chosen.nonzero().squeeze(1)
 
 
 def _apportion(counts: torch.Tensor, matrix: torch.Tensor) -> torch.Tensor:
@@ -249,31 +368,71 @@ def sample_labels(
     References:
         Luo et al., arXiv 2205.00160, sampled labels (RCL) and EMS.
     """
-    _, has_ignore = _check_labels(labels)
+    small, top, has_ignore = _byte_labels(labels)
     keep = check_range(keep, "keep", 0, 1)
     check_in(unlabeled, "unlabeled", ("background", "ignore"))
-    small = labels.reshape(-1).to(torch.uint8)
-    if unlabeled == "ignore":
-        candidates = small != IGNORE_INDEX if has_ignore else torch.ones_like(small, dtype=torch.bool)
-    else:
-        candidates = _foreground(small, has_ignore)
     fill = 0 if unlabeled == "background" else IGNORE_INDEX
-    # Without 255 pixels the pixels left alone are exactly the background (or none): start from a constant map.
-    out = labels.masked_fill(candidates.view(labels.shape), fill) if has_ignore else torch.full_like(labels, fill)
-    index = candidates.nonzero().squeeze(1)
-    if index.numel() == 0:
+    out = torch.full(labels.shape, fill, dtype=labels.dtype, device=labels.device)
+    if labels.numel() == 0:
         return out
-    classes = small[index]
-    group = _class_groups(index, classes, labels.shape, 256)
-    quota = torch.ceil(keep * torch.bincount(group).to(torch.float64) - 1e-9).long()
-    chosen, _ = _smallest_per_group(group, quota, generator)
-    out.view(-1)[index[chosen]] = classes[chosen].to(labels.dtype)
+    flat = out.view(-1)
+    if has_ignore and fill == 0:
+        flat.index_fill_(0, _nonzero_bytes(_ignored(small)), IGNORE_INDEX)
+    lowest = 1 if unlabeled == "background" else 0  # the lowest class sampled
+    if lowest == 0:
+        candidates = _ignored(small).logical_not_()
+    else:  # without 255 the nonzero bytes are the foreground, and 0/1 bytes if binary
+        candidates = _foreground(small) if has_ignore else small
+    if top <= lowest:  # one class at most: the groups are the images, in pixel order
+        return flat.index_fill_(0, _sample_mask(candidates, keep, generator), lowest).view(labels.shape)
+    index = _nonzero_bytes(candidates)
+    image = torch.div(index, small[0].numel(), rounding_mode="floor")
+    classes = small.view(-1).index_select(0, index)
+    order = torch.argsort(classes, stable=True)  # by class, then by pixel: the groups (class, image) in a row
+    index, classes = index.index_select(0, order), classes.index_select(0, order)
+    counts = torch.bincount(classes.long() * labels.shape[0] + image.index_select(0, order))
+    counts = counts[counts > 0]
+    chosen = _random_subset(counts, torch.ceil(keep * counts.to(torch.float64) - 1e-9).long(), generator)
+    flat.index_copy_(0, index.index_select(0, chosen), classes.index_select(0, chosen).to(labels.dtype))
     return out
 
 
-def _foreground(small: torch.Tensor, has_ignore: bool) -> torch.Tensor:
-    """Pixels of classes 1..254 among byte labels (``small - 1`` wraps 0 to 255, so ``< 254`` picks them)."""
-    return (small - 1) < IGNORE_INDEX - 1 if has_ignore else small.bool()
+def _sample_mask(mask: torch.Tensor, keep: float, generator: torch.Generator | None) -> torch.Tensor:
+    """Flat indices of ``ceil(keep * n)`` uniformly chosen pixels of the ``n`` set in each image of a 0/1 byte mask.
+
+    The slots are the bytes of the mask's nonzero words, so no list of every set pixel is needed.
+    """
+    n = mask.shape[0]
+    size = mask[0].numel()
+    index, values, width = _words(mask.view(n, size))
+    bounds = torch.searchsorted(index, torch.arange(n + 1, device=mask.device) * (width // 8))
+    ends = torch.cat([index.new_zeros(1), _byte_sums(values).cumsum(0)])
+    counts = ends.index_select(0, bounds).diff()
+    quota = torch.ceil(keep * counts.to(torch.float64) - 1e-9).long()
+    slots = values.view(torch.uint8).bool()
+    slot = _random_subset(counts, quota, generator, spans=8 * bounds.diff(), valid=slots)
+    flat = index.index_select(0, slot >> 3) * 8 + (slot & 7)
+    if width == size:
+        return flat
+    return flat - torch.div(flat, width, rounding_mode="floor") * (width - size)
+
+
+def _nonzero_bytes(mask: torch.Tensor) -> torch.Tensor:
+    """Flat indices, ascending, of the nonzero bytes of a contiguous uint8 or bool tensor."""
+    index, values, _ = _words(mask.view(1, -1))
+    hit = values.view(torch.uint8).nonzero().squeeze(1)
+    return index.index_select(0, hit >> 3) * 8 + (hit & 7)
+
+
+def _foreground(small: torch.Tensor) -> torch.Tensor:
+    """Pixels of classes 1..254 among byte labels, as bool: ``(small + 1) >> 1`` is 0 just for 0 and 255 (which
+    wraps to 0). Arithmetic, as comparing uint8 with a number is many times slower on the CPU."""
+    return ((small + 1) >> 1).bool()
+
+
+def _ignored(small: torch.Tensor) -> torch.Tensor:
+    """Pixels holding 255 among byte labels, as bool (``small + 1`` wraps 255 to 0)."""
+    return (small + 1).bool().logical_not_()
 
 
 def _class_groups(index: torch.Tensor, classes: torch.Tensor, shape: torch.Size, k: int) -> torch.Tensor:
@@ -750,26 +909,50 @@ def shift_labels(labels: torch.Tensor, radius: int, *, generator: torch.Generato
     References:
         Luo et al., arXiv 2205.00160, jittered labels (PCL) and EMS.
     """
-    top, has_ignore = _check_labels(labels)
+    small, top, has_ignore = _byte_labels(labels)
     radius = _check_int(radius, "radius", 0)
-    flat = labels.reshape(-1)
-    index = _foreground(flat.to(torch.uint8), has_ignore).nonzero().squeeze(1)
-    if radius == 0 or index.numel() == 0:
+    if radius == 0 or top <= 0:
         return labels.clone()
     n, h, w = labels.shape
+    device = labels.device
+    moving = small * (small + 1).bool() if has_ignore else small  # 255 does not move
+    index, values, width = _words(moving.view(n * h, w))
     side = 2 * radius + 1
-    offset = torch.randint(0, side * side, (index.numel(),), generator=generator).to(labels.device)
-    pixel = index % (h * w)
-    y = torch.div(pixel, w, rounding_mode="floor") + torch.div(offset, side, rounding_mode="floor") - radius
-    x = pixel % w + offset % side - radius
-    target = index - pixel + y.clamp_(0, h - 1) * w + x.clamp_(0, w - 1)
-    out = torch.zeros(n * h * w, dtype=labels.dtype, device=labels.device)
-    if top == 1:  # binary: every write is a 1, so collisions need no rule
-        out[target] = 1
-    else:
-        out.scatter_reduce_(0, target, flat[index], reduce="amax")
-    out = out.view(n, h, w)
-    return out.masked_fill(labels == IGNORE_INDEX, IGNORE_INDEX) if has_ignore else out
+    # int32 arithmetic is several times faster than int64 on the CPU; int64 only where int32 could overflow.
+    dtype = torch.int32 if n * h * w < 2**31 and side * side < 2**31 else torch.int64
+    word = index.to(dtype)
+    row = torch.div(word, width // 8, rounding_mode="floor")
+    top_row = torch.div(row, h, rounding_mode="floor") * h  # the first row of each word's image
+    y = row - top_row - radius  # of each word, shifted by -radius
+    x = (word - row * (width // 8)) * 8 - radius  # of each word's byte 0, shifted by -radius
+    lanes = values.view(torch.uint8)
+    if 2 * int(torch.count_nonzero(lanes)) < lanes.numel():  # mostly empty words: list their set bytes
+        element = lanes.nonzero().squeeze(1)
+        parent = element >> 3  # its word
+        y, top_row, lanes = y.index_select(0, parent), top_row.index_select(0, parent), lanes.index_select(0, element)
+        x = x.index_select(0, parent) + (element & 7).to(dtype)
+    else:  # every byte draws an offset (cheaper than listing them); the background bytes then write 0
+        # laid out (8, K), byte j of every word in row j, so that per-word values broadcast cheaply
+        x = x + torch.arange(8, device=device, dtype=dtype)[:, None]
+        lanes = ((values >> torch.tensor(_BYTE_SHIFTS, device=device)[:, None]) & 0xFF).to(torch.uint8)
+    offset = torch.randint(0, side * side, x.shape, dtype=dtype, generator=generator).to(device)
+    dy = _floor_divide(offset, side)
+    target = ((y + dy).clamp_(0, h - 1) + top_row) * w + (x + offset - dy * side).clamp_(0, w - 1)
+    # Written as bytes (a fraction of the memory traffic), converted once.
+    out = torch.zeros(n * h * w, dtype=torch.uint8, device=device)
+    out.scatter_reduce_(0, target.view(-1).long(), lanes.reshape(-1), "amax")
+    if has_ignore:
+        out.index_fill_(0, _nonzero_bytes(_ignored(small)), IGNORE_INDEX)
+    return out.view(n, h, w).to(labels.dtype)
+
+
+def _floor_divide(v: torch.Tensor, d: int) -> torch.Tensor:
+    """``v // d`` for ``0 <= v < d * d``: as a multiply and a shift, several times faster than a division on the
+    CPU, where the product fits the dtype (``m = ceil(2**s / d)`` errs by less than ``d**3 / 2**s``)."""
+    bits = 3 * d.bit_length()
+    if bits + d.bit_length() < (31 if v.dtype == torch.int32 else 63):
+        return (v * -(-(2**bits) // d)) >> bits
+    return torch.div(v, d, rounding_mode="floor")
 
 
 def markov_labels(
