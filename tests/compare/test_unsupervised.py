@@ -58,7 +58,7 @@ def test_deterministic_methods_get_one_cell_learned_ones_one_per_seed():
 def mixed_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("unsup") / "run"
     cfg = SuiteConfig(data="synth:er", labels=["clean"], seeds=[0], synth_n=6, synth_size=48, train=TINY,
-                      unsupervised=["otsu", TINY_IGTT, "dfc:iterations=3,prior=otsu"])
+                      unsupervised=["otsu", TINY_IGTT, "dfc:iterations=3,prior=otsu", "multiotsu"])
     rows = run_suite(cfg, run)
     return run, cfg, rows
 
@@ -78,7 +78,10 @@ def test_unsupervised_rows_are_evaluated_on_the_test_images(mixed_run):
     dfc = by_cell["unsup-dfc-prior-otsu_iterations-3__seed0"]
     assert dfc["prior"] == "otsu" and dfc["options"] == {"iterations": 3}
     assert by_cell["clean__unet__seed0"]["kind"] == "supervised"
-    assert (run / "log.txt").read_text().count("mask/dice") == 3
+    # multi-Otsu's brightest class is its foreground: a smaller mask than Otsu's two-class split
+    multi = by_cell["unsup-multiotsu__seed0"]
+    assert 0 < multi["mask/tp"] + multi["mask/fp"] < otsu["mask/tp"] + otsu["mask/fp"]
+    assert (run / "log.txt").read_text().count("mask/dice") == 4
 
 
 def test_report_sets_unsupervised_rows_beside_the_supervised_clean_row(mixed_run):
@@ -95,7 +98,8 @@ def test_report_sets_unsupervised_rows_beside_the_supervised_clean_row(mixed_run
     assert "Unsupervised methods beside supervised training" in (run / "report.html").read_text()
     summary = summarize_unsupervised(rows)
     assert [e["spec"] for e in summary] == [
-        "otsu", "igtt:model-options.base=4,model-options.depth=2,rounds=1,steps=2", "dfc:prior=otsu,iterations=3"]
+        "otsu", "igtt:model-options.base=4,model-options.depth=2,rounds=1,steps=2", "dfc:prior=otsu,iterations=3",
+        "multiotsu"]
     assert json.loads((run / "results.json").read_text())["suite"]["unsupervised"][0] == "otsu"
 
 

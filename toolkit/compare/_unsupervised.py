@@ -185,7 +185,8 @@ def run_unsupervised_cell(config, cell, run_dir: str | Path, data, *, device: st
     """Segment the test images of ``data`` with the cell's method, evaluate, write ``cells/<id>/metrics.json``.
 
     Binary data only: the methods' cluster-to-class rules are label-free and binary (a multi-class suite has no
-    label-free way to name the clusters).
+    label-free way to name the clusters). A multi-class method (``multiotsu``) is read as binary by the same kind
+    of rule: its brightest class is the foreground.
 
     Raises:
         DataError: a multi-class suite.
@@ -220,9 +221,10 @@ def run_unsupervised_cell(config, cell, run_dir: str | Path, data, *, device: st
             kwargs["progress"] = progress
         result = method.segment(images, prior=prior, generator=g, **kwargs)
     seconds = time.perf_counter() - started
-    masks = result.masks.to(dev)
+    masks, scores = result.masks.to(dev), result.scores.float().to(dev)
+    if scores.shape[1] > 1:  # a multi-class method (multi-Otsu): its brightest class is the foreground, label-free
+        masks, scores = (masks == scores.shape[1] - 1).long(), scores[:, -1:]
     mask_report = binary_report(masks[:, None].float(), labels, threshold=0.5)
-    scores = result.scores.float().to(dev)
     protocols = evaluate_binary(scores, labels, num_thresholds=config.base_train_config().num_thresholds)
     oracle = {k: v for k, v in protocols.as_dict().items() if k.startswith("oracle/")}
     k = min(examples, images.shape[0])
