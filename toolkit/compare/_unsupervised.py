@@ -223,7 +223,7 @@ def run_unsupervised_cell(config, cell, run_dir: str | Path, data, *, device: st
     seconds = time.perf_counter() - started
     masks, scores = result.masks.to(dev), result.scores.float().to(dev)
     if scores.shape[1] > 1:  # a multi-class method (multi-Otsu): its brightest class is the foreground, label-free
-        masks, scores = (masks == scores.shape[1] - 1).long(), scores[:, -1:]
+        masks, scores = (masks == scores.shape[1] - 1).long(), scores[:, -1:].contiguous()
     mask_report = binary_report(masks[:, None].float(), labels, threshold=0.5)
     protocols = evaluate_binary(scores, labels, num_thresholds=config.base_train_config().num_thresholds)
     oracle = {k: v for k, v in protocols.as_dict().items() if k.startswith("oracle/")}
