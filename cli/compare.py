@@ -43,7 +43,15 @@ def compare(data, labels, unsupervised, models, seeds, out, preset, config_file,
     Writes OUT/results.csv, results.json, summary.md, plots/*.png and report.html. Re-running into OUT skips
     finished cells and resumes interrupted ones.
     """
-    from mstool.compare import SuiteConfig, parse_list, read_config_file, run_suite, split_method_list, write_results
+    from mstool.compare import (
+        SuiteConfig,
+        load_run_config,
+        parse_list,
+        read_config_file,
+        run_suite,
+        split_method_list,
+        write_results,
+    )
 
     from ._progress import TrainingBars
     from .options import runtime
@@ -84,5 +92,6 @@ def compare(data, labels, unsupervised, models, seeds, out, preset, config_file,
     finally:
         bars.close()
     summary = write_results(out, rows)
-    click.echo(f"{summary['rows']} of {len(suite.cells())} cells finished; summary: {out}/summary.md, "
+    planned = len(load_run_config(out).cells())  # the run folder's suite: this one merged with what it held
+    click.echo(f"{summary['rows']} of {planned} cells finished; summary: {out}/summary.md, "
                f"report: {out}/report.html")

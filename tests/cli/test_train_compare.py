@@ -48,6 +48,10 @@ def test_compare_unsupervised_only(tmp_path):
     assert r.exit_code == 0, r.output
     md = (out / "summary.md").read_text()
     assert "| kmeans | none |" in md and "No supervised" not in md and "**val**" not in md
+    again = ["compare", "--data", "synth:er", "--labels", "none", "--unsupervised", "otsu", "--seeds", "0,1",
+             "--synth-n", "5", "--synth-size", "32", "-o", str(out), "-q"]
+    r = CliRunner().invoke(cli, again)  # the run folder's whole suite is counted, not only this call's cell
+    assert r.exit_code == 0 and "4 of 4 cells finished" in r.output, r.output
 
 
 def test_compare_bad_inputs_are_one_line(tmp_path):
