@@ -193,19 +193,10 @@ def run_cell(
                                 train_label=noisy[:1].cpu().numpy().astype(np.uint8))
     best = max((r.get("val_dice") or r.get("val_miou") or -1.0) for r in result.history)
     row: dict[str, Any] = {
-        "cell": cell.id,
-        "kind": "supervised",
-        "spec": cell.spec,
+        **cell_record(config, cell, dev),
         "family": family,
         "level": level,
         "taxonomy_spec": taxonomy_of(cell.spec),
-        "model": cell.model,
-        "seed": cell.seed,
-        "data": config.data,
-        "preset": config.preset,
-        "device": str(dev),
-        "mstool_version": __version__,
-        "torch_version": torch.__version__,
         "epochs": cfg.epochs,
         "train_seconds": round(result.seconds, 3),
         "seconds": round(time.perf_counter() - started, 3),
@@ -216,6 +207,18 @@ def run_cell(
         **{key: _json_value(v) for key, v in ev.metrics.items()},
         "settings": cfg.to_dict(),
     }
+    return write_cell_metrics(cell_dir, row)
+
+
+def cell_record(config: SuiteConfig, cell: Cell, device: torch.device) -> dict[str, Any]:
+    """The fields every result row starts with: which cell, of which suite, run where, by which versions."""
+    return {"cell": cell.id, "kind": cell.kind, "spec": cell.spec, "model": cell.model, "seed": cell.seed,
+            "data": config.data, "preset": config.preset, "device": str(device), "mstool_version": __version__,
+            "torch_version": torch.__version__}
+
+
+def write_cell_metrics(cell_dir: Path, row: dict[str, Any]) -> dict[str, Any]:
+    """Write ``cell_dir/metrics.json`` atomically (it marks the cell finished, so it comes last); return ``row``."""
     with atomic_path(cell_dir / "metrics.json") as tmp:
         tmp.write_text(json.dumps(row, indent=1, default=_json_value) + "\n")
     return row

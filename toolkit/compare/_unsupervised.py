@@ -32,9 +32,9 @@ import numpy as np
 import torch
 
 from .._fs import atomic_path
-from .._version import __version__
 from ..device import make_generator, resolve_device
 from ..errors import DataError, MstoolWarning, ParameterError
+from ._runner import _json_value, cell_record, write_cell_metrics
 
 __all__ = ["MethodSpec", "parse_method_spec", "split_method_list", "DETERMINISTIC_METHODS", "run_unsupervised_cell",
            "UNSUPERVISED_PREFIX"]
@@ -194,7 +194,6 @@ def run_unsupervised_cell(config, cell, run_dir: str | Path, data, *, device: st
     from ..metastructure import estimate_prior
     from ..metrics import binary_report, evaluate_binary
     from ..unsupervised import build_method
-    from ._runner import _json_value
 
     if data.num_classes != 2:
         raise DataError(f"unsupervised rows need binary data; this suite has {data.num_classes} classes")
@@ -237,20 +236,11 @@ def run_unsupervised_cell(config, cell, run_dir: str | Path, data, *, device: st
                                 names=np.array(data.test_names[:k]))
     info = {key: value for key, value in result.info.items() if key != "settings"}
     row: dict[str, Any] = {
-        "cell": cell.id,
-        "kind": "unsupervised",
-        "spec": cell.spec,
+        **cell_record(config, cell, dev),
         "family": "unsupervised",
         "level": None,
-        "model": spec.name,
         "prior": spec.prior,
         "options": _nest(dict(spec.options)),
-        "seed": cell.seed,
-        "data": config.data,
-        "preset": config.preset,
-        "device": str(dev),
-        "mstool_version": __version__,
-        "torch_version": torch.__version__,
         "seconds": round(seconds, 3),
         "seconds_per_image": round(seconds / max(1, images.shape[0]), 3),
         "num_classes": 2,
@@ -261,7 +251,5 @@ def run_unsupervised_cell(config, cell, run_dir: str | Path, data, *, device: st
         "method_info": json.loads(json.dumps(info, default=str)),
         "warnings": [str(w.message) for w in caught],
     }
-    with atomic_path(cell_dir / "metrics.json") as tmp:
-        tmp.write_text(json.dumps(row, indent=1, default=str) + "\n")
-    return row
+    return write_cell_metrics(cell_dir, row)
 
