@@ -218,6 +218,68 @@ def test_apply_passes_num_classes():
         apply_spec(labels, "clean", num_classes=1)
 
 
+def multiclass(n: int = 2, size: int = 24) -> torch.Tensor:
+    labels = torch.zeros(n, size, size, dtype=torch.long)
+    labels[:, 3:12, 4:13] = 1
+    labels[:, 14:21, 2:20] = 2
+    labels[:, 0, :] = 255
+    return labels
+
+
+# One spec per zoo entry, in both readings where it has two.
+EVERY_OP = [
+    "clean",
+    "sample:0.3",
+    "sample:0.3,ignore",
+    "flip:0.2",
+    "pairflip:0.3",
+    "scribble:0.5",
+    "dilate:2",
+    "erode:1",
+    "skeleton",
+    "translate:2,-3",
+    "shift:1",
+    "markov:4,0.5,0.3,0.05",
+    "random:0.4",
+    "skeleton+shift:1+sample:0.1",
+]
+
+
+def test_every_op_is_listed_here():
+    assert {step.name for spec in EVERY_OP for step in parse_spec(spec).steps} == set(LABEL_ZOO.names())
+
+
+@pytest.mark.parametrize("dtype", [torch.int64, torch.int32, torch.uint8])
+@pytest.mark.parametrize("spec", EVERY_OP)
+def test_apply_equals_the_steps_run_on_the_labels_as_given(spec, dtype):
+    # apply_spec runs its steps on byte labels; the result must be what the steps give on the labels' own dtype.
+    for labels in (square(), multiclass()):
+        labels = labels.to(dtype)
+        given = labels.clone()
+        g = gen(7)
+        expected = labels
+        for step in parse_spec(spec).steps:
+            expected = LABEL_ZOO.get(step.name).run(expected, *step.args, generator=g, num_classes=None)
+        out = apply_spec(labels, spec, generator=gen(7))
+        assert out.dtype == dtype
+        assert torch.equal(out, expected), spec
+        assert torch.equal(labels, given), "the input labels changed"
+
+
+def test_apply_keeps_classes_beyond_a_byte_when_num_classes_allows_them():
+    labels = square()
+    out = apply_spec(labels, "random:1", num_classes=400, generator=gen())
+    assert out.dtype == torch.long and int(out.max()) > 255
+
+
+@pytest.mark.parametrize("bad", [-1, 256, 2**31, 2**32, 2**32 + 1, -(2**40)])
+def test_apply_rejects_labels_out_of_range(bad):
+    labels = square()
+    labels[1, 5, 5] = bad
+    with pytest.raises(ParameterError):
+        apply_spec(labels, "sample:0.5", generator=gen())
+
+
 def test_apply_rejects_bad_labels_and_specs():
     with pytest.raises(SpecError, match="unknown label spec"):
         apply_spec(square(), "blur:1")

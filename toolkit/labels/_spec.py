@@ -22,8 +22,9 @@ from typing import NamedTuple
 
 import torch
 
+from .. import IGNORE_INDEX
 from ..errors import SpecError
-from ._zoo import LABEL_ZOO, ZooOp, ZooParam, _check_labels, _fmt_number
+from ._zoo import LABEL_ZOO, ZooOp, ZooParam, _fmt_number, _scan_labels
 
 __all__ = [
     "LabelSpec",
@@ -288,10 +289,15 @@ def apply_spec(
         4
     """
     parsed = parse_spec(spec)
-    _check_labels(labels, num_classes)
+    _, _, small = _scan_labels(labels, num_classes)
+    # Classes fit in a byte, so the steps run on byte labels: a wider batch is read once here and written once
+    # at the end, not at every step, and the check each step repeats costs an eighth. Unless `num_classes`
+    # allows a step (random, flip) to make classes that do not fit.
+    narrow = labels.dtype != torch.uint8 and labels.numel() > 0 and (num_classes or 0) <= IGNORE_INDEX
+    work = (labels.to(torch.uint8) if small is None else small) if narrow else labels
     for step in parsed.steps:
-        labels = LABEL_ZOO.get(step.name).run(labels, *step.args, generator=generator, num_classes=num_classes)
-    return labels
+        work = LABEL_ZOO.get(step.name).run(work, *step.args, generator=generator, num_classes=num_classes)
+    return work.to(labels.dtype) if narrow else work
 
 
 def spec_help() -> str:
