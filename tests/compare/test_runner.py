@@ -64,7 +64,7 @@ def test_suite_refuses_a_folder_with_other_settings_but_grows_with_new_specs(tin
 
 
 def test_interrupted_cell_resumes_to_the_same_result(tmp_path):
-    cfg = SuiteConfig(data="synth:nuc", labels=["sample:0.5"], seeds=[3], synth_n=5, synth_size=32,
+    cfg = SuiteConfig(data="synth:nuc", labels=["sample:0.5"], seeds=[3], synth_n=5, synth_size=48,
                       train={**TINY, "epochs": 3})
     full = run_suite(cfg, tmp_path / "full")[0]
 
