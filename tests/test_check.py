@@ -53,6 +53,21 @@ def test_check_labels_ranges_and_ignore():
     check_labels(torch.full((1, 2, 2), 255))  # all ignored is legal
 
 
+@pytest.mark.parametrize("dtype", [torch.uint8, torch.int8, torch.int16, torch.int32, torch.int64])
+def test_check_labels_reads_every_integer_dtype(dtype):
+    labels = torch.tensor([[[0, 1], [2, 1]]], dtype=dtype)
+    check_labels(labels, num_classes=3)
+    with pytest.raises(ParameterError, match="maximum of 2"):
+        check_labels(labels, num_classes=2)
+    if dtype != torch.int8:  # int8 cannot hold the ignore index
+        labels[0, 1, 0] = 255
+        check_labels(labels, num_classes=2)  # 255 is ignored, whatever the dtype
+    if dtype != torch.uint8:
+        labels[0, 0, 0] = -1
+        with pytest.raises(ParameterError, match=">= 0"):
+            check_labels(labels)
+
+
 def test_check_same_device():
     a = torch.zeros(1)
     check_same_device(("a", a), ("b", torch.zeros(2)))

@@ -116,15 +116,15 @@ def check_labels(labels: torch.Tensor, name: str = "labels", *, num_classes: int
     check_shape(labels, name, "N H W", dtype="int")
     if labels.numel() == 0:
         return
-    if ignore_index is None:
+    if ignore_index is None or ignore_index > torch.iinfo(labels.dtype).max:  # int8 cannot hold 255 (it wraps)
         lo_t, hi_t = labels.aminmax()
     else:
-        # masked_fill instead of boolean indexing: no copy of the valid pixels, one pass each
+        # masked_fill instead of boolean indexing: no copy of the valid pixels. Ignored pixels read as class 0,
+        # which changes neither verdict (and fits every dtype: -1 would wrap to 255 in uint8).
         ignored = labels == ignore_index
         if bool(ignored.all()):
             return
-        lo_t = labels.masked_fill(ignored, ignore_index).min()
-        hi_t = labels.masked_fill(ignored, -1).max()
+        lo_t, hi_t = labels.masked_fill(ignored, 0).aminmax()
     lo, hi = int(lo_t), int(hi_t)
     if lo < 0:
         raise ParameterError(f"`{name}` must hold class indices >= 0; got a minimum of {lo}")
