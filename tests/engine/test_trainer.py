@@ -228,6 +228,8 @@ def test_offline_noise_is_drawn_once(tmp_path, monkeypatch):
     result = train(tiny_config(epochs=3, label_spec="flip:0.3,0.3"), images, labels, out_dir=tmp_path)
     assert len(draws) == 1
     assert torch.equal(result.noisy_labels, draws[0])
+    # held as bytes while training (the zoo draws on them), handed back as int64
+    assert draws[0].dtype == torch.uint8 and result.noisy_labels.dtype == torch.long
     assert not torch.equal(draws[0], labels)
     assert 0 < result.label_stats["ntm_det"] < 1 and not result.label_stats["inverts"]
     assert result.label_stats["changed_fraction"] == pytest.approx(0.3, abs=0.05)

@@ -37,6 +37,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import IGNORE_INDEX
 from .._check import check_labels, check_shape
 from .._fs import atomic_path
 from .._version import __version__
@@ -206,7 +207,7 @@ def train(
     run.model.eval()
     return TrainResult(
         model=run.model, history=[dict(r) for r in run.history], config=config, num_classes=num_classes,
-        label_stats=dict(run.label_stats), noisy_labels=run.first_labels.cpu(), model_path=model_path,
+        label_stats=dict(run.label_stats), noisy_labels=run.first_labels.to("cpu", torch.long), model_path=model_path,
         checkpoint_path=ckpt_path, curves_path=curves_path, start_epoch=start_epoch,
         epochs_run=config.epochs - start_epoch, seconds=seconds,
     )
@@ -244,7 +245,10 @@ class _Run:
         self.scaler = (torch.amp.GradScaler("cuda") if self.amp and self.amp_dtype == torch.float16 else None)
 
         self.images = images.to(dev, torch.float32)
-        self.clean = labels.to(dev, torch.long)
+        # Training labels are held as bytes where the classes fit (8 times less device memory than int64, and
+        # the label zoo redraws online noise several times faster); each step's batch is widened for the loss.
+        self.label_dtype = torch.uint8 if num_classes <= IGNORE_INDEX else torch.long
+        self.clean = labels.to(dev, self.label_dtype)
         self.val_images = None if val_images is None else val_images.to(dev, torch.float32)
         self.val_labels = None if val_labels is None else val_labels.to(dev, torch.long)
         self.val_key = "val_dice" if num_classes == 2 else "val_miou"
@@ -317,7 +321,7 @@ class _Run:
             x, y = random_crop_flip(x, y, self.crop, flip=self.config.flip, generator=self.g_data)
         if self.channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
-        return x, y
+        return x, y.long()
 
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One forward, backward and optimizer step; returns the loss."""
@@ -389,8 +393,9 @@ class _Run:
             self.scaler.load_state_dict(ckpt["scaler"])
         self.g_data.set_state(ckpt["generators"]["data"].cpu())
         self.g_noise.set_state(ckpt["generators"]["noise"].cpu())
-        self.first_labels = ckpt["first_labels"].to(self.dev, torch.long)
-        self.targets = self.clean if ckpt["noisy_labels"] is None else ckpt["noisy_labels"].to(self.dev, torch.long)
+        self.first_labels = ckpt["first_labels"].to(self.dev, self.label_dtype)
+        saved = ckpt["noisy_labels"]
+        self.targets = self.clean if saved is None else saved.to(self.dev, self.label_dtype)
         self.label_stats = dict(ckpt["label_stats"])
         self.history = [dict(r) for r in ckpt["history"]]
         return int(ckpt["epoch"])

@@ -292,8 +292,13 @@ def apply_spec(
     _, _, small = _scan_labels(labels, num_classes)
     # Classes fit in a byte, so the steps run on byte labels: a wider batch is read once here and written once
     # at the end, not at every step, and the check each step repeats costs an eighth. Unless `num_classes`
-    # allows a step (random, flip) to make classes that do not fit.
-    narrow = labels.dtype != torch.uint8 and labels.numel() > 0 and (num_classes or 0) <= IGNORE_INDEX
+    # allows a step (random, flip) to make classes that do not fit, or there is nothing to do but copy.
+    narrow = (
+        labels.dtype != torch.uint8
+        and labels.numel() > 0
+        and (num_classes or 0) <= IGNORE_INDEX
+        and any(step.name != "clean" for step in parsed.steps)
+    )
     work = (labels.to(torch.uint8) if small is None else small) if narrow else labels
     for step in parsed.steps:
         work = LABEL_ZOO.get(step.name).run(work, *step.args, generator=generator, num_classes=num_classes)
