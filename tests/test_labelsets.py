@@ -6,7 +6,7 @@ import torch
 
 from mstool.data import write_synthetic_dataset
 from mstool.data._collect import collect_masks, find_counterparts, stack_labels
-from mstool.errors import DataError, LayoutError, OutputExistsError, SpecError
+from mstool.errors import DataError, LayoutError, OutputError, OutputExistsError, SpecError
 from mstool.io import read_mask, write_mask
 from mstool.labelsets import analyze_label_sets, estimate_prior_from_labels, make_label_set, show_prior
 from mstool.metastructure import load_prior, save_prior
@@ -39,7 +39,7 @@ def test_collect_masks_names_drop_cellpose_suffix(tmp_path):
 def test_stack_labels_pads_with_ignore(tmp_path):
     write_mask(tmp_path / "a.png", np.ones((4, 6), np.uint8))
     write_mask(tmp_path / "b.png", np.zeros((5, 3), np.uint8))
-    labels, sizes = stack_labels([tmp_path / "a.png", tmp_path / "b.png"])
+    labels, sizes = stack_labels([read_mask(tmp_path / "a.png"), read_mask(tmp_path / "b.png")])
     assert labels.shape == (2, 5, 6) and sizes == [(4, 6), (5, 3)]
     assert int(labels[0, 4, 0]) == 255 and int(labels[1, 0, 5]) == 255 and int(labels[0, 0, 0]) == 1
 
@@ -76,9 +76,16 @@ def test_make_label_set_errors_leave_nothing(er_root, tmp_path):
     assert not (tmp_path / "x").exists()
     (tmp_path / "y").mkdir()
     (tmp_path / "y" / "keep").write_text("1")
-    with pytest.raises(OutputExistsError):
-        make_label_set(er_root, "clean", tmp_path / "y")
+    for overwrite in (False, True):  # a folder mstool did not write is never replaced
+        with pytest.raises(OutputError, match="not written by mstool"):
+            make_label_set(er_root, "clean", tmp_path / "y", overwrite=overwrite)
     assert [p.name for p in (tmp_path / "y").iterdir()] == ["keep"]
+    make_label_set(er_root, "clean", tmp_path / "z")
+    with pytest.raises(OutputExistsError):
+        make_label_set(er_root, "clean", tmp_path / "z")
+    for out in (er_root, er_root / "train", er_root.parent):  # is, lies inside, contains the clean labels
+        with pytest.raises(OutputError, match="the input"):
+            make_label_set(er_root, "clean", out, overwrite=True)
 
 
 def test_analyze_label_sets_orders_the_taxonomy(er_root, tmp_path):

@@ -17,6 +17,7 @@ __all__ = [
     "FileMissingError",
     "FileReadError",
     "LayoutError",
+    "OutputError",
     "OutputExistsError",
     "SpecError",
 ]
@@ -62,5 +63,10 @@ class LayoutError(MstoolError, ValueError):
     """A dataset folder does not follow any supported layout, or its images and masks do not pair up."""
 
 
-class OutputExistsError(MstoolError, FileExistsError):
+class OutputError(MstoolError, OSError):
+    """An output path that may not be written: it overlaps an input, holds files mstool did not write, has the
+    wrong suffix, or lies where nothing can be written."""
+
+
+class OutputExistsError(OutputError, FileExistsError):
     """An output path exists and overwriting was not asked for."""

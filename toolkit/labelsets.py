@@ -16,10 +16,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ._fs import atomic_dir, atomic_path
+from ._fs import atomic_dir, atomic_path, check_output_dir, check_output_file
 from ._version import __version__
 from .data import discover_layout
-from .data._collect import MaskEntry, collect_masks, find_counterparts, stack_labels
+from .data._collect import MaskEntry, collect_images, collect_masks, find_counterparts, read_label_set, stack_labels
 from .device import make_generator
 from .errors import DataError, LayoutError, ParameterError
 from .io import find_images, read_image, read_mask, write_mask
@@ -36,6 +36,10 @@ __all__ = [
 ]
 
 
+PICTURE_SUFFIXES = (".png", ".pdf", ".svg")
+"""Files a drawing may be written to."""
+
+
 def _num_classes(labels: torch.Tensor) -> int:
     valid = labels[labels != 255]
     return max(int(valid.max()) + 1 if valid.numel() else 2, 2)
@@ -50,6 +54,7 @@ def make_label_set(
     layout: str = "auto",
     splits: tuple[str, ...] | None = None,
     mask_suffix: str = "_masks",
+    mask_mode: str | None = None,
     device: str | torch.device = "cpu",
     overwrite: bool = False,
 ) -> dict:
@@ -66,21 +71,26 @@ def make_label_set(
         out: output folder.
         seed: seed of the noise draw.
         layout, splits, mask_suffix: how to read ``clean`` (see :func:`mstool.data.discover_layout`).
+        mask_mode: how to read the masks (:func:`mstool.io.read_mask`); ``None``: the layout's default.
         device: where the noise is computed.
-        overwrite: replace a non-empty ``out`` once the new one is complete.
+        overwrite: replace a non-empty ``out`` that mstool wrote, once the new one is complete.
 
     Returns:
         The content of ``noise.json`` (with the number of masks written).
+
+    Raises:
+        OutputError: ``out`` is, contains or lies inside ``clean``, or is a non-empty folder mstool did not write.
     """
     label_spec = parse_spec(spec)
+    check_output_dir(out, overwrite=overwrite, inputs=[clean])
     entries, mode = collect_masks(clean, layout=layout, splits=splits, mask_suffix=mask_suffix)
-    labels_np = [read_mask(e.path, mode=mode) for e in entries]
+    labels_np = read_label_set(entries, mode=mask_mode or mode)
     num_classes = max(_num_classes(torch.from_numpy(a)) for a in labels_np)
     groups: dict[tuple[int, int], list[int]] = defaultdict(list)
     for i, a in enumerate(labels_np):
         groups[a.shape].append(i)
     generator = make_generator(seed)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, inputs=[clean], kind="labels") as tmp:
         for idx in groups.values():
             batch = torch.from_numpy(np.stack([labels_np[i] for i in idx])).to(device)
             noisy = apply_spec(batch, label_spec, generator=generator, num_classes=num_classes).cpu().numpy()
@@ -117,6 +127,7 @@ def analyze_label_sets(
     layout: str = "auto",
     splits: tuple[str, ...] | None = None,
     mask_suffix: str = "_masks",
+    mask_mode: str | None = None,
     distance: int = 2,
     bandwidths: tuple[float, ...] = (2, 4, 8),
     device: str | torch.device = "cpu",
@@ -129,6 +140,8 @@ def analyze_label_sets(
     Args:
         clean: the clean label set.
         noisy: noisy label sets mirroring ``clean`` (as written by :func:`make_label_set`, or by hand).
+        mask_mode: how to read the clean masks, and the noisy ones (``None``: the layout's default for the clean
+            masks, ``auto`` for the noisy ones).
         distance: boundary band half-width for the boundary fraction (chessboard pixels).
         bandwidths: box-window half-widths of the meta-structure similarity.
 
@@ -138,12 +151,12 @@ def analyze_label_sets(
     if not noisy:
         raise ParameterError("`noisy` must name at least one label set")
     entries, mode = collect_masks(clean, layout=layout, splits=splits, mask_suffix=mask_suffix)
-    clean_labels, sizes = stack_labels([e.path for e in entries], mode=mode)
+    clean_labels, sizes = stack_labels(read_label_set(entries, mode=mask_mode or mode))
     clean_labels = clean_labels.to(device)
     reports = []
     for root in noisy:
         paths = find_counterparts(entries, root)
-        noisy_labels, noisy_sizes = stack_labels(paths, mode="auto")
+        noisy_labels, noisy_sizes = stack_labels([read_mask(p, mode=mask_mode or "auto") for p in paths])
         for e, a, b, p in zip(entries, sizes, noisy_sizes, paths):
             if a != b:
                 raise DataError(f"{p}: noisy mask is {b[0]} x {b[1]} but the clean mask {e.path} is {a[0]} x {a[1]}")
@@ -169,6 +182,7 @@ def estimate_prior_from_labels(
     layout: str = "auto",
     splits: tuple[str, ...] | None = None,
     mask_suffix: str = "_masks",
+    mask_mode: str | None = None,
     device: str | torch.device = "cpu",
 ) -> Prior:
     """Estimate a meta-structure density prior from a folder of (rough, sparse or noisy) labels.
@@ -179,12 +193,16 @@ def estimate_prior_from_labels(
         ems: a label spec applied before the density, e.g. the paper's EMS ``skeleton+shift:1+sample:0.1``.
         kernel, bandwidth: the Parzen window (see :func:`mstool.metastructure.density`).
         seed: seed of the ``ems`` draw.
+        mask_mode: how to read the masks (:func:`mstool.io.read_mask`); ``None``: the layout's default.
 
     Returns:
         The prior, named by image (mask suffixes removed), with ``source`` saying where it came from.
+
+    Raises:
+        DataError: masks of several sizes, or a mask whose size differs from its image's.
     """
     entries, mode = collect_masks(labels, layout=layout, splits=splits, mask_suffix=mask_suffix)
-    arrays = [read_mask(e.path, mode=mode) for e in entries]
+    arrays = read_label_set(entries, mode=mask_mode or mode)
     shapes = sorted({a.shape for a in arrays})
     if len(shapes) > 1:
         raise DataError(
@@ -212,24 +230,31 @@ def estimate_prior_from_images(
     kernel: str = "box",
     bandwidth: float = 5,
     seed: int = 0,
+    layout: str = "auto",
+    splits: tuple[str, ...] | None = None,
+    page: int | None = None,
     device: str | torch.device = "cpu",
 ) -> Prior:
     """A bootstrapped prior with no labels at all: segment the images with an unsupervised method, optionally pass
     the masks through a label spec (EMS), and take their density.
 
     Args:
-        images: a folder of images of one size.
+        images: images of one size: a folder of images, or a dataset folder (its images, never its masks; see
+            :func:`mstool.data.collect_images`).
         method: an unsupervised method of :data:`mstool.unsupervised.METHODS` (``otsu``, ``local``, ``dfc`` ...).
         options: the method's options.
         ems: a label spec applied to the masks before the density (``skeleton+shift:1+sample:0.1``, ``sample:0.1``).
         kernel, bandwidth: the Parzen window.
         seed: seed of the method and of the ``ems`` draw.
+        layout, splits: how to read a dataset folder.
+        page: the page of multi-page TIFF images.
     """
     from .io import normalize_image
     from .unsupervised import build_method
 
-    files = find_images(images)
-    arrays = [read_image(p) for p in files]
+    entries = collect_images(images, layout=layout, splits=splits)
+    files = [e.path for e in entries]
+    arrays = [read_image(p, page=page) for p in files]
     shapes = sorted({a.shape[:2] for a in arrays})
     if len(shapes) > 1:
         raise DataError(
@@ -242,7 +267,7 @@ def estimate_prior_from_images(
     if ems:
         masks = apply_spec(masks, ems, generator=generator, num_classes=2)
         source += f" ems:{parse_spec(ems)}"
-    return estimate_prior(masks, [p.stem for p in files], num_classes=2, class_names=("background", "foreground"),
+    return estimate_prior(masks, [e.name for e in entries], num_classes=2, class_names=("background", "foreground"),
                           kernel=kernel, bandwidth=bandwidth, source=source + f" seed:{seed}")
 
 
@@ -265,10 +290,16 @@ def show_prior(
     labels: str | os.PathLike | None = None,
     names: list[str] | None = None,
     max_rows: int = 4,
+    overwrite: bool = False,
 ) -> list[str]:
     """Draw a prior: one row per image with the image and label (when their folders are given) and the density of
     every class. Returns the names drawn.
+
+    Raises:
+        OutputExistsError: ``out`` exists and ``overwrite`` is not set.
+        OutputError: ``out`` is not a picture file (``.png``, ``.pdf``, ``.svg``), or is one of the inputs.
     """
+    check_output_file(out, overwrite=overwrite, inputs=[prior_path, images, labels], suffixes=PICTURE_SUFFIXES)
     prior = load_prior(prior_path)
     chosen = list(names) if names else list(prior.names[:max_rows])
     sub = prior.for_names(chosen)

@@ -73,13 +73,15 @@ def test_real_dsb_sample_through_labels_and_prior(dsb_dir, tmp_path):
     """The real nuclei sample: a 10% sampled label is RCL, a dilated one PCL; a prior estimates from it."""
     import shutil
 
-    shutil.copy(dsb_dir / "image.tif", tmp_path / "dsb.tif")
-    shutil.copy(dsb_dir / "mask.tif", tmp_path / "dsb_masks.tif")
+    clean = tmp_path / "clean"
+    clean.mkdir()
+    shutil.copy(dsb_dir / "image.tif", clean / "dsb.tif")
+    shutil.copy(dsb_dir / "mask.tif", clean / "dsb_masks.tif")
     runner = CliRunner()
     for spec, name in (("sample:0.1", "s"), ("dilate:3", "d")):
-        r = runner.invoke(cli, ["labels", "make", "--clean", str(tmp_path), "--spec", spec, "-o", str(tmp_path / name)])
+        r = runner.invoke(cli, ["labels", "make", "--clean", str(clean), "--spec", spec, "-o", str(tmp_path / name)])
         assert r.exit_code == 0, r.output
-    r = runner.invoke(cli, ["labels", "analyze", "--clean", str(tmp_path), "--noisy", str(tmp_path / "s"),
+    r = runner.invoke(cli, ["labels", "analyze", "--clean", str(clean), "--noisy", str(tmp_path / "s"),
                             "--noisy", str(tmp_path / "d"), "--json", str(tmp_path / "a.json")])
     assert r.exit_code == 0, r.output
     assert [row["taxonomy"] for row in json.loads((tmp_path / "a.json").read_text())] == ["RCL", "PCL"]

@@ -28,7 +28,7 @@ def test_method_specs_parse_to_canonical_strings():
 @pytest.mark.parametrize("text, match", [
     ("watershed", "unknown unsupervised method 'watershed'"),
     ("igtt:rounds=0", "rounds"),
-    ("igtt:colour=red", "bad option for method 'igtt'"),
+    ("igtt:colour=red", "method 'igtt' has no option 'colour'; its options are: rounds, steps"),
     ("igtt:prior=labels", "prior=labels.*bootstrapped"),
     ("igtt:model-options=2,model-options.base=4", "both as a value"),
     ("", "NAME"),

@@ -26,7 +26,8 @@ def test_paper_layout_reports_unpaired_files(tmp_path):
     with pytest.raises(LayoutError, match=r"b\.tif: no matching mask for this image"):
         layout.samples("train")
     samples, problems = layout.scan("train")
-    assert [s.name for s in samples] == ["a"] and len(problems) == 1
+    # the unpaired image is still listed (unlabelled) for readers of images alone
+    assert [(s.name, s.mask is None) for s in samples] == [("a", False), ("b", True)] and len(problems) == 1
 
 
 def test_paper_layout_mask_without_image_and_empty_folder(tmp_path):

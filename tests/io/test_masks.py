@@ -12,7 +12,7 @@ import torch
 from PIL import Image
 
 import mstool
-from mstool.errors import DataError, FileMissingError, FileReadError, ParameterError, ShapeError
+from mstool.errors import DataError, FileMissingError, FileReadError, MstoolWarning, ParameterError, ShapeError
 from mstool.io import MASK_MODES, check_pair, read_image, read_mask, voc_palette, write_mask
 from mstool.io import masks as masks_module
 
@@ -112,9 +112,41 @@ def test_instance_labels(tmp_path):
     tifffile.imwrite(tmp_path / "i.tif", inst)
     fg = (inst > 0).astype(np.int64)
     np.testing.assert_array_equal(read_mask(tmp_path / "i.tif"), fg)  # auto: many values -> instances
-    np.testing.assert_array_equal(read_mask(tmp_path / "i.tif", mode="binary"), fg)  # 255 is an object here
     np.testing.assert_array_equal(read_mask(tmp_path / "i.tif", mode="instance"), fg)
     np.testing.assert_array_equal(read_mask(tmp_path / "i.tif", mode="multiclass"), inst)
+    with pytest.raises(DataError, match=r"i.tif: mask values 0, 1, 2, 4, 255, 300 are not binary.*"
+                                        r"--mask-mode instance.*--mask-mode multiclass"):
+        read_mask(tmp_path / "i.tif", mode="binary")
+
+
+def test_binary_mode_accepts_one_foreground_value(tmp_path):
+    path = _save_gray_png(tmp_path / "b.png", np.array([[0, 128], [128, 0]], np.uint8))
+    for mode in ("auto", "binary"):
+        np.testing.assert_array_equal(read_mask(path, mode=mode), [[0, 1], [1, 0]])
+
+
+def test_class_indices_read_as_binary_are_refused_or_warned(tmp_path):
+    """0..7 class indices: binary mode refuses them; auto reads them as objects but says so, naming the file."""
+    rng = np.random.default_rng(0)
+    classes = rng.integers(0, 8, (32, 32)).astype(np.uint8)
+    path = _save_gray_png(tmp_path / "classes.png", classes)
+    with pytest.raises(DataError, match=r"classes.png: mask values 0, 1, 2, 3, 4, 5, \.\.\. \(8 values\) are not "
+                                        r"binary"):
+        read_mask(path, mode="binary")
+    with pytest.warns(MstoolWarning, match=r"classes.png: mask values .* read as object ids .*(8\d|9\d)% of the "
+                                           r"mask.*--mask-mode multiclass"):
+        fg = read_mask(path)
+    np.testing.assert_array_equal(fg, classes > 0)
+    np.testing.assert_array_equal(read_mask(path, mode="multiclass"), classes)
+
+
+def test_instance_ids_read_without_warning(tmp_path, recwarn):
+    """Object ids that each cover one region (the DSB masks' case) are read as foreground silently."""
+    inst = np.zeros((16, 16), np.uint16)
+    inst[1:4, 1:4], inst[6:9, 6:9], inst[10:15, 2:5] = 1, 2, 3
+    tifffile.imwrite(tmp_path / "inst.tif", inst)
+    np.testing.assert_array_equal(read_mask(tmp_path / "inst.tif"), inst > 0)
+    assert not [w for w in recwarn if issubclass(w.category, MstoolWarning)]
 
 
 def test_instance_mode_counts_255_as_foreground(tmp_path):
@@ -131,8 +163,8 @@ def test_palette_png_with_ignore(tmp_path):
     assert auto.dtype == np.int64
     np.testing.assert_array_equal(auto, LABELS)
     np.testing.assert_array_equal(read_mask(path, mode="multiclass"), LABELS)
-    # binary view of a palette mask: objects -> 1, 255 stays ignore
-    np.testing.assert_array_equal(read_mask(path, mode="binary"), np.where(LABELS == 255, 255, LABELS > 0))
+    with pytest.raises(DataError, match="not binary"):  # classes are not silently merged into one foreground
+        read_mask(path, mode="binary")
     np.testing.assert_array_equal(read_mask(path, mode="instance"), (LABELS > 0).astype(int))
 
 
@@ -200,7 +232,7 @@ def test_negative_mask(tmp_path):
 def test_multipage_mask(tmp_path):
     tifffile.imwrite(tmp_path / "stack.tif", np.stack([BINARY, 1 - BINARY]).astype(np.uint8),
                      photometric="minisblack")
-    with pytest.raises(DataError, match=r"stack\.tif: TIFF has 2 pages; choose one with page="):
+    with pytest.raises(DataError, match=r"stack\.tif: a TIFF stack of 2 pages.*--page K"):
         read_mask(tmp_path / "stack.tif")
     np.testing.assert_array_equal(read_mask(tmp_path / "stack.tif", page=1), 1 - BINARY)
 

@@ -5,7 +5,7 @@ import pytest
 
 from mstool.data import synthesize
 from mstool.device import make_generator
-from mstool.errors import DataError, FileMissingError, OutputExistsError, ParameterError
+from mstool.errors import DataError, FileMissingError, OutputError, OutputExistsError, ParameterError
 from mstool.io import read_mask, write_image
 from mstool.metastructure import Prior, save_prior
 from mstool.unsupervised import METHODS, build_method, segment_folder
@@ -73,12 +73,18 @@ def test_segment_folder_errors(folder, tmp_path):
     root, _ = folder
     with pytest.raises(ParameterError, match="unknown unsupervised method"):
         segment_folder(root, tmp_path / "o1", method="watershed")
-    with pytest.raises(ParameterError, match="bad option"):
+    with pytest.raises(ParameterError, match="has no option 'colour'; its options are"):
         build_method("otsu", {"colour": 1})
     (tmp_path / "o2").mkdir()
     (tmp_path / "o2" / "keep").write_text("x")
+    with pytest.raises(OutputError, match="not written by mstool"):
+        segment_folder(root, tmp_path / "o2", method="otsu", overwrite=True)
+    segment_folder(root, tmp_path / "o3", method="otsu")
     with pytest.raises(OutputExistsError):
-        segment_folder(root, tmp_path / "o2", method="otsu")
+        segment_folder(root, tmp_path / "o3", method="otsu")
+    for out in (root, root / "sub", root.parent):  # is, lies inside, contains the images
+        with pytest.raises(OutputError, match="the input"):
+            segment_folder(root, out, method="otsu", overwrite=True)
 
 
 TINY_IGTT = {"rounds": 2, "steps": 1, "model_options": {"base": 4, "depth": 1}, "crop": 16, "batch_size": 2,

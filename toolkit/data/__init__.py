@@ -3,6 +3,7 @@
 Legend: N batch · C channels · K classes · H, W pixels.
 """
 
+from ._collect import ImageEntry, collect_images
 from ._dataset import RandomCropFlip, SegmentationDataset, random_crop_flip
 from ._inspect import DatasetReport, SplitReport, check_dataset
 from ._layouts import LAYOUTS, SPLITS, Layout, Sample, discover_layout, layout_names
@@ -13,5 +14,5 @@ __all__ = [
     "SYNTH_KINDS", "Synthetic", "synthesize", "synth_kinds", "write_synthetic_dataset", "split_counts",
     "LAYOUTS", "SPLITS", "Layout", "Sample", "discover_layout", "layout_names",
     "SegmentationDataset", "RandomCropFlip", "random_crop_flip",
-    "DatasetReport", "SplitReport", "check_dataset",
+    "DatasetReport", "SplitReport", "check_dataset", "ImageEntry", "collect_images",
 ]

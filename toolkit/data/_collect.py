@@ -13,11 +13,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import FileMissingError, LayoutError
-from ..io import IMAGE_SUFFIXES, find_images, read_mask
+from ..errors import DataError, FileMissingError, LayoutError
+from ..io import IMAGE_SUFFIXES, find_images, image_size, read_mask
 from ._layouts import discover_layout
 
-__all__ = ["MaskEntry", "collect_masks", "stack_labels", "find_counterparts"]
+__all__ = ["MaskEntry", "ImageEntry", "collect_masks", "collect_images", "read_label_set", "stack_labels",
+           "find_counterparts"]
 
 
 @dataclass(frozen=True)
@@ -29,12 +30,81 @@ class MaskEntry:
         split: the dataset split (``""`` for a plain folder of masks).
         rel: the mask's path relative to the label set's root; a noisy copy keeps it, with a ``.png`` suffix.
         path: the mask file.
+        image: the image it labels, when the label set is a dataset folder (sizes are checked against it).
     """
 
     name: str
     split: str
     rel: Path
     path: Path
+    image: Path | None = None
+
+
+@dataclass(frozen=True)
+class ImageEntry:
+    """One image file to segment: its name (unique in the collection), split (``""`` outside datasets), file."""
+
+    name: str
+    split: str
+    path: Path
+
+
+def collect_images(
+    source: str | os.PathLike,
+    *,
+    layout: str = "auto",
+    splits: tuple[str, ...] | None = None,
+    mask_suffix: str = "_masks",
+) -> list[ImageEntry]:
+    """The images of one file, a plain folder of images, or a dataset folder (its images, never its masks).
+
+    Args:
+        source: an image file, a folder of images, or a dataset root of any layout (paper, cellpose, VOC).
+        layout: ``auto`` or a layout name for ``source``.
+        splits: a dataset's splits to take (default: every split).
+        mask_suffix: the cellpose mask suffix (``a_masks.tif`` is the mask of ``a.tif``, not an image).
+
+    Returns:
+        The images in a stable order, with unique names.
+
+    Raises:
+        FileMissingError: ``source`` does not exist.
+        LayoutError: no images; ``splits`` for a plain folder or a split the dataset lacks; two images with one
+            name (in different splits: choose one with ``splits``).
+    """
+    root = Path(source)
+    if not root.exists():
+        raise FileMissingError(f"{root}: no such file or folder")
+    if root.is_file():
+        if splits:
+            raise LayoutError(f"{root}: a single image has no splits; leave out --split")
+        if root.suffix.lower() not in IMAGE_SUFFIXES:
+            raise LayoutError(f"{root}: not an image file (expected {', '.join(IMAGE_SUFFIXES)})")
+        return [ImageEntry(root.stem, "", root)]
+    try:
+        found = discover_layout(root, layout, mask_suffix=mask_suffix)
+    except LayoutError:
+        if layout != "auto":
+            raise
+        found = None
+    if found is None:
+        if splits:
+            raise LayoutError(f"{root}: a plain folder of images has no splits (split {splits[0]!r} was asked "
+                              "for); name a dataset folder or leave out --split")
+        return [ImageEntry(p.stem, "", p) for p in find_images(root)]
+    entries: list[ImageEntry] = []
+    seen: dict[str, ImageEntry] = {}
+    for split in (found.splits if not splits else tuple(splits)):
+        for s in found.scan(split)[0]:
+            if s.name in seen:
+                raise LayoutError(f"{s.image}: image name {s.name!r} is also {seen[s.name].path}; choose one split "
+                                  "with --split")
+            seen[s.name] = ImageEntry(s.name, split, s.image)
+            entries.append(seen[s.name])
+    if not entries:
+        raise LayoutError(f"{root}: no images found in the {found.kind} layout's split(s) "
+                          f"{', '.join(splits or found.splits)}")
+    return entries
 
 
 def collect_masks(
@@ -78,7 +148,7 @@ def collect_masks(
     for split in chosen:
         for s in found.samples(split):
             if s.mask is not None:
-                entries.append(MaskEntry(s.name, split, s.mask.relative_to(found.root), s.mask))
+                entries.append(MaskEntry(s.name, split, s.mask.relative_to(found.root), s.mask, s.image))
     if not entries:
         raise LayoutError(f"{root}: no masks found in split(s) {', '.join(chosen)}")
     return entries, found.mask_mode
@@ -126,8 +196,26 @@ def _glob_escape(text: str) -> str:
     return "".join(f"[{c}]" if c in "*?[]" else c for c in text)
 
 
-def stack_labels(paths: list[Path], *, mode: str = "auto", pad_value: int = 255) -> tuple[torch.Tensor, list[tuple]]:
-    """Read masks into one ``(N, H, W)`` int64 batch, padding smaller masks with the ignore index.
+def read_label_set(entries: list[MaskEntry], *, mode: str = "auto") -> list[np.ndarray]:
+    """Read the masks of a label set, each checked against its image's size when the set is a dataset folder.
+
+    Raises:
+        DataError: a mask whose size differs from its image's (the message names both files), or a bad mask.
+    """
+    arrays = []
+    for e in entries:
+        mask = read_mask(e.path, mode=mode)
+        if e.image is not None:
+            size = image_size(e.image)
+            if size != mask.shape:
+                raise DataError(f"{e.path}: mask is {mask.shape[0]} x {mask.shape[1]} but its image {e.image} is "
+                                f"{size[0]} x {size[1]} (height x width)")
+        arrays.append(mask)
+    return arrays
+
+
+def stack_labels(arrays: list[np.ndarray], *, pad_value: int = 255) -> tuple[torch.Tensor, list[tuple]]:
+    """Stack ``(H, W)`` masks into one ``(N, H, W)`` int64 batch, padding smaller masks with the ignore index.
 
     Padding with 255 keeps pixels that do not exist out of every count (noise transition matrices, densities with
     ignored pixels left out), so masks of different sizes can be analysed together.
@@ -135,7 +223,6 @@ def stack_labels(paths: list[Path], *, mode: str = "auto", pad_value: int = 255)
     Returns:
         ``(labels, sizes)`` with each mask's ``(H, W)``.
     """
-    arrays = [read_mask(p, mode=mode) for p in paths]
     sizes = [a.shape for a in arrays]
     if not arrays:
         return torch.zeros(0, 0, 0, dtype=torch.long), sizes

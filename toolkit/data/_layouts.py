@@ -48,7 +48,8 @@ class Layout:
         kind: the layout name (``paper``, ``cellpose`` or ``voc``).
         root: the dataset folder.
         splits: the splits found, in the order train, val, test (or ``all``).
-        mask_mode: how masks of this layout are read by default (``multiclass`` for VOC, ``auto`` otherwise).
+        mask_mode: how masks of this layout are read by default (``multiclass`` for VOC, ``instance`` for
+            cellpose, ``auto`` for paper).
     """
 
     kind: str
@@ -58,7 +59,11 @@ class Layout:
     _lister: Callable[[str], tuple[list[Sample], list[str]]] = field(repr=False, compare=False)
 
     def scan(self, split: str) -> tuple[list[Sample], list[str]]:
-        """List a split's samples and every pairing problem found, without raising on problems."""
+        """List a split's samples and every pairing problem found, without raising on problems.
+
+        An image whose mask is missing is listed with ``mask=None`` (and its problem reported), so readers of
+        images alone still see it.
+        """
         if split not in self.splits:
             raise LayoutError(
                 f"{self.root}: split {split!r} not found in this {self.kind} layout; it has: {', '.join(self.splits)}"
@@ -145,12 +150,10 @@ def _pair(images: dict[str, Path], masks: dict[str, Path] | None, where: Path) -
         problems.append(f"{where}: no images ({', '.join(IMAGE_SUFFIXES)}) found")
     samples = []
     for name, path in images.items():
-        mask = None
-        if masks is not None:
-            mask = masks.get(name)
-            if mask is None:
-                problems.append(f"{path}: no matching mask for this image")
-                continue
+        mask = None if masks is None else masks.get(name)
+        if masks is not None and mask is None:
+            # listed, unlabelled, so that image-only readers still see it; samples() raises on the problem
+            problems.append(f"{path}: no matching mask for this image")
         samples.append(Sample(name, path, mask))
     if masks is not None:
         problems.extend(f"{path}: mask has no matching image" for name, path in masks.items() if name not in images)
@@ -200,9 +203,10 @@ def _voc(root: Path, mask_suffix: str) -> Layout | None:
         for name in names:
             if name not in images:
                 problems.append(f"{list_file}: lists {name!r} but {root / 'JPEGImages'} has no such image")
-            elif name not in masks and split != "test":
-                problems.append(f"{images[name]}: no matching mask for this image in {root / 'SegmentationClass'}")
             else:
+                if name not in masks and split != "test":
+                    problems.append(f"{images[name]}: no matching mask for this image in "
+                                    f"{root / 'SegmentationClass'}")
                 samples.append(Sample(name, images[name], masks.get(name)))
         return samples, problems
 
@@ -233,4 +237,4 @@ def _cellpose(root: Path, mask_suffix: str) -> Layout | None:
         samples, more = _pair(images, masks, folder)
         return samples, problems + more
 
-    return Layout("cellpose", root, splits, "auto", lister)
+    return Layout("cellpose", root, splits, "instance", lister)

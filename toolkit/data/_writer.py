@@ -74,7 +74,7 @@ def write_synthetic_dataset(
     if n < 3:
         raise ParameterError(f"`n` must be at least 3 so that train, val and test each get an image; got {n}")
     counts = split_counts(n, split)
-    with atomic_dir(root, overwrite=overwrite) as tmp:
+    with atomic_dir(root, overwrite=overwrite, kind="synth") as tmp:
         data = synthesize(kind, n, size, snr=snr, generator=make_generator(seed), device=resolve_device(device))
         images = data.images.squeeze(1).cpu().numpy().round().clip(0, 65535).astype(np.uint16)
         labels = data.labels.cpu().numpy().astype(np.uint8)

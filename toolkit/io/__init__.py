@@ -11,12 +11,13 @@ Legend: C channels · H, W pixels.
 Every bad file raises an :class:`~mstool.errors.MstoolError` that names the file and the problem.
 """
 
-from .images import IMAGE_SUFFIXES, find_images, load_image, normalize_image, read_image, write_image
+from .images import IMAGE_SUFFIXES, find_images, image_size, load_image, normalize_image, read_image, write_image
 from .maps import MAP_SUFFIXES, read_score_map, write_score_map
 from .masks import MASK_MODES, check_pair, read_mask, voc_palette, write_mask
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "image_size",
     "read_image",
     "normalize_image",
     "load_image",

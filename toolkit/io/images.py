@@ -32,6 +32,7 @@ from ..errors import (
 
 __all__ = [
     "IMAGE_SUFFIXES",
+    "image_size",
     "read_image",
     "normalize_image",
     "load_image",
@@ -98,7 +99,8 @@ def _read_tiff(p: Path, page: int | None) -> np.ndarray:
             pages = [pg for pg in pages if not getattr(pg, "is_reduced", False)] or pages
         n = len(pages)
         if page is None and n > 1:
-            raise DataError(f"{p}: TIFF has {n} pages; choose one with page= (0..{n - 1})")
+            raise DataError(f"{p}: a TIFF stack of {n} pages, and mstool reads one image per file; choose a page with "
+                            f"--page K (page=K in Python, K in 0..{n - 1}) or save each page as its own file")
         index = 0 if page is None else int(page)
         if not 0 <= index < n:
             raise ParameterError(f"`page` must be in [0, {n - 1}] for {p} ({n} pages); got {page}")
@@ -205,6 +207,36 @@ def read_image(path: str | os.PathLike, *, page: int | None = None) -> np.ndarra
     if np.issubdtype(arr.dtype, np.integer) or np.issubdtype(arr.dtype, np.floating):
         return arr.astype(np.float32)
     raise DataError(f"{Path(path)}: unsupported pixel type {arr.dtype}; expected integer or float pixels")
+
+
+def image_size(path: str | os.PathLike, *, page: int | None = None) -> tuple[int, int]:
+    """The ``(H, W)`` of an image file, from its header when the format allows (no pixels decoded).
+
+    Raises:
+        as :func:`read_image`, when the header cannot be read and the pixels are read instead.
+
+    Example:
+        >>> import tempfile
+        >>> with tempfile.TemporaryDirectory() as d:
+        ...     write_image(Path(d) / "a.png", np.zeros((3, 5), np.uint8))
+        ...     image_size(Path(d) / "a.png")
+        (3, 5)
+    """
+    p = _existing_file(path)
+    try:
+        if p.suffix.lower() in (".tif", ".tiff"):
+            with tifffile.TiffFile(p) as tf:
+                pages = [pg for pg in tf.pages if not getattr(pg, "is_reduced", False)] or list(tf.pages)
+                if len(pages) == 1 or page is not None:
+                    pg = pages[page or 0]
+                    return int(pg.imagelength), int(pg.imagewidth)
+        else:
+            with Image.open(p) as im:
+                if page in (None, 0):
+                    return int(im.size[1]), int(im.size[0])
+    except Exception:  # any header trouble: the full reader below reports it properly
+        pass
+    return tuple(read_image(p, page=page).shape[:2])
 
 
 def normalize_image(image: np.ndarray, *, channels: int | None = None, name: str = "image") -> torch.Tensor:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import functools
 import os
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -19,7 +20,7 @@ from PIL import Image
 
 from .._check import check_in
 from .._fs import atomic_path
-from ..errors import DataError, ParameterError, ShapeError
+from ..errors import DataError, MstoolWarning, ParameterError, ShapeError
 from .images import _read_pixels
 
 __all__ = ["MASK_MODES", "read_mask", "write_mask", "voc_palette", "check_pair"]
@@ -74,11 +75,14 @@ def read_mask(path: str | os.PathLike, *, mode: str = "auto", page: int | None =
     ``"instance"``
         values are object ids: every value > 0 is foreground -> ``{0, 1}``.
     ``"binary"``
-        ``{0, 1}`` and ``{0, 255}`` masks -> ``{0, 1}``; a ``{0, 1, 255}`` mask keeps 255 as ignore;
-        anything else (instance labels) -> value > 0 is foreground. In palette masks 255 always stays ignore.
+        ``{0, 1}``, ``{0, 255}`` and ``{0, v}`` masks -> ``{0, 1}``; a ``{0, 1, 255}`` mask keeps 255 as
+        ignore (also in palette masks). Any other mask is refused: binarising it would silently turn object
+        ids or class indices into foreground.
     ``"auto"`` (default)
-        palette masks -> ``"multiclass"``; all others -> ``"binary"`` (so a gray mask with many values is
-        taken as instance labels). Gray masks holding class indices need ``mode="multiclass"``.
+        palette masks -> ``"multiclass"``; binary masks as in ``"binary"``; other gray masks are read as object
+        ids (``"instance"``). When their values do not look like object ids (one value covers separate regions,
+        as class indices do) a :class:`~mstool.errors.MstoolWarning` names the file: pass
+        ``mode="multiclass"`` for class indices, ``mode="instance"`` to read them as objects without a warning.
 
     Args:
         path: mask file (``.tif``, ``.tiff``, ``.png``; ``.jpg`` reads but its compression blurs labels).
@@ -91,7 +95,7 @@ def read_mask(path: str | os.PathLike, *, mode: str = "auto", page: int | None =
     Raises:
         FileMissingError, FileReadError: as :func:`~mstool.io.read_image`.
         DataError: non-integer or negative values, RGB colours outside the VOC palette, a multi-page
-            TIFF without ``page``.
+            TIFF without ``page``, a mask that is not binary in ``"binary"`` mode.
         ParameterError: an unknown ``mode``.
 
     Example:
@@ -100,9 +104,9 @@ def read_mask(path: str | os.PathLike, *, mode: str = "auto", page: int | None =
         >>> with tempfile.TemporaryDirectory() as d:
         ...     write_mask(Path(d) / "m.png", labels)
         ...     read_mask(Path(d) / "m.png").tolist()
-        ...     read_mask(Path(d) / "m.png", mode="binary").tolist()
+        ...     read_mask(Path(d) / "m.png", mode="instance").tolist()
         [[0, 1, 2], [255, 2, 0]]
-        [[0, 1, 1], [255, 1, 0]]
+        [[0, 1, 1], [1, 1, 0]]
     """
     check_in(mode, "mode", MASK_MODES)
     p = Path(path)
@@ -114,7 +118,7 @@ def read_mask(path: str | os.PathLike, *, mode: str = "auto", page: int | None =
         return labels
     if mode == "instance":
         return (labels > 0).astype(np.int64)
-    return _binarize(labels, palette)
+    return _binarize(labels, palette, p, strict=mode == "binary")
 
 
 def _rgb_to_labels(rgb: np.ndarray, p: Path) -> tuple[np.ndarray, bool]:
@@ -149,17 +153,42 @@ def _integer_labels(arr: np.ndarray, p: Path) -> np.ndarray:
     return arr.astype(np.int64)
 
 
-def _binarize(labels: np.ndarray, palette: bool) -> np.ndarray:
+def _binarize(labels: np.ndarray, palette: bool, p: Path, *, strict: bool) -> np.ndarray:
     values = set(np.unique(labels).tolist())
-    if palette:
-        return np.where(labels == _IGNORE, _IGNORE, labels > 0).astype(np.int64)
-    if values <= {0, 1}:
-        return labels
-    if values <= {0, _IGNORE}:
+    if palette:  # 255 is ignore in palette masks
+        if len(values - {0, _IGNORE}) <= 1:
+            return np.where(labels == _IGNORE, _IGNORE, labels > 0).astype(np.int64)
+    elif len(values - {0}) <= 1:  # {0}, {0, 1}, {0, 255} or a binary mask stored with another foreground value
         return (labels > 0).astype(np.int64)
-    if values <= {0, 1, _IGNORE}:
+    elif values == {0, 1, _IGNORE}:
         return labels
+    values = np.unique(labels)
+    foreground = values[values > 0]
+    shown = _few_values(values)
+    if strict or palette:
+        # a palette mask holds class indices; binarising them is a choice the caller must make
+        raise DataError(f"{p}: mask values {shown} are not binary (0/1 or 0/255); read them as object ids "
+                        "(every value > 0 is foreground) with --mask-mode instance (mode='instance'), or as class "
+                        "indices with --mask-mode multiclass")
+    if _separate_regions(labels, len(foreground)):
+        warnings.warn(f"{p}: mask values {shown} are read as object ids (every value > 0 is foreground: "
+                      f"{float((labels > 0).mean()):.0%} of the mask), but a value covers separate regions as class "
+                      "indices do; pass --mask-mode multiclass (mode='multiclass') if they are classes, or "
+                      "--mask-mode instance to read them as objects without this warning", MstoolWarning,
+                      stacklevel=3)
     return (labels > 0).astype(np.int64)
+
+
+def _few_values(values: np.ndarray, shown: int = 6) -> str:
+    listed = ", ".join(str(v) for v in values[:shown].tolist())
+    return listed + (f", ... ({len(values)} values)" if len(values) > shown else "")
+
+
+def _separate_regions(labels: np.ndarray, objects: int) -> bool:
+    """Whether some value > 0 covers more than one 8-connected region (object ids cover one region each)."""
+    from skimage.measure import label
+
+    return int(label(labels, background=0, connectivity=2).max()) > objects
 
 
 def write_mask(path: str | os.PathLike, mask: np.ndarray | torch.Tensor) -> None:

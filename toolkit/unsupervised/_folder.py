@@ -19,14 +19,14 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._fs import atomic_dir, atomic_path
+from .._fs import atomic_dir, atomic_path, check_output_dir
 from .._version import __version__
 from ..device import resolve_device
 from ..errors import FileMissingError, MstoolError, MstoolWarning, ParameterError
-from ..io import find_images, normalize_image, read_image, write_mask, write_score_map
+from ..io import normalize_image, read_image, write_mask, write_score_map
 from ._base import METHODS
 
-__all__ = ["segment_folder", "build_method"]
+__all__ = ["segment_folder", "build_method", "method_options"]
 
 Progress = Callable[[dict[str, Any]], None]
 
@@ -35,15 +35,28 @@ _OVERLAY_SIDE = 1024  # overlays show at most this many pixels a side: a 4096 x 
 
 def build_method(name: str, options: dict[str, Any] | None = None, *, checkpoint: str | os.PathLike | None = None,
                  device: str | torch.device = "cpu"):
-    """An unsupervised method by registry name, with options; ``checkpoint`` loads a trained one (iGTT)."""
+    """An unsupervised method by registry name, with options; ``checkpoint`` loads a trained one (iGTT).
+
+    Raises:
+        ParameterError: an unknown method, or an option the method does not take (the message lists the ones it
+            takes).
+    """
     cls = METHODS.get(name)
     if checkpoint is not None:
         _check_loadable(name)
         return cls.load(checkpoint, device=device)
-    try:
-        return cls(**(options or {}))
-    except TypeError as exc:
-        raise ParameterError(f"bad option for method {name!r}: {exc}") from None
+    known = method_options(name)
+    unknown = sorted(set(options or {}) - set(known))
+    if unknown:
+        raise ParameterError(f"method {name!r} has no option {', '.join(map(repr, unknown))}; its options are: "
+                             f"{', '.join(known) or 'none'}")
+    return cls(**(options or {}))
+
+
+def method_options(name: str) -> list[str]:
+    """The option names an unsupervised method's constructor takes."""
+    params = inspect.signature(METHODS.get(name).__init__).parameters.values()
+    return [p.name for p in params if p.name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
 def segment_folder(
@@ -58,19 +71,25 @@ def segment_folder(
     scores: bool = False,
     overlays: bool = True,
     mask_format: str = "png",
+    layout: str = "auto",
+    splits: tuple[str, ...] | None = None,
+    page: int | None = None,
     seed: int = 0,
     device: str | torch.device = "cpu",
     overwrite: bool = False,
     progress: Progress | None = None,
 ) -> dict[str, Any]:
-    """Segment every image of a folder (or one image file) and write the results to ``out``.
+    """Segment every image of a folder, a dataset folder or one image file, and write the results to ``out``.
 
     Images of one size are segmented together (a learned method trains one network on them, as the paper does);
-    images of other sizes form their own groups. An image that cannot be read is reported in ``run.json`` (and
-    returned) and the others are still done. ``out`` appears only when complete.
+    images of other sizes form their own groups. An image that cannot be read is skipped with a warning, recorded
+    in ``run.json`` (and returned), and the others are still done. ``out`` appears only when complete, and is
+    checked before any work: it may not be, contain or lie inside an input, and it replaces only a folder that
+    mstool wrote (with ``overwrite``).
 
     Args:
-        images: a folder of images, or one image file.
+        images: a folder of images, a dataset folder (paper, cellpose or VOC layout: its images, never its masks),
+            or one image file.
         out: the output folder: ``masks/NAME.png`` (or ``.tif``), ``scores/NAME.tif`` with ``scores``,
             ``overlays/NAME.png`` (image | mask | prior, at most 1024 pixels a side) with ``overlays``,
             ``run.json``, and, when the method has trained state (iGTT) and ``save_checkpoint``, the trained
@@ -82,9 +101,12 @@ def segment_folder(
         checkpoint: segment with trained networks (iGTT) instead of training: a model file (used for every
             size), or the output folder of an earlier run, whose ``model-<H>x<W>.pt`` serves images of that size
             and whose ``model.pt`` any size.
-        seed: seed of every random draw.
+        layout, splits: how to read a dataset folder (:func:`mstool.data.collect_images`).
+        page: the page of multi-page TIFF images.
+        seed: seed of every random draw. The same seed gives the same masks on the CPU at the same number of
+            threads (recorded in ``run.json``); float sums in another order may move a few pixels.
         device: where the method runs.
-        overwrite: replace a non-empty ``out`` once the new results are complete.
+        overwrite: replace a non-empty ``out`` that mstool wrote, once the new results are complete.
         progress: called with events in this order: ``{"event": "start", "images": count, "groups": count}``
             once all inputs are checked; per size group ``{"event": "group", "size": [H, W], "images": count}``,
             the method's own events with ``"size"`` added (iGTT ``{"event": "round", "round", "rounds", ...}``
@@ -92,29 +114,40 @@ def segment_folder(
             ``{"event": "image", "name": name}`` per image.
 
     Returns:
-        The content of ``run.json``: settings, versions, per-image info, checkpoints and the problems found.
+        The content of ``run.json``: settings, versions, per-image info, checkpoints, the warnings given and the
+        problems found.
 
     Raises:
         ParameterError: a bad option, method or format, or no readable image.
+        OutputError: ``out`` overlaps an input or is a non-empty folder mstool did not write.
+        OutputExistsError: ``out`` is a non-empty mstool folder and ``overwrite`` is not set.
         FileMissingError: a ``checkpoint`` folder without a model for a size of the images.
+
+    Warns:
+        MstoolWarning: a skipped image, a constant image, a prior with almost no mass, a prior the method
+            ignores; each also lands in ``run.json``.
     """
+    from ..data import collect_images
     from ..device import make_generator
 
     if mask_format not in ("png", "tif"):
         raise ParameterError(f"`mask_format` must be png or tif; got {mask_format!r}")
-    src = Path(images)
-    files = [src] if src.is_file() else find_images(src)
+    inputs = [images, prior, checkpoint]
+    check_output_dir(out, overwrite=overwrite, inputs=inputs)
+    entries = collect_images(images, layout=layout, splits=splits)
     dev = resolve_device(device)
     emit = progress if progress is not None else (lambda event: None)
     problems: list[str] = []
+    given: list[str] = []  # every warning, for run.json
     loaded: dict[str, tuple[Path, np.ndarray]] = {}
-    for path in files:
+    for entry in entries:
         try:
-            loaded[path.stem] = (path, read_image(path))
+            loaded[entry.name] = (entry.path, read_image(entry.path, page=page))
         except MstoolError as exc:
             problems.append(str(exc))
+            given.append(_warn(f"skipped {exc}"))
     if not loaded:
-        raise ParameterError(f"{src}: no readable image; problems: {'; '.join(problems)}")
+        raise ParameterError(f"{images}: no readable image; problems: {'; '.join(problems)}")
     density = None
     if prior is not None:
         from ..metastructure import load_prior
@@ -122,24 +155,24 @@ def segment_folder(
         # match() returns the entries in the images' order, and fails naming the images it cannot match
         matched = load_prior(prior).match(list(loaded), [a.shape[:2] for _, a in loaded.values()]).foreground()
         density = {name: matched[i] for i, name in enumerate(loaded)}
+        given.extend(_check_mass(prior, density))
     groups: dict[tuple[int, int], list[str]] = defaultdict(list)
     for name, (_, array) in loaded.items():
         groups[array.shape[:2]].append(name)
     if checkpoint is None:
-        model = build_method(method, options, device=dev)
-        models = dict.fromkeys(groups, model)
+        models = {size: build_method(method, options, device=dev) for size in groups}
         used = dict.fromkeys(groups)
     else:
         _check_loadable(method)
         used = _checkpoint_files(checkpoint, list(groups))
         cache = {path: build_method(method, options, checkpoint=path, device=dev) for path in set(used.values())}
         models = {size: cache[used[size]] for size in groups}
-    saving = save_checkpoint and checkpoint is None and hasattr(models[next(iter(groups))], "save")
+    saving = save_checkpoint and checkpoint is None
     saved: dict[str, str] = {}
     generator = make_generator(seed)
     per_image: dict[str, Any] = {}
     started = time.perf_counter()
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite, inputs=inputs, kind="segment") as tmp:
         emit({"event": "start", "images": len(loaded), "groups": len(groups)})
         for size, names in groups.items():
             emit({"event": "group", "size": list(size), "images": len(names)})
@@ -153,12 +186,15 @@ def segment_folder(
                                      for n in names]).to(dev)
                 fg = None if density is None else torch.stack([density[n] for n in names]).to(dev)
                 result = model.segment(batch, prior=fg, generator=generator, **extra)
-            if saving:
+            notes = [str(w.message) for w in caught]
+            for w in caught:  # recorded for run.json, then passed on to the caller (the CLI prints them)
+                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+            given.extend(notes)
+            if saving and getattr(model, "trained", False):
                 # one network per size group: keep each, not only the last one trained
                 file = "model.pt" if len(groups) == 1 else f"model-{size[0]}x{size[1]}.pt"
                 model.save(tmp / file)
                 saved[f"{size[0]}x{size[1]}"] = file
-            notes = [str(w.message) for w in caught]
             for i, name in enumerate(names):
                 mask = result.masks[i].cpu().numpy()
                 write_mask(tmp / "masks" / f"{name}.{mask_format}", mask)
@@ -188,13 +224,34 @@ def segment_folder(
             "checkpoints": saved,
             "seed": seed,
             "device": str(dev),
+            "threads": torch.get_num_threads(),
             "images": per_image,
+            "warnings": list(dict.fromkeys(given)),
             "problems": problems,
             "seconds": round(time.perf_counter() - started, 3),
         }
         with atomic_path(tmp / "run.json") as path:
             path.write_text(json.dumps(run, indent=1, default=str) + "\n")
     return run
+
+
+_LIGHT_PRIOR = 1e-3
+"""A prior entry whose foreground density averages below this carries almost no foreground."""
+
+
+def _warn(message: str) -> str:
+    warnings.warn(message, MstoolWarning, stacklevel=3)
+    return message
+
+
+def _check_mass(prior: str | os.PathLike, density: dict[str, torch.Tensor]) -> list[str]:
+    """Warn when entries of the prior carry almost no foreground (a prior of empty or nearly empty masks)."""
+    light = [name for name, d in density.items() if float(d.float().mean()) < _LIGHT_PRIOR]
+    if not light:
+        return []
+    return [_warn(f"prior {prior}: the foreground density of {len(light)} of {len(density)} entries (e.g. "
+                  f"{light[0]!r}) averages below {_LIGHT_PRIOR:g}, almost no mass; the methods that read a prior "
+                  "will find (almost) no foreground there. Was it made from empty masks?")]
 
 
 def _check_loadable(name: str) -> None:

@@ -684,6 +684,12 @@ class IGTT:
         self.pretrained = False
         self.ems_chosen: str | None = None
 
+    @property
+    def trained(self) -> bool:
+        """Whether the instance holds a network (from its last :meth:`segment` call, or loaded): what
+        :meth:`save` writes. A call on constant images only trains nothing."""
+        return self.model is not None
+
     # -------------------------------------------------------------------------------------------- settings
     def settings(self) -> dict[str, Any]:
         """Every constructor setting as plain Python values (what :meth:`save` stores)."""
@@ -757,6 +763,8 @@ class IGTT:
         info: dict[str, Any] = {"method": "igtt", "settings": self.settings(),
                                 "constant_images": constant.nonzero().flatten().tolist(), "rounds": []}
         if n == 0 or bool(constant.all()):
+            if not self.pretrained:  # nothing was trained on these images: no network of another call is theirs
+                self.model = None
             info.update(ems=self.ems_chosen or "none", object_width=None, bootstrap=None, loss=None, thresholds=[],
                         inverted=[], threshold=None, seconds=time.perf_counter() - start)
             return Segmentation(torch.zeros(n, h, w, dtype=torch.long, device=images.device),
