@@ -4,7 +4,16 @@ from __future__ import annotations
 
 import click
 
-from .options import device_option, handle_errors, quiet_option, threads_option, train_options, train_overrides
+from .options import (
+    device_option,
+    echo,
+    handle_errors,
+    mask_mode_option,
+    quiet_option,
+    threads_option,
+    train_options,
+    train_overrides,
+)
 
 
 @click.command("compare")
@@ -32,12 +41,16 @@ from .options import device_option, handle_errors, quiet_option, threads_option,
               help="Run only this cell (repeatable), e.g. for one job per cell on a cluster; see --list-cells.")
 @click.option("--list-cells", is_flag=True, help="Print the cell ids of the suite and exit.")
 @click.option("--report-only", is_flag=True, help="Only (re)write the results and report of finished cells.")
+@click.option("--keep-checkpoints", is_flag=True,
+              help="Keep each finished cell's checkpoint.pt (only needed to resume; model.pt is always kept).")
+@mask_mode_option
 @device_option
 @threads_option
 @quiet_option
 @handle_errors
 def compare(data, labels, unsupervised, models, seeds, out, preset, config_file, epochs, batch_size, crop, lr,
-            noise_mode, settings, layout, synth_n, synth_size, cells, list_cells, report_only, device, threads, quiet):
+            noise_mode, settings, layout, synth_n, synth_size, cells, list_cells, report_only, keep_checkpoints,
+            mask_mode, device, threads, quiet):
     """Train one network per label spec, model and seed, evaluate each honestly, and report.
 
     Writes OUT/results.csv, results.json, summary.md, plots/*.png and report.html. Re-running into OUT skips
@@ -57,14 +70,20 @@ def compare(data, labels, unsupervised, models, seeds, out, preset, config_file,
     from .options import runtime
 
     if report_only:  # the run folder's own config.toml says what the suite is
+        from mstool._fs import is_mstool_folder
+        from mstool.errors import OutputError
+
+        if not is_mstool_folder(out, "compare"):
+            raise OutputError(f"{out}: not an mstool comparison run folder (no config.toml written by mstool "
+                              "compare); --report-only rewrites the report of an existing run")
         summary = write_results(out)
-        click.echo(f"wrote the report of {summary['rows']} finished cells to {out}/report.html")
+        echo(f"wrote the report of {summary['rows']} finished cells to {out}/report.html", quiet=quiet)
         return
     values = read_config_file(config_file) if config_file else {}
     values = {k: v for k, v in values.items() if k != "train"} | {"train": train_overrides(
         values, epochs=epochs, batch_size=batch_size, crop=crop, lr=lr, noise_mode=noise_mode, settings=settings)}
     for key, given in (("data", data), ("preset", preset), ("layout", layout), ("synth_n", synth_n),
-                       ("synth_size", synth_size)):
+                       ("synth_size", synth_size), ("mask_mode", mask_mode)):
         if given is not None:
             values[key] = given
     if labels:
@@ -88,10 +107,11 @@ def compare(data, labels, unsupervised, models, seeds, out, preset, config_file,
     plan = suite.cells() if not cells else list(cells)
     bars = TrainingBars(quiet=quiet, cells=len(plan))
     try:
-        rows = run_suite(suite, out, device=dev, cells=list(cells) or None, progress=bars)
+        rows = run_suite(suite, out, device=dev, cells=list(cells) or None, progress=bars,
+                         keep_checkpoints=keep_checkpoints)
     finally:
         bars.close()
     summary = write_results(out, rows)
     planned = len(load_run_config(out).cells())  # the run folder's suite: this one merged with what it held
-    click.echo(f"{summary['rows']} of {planned} cells finished; summary: {out}/summary.md, "
-               f"report: {out}/report.html")
+    echo(f"{summary['rows']} of {planned} cells finished; summary: {out}/summary.md, report: {out}/report.html",
+         quiet=quiet)

@@ -6,7 +6,16 @@ import json
 
 import click
 
-from .options import device_option, handle_errors, overwrite_option, seed_option, threads_option
+from .options import (
+    device_option,
+    echo,
+    handle_errors,
+    mask_mode_option,
+    overwrite_option,
+    quiet_option,
+    seed_option,
+    threads_option,
+)
 
 # Kept in step with mstool.data.SYNTH_KINDS and LAYOUTS by tests/cli/test_data.py; listed here so that
 # `mstool data --help` does not import torch.
@@ -30,9 +39,10 @@ def data():
 @device_option
 @threads_option
 @overwrite_option
+@quiet_option
 @click.argument("out", type=click.Path(file_okay=False))
 @handle_errors
-def synth(kind, n, size, snr, seed, device, threads, overwrite, out):
+def synth(kind, n, size, snr, seed, device, threads, overwrite, quiet, out):
     """Write a synthetic dataset to OUT in the paper layout (train/val/test, images/labels)."""
     from mstool.data import split_counts, write_synthetic_dataset
 
@@ -41,7 +51,7 @@ def synth(kind, n, size, snr, seed, device, threads, overwrite, out):
     dev = runtime(device, threads)
     root = write_synthetic_dataset(out, kind, n, size, seed=seed, snr=snr, device=str(dev), overwrite=overwrite)
     train, val, test = split_counts(n)
-    click.echo(f"wrote {n} {kind} images of {size} x {size} to {root} (train {train}, val {val}, test {test})")
+    echo(f"wrote {n} {kind} images of {size} x {size} to {root} (train {train}, val {val}, test {test})", quiet=quiet)
 
 
 @data.command("check")
@@ -49,19 +59,21 @@ def synth(kind, n, size, snr, seed, device, threads, overwrite, out):
 @click.option("--layout", type=click.Choice(LAYOUT_NAMES), default="auto", show_default=True,
               help="Folder layout; auto finds it.")
 @click.option("--mask-suffix", default="_masks", show_default=True, help="Mask suffix of the cellpose layout.")
-@click.option("--mask-mode", type=click.Choice(("auto", "binary", "instance", "multiclass")), default=None,
-              help="How to read masks (default: multiclass for VOC, auto otherwise).")
+@mask_mode_option
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
-              help="Also write the report as JSON to this file.")
+              help="Also write the report as JSON to this file (.json).")
+@overwrite_option
 @handle_errors
-def check(root, layout, mask_suffix, mask_mode, json_path):
+def check(root, layout, mask_suffix, mask_mode, json_path, overwrite):
     """Validate a dataset folder: counts, sizes, dtypes, foreground fraction per split, and every problem.
 
     Exits with status 2 when a problem is found.
     """
-    from mstool._fs import atomic_path
+    from mstool._fs import atomic_path, check_output_file
     from mstool.data import check_dataset
 
+    if json_path:
+        check_output_file(json_path, overwrite=overwrite, inputs=[root], suffixes=(".json",))
     report = check_dataset(root, layout, mask_mode=mask_mode, mask_suffix=mask_suffix)
     click.echo(f"{report.root}: {report.layout} layout")
     for s in report.splits:

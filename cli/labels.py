@@ -6,7 +6,16 @@ import json
 
 import click
 
-from .options import device_option, handle_errors, overwrite_option, seed_option, threads_option
+from .options import (
+    device_option,
+    echo,
+    handle_errors,
+    mask_mode_option,
+    overwrite_option,
+    quiet_option,
+    seed_option,
+    threads_option,
+)
 
 LAYOUT_NAMES = ("auto", "paper", "voc", "cellpose")
 
@@ -17,6 +26,7 @@ def labels():
 
 
 def _layout_options(func):
+    func = mask_mode_option(func)
     func = click.option("--mask-suffix", default="_masks", show_default=True,
                         help="Mask suffix of the cellpose layout.")(func)
     func = click.option("--split", "splits", multiple=True,
@@ -40,14 +50,16 @@ def specs():
               help="Clean labels: a dataset folder or a folder of masks.")
 @click.option("--spec", required=True,
               help="Label spec, e.g. sample:0.1, flip:0.45,0.45, dilate:2 (see `mstool labels specs`).")
-@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output folder (mirrors --clean).")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
+              help="Output folder (mirrors --clean); never inside or around --clean.")
 @_layout_options
 @seed_option
 @device_option
 @threads_option
 @overwrite_option
+@quiet_option
 @handle_errors
-def make(clean, spec, out, layout, splits, mask_suffix, seed, device, threads, overwrite):
+def make(clean, spec, out, layout, splits, mask_suffix, mask_mode, seed, device, threads, overwrite, quiet):
     """Write a noisy copy of a label set, mask for mask, with noise.json recording how."""
     from mstool.labelsets import make_label_set
 
@@ -55,8 +67,8 @@ def make(clean, spec, out, layout, splits, mask_suffix, seed, device, threads, o
 
     dev = runtime(device, threads)
     meta = make_label_set(clean, spec, out, seed=seed, layout=layout, splits=splits or None,
-                          mask_suffix=mask_suffix, device=dev, overwrite=overwrite)
-    click.echo(f"wrote {meta['masks']} {meta['spec']} masks to {out} (seed {seed})")
+                          mask_suffix=mask_suffix, mask_mode=mask_mode, device=dev, overwrite=overwrite)
+    echo(f"wrote {meta['masks']} {meta['spec']} masks to {out} (seed {seed})", quiet=quiet)
 
 
 @labels.command("analyze")
@@ -70,20 +82,25 @@ def make(clean, spec, out, layout, splits, mask_suffix, seed, device, threads, o
 @click.option("--bandwidth", "bandwidths", type=click.IntRange(min=1), multiple=True,
               help="Box-window half-widths of the meta-structure similarity (repeatable; default 2, 4, 8).")
 @click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
-              help="Also write every statistic as JSON to this file.")
+              help="Also write every statistic as JSON to this file (.json).")
+@overwrite_option
 @device_option
 @threads_option
 @handle_errors
-def analyze(clean, noisy, layout, splits, mask_suffix, distance, bandwidths, json_path, device, threads):
+def analyze(clean, noisy, layout, splits, mask_suffix, mask_mode, distance, bandwidths, json_path, overwrite, device,
+            threads):
     """A table per noisy label set: NTM, rank, det, MI, boundary fraction, meta-structure similarity, taxonomy."""
-    from mstool._fs import atomic_path
+    from mstool._fs import atomic_path, check_output_file
     from mstool.labelsets import analyze_label_sets
 
     from .options import runtime
 
+    if json_path:
+        check_output_file(json_path, overwrite=overwrite, inputs=[clean, *noisy], suffixes=(".json",))
     dev = runtime(device, threads)
     reports = analyze_label_sets(clean, list(noisy), layout=layout, splits=splits or None, mask_suffix=mask_suffix,
-                                 distance=distance, bandwidths=tuple(bandwidths) or (2, 4, 8), device=dev)
+                                 mask_mode=mask_mode, distance=distance, bandwidths=tuple(bandwidths) or (2, 4, 8),
+                                 device=dev)
     for rep in reports:
         click.echo(_format_report(rep))
     if json_path:

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import importlib
+import sys
 
 import click
 
 from mstool._version import __version__
+
+from .options import one_line
 
 # name -> "module:attribute"; keeps `mstool --help` free of torch imports.
 _COMMANDS = {
@@ -29,6 +32,27 @@ class _LazyGroup(click.Group):
             return None
         module, attr = _COMMANDS[name][0].split(":")
         return getattr(importlib.import_module(module), attr)
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        """Click's main, with usage errors on one line of stderr (``Error: ...``, exit 2) like every other error."""
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        except click.exceptions.NoArgsIsHelpError as exc:  # bare `mstool`: the help is the answer
+            exc.show()
+            sys.exit(exc.exit_code)
+        except click.UsageError as exc:
+            hint = f" (see '{exc.ctx.command_path} --help')" if exc.ctx is not None else ""
+            click.echo(f"Error: {one_line(exc.format_message())}{hint}", err=True)
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            click.echo(f"Error: {one_line(exc.format_message())}", err=True)
+            sys.exit(exc.exit_code)
+        except click.Abort:
+            click.echo("Aborted!", err=True)
+            sys.exit(1)
+        sys.exit(code if isinstance(code, int) else 0)
 
     def format_commands(self, ctx, formatter):
         rows = [(name, _COMMANDS[name][1]) for name in self.list_commands(ctx)]

@@ -6,12 +6,14 @@ Nothing here imports torch: ``mstool --help`` must stay fast.
 from __future__ import annotations
 
 import functools
+import re
 import sys
+import warnings
 
 import click
 
-__all__ = ["device_option", "seed_option", "threads_option", "overwrite_option", "verbosity_option",
-           "runtime", "handle_errors"]
+__all__ = ["device_option", "seed_option", "threads_option", "overwrite_option", "quiet_option", "mask_mode_option",
+           "runtime", "handle_errors", "WarningPrinter", "one_line", "echo"]
 
 device_option = click.option(
     "--device", default="auto", show_default=True, metavar="auto|cpu|cuda|cuda:N|mps",
@@ -23,10 +25,15 @@ threads_option = click.option(
     "--threads", type=click.IntRange(min=0), default=0, show_default=True,
     help="CPU threads for torch (0 keeps torch's default).")
 overwrite_option = click.option(
-    "--overwrite", is_flag=True, help="Replace an existing non-empty output (only once the new output is complete).")
-verbosity_option = click.option(
-    "-v", "--verbose", "verbosity", count=True, help="More messages (repeatable).")
-quiet_option = click.option("-q", "--quiet", is_flag=True, help="No progress bars or messages, only errors.")
+    "--overwrite", is_flag=True,
+    help="Replace an existing output that mstool wrote, once the new one is complete (never an input, never a "
+         "folder mstool did not write).")
+mask_mode_option = click.option(
+    "--mask-mode", type=click.Choice(("auto", "binary", "instance", "multiclass")), default=None,
+    help="How to read masks: binary (0/1, 0/255), instance (object ids: > 0 is foreground), multiclass (class "
+         "indices, 255 = ignore), auto. [default: the layout's: multiclass for VOC, instance for cellpose, auto]")
+quiet_option = click.option("-q", "--quiet", is_flag=True,
+                            help="No progress bars, warnings or closing line; only errors.")
 
 
 def runtime(device: str, threads: int):
@@ -38,28 +45,80 @@ def runtime(device: str, threads: int):
 
 
 def handle_errors(func):
-    """Report :class:`mstool.errors.MstoolError` as one line on stderr and exit with status 2."""
+    """Report :class:`mstool.errors.MstoolError` as one line on stderr and exit with status 2; print warnings as
+    they come, one line each (``-q`` silences them).
+    """
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
+        printer = WarningPrinter(quiet=bool(kwargs.get("quiet")))
         try:
-            return func(*args, **kwargs)
+            with warnings.catch_warnings():
+                from mstool.errors import MstoolWarning
+
+                # every distinct message reaches the printer, which prints each once
+                warnings.simplefilter("always", MstoolWarning)
+                warnings.showwarning = printer
+                result = func(*args, **kwargs)
+            printer.summary()
+            return result
         except click.exceptions.ClickException:
             raise
         except Exception as exc:  # the library's errors, and OS errors on files the user named
             from mstool.errors import MstoolError
 
             if isinstance(exc, (MstoolError, OSError)):
-                click.echo(f"Error: {_one_line(exc)}", err=True)
+                click.echo(f"Error: {one_line(exc)}", err=True)
                 sys.exit(2)
             raise
 
     return wrapper
 
 
-def _one_line(exc: BaseException) -> str:
+class WarningPrinter:
+    """``warnings.showwarning`` for the CLI: ``Warning: <message>`` on one line of stderr, each message once.
+
+    Warnings that differ only in the file they name and in their numbers (the same problem in many files) are
+    printed for the first file; :meth:`summary` then says how many more there were.
+    """
+
+    def __init__(self, *, quiet: bool = False):
+        self.quiet = quiet
+        self.seen: set[str] = set()
+        self.kinds: dict[str, list[str]] = {}
+
+    def __call__(self, message, category, filename, lineno, file=None, line=None) -> None:
+        text = one_line(message)
+        if text in self.seen:
+            return
+        self.seen.add(text)
+        same = self.kinds.setdefault(re.sub(r"\d+", "#", text.split(": ", 1)[-1]), [])
+        same.append(text)
+        if len(same) == 1:
+            self._echo(f"Warning: {text}")
+
+    def summary(self) -> None:
+        for texts in self.kinds.values():
+            if len(texts) > 1:
+                self._echo(f"Warning: the same for {len(texts) - 1} more (the last: {texts[-1].split(': ', 1)[0]})")
+
+    def _echo(self, text: str) -> None:
+        if self.quiet:
+            return
+        from tqdm import tqdm
+
+        tqdm.write(text, file=sys.stderr)  # keeps open progress bars intact
+
+
+def one_line(exc: BaseException | Warning | str) -> str:
     text = str(exc) or type(exc).__name__
     return " ".join(text.split())
+
+
+def echo(text: str, *, quiet: bool = False) -> None:
+    """A command's closing line on stdout, unless ``-q``."""
+    if not quiet:
+        click.echo(text)
 
 
 def train_options(func):

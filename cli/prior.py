@@ -2,11 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
-from .options import device_option, handle_errors, overwrite_option, seed_option, threads_option
+from .options import (
+    device_option,
+    echo,
+    handle_errors,
+    mask_mode_option,
+    overwrite_option,
+    quiet_option,
+    seed_option,
+    threads_option,
+)
 
 
 @click.group()
@@ -29,17 +36,22 @@ def prior():
               help="Window size H in pixels.")
 @click.option("--layout", type=click.Choice(("auto", "paper", "voc", "cellpose")), default="auto", show_default=True)
 @click.option("--split", "splits", multiple=True, help="Only these splits (repeatable).")
+@mask_mode_option
+@click.option("--page", type=click.IntRange(min=0), default=None,
+              help="With --images: the page to read of multi-page TIFF images (0-based).")
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="The prior file to write (.npz).")
 @seed_option
 @device_option
 @threads_option
 @overwrite_option
+@quiet_option
 @handle_errors
-def estimate(labels, images, from_method, ems, kernel, bandwidth, layout, splits, out, seed, device, threads,
-             overwrite):
+def estimate(labels, images, from_method, ems, kernel, bandwidth, layout, splits, mask_mode, page, out, seed, device,
+             threads, overwrite, quiet):
     """Estimate per-class spatial densities from labels (--labels), or bootstrap them from images with no labels
-    (--images --from otsu|local|kmeans|gmm|dfc), and save them as a density.npz prior."""
-    from mstool.errors import OutputExistsError
+    (--images --from otsu|local|kmeans|gmm|dfc: a folder of images or a dataset folder), and save them as a
+    density.npz prior."""
+    from mstool._fs import check_output_file
     from mstool.labelsets import estimate_prior_from_images, estimate_prior_from_labels
     from mstool.metastructure import EMS_DEFAULT, save_prior
 
@@ -47,34 +59,39 @@ def estimate(labels, images, from_method, ems, kernel, bandwidth, layout, splits
 
     if (labels is None) == (images is None):
         raise click.UsageError("give exactly one of --labels and --images")
-    if Path(out).exists() and not overwrite:
-        raise OutputExistsError(f"{out}: file exists (pass --overwrite to replace it)")
+    check_output_file(out, overwrite=overwrite, inputs=[labels, images], suffixes=(".npz",))
     dev = runtime(device, threads)
     spec = EMS_DEFAULT if ems == "paper" else ems
     if labels is not None:
         result = estimate_prior_from_labels(labels, ems=spec, kernel=kernel, bandwidth=bandwidth, seed=seed,
-                                            layout=layout, splits=splits or None, device=dev)
+                                            layout=layout, splits=splits or None, mask_mode=mask_mode, device=dev)
     else:
         result = estimate_prior_from_images(images, method=from_method, ems=spec, kernel=kernel,
-                                            bandwidth=bandwidth, seed=seed, device=dev)
+                                            bandwidth=bandwidth, seed=seed, layout=layout, splits=splits or None,
+                                            page=page, device=dev)
     save_prior(out, result)
     n, c, h, w = result.density.shape
-    click.echo(f"wrote {out}: {n} densities of {h} x {w}, classes {', '.join(result.classes)}; {result.source}")
+    echo(f"wrote {out}: {n} densities of {h} x {w}, classes {', '.join(result.classes)}; {result.source}",
+         quiet=quiet)
 
 
 @prior.command("show")
 @click.argument("prior_file", type=click.Path(exists=True, dir_okay=False))
-@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False), help="The picture to write (.png).")
+@click.option("-o", "--out", required=True, type=click.Path(dir_okay=False),
+              help="The picture to write (.png, .pdf or .svg).")
 @click.option("--images", type=click.Path(exists=True, file_okay=False), default=None,
               help="Images to show beside the densities (dataset folder or image folder).")
 @click.option("--labels", type=click.Path(exists=True, file_okay=False), default=None,
               help="Labels to show beside the densities (dataset folder or mask folder).")
 @click.option("--name", "names", multiple=True, help="Entries to draw (repeatable; default: the first --rows).")
 @click.option("--rows", type=click.IntRange(min=1), default=4, show_default=True, help="Entries drawn by default.")
+@overwrite_option
+@quiet_option
 @handle_errors
-def show(prior_file, out, images, labels, names, rows):
+def show(prior_file, out, images, labels, names, rows, overwrite, quiet):
     """Draw a prior: image, label and the density of each class, one row per entry."""
     from mstool.labelsets import show_prior
 
-    drawn = show_prior(prior_file, out, images=images, labels=labels, names=list(names) or None, max_rows=rows)
-    click.echo(f"wrote {out} ({len(drawn)} entries: {', '.join(drawn)})")
+    drawn = show_prior(prior_file, out, images=images, labels=labels, names=list(names) or None, max_rows=rows,
+                       overwrite=overwrite)
+    echo(f"wrote {out} ({len(drawn)} entries: {', '.join(drawn)})", quiet=quiet)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from .options import device_option, handle_errors, overwrite_option, quiet_option, seed_option, threads_option
+from .options import device_option, echo, handle_errors, overwrite_option, quiet_option, seed_option, threads_option
 
 # Kept in step with mstool.unsupervised.METHODS by tests/cli/test_segment.py; listed here so that --help does not
 # import torch.
@@ -27,7 +27,13 @@ METHOD_NAMES = ("otsu", "multiotsu", "local", "kmeans", "gmm", "dfc", "igtt")
                    "model-HxW.pt, used for every size) or an earlier output folder (its model-HxW.pt per size, "
                    "else its model.pt).")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Any method option (repeatable).")
-@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Output folder.")
+@click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
+              help="Output folder: new, empty, or (with --overwrite) one that mstool wrote; never inside or around "
+                   "IMAGES.")
+@click.option("--split", "splits", multiple=True,
+              help="When IMAGES is a dataset folder: only the images of this split (repeatable; default: all).")
+@click.option("--page", type=click.IntRange(min=0), default=None,
+              help="The page to read of multi-page TIFF images (0-based).")
 @click.option("--scores", is_flag=True, help="Also write float score maps (scores/NAME.tif).")
 @click.option("--no-overlays", is_flag=True, help="Do not draw image | mask | prior pictures.")
 @click.option("--format", "mask_format", type=click.Choice(("png", "tif")), default="png", show_default=True,
@@ -38,9 +44,10 @@ METHOD_NAMES = ("otsu", "multiotsu", "local", "kmeans", "gmm", "dfc", "igtt")
 @overwrite_option
 @quiet_option
 @handle_errors
-def segment(images, method, prior, prior_weight, foreground, no_ems, checkpoint, settings, out, scores, no_overlays,
-            mask_format, seed, device, threads, overwrite, quiet):
-    """Segment IMAGES (a folder or one file) without labels; writes masks with the input names and run.json.
+def segment(images, method, prior, prior_weight, foreground, no_ems, checkpoint, settings, out, splits, page, scores,
+            no_overlays, mask_format, seed, device, threads, overwrite, quiet):
+    """Segment IMAGES without labels: a folder of images, a dataset folder (its images, never its masks) or one
+    image file. Writes masks with the image names, and run.json.
 
     Images larger than 512 pixels a side are handled in tiles by dfc and igtt (--set tile=N to change), so a
     4096 x 4096 image needs no more memory than a few 512 x 512 ones. Progress: a bar for the images and, for
@@ -61,13 +68,13 @@ def segment(images, method, prior, prior_weight, foreground, no_ems, checkpoint,
     bars = _Bars(quiet=quiet)
     try:
         run = segment_folder(images, out, method=method, options=options, prior=prior, checkpoint=checkpoint,
-                             scores=scores, overlays=not no_overlays, mask_format=mask_format, seed=seed, device=dev,
-                             overwrite=overwrite, progress=bars)
+                             scores=scores, overlays=not no_overlays, mask_format=mask_format,
+                             splits=splits or None, page=page, seed=seed, device=dev, overwrite=overwrite,
+                             progress=bars)
     finally:
         bars.close()
-    click.echo(f"segmented {len(run['images'])} image(s) with {method} into {out}")
-    for problem in run["problems"]:
-        click.echo(f"Warning: skipped {problem}", err=True)
+    skipped = f", {len(run['problems'])} skipped" if run["problems"] else ""
+    echo(f"segmented {len(run['images'])} image(s) with {method} into {out}{skipped}", quiet=quiet)
 
 
 class _Bars:

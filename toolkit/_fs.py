@@ -22,7 +22,7 @@ from ._version import __version__
 from .errors import OutputError, OutputExistsError
 
 __all__ = ["MARKER", "atomic_path", "atomic_dir", "check_output_dir", "check_output_file", "check_disjoint",
-           "open_run_dir", "is_mstool_folder"]
+           "check_run_dir", "open_run_dir", "is_mstool_folder"]
 
 MARKER = ".mstool"
 """Name of the marker file in every folder mstool writes (JSON: who wrote it, which kind of output)."""
@@ -73,8 +73,8 @@ def is_mstool_folder(path: PathLike, kind: str | None = None) -> bool:
     """Whether ``path`` is a folder written by mstool (of output ``kind``, when given).
 
     The mark is the :data:`MARKER` file; folders written before it existed are recognised by their manifest
-    (``run.json``, ``noise.json`` or ``dataset.json`` naming an mstool version, or a comparison suite's
-    ``config.toml``) when ``kind`` is ``None`` or matches.
+    (``run.json``, ``noise.json`` or ``dataset.json`` naming an mstool version, a comparison suite's
+    ``config.toml``, a training run's ``train.json`` beside ``model.pt``) when ``kind`` is ``None`` or matches.
     """
     path = Path(path)
     try:
@@ -87,6 +87,8 @@ def is_mstool_folder(path: PathLike, kind: str | None = None) -> bool:
         with contextlib.suppress(OSError, UnicodeDecodeError):
             if (path / "config.toml").read_text()[:80].startswith("# mstool "):
                 return True
+    if kind in (None, "train") and (path / "train.json").is_file() and (path / "model.pt").is_file():
+        return True
     if kind in (None, "segment", "labels", "synth"):
         for name in _LEGACY_MANIFESTS:
             with contextlib.suppress(OSError, ValueError, AttributeError):
@@ -144,8 +146,8 @@ def check_output_file(path: PathLike, *, overwrite: bool = False, inputs: Inputs
     """
     path = Path(path)
     if suffixes is not None and path.suffix.lower() not in suffixes:
-        raise OutputError(f"{path}: the output must be a {' or '.join(suffixes)} file; got "
-                          f"{path.suffix or 'no suffix'!r}")
+        allowed = ", ".join(suffixes[:-1]) + f" or {suffixes[-1]}" if len(suffixes) > 1 else suffixes[0]
+        raise OutputError(f"{path}: the output must be a {allowed} file; got {path.suffix or 'no suffix'!r}")
     check_disjoint(path, inputs)
     if path.is_dir():
         raise OutputExistsError(f"{path}: output must be a file but a folder of that name exists")
@@ -154,13 +156,14 @@ def check_output_file(path: PathLike, *, overwrite: bool = False, inputs: Inputs
     return path
 
 
-def open_run_dir(path: PathLike, *, kind: str, inputs: Inputs = ()) -> Path:
-    """Open a resumable run folder (training, comparison suite): a new or empty folder is created and marked; a
-    folder mstool wrote for the same ``kind`` of run is reopened to resume.
+def check_run_dir(path: PathLike, *, kind: str, inputs: Inputs = ()) -> Path:
+    """Check, before any work, that ``path`` may hold a resumable run of ``kind``: a new or empty folder, or one
+    that mstool wrote for the same kind of run (:func:`open_run_dir` without creating anything).
 
     Raises:
         OutputError: the folder holds files that mstool did not write for a run of this kind, or overlaps an
             input.
+        OutputExistsError: a file of that name.
     """
     check_disjoint(path, inputs)
     path = Path(path)
@@ -169,6 +172,17 @@ def open_run_dir(path: PathLike, *, kind: str, inputs: Inputs = ()) -> Path:
     if path.is_dir() and any(path.iterdir()) and not is_mstool_folder(path, kind):
         raise OutputError(f"{path}: the folder is not empty and is not an mstool {kind} run folder, so nothing is "
                           "written there; choose a new folder")
+    return path
+
+
+def open_run_dir(path: PathLike, *, kind: str, inputs: Inputs = ()) -> Path:
+    """Open a resumable run folder (training, comparison suite): a new or empty folder is created and marked; a
+    folder mstool wrote for the same ``kind`` of run is reopened to resume.
+
+    Raises:
+        as :func:`check_run_dir`, and OutputError when the folder cannot be written.
+    """
+    path = check_run_dir(path, kind=kind, inputs=inputs)
     try:
         path.mkdir(parents=True, exist_ok=True)
         if not (path / MARKER).exists():

@@ -11,7 +11,7 @@ TINY = ["--epochs", "1", "--crop", "32", "--batch-size", "4", "--set", "model_op
 def test_train_then_evaluate(tmp_path):
     runner = CliRunner()
     out = tmp_path / "x"
-    r = runner.invoke(cli, ["train", "--data", "synth:mito", "--labels", "sample:0.5", "-o", str(out), "-q", *TINY])
+    r = runner.invoke(cli, ["train", "--data", "synth:mito", "--labels", "sample:0.5", "-o", str(out), *TINY])
     assert r.exit_code == 0, r.output
     assert "trained unet on sample:0.5 labels" in r.output
     assert (out / "model.pt").exists() and (out / "train.json").exists() and (out / "data" / "dataset.json").exists()
@@ -25,10 +25,10 @@ def test_train_then_evaluate(tmp_path):
 def test_compare_end_to_end_with_two_specs(tmp_path):
     out = tmp_path / "run"
     args = ["compare", "--data", "synth:er", "--labels", "clean,flip:0.2,0.2", "--seeds", "0", "--synth-n", "5",
-            "--synth-size", "32", "-o", str(out), "-q", *TINY]
+            "--synth-size", "32", "-o", str(out), *TINY]
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 0, r.output
-    assert "2 of 2 cells finished" in r.output
+    assert "2 of 2 cells finished" in r.stdout
     assert (out / "report.html").exists() and (out / "results.csv").read_text().count("\n") == 3
     r = CliRunner().invoke(cli, [*args[:-8], "--list-cells"])
     assert r.output.split() == ["clean__unet__seed0", "flip-0.2_0.2__unet__seed0"]
@@ -49,7 +49,7 @@ def test_compare_unsupervised_only(tmp_path):
     md = (out / "summary.md").read_text()
     assert "| kmeans | none |" in md and "No supervised" not in md and "**val**" not in md
     again = ["compare", "--data", "synth:er", "--labels", "none", "--unsupervised", "otsu", "--seeds", "0,1",
-             "--synth-n", "5", "--synth-size", "32", "-o", str(out), "-q"]
+             "--synth-n", "5", "--synth-size", "32", "-o", str(out)]
     r = CliRunner().invoke(cli, again)  # the run folder's whole suite is counted, not only this call's cell
     assert r.exit_code == 0 and "4 of 4 cells finished" in r.output, r.output
 

@@ -6,7 +6,7 @@ import torch
 
 from mstool.compare import SuiteConfig, prepare_data, run_suite, write_results
 from mstool.data import write_synthetic_dataset
-from mstool.errors import LayoutError, ParameterError
+from mstool.errors import FileReadError, LayoutError, OutputError, ParameterError
 
 from ..data.helpers import make_cellpose
 
@@ -33,6 +33,9 @@ def test_suite_rows_hold_settings_label_stats_and_metrics(tiny_run):
         assert key in clean, key
     assert clean["settings"]["epochs"] == 1 and clean["settings"]["label_spec"] == "clean"
     assert (run / "config.toml").exists() and (run / "log.txt").read_text().count("done in") == 2
+    cell = run / "cells" / "clean__unet__seed0"
+    # a finished cell keeps what evaluation needs (model.pt), not its resume checkpoint
+    assert (cell / "model.pt").exists() and (cell / "metrics.json").exists() and not (cell / "checkpoint.pt").exists()
 
 
 def test_results_report_and_resume(tiny_run):
@@ -78,9 +81,33 @@ def test_interrupted_cell_resumes_to_the_same_result(tmp_path):
     with pytest.raises(Stop):
         run_suite(cfg, tmp_path / "cut", progress=stop_after_first_epoch)
     assert not (tmp_path / "cut" / "cells" / "sample-0.5__unet__seed3" / "metrics.json").exists()
-    resumed = run_suite(cfg, tmp_path / "cut")[0]
+    assert (tmp_path / "cut" / "cells" / "sample-0.5__unet__seed3" / "checkpoint.pt").exists()
+    resumed = run_suite(cfg, tmp_path / "cut", keep_checkpoints=True)[0]
     for key in ("val/dice", "oracle/dice", "fixed/dice", "final_train_loss"):
         assert resumed[key] == full[key], key
+    log = [line.split(" ", 2)[2] for line in (tmp_path / "cut" / "log.txt").read_text().splitlines()]
+    cell_lines = [line for line in log if line.startswith("cell ")]
+    assert cell_lines[0] == "cell sample-0.5__unet__seed3: start on cpu"
+    assert cell_lines[1] == "cell sample-0.5__unet__seed3: resumed from epoch 1 of 3 on cpu"
+    assert cell_lines[2].startswith("cell sample-0.5__unet__seed3: done in")
+    assert (tmp_path / "cut" / "cells" / "sample-0.5__unet__seed3" / "checkpoint.pt").exists()  # kept when asked
+
+
+def test_suite_checks_everything_before_writing(tmp_path):
+    root = write_synthetic_dataset(tmp_path / "d", "nuc", n=5, size=32, seed=0)
+    (root / "test" / "labels" / "nuc_0004.png").write_bytes(b"broken")
+    cfg = SuiteConfig(data=str(root), labels=["clean"], seeds=[0], train=TINY)
+    with pytest.raises(FileReadError, match="nuc_0004.png"):
+        run_suite(cfg, tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+    for out in (root, root / "runs", tmp_path):  # is, lies inside, contains the dataset
+        with pytest.raises(OutputError, match="the input"):
+            run_suite(cfg, out)
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "a.txt").write_text("mine")
+    with pytest.raises(OutputError, match="not an mstool compare run folder"):
+        run_suite(SuiteConfig(data="synth:er", labels=["clean"], seeds=[0], train=TINY), tmp_path / "notes")
+    assert [p.name for p in (tmp_path / "notes").iterdir()] == ["a.txt"]
 
 
 def test_prepare_data_fallbacks(tmp_path):

@@ -21,9 +21,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from .._fs import atomic_path
+from .._fs import atomic_path, check_run_dir, open_run_dir
 from .._version import __version__
 from ..device import make_generator, resolve_device
+from ..engine import CHECKPOINT_NAME
 from ..errors import LayoutError, ParameterError
 from ._suite import Cell, SuiteConfig, read_config_file, write_toml
 
@@ -82,7 +83,7 @@ def prepare_data(config: SuiteConfig, run_dir: str | Path) -> SuiteData:
     splits = set(layout.splits)
 
     def load(split: str):
-        images, labels, names = load_split_tensors(layout, split, fit=config.fit)
+        images, labels, names = load_split_tensors(layout, split, fit=config.fit, mask_mode=config.mask_mode)
         return images, labels, names
 
     g = make_generator(config.synth_seed)
@@ -245,7 +246,8 @@ def load_run_config(run_dir: str | Path) -> SuiteConfig:
 def _check_same_suite(run_dir: Path, config: SuiteConfig) -> None:
     stored = load_run_config(run_dir).to_dict()
     given = config.to_dict()
-    fixed = ("data", "preset", "train", "layout", "synth_n", "synth_size", "synth_seed", "val_fraction", "fit")
+    fixed = ("data", "preset", "train", "layout", "synth_n", "synth_size", "synth_seed", "val_fraction", "fit",
+             "mask_mode")
     differ = [k for k in fixed if stored.get(k) != given.get(k)]
     if differ:
         raise ParameterError(
@@ -261,28 +263,36 @@ def run_suite(
     device: str | torch.device = "cpu",
     cells: list[str] | None = None,
     progress: Progress | None = None,
+    keep_checkpoints: bool = False,
 ) -> list[dict[str, Any]]:
     """Run every unfinished cell of a suite (or only the cells named in ``cells``), then return all finished rows.
 
     Re-running into the same folder skips finished cells and resumes interrupted ones; a folder holding a suite
     with other data or training settings is refused (adding label specs, models, seeds or unsupervised methods is
     allowed: the stored ``config.toml`` grows to the union). Unsupervised cells run after the supervised ones
-    (:func:`mstool.compare.run_unsupervised_cell`).
+    (:func:`mstool.compare.run_unsupervised_cell`). Everything that can be checked (the run folder, the cells
+    asked for, a dataset folder's masks) is checked before anything is written.
 
     Args:
         config: the suite.
-        run_dir: the run folder (created if missing).
+        run_dir: the run folder: new, empty, or an mstool comparison run folder; never inside or around the data.
         device: where cells train.
         cells: cell ids to run (for cluster engines that run one cell per job); ``None`` runs all.
         progress: called with ``{"event": "cell", "cell", "index", "total", "status": "skip"|"start"|"done"}``
             and with every training event of :func:`mstool.engine.train` or round event of an unsupervised method
             (with ``"cell"`` added).
+        keep_checkpoints: keep each finished cell's training checkpoint (``checkpoint.pt``, only needed to resume
+            an unfinished cell); by default it is removed once the cell's ``metrics.json`` is written.
 
     Returns:
         The rows of every finished cell of the (merged) suite.
+
+    Raises:
+        OutputError: ``run_dir`` overlaps the dataset folder, or holds files that are not a comparison run.
     """
     run_dir = Path(run_dir)
-    run_dir.mkdir(parents=True, exist_ok=True)
+    inputs = [] if config.is_synthetic else [config.data]
+    check_run_dir(run_dir, kind="compare", inputs=inputs)
     if (run_dir / "config.toml").exists():
         _check_same_suite(run_dir, config)
         stored = load_run_config(run_dir)
@@ -293,8 +303,6 @@ def run_suite(
             "seeds": list(dict.fromkeys(stored.seeds + config.seeds)),
             "unsupervised": list(dict.fromkeys(stored.unsupervised + config.unsupervised)),
         })
-    with atomic_path(run_dir / "config.toml") as tmp:
-        tmp.write_text(f"# mstool {__version__} comparison suite\n" + write_toml(config.to_dict()))
     plan = config.cells()
     if cells is not None:
         known = {c.id: c for c in plan}
@@ -305,28 +313,38 @@ def run_suite(
         todo = [known[c] for c in cells]
     else:
         todo = plan
-    emit = progress if progress is not None else (lambda event: None)
     data = None
+    if not config.is_synthetic and not all(cell_done(run_dir, cell) for cell in todo):
+        data = prepare_data(config, run_dir)  # a bad dataset fails here, before the run folder is touched
+    open_run_dir(run_dir, kind="compare", inputs=inputs)
+    with atomic_path(run_dir / "config.toml") as tmp:
+        tmp.write_text(f"# mstool {__version__} comparison suite\n" + write_toml(config.to_dict()))
+    emit = progress if progress is not None else (lambda event: None)
+    logged = False
     for index, cell in enumerate(todo, 1):
         if cell_done(run_dir, cell):
             emit({"event": "cell", "cell": cell.id, "index": index, "total": len(todo), "status": "skip"})
             continue
         if data is None:
             data = prepare_data(config, run_dir)
+        if not logged:
             _log(run_dir, f"data {data.root}: train {len(data.train_images)}, val {len(data.val_images)}, "
                           f"test {len(data.test_images)}, {data.num_classes} classes; " + "; ".join(data.notes))
             with atomic_path(run_dir / "data_notes.json") as tmp:
                 tmp.write_text(json.dumps(data.notes) + "\n")
+            logged = True
         emit({"event": "cell", "cell": cell.id, "index": index, "total": len(todo), "status": "start"})
-        _log(run_dir, f"cell {cell.id}: start on {device}")
-        forward = None if progress is None else (lambda e, c=cell.id: emit({**e, "cell": c}))
+        forward = _logging_progress(run_dir, cell, device, emit if progress is not None else None)
         if cell.kind == "unsupervised":
             from ._unsupervised import run_unsupervised_cell
 
+            _log(run_dir, f"cell {cell.id}: start on {device}")
             row = run_unsupervised_cell(config, cell, run_dir, data, device=device, progress=forward)
             _log(run_dir, f"cell {cell.id}: done in {row['seconds']:.1f} s, mask/dice {row.get('mask/dice')}")
         else:
             row = run_cell(config, cell, run_dir, data, device=device, progress=forward)
+            if not keep_checkpoints:
+                (run_dir / "cells" / cell.id / CHECKPOINT_NAME).unlink(missing_ok=True)
             _log(run_dir, f"cell {cell.id}: done in {row['seconds']:.1f} s, val/dice {row.get('val/dice')}")
         emit({"event": "cell", "cell": cell.id, "index": index, "total": len(todo), "status": "done"})
     rows = []
@@ -335,3 +353,19 @@ def run_suite(
         if path.exists():
             rows.append(json.loads(path.read_text()))
     return rows
+
+
+def _logging_progress(run_dir: Path, cell: Cell, device: str | torch.device,
+                      emit: Progress | None) -> Progress:
+    """Forward a cell's events (with ``"cell"`` added), logging the start of its training: fresh, or resumed from
+    the epoch of its checkpoint."""
+
+    def forward(event: dict[str, Any]) -> None:
+        if event.get("event") == "start":
+            start, total = event.get("start_epoch", 0), event.get("epochs")
+            _log(run_dir, f"cell {cell.id}: " + (f"resumed from epoch {start} of {total} on {device}" if start else
+                                                  f"start on {device}"))
+        if emit is not None:
+            emit({**event, "cell": cell.id})
+
+    return forward

@@ -91,6 +91,7 @@ class SuiteConfig:
             :func:`mstool.engine.load_split_tensors`), ``None`` requires one size.
         unsupervised: unsupervised method entries evaluated beside the supervised cells on the same test images
             (``otsu``, ``igtt:no-ems``, ``igtt:prior=otsu``; see :func:`mstool.compare.parse_method_spec`).
+        mask_mode: how the dataset's masks are read (:func:`mstool.io.read_mask`); ``None``: the layout's default.
     """
 
     data: str = "synth:er"
@@ -106,6 +107,7 @@ class SuiteConfig:
     val_fraction: float = 0.2
     fit: str | None = None
     unsupervised: list[str] = field(default_factory=list)
+    mask_mode: str | None = None
 
     def __post_init__(self) -> None:
         from ..engine import PRESETS, TrainConfig
@@ -142,6 +144,10 @@ class SuiteConfig:
             raise ParameterError(f"`val_fraction` must be in (0, 1); got {self.val_fraction}")
         if self.fit is not None:
             check_in(self.fit, "fit", ["center"])
+        if self.mask_mode is not None:
+            from ..io import MASK_MODES
+
+            check_in(self.mask_mode, "mask_mode", MASK_MODES)
 
     @property
     def is_synthetic(self) -> bool:

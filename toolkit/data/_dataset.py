@@ -39,9 +39,8 @@ class SegmentationDataset(torch.utils.data.Dataset):
         cache: keep loaded items in memory (small microscopy datasets are read once per run, not once per epoch).
 
     Example:
-        >>> import tempfile
         >>> from mstool.data import write_synthetic_dataset
-        >>> root = write_synthetic_dataset(tempfile.mkdtemp() + "/er", "er", n=5, size=32, seed=0)
+        >>> root = write_synthetic_dataset("er", "er", n=5, size=32, seed=0)
         >>> ds = SegmentationDataset(root, "train")
         >>> item = ds[0]
         >>> tuple(item["image"].shape), tuple(item["mask"].shape), item["mask"].dtype

@@ -69,9 +69,8 @@ def check_dataset(root: str | os.PathLike, layout: str = "auto", *, mask_mode: s
     the file. An unusable root (missing, no layout) still raises.
 
     Example:
-        >>> import tempfile
         >>> from mstool.data import write_synthetic_dataset
-        >>> root = write_synthetic_dataset(tempfile.mkdtemp() + "/nuc", "nuc", n=3, size=32, seed=0)
+        >>> root = write_synthetic_dataset("nuc", "nuc", n=3, size=32, seed=0)
         >>> report = check_dataset(root)
         >>> report.layout, report.ok, [s.images for s in report.splits]
         ('paper', True, [1, 1, 1])

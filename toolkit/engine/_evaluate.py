@@ -335,9 +335,8 @@ def load_split_tensors(
         ParameterError: an unknown ``fit``.
 
     Example:
-        >>> import tempfile
         >>> from mstool.data import write_synthetic_dataset
-        >>> root = write_synthetic_dataset(tempfile.mkdtemp() + "/er", "er", n=5, size=32, seed=0)
+        >>> root = write_synthetic_dataset("er", "er", n=5, size=32, seed=0)
         >>> images, labels, names = load_split_tensors(root, "train")
         >>> images.shape[1:], labels.dtype, len(names) == images.shape[0]
         (torch.Size([1, 32, 32]), torch.int64, True)

@@ -156,14 +156,13 @@ def train(
         MstoolWarning: ``config.crop`` is larger than the images (they are used whole).
 
     Example:
-        >>> import tempfile
         >>> from mstool.data import synthesize
         >>> from mstool.io import normalize_image
         >>> data = synthesize("er", 4, 32, generator=torch.Generator().manual_seed(0))
         >>> images = torch.stack([normalize_image(im[0].numpy()) for im in data.images])
         >>> cfg = TrainConfig.from_preset("quick", model_options={"base": 4, "depth": 2}, epochs=2, batch_size=2,
         ...                               crop=None)
-        >>> result = train(cfg, images, data.labels, out_dir=tempfile.mkdtemp())
+        >>> result = train(cfg, images, data.labels, out_dir="run")
         >>> [row["epoch"] for row in result.history], result.model_path.name
         ([1, 2], 'model.pt')
 
@@ -443,11 +442,10 @@ def load_model(path: str | Path, *, device: str | torch.device = "cpu") -> tuple
         FileReadError: the file is not a model or checkpoint written by mstool.
 
     Example:
-        >>> import tempfile
         >>> from mstool.data import synthesize
         >>> data = synthesize("er", 2, 32, generator=torch.Generator().manual_seed(0))
         >>> cfg = TrainConfig.from_preset("quick", model_options={"base": 4, "depth": 2}, epochs=1, crop=None)
-        >>> result = train(cfg, data.images / data.images.amax(), data.labels, out_dir=tempfile.mkdtemp())
+        >>> result = train(cfg, data.images / data.images.amax(), data.labels, out_dir="run-for-load")
         >>> model, meta = load_model(result.model_path)
         >>> meta["model"], meta["num_classes"], meta["epochs"]
         ('unet', 2, 1)

@@ -235,6 +235,12 @@ def load_prior(path: str | os.PathLike) -> Prior:
     where = f"prior {path}"
     if not path.is_file():
         raise FileMissingError(f"{where}: file not found")
+    with open(path, "rb") as fh:
+        magic = fh.read(6)
+    if not magic.startswith(b"PK") and magic != b"\x93NUMPY":
+        # np.load would take any other bytes for a pickle and report "pickled data", which misleads
+        raise FileReadError(f"{where}: not a readable .npz archive (the file is not a zip archive; a prior is written "
+                            "by `mstool prior estimate`)")
     try:
         archive = np.load(path, allow_pickle=False)
     except (OSError, ValueError, EOFError, zipfile.BadZipFile) as e:
