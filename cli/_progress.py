@@ -11,13 +11,16 @@ class TrainingBars:
 
         self._tqdm = tqdm
         self.quiet = quiet
-        self.cells = None if quiet or cells is None else tqdm(total=cells, desc="cells", unit="cell", position=0)
+        self.total = cells
+        self.cells = None  # opened by the first cell event, so that an input error is reported alone on stderr
         self.epochs = None
 
     def __call__(self, event: dict) -> None:
         if self.quiet:
             return
         kind = event.get("event")
+        if kind == "cell" and self.cells is None and self.total is not None:
+            self.cells = self._tqdm(total=self.total, desc="cells", unit="cell", position=0)
         if kind == "cell":
             if event["status"] in ("skip", "done") and self.cells is not None:
                 self.cells.update(1)
@@ -28,7 +31,7 @@ class TrainingBars:
         elif kind == "start":
             self._close_epochs()
             self.epochs = self._tqdm(total=event["epochs"], initial=event["start_epoch"], desc="epochs",
-                                     unit="epoch", leave=self.cells is None, position=1 if self.cells else 0)
+                                     unit="epoch", leave=self.total is None, position=1 if self.total else 0)
         elif kind == "epoch" and self.epochs is not None:
             self.epochs.update(1)
             shown = {k: event[k] for k in ("train_loss", "val_dice", "val_miou") if event.get(k) is not None}

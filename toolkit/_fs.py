@@ -266,23 +266,42 @@ def atomic_dir(path: PathLike, *, overwrite: bool = False, inputs: Inputs = (),
     """
     check_output_dir(path, overwrite=overwrite, inputs=inputs)
     given, path = Path(path), _absolute(path)
+    made = _missing_parents(path)
+    done = False
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        _clear_leftovers(path)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_owner_tag()}.", suffix=".tmp", dir=path.parent))
-    except OSError as exc:
-        raise OutputError(f"{given}: cannot write the output folder here ({exc.strerror or exc})") from None
-    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes the folder private (0700)
-    try:
-        yield tmp
-        _write_marker(tmp, kind)
-        if path.exists():
-            old = path.with_name(f".{path.name}.{_owner_tag()}.old")
-            os.replace(path, old)
-            os.replace(tmp, path)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.replace(tmp, path)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            _clear_leftovers(path)
+            tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.{_owner_tag()}.", suffix=".tmp", dir=path.parent))
+        except OSError as exc:
+            raise OutputError(f"{given}: cannot write the output folder here ({exc.strerror or exc})") from None
+        os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes the folder private (0700)
+        try:
+            yield tmp
+            _write_marker(tmp, kind)
+            if path.exists():
+                old = path.with_name(f".{path.name}.{_owner_tag()}.old")
+                os.replace(path, old)
+                os.replace(tmp, path)
+                shutil.rmtree(old, ignore_errors=True)
+            else:
+                os.replace(tmp, path)
+            done = True
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
     finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        if not done:  # a failed run leaves no empty folders behind either
+            for folder in made:
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
+
+
+def _missing_parents(path: Path) -> list[Path]:
+    """The folders above ``path`` that do not exist yet, deepest first."""
+    missing = []
+    for parent in path.parents:
+        if parent.exists():
+            break
+        missing.append(parent)
+    return missing

@@ -88,3 +88,41 @@ def test_real_dsb_sample_through_labels_and_prior(dsb_dir, tmp_path):
     r = runner.invoke(cli, ["prior", "estimate", "--labels", str(tmp_path / "s"), "-o", str(tmp_path / "p.npz")])
     assert r.exit_code == 0, r.output
     assert load_prior(tmp_path / "p.npz").density.shape == (1, 2, 512, 512)
+
+
+def test_class_index_masks_warn_once_per_kind_and_binary_mode_refuses(tmp_path):
+    """0..7 masks read as binary: auto reads them as objects with one warning line (and a count of the other
+    files), --mask-mode binary refuses them naming the file, multiclass reads them as classes."""
+    import shutil
+
+    import numpy as np
+    from PIL import Image
+
+    root = write_synthetic_dataset(tmp_path / "ds", "er", n=3, size=32, seed=0)
+    rng = np.random.default_rng(0)
+    for mask in root.glob("*/labels/*.png"):
+        Image.fromarray(rng.integers(0, 8, (32, 32)).astype(np.uint8)).save(mask)
+    runner = CliRunner()
+    r = runner.invoke(cli, ["prior", "estimate", "--labels", str(root), "-o", str(tmp_path / "p.npz")])
+    assert r.exit_code == 0, r.output
+    lines = r.stderr.splitlines()
+    assert len(lines) == 2 and "read as object ids" in lines[0] and "er_0000.png" in lines[0]
+    assert lines[1] == f"Warning: the same for 2 more (the last: {root / 'test' / 'labels' / 'er_0002.png'})"
+    r = runner.invoke(cli, ["prior", "estimate", "--labels", str(root), "--mask-mode", "binary",
+                            "-o", str(tmp_path / "b.npz")])
+    assert r.exit_code == 2 and "er_0000.png: mask values 0, 1, 2" in r.stderr and "--mask-mode" in r.stderr
+    r = runner.invoke(cli, ["prior", "estimate", "--labels", str(root), "--mask-mode", "multiclass", "-q",
+                            "-o", str(tmp_path / "m.npz")])
+    assert r.exit_code == 0 and r.stderr == "" and r.stdout == ""
+    assert load_prior(tmp_path / "m.npz").density.shape[1] == 8
+    shutil.rmtree(tmp_path / "ds")
+
+
+def test_labels_make_quiet_and_overwrite_only_its_own_output(er_root, tmp_path):
+    runner = CliRunner()
+    args = ["labels", "make", "--clean", str(er_root), "--spec", "sample:0.1", "-o", str(tmp_path / "n")]
+    r = runner.invoke(cli, [*args, "-q"])
+    assert r.exit_code == 0 and r.stdout == "" and r.stderr == ""
+    r = runner.invoke(cli, [*args, "--overwrite"])
+    assert r.exit_code == 0 and "wrote 4 sample:0.1 masks" in r.stdout
+    assert (tmp_path / "n" / "noise.json").exists()

@@ -101,3 +101,80 @@ def test_round_bar_restarts_for_each_network(capsys):
     quiet = segment_cli._Bars(quiet=True)
     quiet({"event": "start", "images": 2, "groups": 1})
     assert quiet.images is None and capsys.readouterr().err == ""
+
+
+def test_segment_reads_dataset_and_cellpose_folders_as_images_only(tmp_path):
+    """A dataset root segments its images (every split, or --split), a cellpose folder never its *_masks files."""
+    from mstool.data import write_synthetic_dataset
+
+    root = write_synthetic_dataset(tmp_path / "ds", "nuc", n=5, size=32, seed=0)
+    runner = CliRunner()
+    r = runner.invoke(cli, ["segment", str(root), "-o", str(tmp_path / "all"), "-q", "--no-overlays"])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.stem for p in (tmp_path / "all" / "masks").iterdir()) == [f"nuc_{i:04d}" for i in range(5)]
+    r = runner.invoke(cli, ["segment", str(root), "--split", "test", "-o", str(tmp_path / "test"), "-q"])
+    assert r.exit_code == 0, r.output
+    assert [p.stem for p in (tmp_path / "test" / "masks").iterdir()] == ["nuc_0004"]
+    cp = tmp_path / "cp"
+    labels = _images(cp, n=2, size=32)
+    for i in range(2):
+        from mstool.io import write_mask
+
+        write_mask(cp / f"img{i}_masks.png", labels[i])
+    r = runner.invoke(cli, ["segment", str(cp), "-o", str(tmp_path / "cpout"), "-q", "--no-overlays"])
+    assert r.exit_code == 0, r.output
+    assert sorted(p.stem for p in (tmp_path / "cpout" / "masks").iterdir()) == ["img0", "img1"]
+    r = runner.invoke(cli, ["prior", "estimate", "--images", str(cp), "-o", str(tmp_path / "cp.npz"), "-q"])
+    assert r.exit_code == 0, r.output
+    assert load_prior(tmp_path / "cp.npz").names == ("img0", "img1")
+
+
+def test_igtt_on_constant_images_gives_empty_masks_and_says_so(tmp_path):
+    """A constant image (and a 1 x 1 one) gets an empty mask and one warning line; no network is saved for it,
+    not even the one trained on another size group."""
+    _images(tmp_path / "imgs", n=2, size=32)
+    write_image(tmp_path / "imgs" / "flat.tif", np.full((24, 24), 7, np.uint16))
+    write_image(tmp_path / "imgs" / "dot.tif", np.full((1, 1), 7, np.uint16))
+    r = CliRunner().invoke(cli, ["segment", str(tmp_path / "imgs"), "--method", "igtt", *IGTT_SETTINGS,
+                                 "--no-overlays", "-o", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    warned = [line for line in r.stderr.splitlines() if "Warning:" in line]
+    assert any("flat.tif is constant" in line for line in warned)
+    assert any("iGTT: constant image(s) [0] have no structure" in line for line in warned)
+    assert len(warned) == len(set(warned))
+    run = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert run["checkpoints"] == {"32x32": "model-32x32.pt"} and run["threads"] >= 1
+    assert any("constant" in w for w in run["warnings"])
+    assert read_mask(tmp_path / "out" / "masks" / "flat.png").sum() == 0
+    assert read_mask(tmp_path / "out" / "masks" / "dot.png").shape == (1, 1)
+    assert sorted(p.name for p in (tmp_path / "out").glob("*.pt")) == ["model-32x32.pt"]
+
+
+def test_a_prior_with_almost_no_mass_is_warned_about(tmp_path):
+    from mstool.metastructure import Prior, save_prior
+
+    _images(tmp_path / "imgs", n=2, size=32)
+    import torch
+
+    density = torch.zeros(2, 2, 32, 32)
+    density[:, 0] = 1
+    save_prior(tmp_path / "empty.npz", Prior(density, ("img0", "img1"), ("background", "foreground")))
+    r = CliRunner().invoke(cli, ["segment", str(tmp_path / "imgs"), "--prior", str(tmp_path / "empty.npz"),
+                                 "-o", str(tmp_path / "out"), "--no-overlays"])
+    assert r.exit_code == 0, r.output
+    assert "almost no mass" in r.stderr and "2 of 2 entries" in r.stderr
+    assert any("almost no mass" in w for w in json.loads((tmp_path / "out" / "run.json").read_text())["warnings"])
+    r = CliRunner().invoke(cli, ["segment", str(tmp_path / "imgs"), "--prior", str(tmp_path / "empty.npz"),
+                                 "-o", str(tmp_path / "quiet"), "--no-overlays", "-q"])
+    assert r.exit_code == 0 and r.stderr == "" and r.stdout == ""
+
+
+def test_skipped_images_are_warned_once_and_counted(tmp_path):
+    _images(tmp_path / "imgs", n=2, size=32)
+    (tmp_path / "imgs" / "broken.tif").write_bytes(b"not a tiff")
+    r = CliRunner().invoke(cli, ["segment", str(tmp_path / "imgs"), "-o", str(tmp_path / "out"), "--no-overlays"])
+    assert r.exit_code == 0, r.output
+    assert [line for line in r.stderr.splitlines() if line.startswith("Warning: skipped")] == [
+        line for line in r.stderr.splitlines() if "broken.tif" in line]
+    assert "segmented 2 image(s) with otsu" in r.stdout and "1 skipped" in r.stdout
+    assert "broken.tif" in json.loads((tmp_path / "out" / "run.json").read_text())["problems"][0]

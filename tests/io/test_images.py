@@ -197,7 +197,7 @@ def test_multipage_tiff_needs_a_page(tmp_path):
 @pytest.mark.parametrize("page", [5, -1])
 def test_page_out_of_range(tmp_path, page):
     tifffile.imwrite(tmp_path / "stack.tif", np.zeros((5, 6, 7), np.uint8), photometric="minisblack")
-    with pytest.raises(ParameterError, match=r"`page` must be in \[0, 4\] for .*stack\.tif"):
+    with pytest.raises(ParameterError, match=r"`page` \(--page\) must be in \[0, 4\] for .*stack\.tif"):
         read_image(tmp_path / "stack.tif", page=page)
 
 

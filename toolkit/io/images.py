@@ -103,7 +103,7 @@ def _read_tiff(p: Path, page: int | None) -> np.ndarray:
                             f"--page K (page=K in Python, K in 0..{n - 1}) or save each page as its own file")
         index = 0 if page is None else int(page)
         if not 0 <= index < n:
-            raise ParameterError(f"`page` must be in [0, {n - 1}] for {p} ({n} pages); got {page}")
+            raise ParameterError(f"`page` (--page) must be in [0, {n - 1}] for {p} ({n} pages); got {page}")
         pg = pages[index]
         try:
             arr = pg.asarray()

@@ -145,9 +145,9 @@ def segment_folder(
             loaded[entry.name] = (entry.path, read_image(entry.path, page=page))
         except MstoolError as exc:
             problems.append(str(exc))
-            given.append(_warn(f"skipped {exc}"))
     if not loaded:
-        raise ParameterError(f"{images}: no readable image; problems: {'; '.join(problems)}")
+        raise ParameterError(f"{images}: no readable image; {'; '.join(problems)}")
+    given.extend(_warn(f"skipped {problem}") for problem in problems)
     density = None
     if prior is not None:
         from ..metastructure import load_prior

@@ -1,0 +1,219 @@
+"""The bad-input corpus: every command, given input it cannot use, says so in one line and touches nothing.
+
+Each case runs in a fresh copy of one workspace (datasets, images, priors, a user's own folder, a finished mstool
+output) and asserts: exit status 2, at most one line on stderr that starts with ``Error:`` and names the file or
+option at fault, no traceback, and the whole workspace unchanged afterwards (no output folder, no temporary leftover,
+every input byte for byte as it was).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import shutil
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+from click.testing import CliRunner
+from PIL import Image
+
+from mstool.cli.main import cli
+from mstool.data import write_synthetic_dataset
+from mstool.io import write_mask
+from mstool.labelsets import estimate_prior_from_images
+from mstool.metastructure import Prior, save_prior
+
+
+@pytest.fixture(scope="module")
+def workspace(tmp_path_factory) -> Path:
+    w = tmp_path_factory.mktemp("corpus") / "w"
+    ds = write_synthetic_dataset(w / "data" / "ds", "er", n=5, size=32, seed=0)
+    rng = np.random.default_rng(0)
+    cls = w / "data" / "cls"  # class indices 0..7 where a binary mask is expected
+    for split in ("train", "val", "test"):
+        shutil.copytree(ds / split / "images", cls / split / "images")
+        for image in (cls / split / "images").iterdir():
+            (cls / split / "labels").mkdir(parents=True, exist_ok=True)
+            Image.fromarray(rng.integers(0, 8, (32, 32)).astype(np.uint8)).save(cls / split / "labels" /
+                                                                               f"{image.stem}.png")
+    mm = w / "data" / "mm"  # a mask of another size than its image
+    (mm / "train" / "images").mkdir(parents=True)
+    tifffile.imwrite(mm / "train" / "images" / "a.tif", rng.integers(0, 999, (32, 48)).astype(np.uint16))
+    write_mask(mm / "train" / "labels" / "a.png", rng.integers(0, 2, (64, 64)))
+    shutil.copytree(ds / "test" / "images", w / "imgs")
+    (w / "stack").mkdir()
+    tifffile.imwrite(w / "stack" / "s.tif", rng.integers(0, 999, (5, 32, 32)).astype(np.uint16),
+                     photometric="minisblack")
+    (w / "priors").mkdir()
+    save_prior(w / "priors" / "prior.npz", estimate_prior_from_images(w / "imgs"))
+    prior = estimate_prior_from_images(w / "imgs")
+    save_prior(w / "priors" / "other.npz", Prior(prior.density, tuple(f"x{i}" for i in range(len(prior.names))),
+                                                 prior.classes))
+    (w / "priors" / "junk.npz").write_text("hello, not an archive")
+    (w / "files").mkdir()
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(w / "files" / "existing.png")
+    (w / "files" / "existing.json").write_text("{}\n")
+    (w / "files" / "bad.pt").write_bytes(b"not a model")
+    (w / "notes").mkdir()
+    (w / "notes" / "notes.txt").write_text("a user's own folder\n")
+    r = CliRunner().invoke(cli, ["segment", str(w / "imgs"), "-o", str(w / "done"), "-q", "--no-overlays"])
+    assert r.exit_code == 0, r.output
+    return w
+
+
+def _snapshot(root: Path) -> dict[str, str]:
+    """Every file and folder under ``root`` (hidden ones included), with each file's checksum."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        rel = str(p.relative_to(root))
+        out[rel] = hashlib.sha256(p.read_bytes()).hexdigest() if p.is_file() else "folder"
+    return out
+
+
+@dataclass
+class Case:
+    args: list[str]
+    names: str  # the file or option the error line must name
+    patch: str | None = None  # a monkeypatch to apply, by name (see _apply)
+    id: str = field(default="")
+
+
+def _overlap(command: list[str], given: str, out_option: str = "-o", extra=("--overwrite",)) -> list[Case]:
+    """An output equal to an input, inside it and above it (the input lies in a sub-folder of the workspace)."""
+    parent = str(Path(given).parent)
+    cases = [Case([*command, out_option, given, *extra], given)]
+    if not Path(given).suffix:  # a folder: an output may also lie inside it
+        cases.append(Case([*command, out_option, f"{given}/out", *extra], f"{given}/out"))
+    cases.append(Case([*command, out_option, parent, *extra], parent))
+    return cases
+
+
+CASES: list[Case] = [
+    # ------------------------------------------------------------------------------------------------ data
+    Case(["data", "synth", "--n", "2", "out"], "--n"),
+    Case(["data", "synth", "--kind", "blobs", "out"], "--kind"),
+    Case(["data", "synth", "--n", "3", "--size", "32", "--overwrite", "notes"], "notes"),
+    Case(["data", "synth", "--n", "3", "--size", "32", "done"], "done"),
+    Case(["data", "synth", "--n", "3", "--size", "32", "files/existing.json"], "files/existing.json"),
+    Case(["data", "check", "nowhere"], "nowhere"),
+    Case(["data", "check", "data/ds", "--json", "data/ds/report.json"], "data/ds/report.json"),
+    Case(["data", "check", "data/ds", "--json", "files/existing.json"], "files/existing.json"),
+    Case(["data", "check", "data/ds", "--json", "report.txt"], "report.txt"),
+    Case(["data", "check", "data/ds", "--layout", "voc"], "data/ds"),
+    # ---------------------------------------------------------------------------------------------- labels
+    Case(["labels", "make", "--clean", "data/ds", "--spec", "flip:1.5", "-o", "out"], "flip"),
+    *_overlap(["labels", "make", "--clean", "data/ds", "--spec", "sample:0.1"], "data/ds"),
+    Case(["labels", "make", "--clean", "data/ds", "--spec", "clean", "-o", ".", "--overwrite"], "."),
+    Case(["labels", "make", "--clean", "data/cls", "--mask-mode", "binary", "--spec", "clean", "-o", "out"],
+         "data/cls/train/labels/er_0000.png"),
+    Case(["labels", "make", "--clean", "nowhere", "--spec", "clean", "-o", "out"], "--clean"),
+    Case(["labels", "make", "--clean", "data/ds", "--spec", "clean", "-o", "notes", "--overwrite"], "notes"),
+    Case(["labels", "make", "--clean", "data/ds", "--spec", "clean", "-o", "done"], "done"),
+    Case(["labels", "make", "--clean", "data/ds", "--spec", "clean", "-o", "out", "-q", "--seed", "-1"], "--seed"),
+    Case(["labels", "analyze", "--clean", "data/ds", "--noisy", "imgs"], "imgs"),
+    Case(["labels", "analyze", "--clean", "data/mm", "--noisy", "data/mm"], "data/mm/train/labels/a.png"),
+    Case(["labels", "analyze", "--clean", "data/ds", "--noisy", "data/ds", "--json", "files/existing.json"],
+         "files/existing.json"),
+    *_overlap(["labels", "analyze", "--clean", "data/ds", "--noisy", "done"], "data/ds/a.json", "--json"),
+    # ----------------------------------------------------------------------------------------------- prior
+    Case(["prior", "estimate", "-o", "p.npz"], "--labels"),
+    Case(["prior", "estimate", "--labels", "data/ds", "--images", "imgs", "-o", "p.npz"], "--labels"),
+    Case(["prior", "estimate", "--labels", "data/mm", "-o", "p.npz"], "data/mm/train/labels/a.png"),
+    Case(["prior", "estimate", "--labels", "data/ds", "-o", "files/existing.png"], "files/existing.png"),
+    Case(["prior", "estimate", "--labels", "data/ds", "-o", "priors/prior.npz"], "priors/prior.npz"),
+    Case(["prior", "estimate", "--images", "stack", "-o", "p.npz"], "stack/s.tif"),
+    Case(["prior", "estimate", "--images", "imgs", "--from", "watershed", "-o", "p.npz"], "--from"),
+    Case(["prior", "estimate", "--images", "imgs", "--ems", "blur:1", "-o", "p.npz"], "blur"),
+    Case(["prior", "estimate", "--labels", "data/ds", "--split", "holdout", "-o", "p.npz"], "holdout"),
+    *_overlap(["prior", "estimate", "--labels", "data/ds"], "data/ds/p.npz"),
+    Case(["prior", "show", "priors/junk.npz", "-o", "p.png"], "priors/junk.npz"),
+    Case(["prior", "show", "priors/prior.npz", "-o", "files/existing.png"], "files/existing.png"),
+    Case(["prior", "show", "priors/prior.npz", "-o", "p.txt"], "p.txt"),
+    Case(["prior", "show", "priors/prior.npz", "--images", "imgs", "-o", "imgs/p.png"], "imgs/p.png"),
+    Case(["prior", "show", "priors/prior.npz", "-o", "priors/prior.png", "--labels", "priors"], "priors/prior.png"),
+    # --------------------------------------------------------------------------------------------- segment
+    *_overlap(["segment", "imgs"], "imgs"),
+    *_overlap(["segment", "imgs", "--prior", "priors/prior.npz"], "priors/prior.npz"),
+    *_overlap(["segment", "imgs", "--checkpoint", "done", "--method", "otsu"], "done"),
+    Case(["segment", "imgs", "-o", ".", "--overwrite"], "."),
+    Case(["segment", "imgs", "-o", "notes", "--overwrite"], "notes"),
+    Case(["segment", "imgs", "-o", "done"], "done"),
+    Case(["segment", "imgs", "-o", "out", "--set", "bogus=1"], "bogus"),
+    Case(["segment", "imgs", "-o", "out", "--prior", "priors/junk.npz"], "priors/junk.npz"),
+    Case(["segment", "imgs", "-o", "out", "--prior", "priors/other.npz"], "priors/other.npz"),
+    Case(["segment", "stack", "-o", "out"], "stack/s.tif"),
+    Case(["segment", "stack", "-o", "out", "--page", "9"], "--page"),
+    Case(["segment", "imgs", "-o", "out", "--method", "watershed"], "--method"),
+    Case(["segment", "imgs", "-o", "out", "--method", "igtt", "--checkpoint", "files/bad.pt"], "files/bad.pt"),
+    Case(["segment", "nowhere", "-o", "out"], "nowhere"),
+    Case(["segment", "data/ds", "-o", "out", "--split", "holdout"], "holdout"),
+    Case(["segment", "imgs", "-o", "rofs/seg"], "rofs/seg", patch="read-only"),
+    # ----------------------------------------------------------------------------------------------- train
+    Case(["train", "--data", "nowhere", "-o", "run"], "nowhere"),
+    Case(["train", "--data", "synth:blobs", "-o", "run"], "blobs"),
+    Case(["train", "--data", "data/ds", "--labels", "blur:1", "-o", "run"], "blur"),
+    Case(["train", "--data", "data/ds", "-o", "notes"], "notes"),
+    Case(["train", "--data", "data/ds", "-o", "files/existing.json"], "files/existing.json"),
+    *_overlap(["train", "--data", "data/ds"], "data/ds", extra=()),
+    Case(["train", "--data", "data/cls", "--mask-mode", "binary", "-o", "run"], "data/cls/train/labels/er_0000.png"),
+    Case(["train", "--data", "data/ds", "--set", "bogus=1", "-o", "run"], "bogus"),
+    Case(["train", "--data", "data/ds", "--epochs", "0", "-o", "run"], "--epochs"),
+    # -------------------------------------------------------------------------------------------- evaluate
+    Case(["evaluate", "--checkpoint", "files/bad.pt", "--data", "data/ds", "--json", "e.json"], "files/bad.pt"),
+    Case(["evaluate", "--checkpoint", "files/bad.pt"], "files"),
+    Case(["evaluate", "--checkpoint", "files/nothing.pt", "--data", "data/ds"], "--checkpoint"),
+    Case(["evaluate", "--checkpoint", "files/bad.pt", "--data", "data/ds", "--json", "files/existing.json"],
+         "files/existing.json"),
+    Case(["evaluate", "--checkpoint", "files/bad.pt", "--data", "data/ds", "--json", "files/bad.pt", "--overwrite"],
+         "files/bad.pt"),
+    Case(["evaluate", "--checkpoint", "files/bad.pt", "--data", "data/ds", "--json", "data/ds/e.json"],
+         "data/ds/e.json"),
+    # --------------------------------------------------------------------------------------------- compare
+    Case(["compare", "--labels", "blur:1", "-o", "run"], "blur"),
+    Case(["compare", "--model", "vgg", "-o", "run"], "vgg"),
+    Case(["compare", "--seeds", "x", "-o", "run"], "--seeds"),
+    *_overlap(["compare", "--data", "data/ds", "--labels", "clean"], "data/ds", extra=()),
+    Case(["compare", "--data", "data/ds", "--labels", "clean", "-o", "notes"], "notes"),
+    Case(["compare", "--data", "data/cls", "--mask-mode", "binary", "--labels", "clean", "-o", "run"],
+         "data/cls/train/labels/er_0000.png"),
+    Case(["compare", "--report-only", "-o", "notes"], "notes"),
+    Case(["compare", "--data", "data/ds", "--labels", "clean", "--cell", "nope", "-o", "run"], "nope"),
+    Case(["compare", "--data", "data/ds", "--labels", "none", "--unsupervised", "otsu:bogus=1", "-o", "run"],
+         "bogus"),
+]
+
+
+def _apply(patch: str | None, monkeypatch) -> None:
+    if patch == "read-only":  # as root every folder is writable; refuse the temporary folder as a read-only disk would
+        import tempfile
+
+        def refuse(*args, **kwargs):
+            raise OSError(30, "Read-only file system")
+
+        monkeypatch.setattr(tempfile, "mkdtemp", refuse)
+
+
+def test_the_corpus_is_large_and_covers_every_command():
+    commands = {c.args[0] for c in CASES}
+    assert len(CASES) >= 40
+    assert commands == {"data", "labels", "prior", "segment", "train", "evaluate", "compare"}
+
+
+@pytest.mark.parametrize("case", CASES, ids=[" ".join(c.args)[:70] for c in CASES])
+def test_bad_input(case, workspace, tmp_path, monkeypatch):
+    w = tmp_path / "w"
+    shutil.copytree(workspace, w)
+    monkeypatch.chdir(w)
+    before = _snapshot(w)
+    _apply(case.patch, monkeypatch)
+    r = CliRunner().invoke(cli, case.args)
+    assert r.exit_code == 2, (r.exit_code, r.output, r.exception)
+    assert isinstance(r.exception, SystemExit), r.exception  # no exception escaped to a traceback
+    assert "Traceback" not in r.output
+    lines = r.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: "), r.stderr
+    assert case.names in lines[0], f"the error does not name {case.names!r}: {lines[0]}"
+    assert r.stdout == "", r.stdout
+    assert _snapshot(w) == before  # nothing written, nothing removed, every input unchanged
