@@ -37,7 +37,7 @@ def mstool(*args: str) -> None:
 def step_data(out: Path, n: int, size: int) -> Path:
     root = out / "data" / "er"
     mstool("data", "synth", "--kind", "er", "--n", str(n), "--size", str(size), "--seed", "0", "--overwrite", str(root))
-    mstool("data", "check", str(root), "--json", str(out / "data" / "er_check.json"))
+    mstool("data", "check", str(root), "--json", str(out / "data" / "er_check.json"), "--overwrite")
     subprocess.run([sys.executable, str(HERE / "synthetic_gallery.py"), "--out", str(out / "synthetic_gallery.png")],
                    check=True)
     return root
@@ -50,12 +50,12 @@ def step_labels(out: Path, root: Path) -> None:
         mstool("labels", "make", "--clean", str(root), "--spec", spec, "--seed", "0", "--overwrite", "-o", str(target))
         noisy.append(target)
     mstool("labels", "analyze", "--clean", str(root), *[a for p in noisy for a in ("--noisy", str(p))],
-           "--json", str(out / "labels" / "analysis.json"))
+           "--json", str(out / "labels" / "analysis.json"), "--overwrite")
     prior = out / "prior" / "density.npz"
     mstool("prior", "estimate", "--labels", str(root), "--split", "train", "--ems", "paper", "--bandwidth", "4",
            "--overwrite", "-o", str(prior))
     mstool("prior", "show", str(prior), "--images", str(root), "--labels", str(root), "--rows", "3",
-           "-o", str(out / "prior" / "prior.png"))
+           "--overwrite", "-o", str(out / "prior" / "prior.png"))
     subprocess.run([sys.executable, str(HERE / "metastructure.py"), "--out", str(out / "metastructure")], check=True)
 
 

@@ -214,8 +214,8 @@ def run_cell(
 def cell_record(config: SuiteConfig, cell: Cell, device: torch.device) -> dict[str, Any]:
     """The fields every result row starts with: which cell, of which suite, run where, by which versions."""
     return {"cell": cell.id, "kind": cell.kind, "spec": cell.spec, "model": cell.model, "seed": cell.seed,
-            "data": config.data, "preset": config.preset, "device": str(device), "mstool_version": __version__,
-            "torch_version": torch.__version__}
+            "data": config.data, "preset": config.preset, "device": str(device), "threads": torch.get_num_threads(),
+            "mstool_version": __version__, "torch_version": torch.__version__}
 
 
 def write_cell_metrics(cell_dir: Path, row: dict[str, Any]) -> dict[str, Any]:
