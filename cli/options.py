@@ -28,8 +28,10 @@ overwrite_option = click.option(
     "--overwrite", is_flag=True,
     help="Replace an existing output that mstool wrote, once the new one is complete (never an input, never a "
          "folder mstool did not write).")
+# Kept in step with mstool.io.MASK_MODES by tests/cli/test_data.py; listed here so that --help does not import torch.
+MASK_MODE_NAMES = ("auto", "binary", "instance", "multiclass")
 mask_mode_option = click.option(
-    "--mask-mode", type=click.Choice(("auto", "binary", "instance", "multiclass")), default=None,
+    "--mask-mode", type=click.Choice(MASK_MODE_NAMES), default=None,
     help="How to read masks: binary (0/1, 0/255), instance (object ids: > 0 is foreground), multiclass (class "
          "indices, 255 = ignore), auto. [default: the layout's: multiclass for VOC, instance for cellpose, auto]")
 quiet_option = click.option("-q", "--quiet", is_flag=True,

@@ -3,8 +3,10 @@ import json
 from click.testing import CliRunner
 
 from mstool.cli import data as data_cli
+from mstool.cli import options
 from mstool.cli.main import cli
 from mstool.data import SegmentationDataset, layout_names, synth_kinds
+from mstool.io import MASK_MODES
 
 from ..data.helpers import make_paper
 
@@ -12,6 +14,17 @@ from ..data.helpers import make_paper
 def test_cli_choices_follow_the_registries():
     assert list(data_cli.SYNTH_KIND_NAMES) == synth_kinds()
     assert list(data_cli.LAYOUT_NAMES) == ["auto", *layout_names()]
+    assert options.MASK_MODE_NAMES == MASK_MODES
+
+
+def test_check_json_is_an_output_like_any_other(tmp_path):
+    root = make_paper(tmp_path / "ds")
+    runner = CliRunner()
+    assert runner.invoke(cli, ["data", "check", str(root), "--json", str(tmp_path / "r.json")]).exit_code == 0
+    r = runner.invoke(cli, ["data", "check", str(root), "--json", str(tmp_path / "r.json")])
+    assert r.exit_code == 2 and "r.json: file exists (pass --overwrite" in r.stderr
+    r = runner.invoke(cli, ["data", "check", str(root), "--json", str(tmp_path / "r.json"), "--overwrite"])
+    assert r.exit_code == 0 and json.loads((tmp_path / "r.json").read_text())["layout"] == "paper"
 
 
 def test_synth_then_check(tmp_path):
@@ -32,7 +45,7 @@ def test_synth_refuses_non_empty_output(tmp_path):
     (tmp_path / "keep.txt").write_text("x")
     r = CliRunner().invoke(cli, ["data", "synth", "--n", "3", "--size", "32", str(tmp_path)])
     assert r.exit_code == 2
-    assert "not empty" in r.stderr and r.stderr.count("\n") == 1
+    assert "not written by mstool" in r.stderr and r.stderr.count("\n") == 1
     assert [p.name for p in tmp_path.iterdir()] == ["keep.txt"]
 
 

@@ -15,7 +15,7 @@ import torch
 
 from ..errors import DataError, FileMissingError, LayoutError
 from ..io import IMAGE_SUFFIXES, find_images, image_size, read_mask
-from ._layouts import discover_layout
+from ._layouts import Layout, discover_layout
 
 __all__ = ["MaskEntry", "ImageEntry", "collect_masks", "collect_images", "read_label_set", "stack_labels",
            "find_counterparts"]
@@ -81,12 +81,7 @@ def collect_images(
         if root.suffix.lower() not in IMAGE_SUFFIXES:
             raise LayoutError(f"{root}: not an image file (expected {', '.join(IMAGE_SUFFIXES)})")
         return [ImageEntry(root.stem, "", root)]
-    try:
-        found = discover_layout(root, layout, mask_suffix=mask_suffix)
-    except LayoutError:
-        if layout != "auto":
-            raise
-        found = None
+    found = _layout_or_plain(root, layout, mask_suffix)
     if found is None:
         if splits:
             raise LayoutError(f"{root}: a plain folder of images has no splits (split {splits[0]!r} was asked "
@@ -133,12 +128,7 @@ def collect_masks(
     root = Path(root)
     if not root.is_dir():
         raise FileMissingError(f"{root}: label folder does not exist")
-    try:
-        found = discover_layout(root, layout, mask_suffix=mask_suffix)
-    except LayoutError:
-        if layout != "auto":
-            raise
-        found = None
+    found = _layout_or_plain(root, layout, mask_suffix)
     if found is None or (layout == "auto" and found.kind == "cellpose" and not _has_plain_images(root, mask_suffix)):
         # a folder of masks only, such as a noisy copy of a cellpose folder (`a_masks.png` and no `a.tif`)
         files = find_images(root)
@@ -152,6 +142,16 @@ def collect_masks(
     if not entries:
         raise LayoutError(f"{root}: no masks found in split(s) {', '.join(chosen)}")
     return entries, found.mask_mode
+
+
+def _layout_or_plain(root: Path, layout: str, mask_suffix: str) -> Layout | None:
+    """The dataset layout of ``root``, or ``None`` for a plain folder (only when ``layout`` is ``auto``)."""
+    try:
+        return discover_layout(root, layout, mask_suffix=mask_suffix)
+    except LayoutError:
+        if layout != "auto":
+            raise
+        return None
 
 
 def _strip(stem: str, suffix: str) -> str:
