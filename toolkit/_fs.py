@@ -10,6 +10,7 @@ one rename, so a failed or killed run leaves the old output or nothing, never ha
 from __future__ import annotations
 
 import contextlib
+import glob
 import json
 import os
 import shutil
@@ -230,7 +231,7 @@ def _owner_tag() -> str:
 def _clear_leftovers(path: Path) -> None:
     """Remove hidden temporary folders that a killed run of this host left beside ``path``."""
     host = _owner_tag().rsplit("-", 1)[0]
-    for leftover in path.parent.glob(f".{path.name}.{host}-*"):
+    for leftover in path.parent.glob(f"{glob.escape(f'.{path.name}.{host}-')}*"):
         pid = leftover.name[len(f".{path.name}.{host}-"):].split(".", 1)[0]
         if not pid.isdigit() or not leftover.name.endswith((".tmp", ".old")) or _alive(int(pid)):
             continue

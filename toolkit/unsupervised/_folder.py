@@ -104,7 +104,8 @@ def segment_folder(
         layout, splits: how to read a dataset folder (:func:`mstool.data.collect_images`).
         page: the page of multi-page TIFF images.
         seed: seed of every random draw. The same seed gives the same masks on the CPU at the same number of
-            threads (recorded in ``run.json``); float sums in another order may move a few pixels.
+            threads (recorded in ``run.json``); float sums in another order change a learned method's training
+            (iGTT, 1 vs 2 threads on 128 x 128 images: the masks agree at Dice 0.97).
         device: where the method runs.
         overwrite: replace a non-empty ``out`` that mstool wrote, once the new results are complete.
         progress: called with events in this order: ``{"event": "start", "images": count, "groups": count}``
