@@ -19,7 +19,7 @@ from .options import (
 
 # Kept in step with mstool.data.SYNTH_KINDS and LAYOUTS by tests/cli/test_data.py; listed here so that
 # `mstool data --help` does not import torch.
-SYNTH_KIND_NAMES = ("er", "mito", "nuc", "shapes")
+SYNTH_KIND_NAMES = ("er", "mito", "nuc", "shapes", "em")
 LAYOUT_NAMES = ("auto", "paper", "voc", "cellpose")
 
 
@@ -30,11 +30,14 @@ def data():
 
 @data.command("synth")
 @click.option("--kind", type=click.Choice(SYNTH_KIND_NAMES), default="er", show_default=True,
-              help="er: tubular network; mito: rods and blobs; nuc: textured nuclei; shapes: multi-class scene.")
+              help="er: tubular network; mito: rods and blobs; nuc: textured nuclei; shapes: multi-class scene; "
+                   "em: dark cell membranes in an electron micrograph.")
 @click.option("--n", "n", type=click.IntRange(min=3), default=64, show_default=True, help="Number of images.")
 @click.option("--size", type=click.IntRange(min=32), default=256, show_default=True, help="Image side in pixels.")
 @click.option("--snr", type=click.FloatRange(min=0, min_open=True), default=8.0, show_default=True,
               help="Signal-to-noise ratio: mean foreground contrast over background noise std.")
+@click.option("--invert", is_flag=True, help="Turn the intensities over: bright objects become dark (and em's "
+              "dark membranes bright).")
 @seed_option
 @device_option
 @threads_option
@@ -42,14 +45,15 @@ def data():
 @quiet_option
 @click.argument("out", type=click.Path(file_okay=False))
 @handle_errors
-def synth(kind, n, size, snr, seed, device, threads, overwrite, quiet, out):
+def synth(kind, n, size, snr, invert, seed, device, threads, overwrite, quiet, out):
     """Write a synthetic dataset to OUT in the paper layout (train/val/test, images/labels)."""
     from mstool.data import split_counts, write_synthetic_dataset
 
     from .options import runtime
 
     dev = runtime(device, threads)
-    root = write_synthetic_dataset(out, kind, n, size, seed=seed, snr=snr, device=str(dev), overwrite=overwrite)
+    root = write_synthetic_dataset(out, kind, n, size, seed=seed, snr=snr, invert=invert, device=str(dev),
+                                   overwrite=overwrite)
     train, val, test = split_counts(n)
     echo(f"wrote {n} {kind} images of {size} x {size} to {root} (train {train}, val {val}, test {test})", quiet=quiet)
 

@@ -12,8 +12,8 @@ from mstool.data import synthetic
 from mstool.data.synthetic import SYNTH_KINDS, Synthetic, render, synth_kinds, synthesize
 from mstool.errors import DeviceError, MstoolWarning, ParameterError, ShapeError
 
-KINDS = ["er", "mito", "nuc", "shapes"]
-BINARY = ["er", "mito", "nuc"]
+KINDS = ["er", "mito", "nuc", "shapes", "em"]
+BINARY = ["er", "mito", "nuc"]  # bright foreground, density exactly on the labels
 
 
 def _gen(seed: int) -> torch.Generator:
@@ -26,7 +26,7 @@ def _measured_snr(data: Synthetic) -> float:
     ratios = []
     for img, lab in zip(data.images[:, 0], data.labels, strict=True):
         fg = lab != 0
-        contrast = img[fg].mean() - img[~fg].mean()
+        contrast = (img[fg].mean() - img[~fg].mean()).abs()
         near = F.max_pool2d(fg[None, None].float(), 7, stride=1, padding=3)[0, 0] > 0
         far = ~near[:, 1:] & ~near[:, :-1]
         diff = (img[:, 1:] - img[:, :-1])[far]
@@ -73,7 +73,7 @@ def test_no_generator_still_works():
 
 
 @pytest.mark.parametrize(("kind", "low", "high"), [
-    ("er", 0.10, 0.30), ("mito", 0.05, 0.20), ("nuc", 0.12, 0.45), ("shapes", 0.08, 0.45),
+    ("er", 0.10, 0.30), ("mito", 0.05, 0.20), ("nuc", 0.12, 0.45), ("shapes", 0.08, 0.45), ("em", 0.12, 0.30),
 ])
 def test_foreground_fraction_is_plausible(kind, low, high):
     data = synthesize(kind, 4, 96, generator=_gen(1))
@@ -93,6 +93,30 @@ def test_binary_labels_mark_the_density_exactly(kind):
     assert labels.dtype == torch.int64 and density.shape == (2, 1, 64, 64)
     assert torch.equal(labels == 1, density[:, 0] > 0)
     assert labels.unique().tolist() == [0, 1]
+
+
+def test_em_membranes_are_dark_and_organelles_are_as_dark_but_not_membrane():
+    labels, density = SYNTH_KINDS.get("em")(2, 128, 128, _gen(3))
+    d, membrane = density[:, 0], labels == 1
+    assert labels.unique().tolist() == [0, 1]
+    assert d[membrane].max() < 0.4 and d[~membrane].median() > 0.7
+    dark_inside = (~membrane) & (d < 0.5)  # organelles: membrane-dark pixels that are background
+    assert 0.01 < float(dark_inside.float().mean()) < 0.15
+    data = synthesize("em", 2, 96, generator=_gen(2))
+    img = data.images[:, 0]
+    assert img[data.labels == 1].mean() < img[data.labels == 0].mean()
+
+
+@pytest.mark.parametrize("kind", ["nuc", "em"])
+def test_invert_turns_intensities_over_and_keeps_labels(kind):
+    plain = synthesize(kind, 2, 64, generator=_gen(4))
+    turned = synthesize(kind, 2, 64, invert=True, generator=_gen(4))
+    assert torch.equal(plain.labels, turned.labels)
+    lo, hi = plain.images.amin((2, 3), keepdim=True), plain.images.amax((2, 3), keepdim=True)
+    assert torch.equal(turned.images, lo + hi - plain.images)
+    fg = plain.labels[:, None] == 1
+    bright = plain.images[fg].mean() > plain.images[~fg].mean()
+    assert bool(turned.images[fg].mean() > turned.images[~fg].mean()) != bool(bright)
 
 
 def test_shapes_density_is_class_specific():

@@ -47,6 +47,7 @@ def write_synthetic_dataset(
     *,
     seed: int = 0,
     snr: float = 8.0,
+    invert: bool = False,
     split: tuple[float, float, float] = (0.6, 0.2, 0.2),
     device: str = "cpu",
     overwrite: bool = False,
@@ -64,6 +65,7 @@ def write_synthetic_dataset(
         size: image size, one int or ``(H, W)``.
         seed: seed of the whole dataset (recorded in ``dataset.json``).
         snr: signal-to-noise ratio (see :func:`mstool.data.synthesize`).
+        invert: turn the intensities over (see :func:`mstool.data.synthesize`).
         split: train/val/test fractions.
         device: where images are rendered.
         overwrite: replace an existing non-empty folder (only once the new one is complete).
@@ -75,7 +77,8 @@ def write_synthetic_dataset(
         raise ParameterError(f"`n` must be at least 3 so that train, val and test each get an image; got {n}")
     counts = split_counts(n, split)
     with atomic_dir(root, overwrite=overwrite, kind="synth") as tmp:
-        data = synthesize(kind, n, size, snr=snr, generator=make_generator(seed), device=resolve_device(device))
+        data = synthesize(kind, n, size, snr=snr, invert=invert, generator=make_generator(seed),
+                          device=resolve_device(device))
         images = data.images.squeeze(1).cpu().numpy().round().clip(0, 65535).astype(np.uint16)
         labels = data.labels.cpu().numpy().astype(np.uint8)
         start = 0
@@ -93,6 +96,7 @@ def write_synthetic_dataset(
             "size": list(images.shape[-2:]),
             "seed": seed,
             "snr": snr,
+            "invert": invert,
             "classes": list(data.classes),
             "split": dict(zip(SPLITS, counts)),
         }

@@ -1,4 +1,4 @@
-"""Built-in synthetic fluorescence micrographs with exact ground truth.
+"""Built-in synthetic micrographs (fluorescence-like, and one electron-microscopy-like) with exact ground truth.
 
 Legend: N batch · K classes · H, W pixels.
 
@@ -15,6 +15,11 @@ shared camera model, :func:`render`. The kinds live in the registry :data:`SYNTH
 - ``shapes``: a multi-class scene: a cloudy background (class 0) with discs (1), rectangles (2), triangles (3)
   and rings (4), each class with its own brightness and texture; later objects occlude earlier ones;
   foreground fraction (classes 1-4) typically 12-33 %.
+- ``em``: an electron-micrograph-like tissue with **dark** foreground: wavy cell membranes 2-6 px wide around
+  bright, grainy cells that hold dark organelles (vesicles, mitochondria, granules) which are not membrane, so
+  intensity alone is ambiguous; foreground fraction typically 16-24 %.
+
+Every kind but ``em`` has bright foreground; ``invert=True`` turns any kind over.
 
 The fractions above are for 256 x 256 images; smaller images vary more. Object sizes are in pixels and do not
 depend on the image size, object counts are proportional to the image area: a 512 x 512 image looks like four
@@ -76,7 +81,7 @@ def synth_kinds() -> list[str]:
 
     Example:
         >>> synth_kinds()
-        ['er', 'mito', 'nuc', 'shapes']
+        ['er', 'mito', 'nuc', 'shapes', 'em']
     """
     return SYNTH_KINDS.names()
 
@@ -87,10 +92,11 @@ def synthesize(
     size: int | tuple[int, int] = 256,
     *,
     snr: float = 8.0,
+    invert: bool = False,
     generator: torch.Generator | None = None,
     device: str | torch.device = "cpu",
 ) -> Synthetic:
-    """Synthetic fluorescence micrographs with exact labels.
+    """Synthetic micrographs with exact labels.
 
     The kind's geometry draws the scene (see the module docstring); :func:`render` images it: Gaussian
     point-spread blur, background, uneven illumination and Poisson-Gaussian camera noise at the requested
@@ -106,6 +112,8 @@ def synthesize(
         size: ``H`` (square) or ``(H, W)``; each side at least 32 pixels.
         snr: signal-to-noise ratio, ``> 0``: mean foreground contrast over background noise, defined in
             :func:`render`. About 2 is very noisy, 8 is typical, 30 is clean.
+        invert: turn each image's intensities over (``min + max - x``, per image), so that bright objects become
+            dark ones and the other way round; the labels stay. A test of every method's polarity handling.
         generator: CPU random generator (a fresh, nondeterministic one when ``None``).
         device: where the result lives (``cpu``, ``cuda``, ``cuda:N``, ``mps`` or ``auto``).
 
@@ -144,6 +152,8 @@ def synthesize(
     for start in range(0, n, chunk):
         lab, density = geometry(min(chunk, n - start), height, width, g)
         img, sat = _render(density, lab != 0, snr, g)
+        if invert and img.numel():
+            img = img.amin((2, 3), keepdim=True) + img.amax((2, 3), keepdim=True) - img
         images.append(img)
         labels.append(lab)
         saturated += sat
@@ -167,7 +177,7 @@ def render(
     0.6-1.0, with a weak ripple) -> scale to photons -> Poisson shot noise -> gain (2 counts per
     photo-electron) + Gaussian read noise (3 counts) + offset (100 counts) -> round, clip to [0, 65535].
 
-    Signal-to-noise ratio, per image: ``snr = (mu_fg - mu_bg) / sigma_bg``, where ``mu_fg`` and ``mu_bg``
+    Signal-to-noise ratio, per image: ``snr = |mu_fg - mu_bg| / sigma_bg``, where ``mu_fg`` and ``mu_bg``
     are the means of the expected (noise-free) counts over foreground (label != 0) and background pixels and
     ``sigma_bg = sqrt(gain**2 * lambda_bg + read_noise**2)`` is the camera noise at the mean background
     photon count ``lambda_bg``. Each image's photon scale is solved from this (a quadratic), so the measured
@@ -257,7 +267,7 @@ def _render(density: torch.Tensor, foreground: torch.Tensor, snr: float,
     mean_fg = (rate * fg).sum((1, 2, 3)) / n_fg.clamp(min=1)
     mean_bg = (rate * ~fg).sum((1, 2, 3)) / n_bg.clamp(min=1)
     nominal = illumination.mean((1, 2, 3))  # the contrast of a unit density
-    contrast = mean_fg - mean_bg
+    contrast = (mean_fg - mean_bg).abs()  # dark foreground (em) has the same contrast as bright
     contrast = torch.where((n_fg > 0) & (n_bg > 0) & (contrast > 1e-3 * nominal), contrast, nominal)
     bg_level = torch.where(n_bg > 0, mean_bg, background.flatten() * nominal)
     # snr = G s c / sqrt(G^2 s q + r^2)  <=>  G^2 c^2 s^2 - snr^2 G^2 q s - snr^2 r^2 = 0; the positive root
@@ -638,3 +648,77 @@ def _shapes(n: int, h: int, w: int, g: torch.Generator) -> tuple[torch.Tensor, t
     ])
     density = per_class.gather(0, labels[None]).squeeze(0)
     return labels, density[:, None]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# em: cell membranes in an electron micrograph
+
+
+def _ellipse_level(dy: torch.Tensor, dx: torch.Tensor, *, cos: torch.Tensor, sin: torch.Tensor, a: torch.Tensor,
+                   b: torch.Tensor, **_: torch.Tensor) -> torch.Tensor:
+    """Elliptic radius: 1 on an ellipse of semi-axes ``a`` (along ``cos, sin``) and ``b``."""
+    u = (dx * cos + dy * sin) / a
+    v = (-dx * sin + dy * cos) / b
+    return torch.sqrt(u**2 + v**2)
+
+
+@_register("em", ("background", "membrane"))
+def _em(n: int, h: int, w: int, g: torch.Generator) -> tuple[torch.Tensor, torch.Tensor]:
+    """Electron-microscopy-like tissue: dark cell membranes (the foreground) around bright, grainy cells that
+    hold dark organelles, which are *not* membrane.
+
+    Cells are the Voronoi cells of jittered seeds (one per grid cell of 30-48 px) in a smoothly warped plane, so
+    membranes are wavy; a pixel is membrane within half the local membrane width (2-6 px, varying smoothly) of the
+    bisector between its two nearest seeds. Each cell's cytoplasm has its own brightness (0.8-1.05) and a fine
+    grain; inside the cells, away from the membranes, lie dark vesicles (discs of radius 2-5 px, 0.3-0.45),
+    mitochondria (ellipses 5-12 x 3-6 px, 0.3-0.45, with cristae stripes) and small dense granules (0.15-0.3).
+    Membranes are 0.1-0.25. Organelles are as dark as membranes, so a threshold cannot tell them apart: their
+    shape (closed blobs inside a cell, not a connected network between cells) has to.
+    """
+    spacing = _uniform((n, 1, 1), 30.0, 48.0, g)
+    rows, cols = math.ceil(h / 30.0) + 3, math.ceil(w / 30.0) + 3
+    iy = torch.arange(rows).repeat_interleave(cols).float()
+    ix = torch.arange(cols).repeat(rows).float()
+    jitter = _uniform((n, rows * cols, 2), 0.1, 0.9, g)
+    seeds = torch.stack([(iy + jitter[..., 0] - 1), (ix + jitter[..., 1] - 1)], -1) * spacing  # (n, m, 2)
+    yy, xx = _grid(h, w)
+    warp = 3.0 * _noise(2 * n, h, w, 20.0, g).view(n, 2, h, w)
+    pts = torch.stack([(yy + warp[:, 0]).flatten(1), (xx + warp[:, 1]).flatten(1)], -1)  # (n, h w, 2)
+    d2 = torch.cdist(pts, seeds) ** 2
+    near, which = d2.topk(2, dim=-1, largest=False)
+    s1 = seeds.gather(1, which[..., :1].expand(-1, -1, 2))
+    s2 = seeds.gather(1, which[..., 1:].expand(-1, -1, 2))
+    # distance to the bisector of the two nearest seeds (exact for a Voronoi edge)
+    to_edge = ((near[..., 1] - near[..., 0]) / (2 * (s2 - s1).norm(dim=-1).clamp(min=1e-3))).view(n, h, w)
+    cell = which[..., 0].view(n, h, w)
+    width = 4.0 + 2.0 * _noise(n, h, w, 20.0, g).clamp(-1, 1)
+    membrane = to_edge < width / 2
+
+    cyto = _uniform((n, rows * cols), 0.8, 1.05, g).gather(1, cell.flatten(1)).view(n, h, w)
+    grain = _noise(n, h, w, 1.2, g).clamp(-2.5, 2.5)
+    density = cyto * (1 + 0.08 * grain + 0.05 * _noise(n, h, w, 6.0, g).clamp(-2, 2))
+
+    # organelles: centres whose ellipse stays clear of the membranes
+    cy, cx, active = _draw_objects(n, h, w, 240.0, 0.0, g)
+    m = cy.shape[1]
+    kind = torch.multinomial(torch.tensor([0.45, 0.3, 0.25]), n * m, replacement=True, generator=g).view(n, m)
+    a = torch.where(kind == 0, _uniform((n, m), 2.0, 5.0, g),
+                    torch.where(kind == 1, _uniform((n, m), 5.0, 12.0, g), _uniform((n, m), 1.0, 2.0, g)))
+    b = torch.where(kind == 1, _uniform((n, m), 3.0, 6.0, g).minimum(a), a)
+    theta = _uniform((n, m), 0.0, math.pi, g)
+    dark = torch.where(kind == 2, _uniform((n, m), 0.15, 0.3, g), _uniform((n, m), 0.3, 0.45, g))
+    iy_c = cy.long().clamp(0, h - 1)
+    ix_c = cx.long().clamp(0, w - 1)
+    clear = to_edge[torch.arange(n)[:, None], iy_c, ix_c] - width[torch.arange(n)[:, None], iy_c, ix_c] / 2
+    active &= clear > a + 2.0
+    image, p = _select(active, cy=cy, cx=cx, cos=theta.cos(), sin=theta.sin(), a=a, b=b, dark=dark,
+                       mito=(kind == 1).float())
+    winner = _stamp(_ellipse_level, p, image, 13, n, h, w)
+    at = _at_winner(winner, p, h, w)
+    cristae = 0.5 + 0.5 * torch.cos(2 * math.pi / 3.0 * (at["dx"] * at["cos"] + at["dy"] * at["sin"]))
+    organelle_density = at["dark"] * (1 + at["mito"] * 0.6 * cristae)
+    inside = (winner >= 0) & ~membrane
+    density = torch.where(inside, organelle_density, density)
+    membrane_density = _uniform((n, 1, 1), 0.1, 0.25, g) * (1 + 0.15 * _noise(n, h, w, 2.0, g).clamp(-2, 2))
+    density = torch.where(membrane, membrane_density, density)
+    return membrane.long(), density[:, None].clamp(min=0)
