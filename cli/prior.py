@@ -28,6 +28,9 @@ def prior():
               help="No labels at all: a folder of images to bootstrap the prior from (with --from).")
 @click.option("--from", "from_method", type=click.Choice(("otsu", "local", "kmeans", "gmm", "dfc")), default="otsu",
               show_default=True, help="Unsupervised method that bootstraps a prior from --images.")
+@click.option("--foreground", type=click.Choice(("auto", "bright", "dark")), default=None,
+              help="With --images: which side of the intensity is foreground for the --from method. "
+                   "[default: auto]")
 @click.option("--ems", default=None, metavar="SPEC",
               help="Label spec applied before the density; 'paper' is the paper's EMS skeleton+shift:1+sample:0.1.")
 @click.option("--kernel", type=click.Choice(("box", "gaussian")), default="box", show_default=True,
@@ -46,8 +49,8 @@ def prior():
 @overwrite_option
 @quiet_option
 @handle_errors
-def estimate(labels, images, from_method, ems, kernel, bandwidth, layout, splits, mask_mode, page, out, seed, device,
-             threads, overwrite, quiet):
+def estimate(labels, images, from_method, foreground, ems, kernel, bandwidth, layout, splits, mask_mode, page, out,
+             seed, device, threads, overwrite, quiet):
     """Estimate per-class spatial densities from labels (--labels), or bootstrap them from images with no labels
     (--images --from otsu|local|kmeans|gmm|dfc: a folder of images or a dataset folder), and save them as a
     density.npz prior."""
@@ -59,6 +62,9 @@ def estimate(labels, images, from_method, ems, kernel, bandwidth, layout, splits
 
     if (labels is None) == (images is None):
         raise click.UsageError("give exactly one of --labels and --images")
+    if foreground is not None and images is None:
+        raise click.BadParameter("--foreground goes with --images (labels say which side is foreground)",
+                                 param_hint="--foreground")
     check_output_file(out, overwrite=overwrite, inputs=[labels, images], suffixes=(".npz",))
     dev = runtime(device, threads)
     spec = EMS_DEFAULT if ems == "paper" else ems
@@ -67,6 +73,7 @@ def estimate(labels, images, from_method, ems, kernel, bandwidth, layout, splits
                                             layout=layout, splits=splits or None, mask_mode=mask_mode, device=dev)
     else:
         result = estimate_prior_from_images(images, method=from_method, ems=spec, kernel=kernel,
+                                            options=None if foreground is None else {"foreground": foreground},
                                             bandwidth=bandwidth, seed=seed, layout=layout, splits=splits or None,
                                             page=page, device=dev)
     save_prior(out, result)

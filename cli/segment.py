@@ -9,6 +9,7 @@ from .options import device_option, echo, handle_errors, overwrite_option, quiet
 # Kept in step with mstool.unsupervised.METHODS by tests/cli/test_segment.py; listed here so that --help does not
 # import torch.
 METHOD_NAMES = ("otsu", "multiotsu", "local", "kmeans", "gmm", "dfc", "igtt")
+FOREGROUND_NAMES = ("auto", "bright", "dark")  # mstool.unsupervised.FOREGROUND_RULES, kept in step by a test
 
 
 @click.command("segment")
@@ -19,8 +20,10 @@ METHOD_NAMES = ("otsu", "multiotsu", "local", "kmeans", "gmm", "dfc", "igtt")
               help="A density.npz whose entries match the image names (from `mstool prior estimate`).")
 @click.option("--prior-weight", type=click.FloatRange(min=0), default=None,
               help="iGTT: weight of the prior-consistency term in candidate selection.")
-@click.option("--foreground", type=click.Choice(("bright", "dark")), default=None,
-              help="Label-free cluster-to-class rule of the classical methods and DFC. [default: bright]")
+@click.option("--foreground", type=click.Choice(FOREGROUND_NAMES), default=None,
+              help="Which side of the intensity is foreground, for every binary method (iGTT included); auto "
+                   "decides for each group of images: background is the side of the most common intensity. "
+                   "[default: auto]")
 @click.option("--no-ems", is_flag=True, help="iGTT without its EMS step (the paper's ablation).")
 @click.option("--checkpoint", type=click.Path(exists=True), default=None,
               help="Segment with trained iGTT networks instead of training: a model file (model.pt or "

@@ -127,6 +127,7 @@ CASES: list[Case] = [
     Case(["prior", "estimate", "--images", "imgs", "--from", "watershed", "-o", "p.npz"], "--from"),
     Case(["prior", "estimate", "--images", "imgs", "--ems", "blur:1", "-o", "p.npz"], "blur"),
     Case(["prior", "estimate", "--labels", "data/ds", "--split", "holdout", "-o", "p.npz"], "holdout"),
+    Case(["prior", "estimate", "--labels", "data/ds", "--foreground", "dark", "-o", "p.npz"], "--foreground"),
     *_overlap(["prior", "estimate", "--labels", "data/ds"], "data/ds/p.npz"),
     Case(["prior", "show", "priors/junk.npz", "-o", "p.png"], "priors/junk.npz"),
     Case(["prior", "show", "priors/prior.npz", "-o", "files/existing.png"], "files/existing.png"),
@@ -150,6 +151,8 @@ CASES: list[Case] = [
     Case(["segment", "nowhere", "-o", "out"], "nowhere"),
     Case(["segment", "data/ds", "-o", "out", "--split", "holdout"], "holdout"),
     Case(["segment", "imgs", "-o", "rofs/seg"], "rofs/seg", patch="read-only"),
+    Case(["segment", "imgs", "-o", "out", "--method", "multiotsu", "--foreground", "dark"], "foreground"),
+    Case(["segment", "imgs", "-o", "out", "--foreground", "left"], "--foreground"),
     # ----------------------------------------------------------------------------------------------- train
     Case(["train", "--data", "nowhere", "-o", "run"], "nowhere"),
     Case(["train", "--data", "synth:blobs", "-o", "run"], "blobs"),
@@ -182,6 +185,10 @@ CASES: list[Case] = [
     Case(["compare", "--data", "data/ds", "--labels", "clean", "--cell", "nope", "-o", "run"], "nope"),
     Case(["compare", "--data", "data/ds", "--labels", "none", "--unsupervised", "otsu:bogus=1", "-o", "run"],
          "bogus"),
+    Case(["compare", "--data", "data/ds", "--labels", "none", "--unsupervised", "multiotsu:foreground=dark", "-o",
+          "run"], "foreground"),
+    Case(["compare", "--data", "data/ds", "--labels", "none", "--unsupervised", "igtt:prior=multiotsu", "-o", "run"],
+         "prior=multiotsu"),
 ]
 
 

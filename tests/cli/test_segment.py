@@ -9,7 +9,7 @@ from mstool.data import synthesize
 from mstool.device import make_generator
 from mstool.io import read_mask, write_image
 from mstool.metastructure import load_prior
-from mstool.unsupervised import METHODS
+from mstool.unsupervised import FOREGROUND_RULES, METHODS
 
 
 def _images(root, n=3, size=48, kind="nuc"):
@@ -21,6 +21,7 @@ def _images(root, n=3, size=48, kind="nuc"):
 
 def test_cli_method_choices_follow_the_registry():
     assert set(segment_cli.METHOD_NAMES) == set(METHODS.names())
+    assert segment_cli.FOREGROUND_NAMES == FOREGROUND_RULES
 
 
 def test_segment_otsu_and_bootstrapped_prior(tmp_path):
@@ -178,3 +179,15 @@ def test_skipped_images_are_warned_once_and_counted(tmp_path):
         line for line in r.stderr.splitlines() if "broken.tif" in line]
     assert "segmented 2 image(s) with otsu" in r.stdout and "1 skipped" in r.stdout
     assert "broken.tif" in json.loads((tmp_path / "out" / "run.json").read_text())["problems"][0]
+
+
+def test_igtt_auto_segments_em_membranes_and_says_why(tmp_path):
+    from mstool.data import write_synthetic_dataset
+
+    root = write_synthetic_dataset(tmp_path / "em", "em", n=3, size=64, seed=0)
+    r = CliRunner().invoke(cli, ["segment", str(root), "--method", "igtt", *IGTT_SETTINGS, "--no-overlays",
+                                 "-o", str(tmp_path / "out"), "-q"])
+    assert r.exit_code == 0, r.output
+    info = json.loads((tmp_path / "out" / "run.json").read_text())["images"]["em_0000"]["method_info"]
+    assert info["foreground"] == "dark" and info["foreground_rule"] == "auto"
+    assert "background is bright" in info["foreground_reason"]

@@ -77,7 +77,9 @@ def test_bright_square_is_found(name):
 def test_dark_rule_finds_a_dark_square(name):
     images, truth = square_batch()
     assert dice(run(name, -images, foreground="dark").masks, truth) > 0.9
-    assert dice(run(name, -images).masks, truth) < 0.1  # bright rule on the inverted image finds the background
+    # the bright rule on the inverted image finds the background; auto sees the dark object
+    assert dice(run(name, -images, foreground="bright").masks, truth) < 0.1
+    assert dice(run(name, -images).masks, truth) > 0.9
 
 
 @pytest.mark.parametrize("name", ["otsu", "local"])
@@ -341,7 +343,7 @@ def test_multiotsu_ignores_a_prior_with_a_warning():
 
 # ---------------------------------------------------------------------------------------------------- errors
 @pytest.mark.parametrize("call, error, match", [
-    (lambda: Otsu(foreground="middle"), ParameterError, "`foreground` must be one of bright, dark"),
+    (lambda: Otsu(foreground="middle"), ParameterError, "`foreground` must be one of auto, bright, dark"),
     (lambda: Otsu(bins=1), ParameterError, "`bins` must be an integer >= 2"),
     (lambda: MultiOtsu(classes=1), ParameterError, "`classes` must be an integer >= 2"),
     (lambda: otsu_thresholds(torch.zeros(1, 4), classes=5, bins=4), ParameterError, "`bins` must be an integer >= 5"),
@@ -373,3 +375,46 @@ def test_class_equals_function():
     g1, g2 = torch.Generator().manual_seed(5), torch.Generator().manual_seed(5)
     assert torch.equal(KMeans(clusters=3).segment(images, generator=g1).scores,
                        kmeans(images, clusters=3, generator=g2).scores)
+
+
+# ------------------------------------------------------------------------------------------------ polarity
+@pytest.mark.parametrize(("kind", "side"), [("nuc", "bright"), ("er", "bright"), ("mito", "bright"), ("em", "dark")])
+def test_auto_polarity_on_every_kind_and_turned_over(kind, side):
+    """The auto rule: bright nuclei, ER and mitochondria, dark EM membranes; turned over, the other side."""
+    from mstool.unsupervised import choose_foreground
+
+    other = {"bright": "dark", "dark": "bright"}[side]
+    for invert, expect in ((False, side), (True, other)):
+        data = synthesize(kind, 6, 96, invert=invert, generator=torch.Generator().manual_seed(3))
+        images = torch.stack([normalize_image(im[0].numpy()) for im in data.images])
+        got, info = choose_foreground(images)
+        assert got == expect, info
+        assert info["foreground_votes"][expect] >= 5 and info["foreground_rule"] == "auto"
+        assert f"the foreground {expect}" in info["foreground_reason"]
+
+
+def test_auto_polarity_without_structure_is_bright():
+    from mstool.unsupervised import choose_foreground
+
+    side, info = choose_foreground(torch.ones(2, 1, 8, 8))
+    assert side == "bright" and info["foreground_votes"] == {"dark": 0, "bright": 0}
+    assert choose_foreground(torch.zeros(0, 1, 8, 8))[0] == "bright"
+
+
+@pytest.mark.parametrize("name", BINARY)
+def test_every_binary_method_records_the_side_and_why(name):
+    images, truth = square_batch()
+    for given in ("bright", "dark", "auto"):
+        info = run(name, images, foreground=given).info
+        assert info["foreground"] in ("bright", "dark")
+        assert info["foreground_rule"] == ("auto" if given == "auto" else "given")
+    assert run(name, -images).info["foreground"] == "dark" and "foreground_reason" in run(name, -images).info
+
+
+def test_auto_finds_em_membranes():
+    data = synthesize("em", 4, 128, generator=torch.Generator().manual_seed(0))
+    images = torch.stack([normalize_image(im[0].numpy()) for im in data.images])
+    auto = Otsu().segment(images)
+    assert auto.info["foreground"] == "dark"
+    assert torch.equal(auto.masks, Otsu(foreground="dark").segment(images).masks)
+    assert dice(auto.masks, data.labels) > 0.6 > dice(Otsu(foreground="bright").segment(images).masks, data.labels)

@@ -415,3 +415,46 @@ def test_tile_setting_checked_and_saved():
     assert IGTT().tile == 512 and IGTT(tile=None).settings()["tile"] is None
     with pytest.raises(ParameterError, match="`tile`"):
         IGTT(tile=8)
+
+
+# ------------------------------------------------------------------------------------------------ polarity
+def test_dark_foreground_is_the_turned_over_bright_one_bit_for_bit():
+    """iGTT on dark objects (foreground="dark") is iGTT on the negated image with bright ones: same masks and
+    scores, so no side is favoured by the network's arithmetic."""
+    x, lab = _blobs(2, 32, thin=True)
+    dark = IGTT(**TINY, foreground="dark").segment(-x, generator=torch.Generator().manual_seed(0))
+    bright = IGTT(**TINY, foreground="bright").segment(x, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(dark.masks, bright.masks) and torch.equal(dark.scores, bright.scores)
+    assert dark.info["foreground"] == "dark" and bright.info["foreground"] == "bright"
+    auto = IGTT(**TINY).segment(-x, generator=torch.Generator().manual_seed(0))
+    assert auto.info["foreground"] == "dark" and "foreground_reason" in auto.info
+    assert torch.equal(auto.masks, dark.masks)
+
+
+def test_a_loaded_network_keeps_its_side(tmp_path):
+    x, _ = _blobs(2, 32)
+    method = IGTT(**TINY, foreground="dark")
+    out = method.segment(-x, generator=torch.Generator().manual_seed(0))
+    loaded = IGTT.load(method.save(tmp_path / "dark.pt"))
+    again = loaded.segment(-x)
+    assert torch.equal(again.masks, out.masks) and again.info["foreground"] == "dark"
+    assert again.info["foreground_rule"] == "trained"
+
+
+def test_no_minority_inversion_when_the_side_is_known():
+    """Dense foreground (over half the image) stays foreground: the side is known, so nothing is inverted."""
+    g = torch.Generator().manual_seed(2)
+    lab = torch.ones(2, 32, 32, dtype=torch.long)
+    lab[:, 8:24:8, :] = 0  # thin background lines: the foreground covers most of the image
+    x = lab[:, None].float() + 0.05 * torch.randn(2, 1, 32, 32, generator=g)
+    x = (x - x.mean((2, 3), keepdim=True)) / x.std((2, 3), keepdim=True)
+    out = IGTT(**TINY, foreground="bright").segment(x, generator=torch.Generator().manual_seed(0))
+    assert out.info["inverted"] == [False, False]
+    probs = lab[:, None].float() * 0.8 + 0.1
+    assert float(select_candidate(probs, 5, minority=False).masks.float().mean()) > 0.5
+    assert bool(select_candidate(probs, 5).inverted.all())  # the paper's rule takes the minority
+
+
+def test_bad_foreground_setting():
+    with pytest.raises(ParameterError, match="`foreground` must be one of auto, bright, dark"):
+        IGTT(foreground="up")

@@ -121,9 +121,10 @@ def parse_method_spec(text: str) -> MethodSpec:
             raise ParameterError(f"empty option in unsupervised method entry {text!r}")
         if key == "prior":
             prior = value.strip()
-            if prior not in METHODS.names():
-                raise ParameterError(f"`prior={prior}` in {text!r}: a prior is bootstrapped from a method's masks; "
-                                     f"known methods: {', '.join(METHODS.names())}")
+            if prior not in METHODS.names() or prior == "multiotsu":
+                binary = [m for m in METHODS.names() if m != "multiotsu"]
+                raise ParameterError(f"`prior={prior}` in {text!r}: a prior is bootstrapped from a binary method's "
+                                     f"masks; binary methods: {', '.join(binary)}")
             continue
         options[key] = _parse_value(value.strip()) if eq else True
         if not eq:
@@ -209,7 +210,9 @@ def run_unsupervised_cell(config, cell, run_dir: str | Path, data, *, device: st
         warnings.simplefilter("always", MstoolWarning)
         prior = None
         if spec.prior is not None:
-            boot = build_method(spec.prior, {}, device=dev).segment(images, generator=g)
+            # the prior's method looks at the same side of the intensity as the entry says
+            side = {k: v for k, v in spec.options if k == "foreground"}
+            boot = build_method(spec.prior, side, device=dev).segment(images, generator=g)
             prior = estimate_prior(boot.masks, data.test_names, num_classes=2, bandwidth=_BOOTSTRAP_BANDWIDTH,
                                    source=f"bootstrap:{spec.prior}").foreground()
         method = build_method(spec.name, _nest(dict(spec.options)), device=dev)

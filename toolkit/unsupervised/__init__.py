@@ -9,7 +9,16 @@ k-means, Gaussian mixture), DFC (Kim et al. 2020) and iGTT (Luo et al. 2022, wit
 """
 
 from ._base import METHODS, Method, Segmentation, check_images_and_prior
-from ._classical import GaussianMixture, KMeans, LocalThreshold, MultiOtsu, Otsu
+from ._classical import (
+    FOREGROUND_RULES,
+    GaussianMixture,
+    KMeans,
+    LocalThreshold,
+    MultiOtsu,
+    Otsu,
+    choose_foreground,
+    resolve_foreground,
+)
 from ._dfc import DFC
 from ._folder import build_method, method_options, segment_folder
 from ._igtt import IGTT
@@ -17,5 +26,6 @@ from ._igtt import IGTT
 __all__ = [
     "METHODS", "Method", "Segmentation", "check_images_and_prior",
     "Otsu", "MultiOtsu", "LocalThreshold", "KMeans", "GaussianMixture", "DFC", "IGTT",
+    "FOREGROUND_RULES", "choose_foreground", "resolve_foreground",
     "segment_folder", "build_method", "method_options",
 ]

@@ -7,9 +7,11 @@ methods work on the *intensity*, the mean over channels; k-means and the mixture
 
 Conventions (shared by every method here and by DFC):
 
-- **Label-free cluster-to-class rule.** ``foreground="bright"`` (default) makes the bright side foreground:
-  above the threshold, or, for clusters, the clusters whose mean intensity lies above the Otsu threshold of the
-  cluster means (weighted by cluster size; with two clusters, simply the brighter one). ``"dark"`` mirrors it.
+- **Label-free cluster-to-class rule.** ``foreground="bright"`` makes the bright side foreground: above the
+  threshold, or, for clusters, the clusters whose mean intensity lies above the Otsu threshold of the cluster
+  means (weighted by cluster size; with two clusters, simply the brighter one). ``"dark"`` mirrors it.
+  ``"auto"`` (the default) picks the side for the whole batch by :func:`choose_foreground` (background is the
+  side of the most common intensity); ``info`` records the side, the rule and, for ``auto``, why.
   Nothing here reads labels; a mapping that looks at ground truth belongs to evaluation, where it is called
   ``oracle``.
 - **Scores.** Binary methods return ``(N, 1, H, W)`` foreground scores in ``[0, 1]``. Threshold methods map
@@ -63,6 +65,8 @@ from ._base import METHODS, Segmentation, check_images_and_prior
 
 __all__ = [
     "FOREGROUND_RULES",
+    "choose_foreground",
+    "resolve_foreground",
     "otsu_thresholds",
     "foreground_clusters",
     "pixel_features",
@@ -78,8 +82,9 @@ __all__ = [
     "GaussianMixture",
 ]
 
-FOREGROUND_RULES = ("bright", "dark")
-"""Values of ``foreground``: which side of the intensity is foreground."""
+FOREGROUND_RULES = ("auto", "bright", "dark")
+"""Values of ``foreground``: which side of the intensity is foreground; ``auto`` decides per batch by
+:func:`choose_foreground`."""
 
 _LOCAL_KINDS = ("gaussian", "mean")
 _KMEANS_INITS = ("kmeans++", "quantile")
@@ -112,6 +117,16 @@ def otsu_thresholds(x: torch.Tensor, *, classes: int = 2, bins: int = 256) -> to
     """
     classes = _check_int(classes, "classes", 2)
     bins = _check_int(bins, "bins", classes)
+    counts, centres, lo, width = _histograms(x, bins)
+    cuts = _optimal_cuts(counts, centres, classes)
+    thresholds = centres.gather(1, cuts - 1)
+    constant = (width == 0).expand_as(thresholds)
+    return torch.where(constant, lo.expand_as(thresholds), thresholds).to(x.dtype)
+
+
+def _histograms(x: torch.Tensor, bins: int) -> tuple[torch.Tensor, ...]:
+    """Per-item ``bins``-bin histograms over each item's range: ``(counts, centres)`` ``(N, bins)`` and the
+    ``(N, 1)`` lower edge and bin width, in float64 (float32 on MPS)."""
     n = x.shape[0]
     flat = x.reshape(n, -1)
     if flat.shape[1] == 0:
@@ -126,10 +141,79 @@ def otsu_thresholds(x: torch.Tensor, *, classes: int = 2, bins: int = 256) -> to
     offset = torch.arange(n, device=x.device)[:, None] * bins
     counts = torch.bincount((idx + offset).flatten(), minlength=n * bins).view(n, bins).to(wide)
     centres = lo + (torch.arange(bins, device=x.device, dtype=wide) + 0.5) * width
-    cuts = _optimal_cuts(counts, centres, classes)
-    thresholds = centres.gather(1, cuts - 1)
-    constant = (width == 0).expand_as(thresholds)
-    return torch.where(constant, lo.expand_as(thresholds), thresholds).to(x.dtype)
+    return counts, centres, lo, width
+
+
+def choose_foreground(images: torch.Tensor, *, smooth: float = 1.0, bins: int = 256) -> tuple[str, dict]:
+    """The ``auto`` polarity rule: which side of the intensity is foreground, decided for a whole batch.
+
+    Background is what most of an image is: per image, the intensity (channel mean, Gaussian-smoothed with
+    sigma ``smooth`` so that pixel noise and fine grain do not decide) is split by Otsu's threshold, and the side
+    holding the histogram's mode (the most common intensity, on a histogram smoothed over 2 bins) is background;
+    the other side is foreground. The batch follows the majority of its images (a tie, or no image with any
+    structure, gives ``bright``): one microscope, one polarity. Bright nuclei, ER and mitochondria on a dark
+    background give ``bright``; dark membranes around bright cells give ``dark``.
+
+    Where it fails: when the texture of the background is as strong as the objects' contrast (the mode then lies
+    anywhere), and for objects covering most of the image. Name the side (``foreground="bright"`` or ``"dark"``)
+    when the rule is wrong; the reason it gives says what it saw.
+
+    Args:
+        images: ``(N, C, H, W)`` float images.
+        smooth: Gaussian sigma in pixels, ``>= 0``.
+        bins: histogram bins, ``>= 2``.
+
+    Returns:
+        ``(side, info)``: ``"bright"`` or ``"dark"``, and ``{"foreground", "foreground_rule": "auto",
+        "foreground_votes": {"bright": b, "dark": d}, "foreground_reason": text}``.
+
+    Example:
+        >>> x = torch.ones(2, 1, 16, 16)
+        >>> x[:, :, 4:8, 4:8] = 0.0  # a dark object on a bright background
+        >>> choose_foreground(x)[0], choose_foreground(-x)[0]
+        ('dark', 'bright')
+    """
+    check_images_and_prior(images, None)
+    sigma = check_range(smooth, "smooth", 0)
+    bins = _check_int(bins, "bins", 2)
+    x = images.mean(1, keepdim=True)
+    n, _, h, w = x.shape
+    structured = ~_constant(images) if n else torch.zeros(0, dtype=torch.bool)
+    dark = torch.zeros(n, dtype=torch.bool, device=images.device)
+    if n and h * w:
+        if sigma > 0:
+            radius = max(1, min(math.ceil(3 * sigma), min(h, w) - 1))
+            x = gaussian_blur2d(x, (2 * radius + 1, 2 * radius + 1), (sigma, sigma), border_type="reflect")
+        counts, centres, _, _ = _histograms(x[:, 0], bins)
+        taps = torch.arange(-6, 7, device=counts.device, dtype=counts.dtype)
+        kernel = torch.exp(-(taps**2) / 8.0)  # a Gaussian of 2 bins
+        peak = F.conv1d(counts[:, None], (kernel / kernel.sum())[None, None], padding=6)[:, 0].argmax(1)
+        mode = centres.gather(1, peak[:, None])[:, 0]
+        t = _otsu_of_histogram(counts, centres)
+        dark = (mode > t) & structured
+    votes = {"dark": int(dark.sum()), "bright": int((structured & ~dark).sum())}
+    side = "dark" if votes["dark"] > votes["bright"] else "bright"
+    counted = votes["dark"] + votes["bright"]
+    reason = (f"auto: the most common intensity lies {'above' if side == 'dark' else 'below'} Otsu's threshold in "
+              f"{votes[side]} of {counted} image(s), so the background is {'bright' if side == 'dark' else 'dark'} "
+              f"and the foreground {side}") if counted else "auto: no image with structure; bright by default"
+    return side, {"foreground": side, "foreground_rule": "auto", "foreground_votes": votes,
+                  "foreground_reason": reason}
+
+
+def resolve_foreground(images: torch.Tensor, foreground: str) -> tuple[str, dict]:
+    """``foreground`` as a side: ``"bright"`` and ``"dark"`` as given, ``"auto"`` by :func:`choose_foreground`;
+    with the info every method records (``foreground``, ``foreground_rule`` and, for ``auto``, the votes and the
+    reason)."""
+    check_in(foreground, "foreground", FOREGROUND_RULES)
+    if foreground != "auto":
+        return foreground, {"foreground": foreground, "foreground_rule": "given"}
+    return choose_foreground(images)
+
+
+def _otsu_of_histogram(counts: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
+    """``(N,)`` Otsu's threshold (a bin centre) of ``(N, bins)`` histograms."""
+    return centres.gather(1, _optimal_cuts(counts, centres, 2) - 1)[:, 0]
 
 
 def _optimal_cuts(counts: torch.Tensor, centres: torch.Tensor, classes: int) -> torch.Tensor:
@@ -206,13 +290,14 @@ def pixel_features(
 
 
 # ----------------------------------------------------------------------------------------------------- methods
-def otsu(images: torch.Tensor, *, foreground: str = "bright", bins: int = 256,
+def otsu(images: torch.Tensor, *, foreground: str = "auto", bins: int = 256,
          prior: torch.Tensor | None = None) -> Segmentation:
     """Otsu's global threshold of each image's intensity, batched.
 
     Args:
         images: ``(N, C, H, W)`` z-scored float images; the intensity is the channel mean.
-        foreground: ``"bright"`` (above the threshold is foreground) or ``"dark"``.
+        foreground: ``"bright"`` (above the threshold is foreground), ``"dark"``, or ``"auto"``
+            (:func:`choose_foreground`).
         bins: histogram bins.
         prior: ``(N, 1, H, W)`` foreground density in ``[0, 1]``, or ``None``. Given, it replaces Otsu's criterion:
             the threshold is the intensity quantile that makes the foreground fraction equal to the prior's mean.
@@ -241,8 +326,8 @@ def otsu(images: torch.Tensor, *, foreground: str = "bright", bins: int = 256,
     """
     check_images_and_prior(images, prior)
     _check_binary(foreground, bins)
+    foreground, info = resolve_foreground(images, foreground)
     x = _signed_intensity(images, foreground)
-    info: dict = {"foreground": foreground}
     if prior is None:
         t = otsu_thresholds(x, bins=bins)[:, 0] if len(x) else x.new_zeros(0)
         info["rule"] = "otsu"
@@ -297,7 +382,7 @@ def multiotsu(images: torch.Tensor, *, classes: int = 3, bins: int = 256) -> Seg
 
 
 def local_threshold(images: torch.Tensor, *, block_size: int = 51, kind: str = "gaussian", offset: float = 0.5,
-                    foreground: str = "bright", prior: torch.Tensor | None = None) -> Segmentation:
+                    foreground: str = "auto", prior: torch.Tensor | None = None) -> Segmentation:
     """Local (adaptive) threshold: a pixel is foreground where it exceeds its neighbourhood mean by ``offset``.
 
     The local contrast ``x - local_mean(x)`` is thresholded at ``offset``; ``local_mean`` is a Gaussian window
@@ -311,7 +396,7 @@ def local_threshold(images: torch.Tensor, *, block_size: int = 51, kind: str = "
         block_size: odd window side ``>= 3`` in pixels.
         kind: ``"gaussian"`` or ``"mean"`` (box).
         offset: contrast threshold in image std units (``dark``: the intensity must fall ``offset`` below).
-        foreground: ``"bright"`` or ``"dark"``.
+        foreground: ``"bright"``, ``"dark"`` or ``"auto"`` (:func:`choose_foreground`).
         prior: ``(N, 1, H, W)`` foreground density in ``[0, 1]``, or ``None``. Given, the offset is chosen per image
             so that the foreground fraction equals the prior's mean (``offset`` is then not used).
 
@@ -332,10 +417,10 @@ def local_threshold(images: torch.Tensor, *, block_size: int = 51, kind: str = "
     """
     check_images_and_prior(images, prior)
     block_size, kind, offset = _check_local(block_size, kind, offset)
-    check_in(foreground, "foreground", FOREGROUND_RULES)
+    foreground, why = resolve_foreground(images, foreground)
     x = _signed_intensity(images, foreground)
     contrast = x - _local_mean(x, block_size, kind)
-    info: dict = {"foreground": foreground, "block_size": block_size, "kind": kind}
+    info: dict = {**why, "block_size": block_size, "kind": kind}
     if prior is None:
         t = x.new_full((x.shape[0],), offset)
         info["rule"] = "fixed_offset"
@@ -355,7 +440,7 @@ def kmeans(
     position: float = 0.0,
     iterations: int = 30,
     init: str = "kmeans++",
-    foreground: str = "bright",
+    foreground: str = "auto",
     prior: torch.Tensor | None = None,
     prior_clip: float = 0.01,
     generator: torch.Generator | None = None,
@@ -381,7 +466,7 @@ def kmeans(
         iterations: maximum Lloyd iterations, ``>= 1``.
         init: ``"kmeans++"`` (random, seeded by ``generator``) or ``"quantile"`` (centres at the pixels of
             intensity quantiles ``(k + 0.5) / K``).
-        foreground: ``"bright"`` or ``"dark"``.
+        foreground: ``"bright"``, ``"dark"`` or ``"auto"`` (:func:`choose_foreground`).
         prior: ``(N, 1, H, W)`` foreground probability per pixel (a density in ``[0, 1]``), or ``None``.
         prior_clip: the prior is clipped to ``[prior_clip, 1 - prior_clip]``, ``0 <= prior_clip < 0.5``.
         generator: CPU generator for the k-means++ seeding.
@@ -407,7 +492,7 @@ def kmeans(
     """
     check_images_and_prior(images, prior)
     clusters, iterations, init = _check_kmeans(clusters, iterations, init)
-    check_in(foreground, "foreground", FOREGROUND_RULES)
+    foreground, why = resolve_foreground(images, foreground)
     prior_clip = _check_clip(prior_clip)
     feats = pixel_features(images, smooth=smooth, position=position)
     intensity = images.mean(1).flatten(1)
@@ -431,7 +516,7 @@ def kmeans(
     assign = d2.argmin(-1)
     sigma2 = d2.gather(-1, assign[..., None]).mean((1, 2), keepdim=True) / feats.shape[-1]
     posterior = torch.softmax(-d2 / (2 * sigma2.clamp(min=1e-12)), dim=-1)
-    info = {"iterations": done, "init": init, "clusters": clusters}
+    info = {**why, "iterations": done, "init": init, "clusters": clusters}
     weights = posterior.new_full((posterior.shape[0], clusters), 1 / clusters)
     return _from_clusters(images, assign, posterior, weights, intensity, foreground, info, prior, prior_clip)
 
@@ -445,7 +530,7 @@ def gmm(
     position: float = 0.0,
     max_samples: int = 10000,
     iterations: int = 100,
-    foreground: str = "bright",
+    foreground: str = "auto",
     prior: torch.Tensor | None = None,
     prior_clip: float = 0.01,
     generator: torch.Generator | None = None,
@@ -465,7 +550,7 @@ def gmm(
         smooth, position: see :func:`pixel_features`.
         max_samples: pixels per image the mixture is fitted on, ``>= clusters``.
         iterations: maximum EM iterations, ``>= 1``.
-        foreground: ``"bright"`` or ``"dark"``.
+        foreground: ``"bright"``, ``"dark"`` or ``"auto"`` (:func:`choose_foreground`).
         prior: ``(N, 1, H, W)`` foreground probability per pixel (a density in ``[0, 1]``), or ``None``.
         prior_clip: the prior is clipped to ``[prior_clip, 1 - prior_clip]``, ``0 <= prior_clip < 0.5``.
         generator: CPU generator for the subsample and scikit-learn's seed.
@@ -483,7 +568,7 @@ def gmm(
         >>> x = torch.zeros(1, 1, 8, 8)
         >>> x[..., :, 4:] = 3.0
         >>> x = x + 0.1 * torch.randn(1, 1, 8, 8, generator=g)
-        >>> gmm(x, generator=g).masks[0, 0].tolist()
+        >>> gmm(x, foreground="bright", generator=g).masks[0, 0].tolist()
         [0, 0, 0, 0, 1, 1, 1, 1]
 
     References:
@@ -491,7 +576,7 @@ def gmm(
     """
     check_images_and_prior(images, prior)
     clusters, covariance, max_samples, iterations = _check_gmm(clusters, covariance, max_samples, iterations)
-    check_in(foreground, "foreground", FOREGROUND_RULES)
+    foreground, why = resolve_foreground(images, foreground)
     prior_clip = _check_clip(prior_clip)
     from sklearn.mixture import GaussianMixture  # imported here: scikit-learn is slow to import
 
@@ -521,7 +606,7 @@ def gmm(
         weights[i] = torch.from_numpy(model.weights_).to(weights)
         converged.append(bool(model.converged_))
     assign = posterior.argmax(-1)
-    info = {"converged": converged, "clusters": clusters, "covariance": covariance}
+    info = {**why, "converged": converged, "clusters": clusters, "covariance": covariance}
     return _from_clusters(images, assign, posterior, weights, intensity, foreground, info, prior, prior_clip)
 
 
@@ -531,7 +616,7 @@ def gmm(
 class Otsu:
     """Otsu's threshold (:func:`otsu`); a prior sets the threshold to match its foreground fraction."""
 
-    foreground: str = "bright"
+    foreground: str = "auto"
     bins: int = 256
 
     def __post_init__(self) -> None:
@@ -573,7 +658,7 @@ class LocalThreshold:
     block_size: int = 51
     kind: str = "gaussian"
     offset: float = 0.5
-    foreground: str = "bright"
+    foreground: str = "auto"
 
     def __post_init__(self) -> None:
         _check_local(self.block_size, self.kind, self.offset)
@@ -596,7 +681,7 @@ class KMeans:
     position: float = 0.0
     iterations: int = 30
     init: str = "kmeans++"
-    foreground: str = "bright"
+    foreground: str = "auto"
     prior_clip: float = 0.01
 
     def __post_init__(self) -> None:
@@ -623,7 +708,7 @@ class GaussianMixture:
     position: float = 0.0
     max_samples: int = 10000
     iterations: int = 100
-    foreground: str = "bright"
+    foreground: str = "auto"
     prior_clip: float = 0.01
 
     def __post_init__(self) -> None:
@@ -660,7 +745,7 @@ def foreground_clusters(means: torch.Tensor, sizes: torch.Tensor, foreground: st
         >>> foreground_clusters(torch.tensor([[0.0, 5.0, 0.2, 4.0]]), torch.tensor([[10, 3, 10, 3]]))
         tensor([[False,  True, False,  True]])
     """
-    check_in(foreground, "foreground", FOREGROUND_RULES)
+    check_in(foreground, "foreground", ("bright", "dark"))
     wide = torch.float32 if means.device.type == "mps" else torch.float64
     m = (means if foreground == "bright" else -means).to(wide)
     w = sizes.to(wide)

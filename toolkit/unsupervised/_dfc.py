@@ -21,7 +21,8 @@ From clusters to a binary map, label-free:
 
 - without scribbles: :func:`~mstool.unsupervised._classical.foreground_clusters`, i.e. the clusters whose mean
   intensity lies above the Otsu threshold of the cluster means (weighted by cluster size) are foreground
-  (``foreground="bright"``; below it for ``"dark"``);
+  (``foreground="bright"``; below it for ``"dark"``; ``"auto"``, the default, picks one side for the batch by
+  :func:`~mstool.unsupervised.choose_foreground`);
 - with scribbles (given, or built from a prior): scribble label 0 trains response channel 0 and label 1 channel 1,
   so cluster 1 is foreground and cluster 0 background by construction; any other cluster joins the anchor whose
   mean intensity is nearer. If an anchor cluster ends up empty the rule above is used instead.
@@ -72,6 +73,7 @@ from ._classical import (
     _empty,
     _warn_constant,
     foreground_clusters,
+    resolve_foreground,
 )
 
 __all__ = ["DFCNet", "prior_scribbles", "dfc", "DFC"]
@@ -183,7 +185,7 @@ def dfc(
     continuity: float = 5.0,
     scribble_continuity: float = 1.0,
     scribble_weight: float = 1.0,
-    foreground: str = "bright",
+    foreground: str = "auto",
     prior_top: float = 0.1,
     prior_bottom: float = 0.2,
     prior_keep: float = 0.05,
@@ -209,7 +211,8 @@ def dfc(
         continuity: weight ``mu`` of the spatial-continuity loss without scribbles, ``>= 0``.
         scribble_continuity: ``mu`` when scribbles (given or from a prior) guide training, ``>= 0``.
         scribble_weight: weight of the scribble cross-entropy, ``>= 0`` (1: as much as the similarity term).
-        foreground: the cluster rule without scribbles, ``"bright"`` or ``"dark"``.
+        foreground: the cluster rule without scribbles, ``"bright"``, ``"dark"`` or ``"auto"`` (one side for the
+            batch, :func:`~mstool.unsupervised.choose_foreground`).
         prior_top, prior_bottom, prior_keep: see :func:`prior_scribbles`.
         tile: side of the largest image trained and segmented whole, ``>= 16`` (``None``: no limit); a larger
             image trains on random ``tile x tile`` crops and is segmented in overlapping windows (module
@@ -222,7 +225,8 @@ def dfc(
     Returns:
         :class:`Segmentation`: masks ``(N, H, W)``, scores ``(N, 1, H, W)``, info per image: ``iterations`` (updates
         made), ``labels`` (clusters at the end), ``foreground_clusters``, ``cluster_means``, ``rule``
-        (``intensity`` or ``scribbles``) and ``scribbled`` (background and foreground scribble pixels).
+        (``intensity`` or ``scribbles``) and ``scribbled`` (background and foreground scribble pixels); for the
+        batch, ``foreground`` (the side), ``foreground_rule`` and, for ``auto``, its votes and reason.
 
     Raises:
         ShapeError: bad ``images``, ``scribbles`` or ``prior``.
@@ -249,15 +253,17 @@ def dfc(
     if prior is not None:
         pseudo = prior_scribbles(prior, top=prior_top, bottom=prior_bottom, keep=prior_keep, generator=generator)
         scribbles = pseudo if scribbles is None else torch.where(scribbles != IGNORE_INDEX, scribbles, pseudo)
+    foreground, why = resolve_foreground(images, foreground)
     if n == 0:
         return _empty(images, {"iterations": [], "labels": [], "foreground_clusters": [], "cluster_means": [],
-                               "rule": [], "scribbled": []})
+                               "rule": [], "scribbled": [], **why})
     constant = _constant(images)
     _warn_constant(constant, "dfc")
     masks = torch.zeros(n, h, w, dtype=torch.long, device=images.device)
     scores = images.new_zeros(n, 1, h, w)
     info: dict = {key: [] for key in ("iterations", "labels", "foreground_clusters", "cluster_means", "rule",
                                       "scribbled")}
+    info.update(why)
     for i in range(n):
         seed = spawn_seed(generator)
         scr = None if scribbles is None else scribbles[i].to(images.device)
@@ -311,7 +317,7 @@ class DFC:
     continuity: float = 5.0
     scribble_continuity: float = 1.0
     scribble_weight: float = 1.0
-    foreground: str = "bright"
+    foreground: str = "auto"
     prior_top: float = 0.1
     prior_bottom: float = 0.2
     prior_keep: float = 0.05

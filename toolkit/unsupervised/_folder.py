@@ -46,6 +46,9 @@ def build_method(name: str, options: dict[str, Any] | None = None, *, checkpoint
         _check_loadable(name)
         return cls.load(checkpoint, device=device)
     known = method_options(name)
+    if "foreground" in (options or {}) and "foreground" not in known:
+        raise ParameterError(f"`foreground`: method {name!r} is multi-class (it returns intensity classes, with no "
+                             "foreground side); leave --foreground out or choose a binary method")
     unknown = sorted(set(options or {}) - set(known))
     if unknown:
         raise ParameterError(f"method {name!r} has no option {', '.join(map(repr, unknown))}; its options are: "

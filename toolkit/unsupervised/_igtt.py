@@ -9,7 +9,10 @@ One round of iterative ground-truth training (Luo et al. 2022):
 3. build ``K`` candidate masks ``p >= t_k`` from thresholds evenly spaced strictly between the map's minimum
    and maximum and keep the one with the lowest (normalised) DMI to ``p`` (:func:`select_candidate`; with a
    prior, minus ``prior_weight`` times the meta-structure similarity of the candidate to the prior);
-4. fix polarity: a mask covering more than half the image is inverted (:func:`fix_polarity`);
+4. polarity: the paper inverts a mask covering more than half the image (:func:`fix_polarity`, foreground the
+   minority); here the side is known before the loop starts (``foreground``: ``bright``, ``dark``, or ``auto``,
+   decided once for the batch by :func:`~mstool.unsupervised.choose_foreground`), the first targets come from
+   that side, and the network's map is read as it is;
 5. extract the next targets from it with EMS (``skeleton+shift:1+sample:0.1``).
 
 What this implementation changes, and why. Each change was measured on synthetic ``er`` and ``mito`` (8 images
@@ -88,7 +91,7 @@ from ..labels import apply_spec, parse_spec, skeletonize
 from ..losses import bce_loss, soft_iou_loss
 from ..metastructure import EMS_DEFAULT
 from ._base import METHODS, Segmentation, check_images_and_prior
-from ._classical import otsu_thresholds
+from ._classical import FOREGROUND_RULES, otsu_thresholds, resolve_foreground
 
 __all__ = [
     "IGTT",
@@ -188,6 +191,7 @@ def select_candidate(
     prior_weight: float = 1.0,
     bandwidth: int = 5,
     rule: str = "dmi",
+    minority: bool = True,
 ) -> Selection:
     """Build ``num`` candidate masks per image from thresholds of its map and choose one, in one batched pass.
 
@@ -198,8 +202,10 @@ def select_candidate(
     mask, Otsu's criterion on the map. With a ``prior``, the score subtracts ``prior_weight`` times the
     consistency ``r_k``: the Pearson correlation of the candidate's foreground density (box window of half-width
     ``bandwidth``) with the prior, sign-flipped for a candidate that the polarity fix will invert (its density is
-    one minus the candidate's). The lowest score wins (the first on a tie); a winner covering more than half the
-    image is inverted (:func:`fix_polarity`).
+    one minus the candidate's). The lowest score wins (the first on a tie); with ``minority``, a winner covering
+    more than half the image is inverted (:func:`fix_polarity`): the foreground is taken to be the minority,
+    for maps whose polarity is unknown. A map known to score the foreground high (iGTT's, trained on targets of
+    a known side) is read as it is, ``minority=False``.
 
     Cost: ``O(N P)`` time and memory, independent of ``K`` but for ``O(N K)`` bookkeeping: each pixel's bucket
     among the evenly spaced thresholds is one multiply-add, one ``bincount`` over (image, bucket) and a reverse
@@ -219,6 +225,7 @@ def select_candidate(
         prior_weight: weight ``>= 0`` of the prior consistency term.
         bandwidth: box half-width of the candidates' densities (whole pixels ``>= 0``).
         rule: ``"dmi"`` or ``"ndmi"`` (:data:`SELECTION_RULES`).
+        minority: invert a winner covering more than half the image.
 
     Returns:
         :class:`Selection`.
@@ -257,13 +264,14 @@ def select_candidate(
         score = dmi + 0.5 * torch.log((frac * (1 - frac)).clamp_min(1e-12))
     if prior is not None:
         consistency = _prior_consistency(flat.view(n, h, w), thresholds, prior, bandwidth)
-        consistency = torch.where(inside > m / 2, -consistency, consistency)
+        if minority:
+            consistency = torch.where(inside > m / 2, -consistency, consistency)
         score = score - weight * consistency.double()
     index = score.argmin(1, keepdim=True)
     chosen = thresholds.gather(1, index)
     varies = hi > lo
     # the polarity fix (fix_polarity) without another pass: the candidate's size is known from the histogram
-    inverted = (inside.gather(1, index) > m / 2).squeeze(1) & varies
+    inverted = (inside.gather(1, index) > m / 2).squeeze(1) & varies & minority
     masks = flat >= chosen
     if bool(inverted.any()):
         masks ^= inverted[:, None]
@@ -414,8 +422,9 @@ def fix_polarity(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 # ------------------------------------------------------------------------------------------------------------
 
 
-def otsu_masks(images: torch.Tensor, *, smooth: float = 1.0, bins: int = 256) -> torch.Tensor:
-    """Otsu masks of the Gaussian-smoothed images, batched, polarity fixed (foreground the minority).
+def otsu_masks(images: torch.Tensor, *, smooth: float = 1.0, bins: int = 256,
+               foreground: str = "minority") -> torch.Tensor:
+    """Otsu masks of the Gaussian-smoothed images, batched, on the side ``foreground`` says.
 
     Channels are averaged, each image is blurred with a Gaussian of standard deviation ``smooth`` (reflecting
     border), its range is cut into ``bins`` bins and the bin edge maximising the between-class variance splits
@@ -425,6 +434,8 @@ def otsu_masks(images: torch.Tensor, *, smooth: float = 1.0, bins: int = 256) ->
         images: ``(N, C, H, W)`` float.
         smooth: Gaussian sigma in pixels, ``>= 0`` (0: no smoothing).
         bins: histogram bins, ``>= 2``.
+        foreground: ``"bright"`` (above the threshold), ``"dark"`` (at or below it) or ``"minority"`` (the
+            smaller side of each image, :func:`fix_polarity`).
 
     Returns:
         ``(N, H, W)`` int64 masks on the images' device.
@@ -441,6 +452,7 @@ def otsu_masks(images: torch.Tensor, *, smooth: float = 1.0, bins: int = 256) ->
     check_shape(images, "images", "N C H W", dtype="float")
     sigma = check_range(smooth, "smooth", 0)
     bins = _check_int(bins, "bins", 2)
+    check_in(foreground, "foreground", ("bright", "dark", "minority"))
     n, _, h, w = images.shape
     if n == 0 or h * w == 0:
         return torch.zeros(n, h, w, dtype=torch.long, device=images.device)
@@ -450,8 +462,9 @@ def otsu_masks(images: torch.Tensor, *, smooth: float = 1.0, bins: int = 256) ->
         x = gaussian_blur2d(x, (2 * radius + 1, 2 * radius + 1), (sigma, sigma), border_type="reflect")
     flat = x.flatten(1)
     span = flat.amax(1, keepdim=True) - flat.amin(1, keepdim=True)
-    masks = (flat > otsu_thresholds(flat, bins=bins)) & (span > 0)
-    return fix_polarity(masks.view(n, h, w).long())[0]
+    masks = (flat > otsu_thresholds(flat, bins=bins)) ^ (foreground == "dark")
+    masks = (masks & (span > 0)).view(n, h, w).long()
+    return fix_polarity(masks)[0] if foreground == "minority" else masks
 
 
 def sample_from_prior(
@@ -594,6 +607,9 @@ class IGTT:
         dmi_weight: weight of the DMI term of the ``dmi+iou`` loss.
         iou_weight: weight of the soft IoU term of the ``dmi+iou`` loss.
         loss: one of :data:`LOSSES` (``auto``: DMI + soft IoU for skeleton targets, BCE otherwise).
+        foreground: the side of the intensity that is foreground: ``"bright"``, ``"dark"`` or ``"auto"``
+            (:func:`~mstool.unsupervised.choose_foreground`, one side for the batch). The first targets come from
+            that side of Otsu's threshold and the map is read as it is (no minority inversion).
         tile: the side of the largest image handled whole (``>= 16``; ``None``: no limit). An image larger than
             ``tile`` in either side is predicted in ``tile x tile`` windows overlapping by ``tile // 4`` and
             blended (:func:`mstool.engine.predict`), and trained on crops cut from it before augmentation (at
@@ -643,6 +659,7 @@ class IGTT:
         iou_weight: float = 1.0,
         loss: str = "auto",
         tile: int | None = 512,
+        foreground: str = "auto",
     ):
         self.rounds = _check_int(rounds, "rounds", 1)
         self.steps = _check_int(steps, "steps", 1)
@@ -673,6 +690,7 @@ class IGTT:
         self.iou_weight = check_range(iou_weight, "iou_weight", 0)
         self.loss = check_in(loss, "loss", LOSSES)
         self.tile = None if tile is None else _check_int(tile, "tile", 16)
+        self.foreground = check_in(foreground, "foreground", FOREGROUND_RULES)
         from ..models import model_options
 
         unknown = sorted(set(self.model_options) - set(model_options("unet")))
@@ -683,6 +701,7 @@ class IGTT:
         self.in_channels: int | None = None
         self.pretrained = False
         self.ems_chosen: str | None = None
+        self.side: str | None = None  # the foreground side the network was trained on
 
     @property
     def trained(self) -> bool:
@@ -702,7 +721,7 @@ class IGTT:
             "model_options": dict(self.model_options), "lr": self.lr, "schedule": self.schedule,
             "batch_size": self.batch_size,
             "crop": self.crop, "dmi_weight": self.dmi_weight, "iou_weight": self.iou_weight, "loss": self.loss,
-            "tile": self.tile,
+            "tile": self.tile, "foreground": self.foreground,
         }
 
     def __repr__(self) -> str:
@@ -770,15 +789,19 @@ class IGTT:
             return Segmentation(torch.zeros(n, h, w, dtype=torch.long, device=images.device),
                                 torch.zeros(n, 1, h, w, device=images.device), info)
         if self.pretrained:
-            probs = self._predict(images)
+            probs = self._predict(self._oriented(images))
             sel = self._select(probs, prior, constant)
             info["rounds"].append(self._log(0, sel, probs, labels, None, start))
-            info.update(ems=self.ems_chosen or "none", object_width=None, bootstrap=None, loss=None)
+            info.update(ems=self.ems_chosen or "none", object_width=None, bootstrap=None, loss=None,
+                        foreground=self.side or "minority", foreground_rule="trained")
             return self._result(probs, sel, info, start)
 
         g = generator if generator is not None else make_generator(None)
         from ..models import build_model
 
+        self.side, why = resolve_foreground(images[~constant], self.foreground)
+        info.update(why)
+        images = self._oriented(images)  # from here on the foreground is bright, whichever side it was
         spec, width = self._choose_ems(images, constant)
         loss_name = self._loss_for(spec)
         model = build_model("unet", in_channels=c, num_classes=1, options=self.model_options, generator=g)
@@ -815,9 +838,14 @@ class IGTT:
             return EMS_DEFAULT, None
         if self.ems != "auto":
             return self.ems, None
-        masks = otsu_masks(images, smooth=_WIDTH_SMOOTH) * ~constant.view(-1, 1, 1)
+        masks = otsu_masks(images, smooth=_WIDTH_SMOOTH, foreground="bright") * ~constant.view(-1, 1, 1)
         width = object_width(masks)
         return choose_ems(width, thin_width=self.thin_width, keep=self.keep, thick=self.thick_ems), width
+
+    def _oriented(self, images: torch.Tensor) -> torch.Tensor:
+        """The images with the foreground bright: negated for a dark side, so that iGTT on dark objects is iGTT on
+        the turned-over image, bit for bit (the network never has to learn a sign)."""
+        return -images if self.side == "dark" else images
 
     def _loss_for(self, spec: str | None) -> str:
         """``auto``: DMI + soft IoU for skeleton-based targets, BCE otherwise (see the class docstring)."""
@@ -838,7 +866,8 @@ class IGTT:
             return torch.zeros(n, h, w, dtype=torch.long, device=images.device), mode
         if mode == "prior":
             return sample_from_prior(prior, self.keep, generator=g) * ~constant.view(n, 1, 1), mode
-        targets = self._extract(otsu_masks(images, smooth=self.smooth) * ~constant.view(n, 1, 1), spec, g)
+        targets = self._extract(otsu_masks(images, smooth=self.smooth, foreground="bright") * ~constant.view(n, 1, 1),
+                                spec, g)
         if mode == "otsu+prior":
             # keep each target pixel with probability q / max q: Otsu's specks where the prior is empty go
             targets = sample_from_prior(prior, 1.0, within=targets, generator=g)
@@ -895,8 +924,10 @@ class IGTT:
         return self.tile is not None and max(images.shape[-2:]) > self.tile
 
     def _select(self, probs: torch.Tensor, prior: torch.Tensor | None, constant: torch.Tensor) -> Selection:
+        # a network trained on one side's targets scores that side high; a model saved before sides were chosen
+        # (side None) keeps the minority rule it was trained with
         sel = select_candidate(probs, self.thresholds, prior=prior, prior_weight=self.prior_weight,
-                               bandwidth=self.bandwidth, rule=self.selection)
+                               bandwidth=self.bandwidth, rule=self.selection, minority=self.side is None)
         keep = ~constant
         return sel._replace(masks=sel.masks * keep.view(-1, 1, 1), inverted=sel.inverted & keep)
 
@@ -939,6 +970,7 @@ class IGTT:
             "settings": self.settings(),
             "in_channels": int(self.in_channels),
             "ems": self.ems_chosen,
+            "foreground": self.side,
             "loss": self._loss_for(self.ems_chosen),
             "state_dict": {k: v.detach().cpu().clone() for k, v in self.model.state_dict().items()},
         }
@@ -973,6 +1005,7 @@ class IGTT:
         method.model = model.to(resolve_device(device)).eval()
         method.in_channels = int(blob["in_channels"])
         method.ems_chosen = blob.get("ems")
+        method.side = blob.get("foreground")
         method.pretrained = True
         return method
 
