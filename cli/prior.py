@@ -26,8 +26,9 @@ def prior():
               help="Rough, sparse or noisy labels: a dataset folder or a folder of masks (all of one size).")
 @click.option("--images", "images", type=click.Path(exists=True, file_okay=False), default=None,
               help="No labels at all: a folder of images to bootstrap the prior from (with --from).")
-@click.option("--from", "from_method", type=click.Choice(("otsu", "local", "kmeans", "gmm", "dfc")), default="otsu",
-              show_default=True, help="Unsupervised method that bootstraps a prior from --images.")
+@click.option("--from", "from_method", default="otsu", show_default=True, metavar="METHOD[,METHOD...]",
+              help="Unsupervised method that bootstraps a prior from --images (otsu, local, kmeans, gmm, dfc, igtt), "
+                   "or several, comma-separated, for a consensus prior: the mean of their densities.")
 @click.option("--foreground", type=click.Choice(("auto", "bright", "dark")), default=None,
               help="With --images: which side of the intensity is foreground for the --from method. "
                    "[default: auto]")
@@ -52,8 +53,8 @@ def prior():
 def estimate(labels, images, from_method, foreground, ems, kernel, bandwidth, layout, splits, mask_mode, page, out,
              seed, device, threads, overwrite, quiet):
     """Estimate per-class spatial densities from labels (--labels), or bootstrap them from images with no labels
-    (--images --from otsu|local|kmeans|gmm|dfc: a folder of images or a dataset folder), and save them as a
-    density.npz prior."""
+    (--images --from otsu, or a consensus such as --from otsu,local,kmeans,dfc; a folder of images or a dataset
+    folder), and save them as a density.npz prior."""
     from mstool._fs import check_output_file
     from mstool.labelsets import estimate_prior_from_images, estimate_prior_from_labels
     from mstool.metastructure import EMS_DEFAULT, save_prior
@@ -65,6 +66,14 @@ def estimate(labels, images, from_method, foreground, ems, kernel, bandwidth, la
     if foreground is not None and images is None:
         raise click.BadParameter("--foreground goes with --images (labels say which side is foreground)",
                                  param_hint="--foreground")
+    if images is not None:
+        from mstool.errors import ParameterError
+        from mstool.unsupervised import parse_bootstrap
+
+        try:
+            parse_bootstrap(from_method)
+        except ParameterError as exc:
+            raise click.BadParameter(str(exc), param_hint="--from") from None
     check_output_file(out, overwrite=overwrite, inputs=[labels, images], suffixes=(".npz",))
     dev = runtime(device, threads)
     spec = EMS_DEFAULT if ems == "paper" else ems

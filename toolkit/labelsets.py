@@ -10,7 +10,7 @@ import json
 import math
 import os
 from collections import defaultdict
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -213,18 +213,20 @@ def estimate_prior_from_labels(
     batch = torch.from_numpy(np.stack(arrays)).to(device)
     num_classes = _num_classes(batch)
     source = f"labels:{Path(labels)}"
+    reference = batch
     if ems:
         batch = apply_spec(batch, ems, generator=make_generator(seed), num_classes=num_classes)
         source += f" ems:{parse_spec(ems)} seed:{seed}"
     class_names = ("background", "foreground") if num_classes == 2 else tuple(f"class{i}" for i in range(num_classes))
+    # the fractions of the labels before EMS calibrate the prior (Prior.foreground)
     return estimate_prior(batch, [e.name for e in entries], num_classes=num_classes, class_names=class_names,
-                          kernel=kernel, bandwidth=bandwidth, source=source)
+                          kernel=kernel, bandwidth=bandwidth, source=source, reference=reference)
 
 
 def estimate_prior_from_images(
     images: str | os.PathLike,
     *,
-    method: str = "otsu",
+    method: str | list[str] = "otsu",
     options: dict | None = None,
     ems: str | None = None,
     kernel: str = "box",
@@ -235,23 +237,29 @@ def estimate_prior_from_images(
     page: int | None = None,
     device: str | torch.device = "cpu",
 ) -> Prior:
-    """A bootstrapped prior with no labels at all: segment the images with an unsupervised method, optionally pass
-    the masks through a label spec (EMS), and take their density.
+    """A bootstrapped prior with no labels at all: segment the images with an unsupervised method (or several, for
+    a consensus prior), optionally pass the masks through a label spec (EMS), and take their density
+    (:func:`mstool.unsupervised.bootstrap_prior`).
 
     Args:
         images: images of one size: a folder of images, or a dataset folder (its images, never its masks; see
             :func:`mstool.data.collect_images`).
-        method: an unsupervised method of :data:`mstool.unsupervised.METHODS` (``otsu``, ``local``, ``dfc`` ...).
-        options: the method's options.
+        method: an unsupervised method of :data:`mstool.unsupervised.METHODS` (``otsu``, ``local``, ``dfc`` ...),
+            or several (``"otsu,local,kmeans,dfc"``) for the consensus prior.
+        options: options for every method; ``foreground`` (``auto``, ``bright``, ``dark``) is read here and
+            applied to all of them.
         ems: a label spec applied to the masks before the density (``skeleton+shift:1+sample:0.1``, ``sample:0.1``).
         kernel, bandwidth: the Parzen window.
-        seed: seed of the method and of the ``ems`` draw.
+        seed: seed of the methods and of the ``ems`` draw.
         layout, splits: how to read a dataset folder.
         page: the page of multi-page TIFF images.
     """
     from .io import normalize_image
-    from .unsupervised import build_method
+    from .unsupervised import bootstrap_prior, parse_bootstrap
 
+    chosen = parse_bootstrap(method)
+    options = dict(options or {})
+    foreground = options.pop("foreground", "auto")
     entries = collect_images(images, layout=layout, splits=splits)
     files = [e.path for e in entries]
     arrays = [read_image(p, page=page) for p in files]
@@ -261,14 +269,10 @@ def estimate_prior_from_images(
             f"{images}: a prior needs images of one size; found {', '.join(f'{h} x {w}' for h, w in shapes)}"
         )
     batch = torch.stack([normalize_image(a, channels=1, name=str(p)) for p, a in zip(files, arrays)]).to(device)
-    generator = make_generator(seed)
-    masks = build_method(method, options).segment(batch, generator=generator).masks
-    source = f"bootstrap:{method} images:{Path(images)}"
-    if ems:
-        masks = apply_spec(masks, ems, generator=generator, num_classes=2)
-        source += f" ems:{parse_spec(ems)}"
-    return estimate_prior(masks, [e.name for e in entries], num_classes=2, class_names=("background", "foreground"),
-                          kernel=kernel, bandwidth=bandwidth, source=source + f" seed:{seed}")
+    prior = bootstrap_prior(batch, [e.name for e in entries], chosen, foreground=foreground,
+                            options={name: options for name in chosen} if options else None, ems=ems,
+                            kernel=kernel, bandwidth=bandwidth, generator=make_generator(seed))
+    return replace(prior, source=f"{prior.source} images:{Path(images)} seed:{seed}")
 
 
 def _check_unique_names(entries: list[MaskEntry]) -> None:

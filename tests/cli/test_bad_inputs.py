@@ -125,6 +125,7 @@ CASES: list[Case] = [
     Case(["prior", "estimate", "--labels", "data/ds", "-o", "priors/prior.npz"], "priors/prior.npz"),
     Case(["prior", "estimate", "--images", "stack", "-o", "p.npz"], "stack/s.tif"),
     Case(["prior", "estimate", "--images", "imgs", "--from", "watershed", "-o", "p.npz"], "--from"),
+    Case(["prior", "estimate", "--images", "imgs", "--from", "otsu,otsu", "-o", "p.npz"], "--from"),
     Case(["prior", "estimate", "--images", "imgs", "--ems", "blur:1", "-o", "p.npz"], "blur"),
     Case(["prior", "estimate", "--labels", "data/ds", "--split", "holdout", "-o", "p.npz"], "holdout"),
     Case(["prior", "estimate", "--labels", "data/ds", "--foreground", "dark", "-o", "p.npz"], "--foreground"),
@@ -189,6 +190,8 @@ CASES: list[Case] = [
           "run"], "foreground"),
     Case(["compare", "--data", "data/ds", "--labels", "none", "--unsupervised", "igtt:prior=multiotsu", "-o", "run"],
          "prior=multiotsu"),
+    Case(["compare", "--data", "data/ds", "--labels", "none", "--unsupervised", "igtt:prior=otsu+otsu", "-o", "run"],
+         "prior=otsu+otsu"),
 ]
 
 

@@ -126,3 +126,18 @@ def test_labels_make_quiet_and_overwrite_only_its_own_output(er_root, tmp_path):
     r = runner.invoke(cli, [*args, "--overwrite"])
     assert r.exit_code == 0 and "wrote 4 sample:0.1 masks" in r.stdout
     assert (tmp_path / "n" / "noise.json").exists()
+
+
+def test_consensus_prior_from_images(tmp_path):
+    root = write_synthetic_dataset(tmp_path / "em", "em", n=3, size=48, seed=0)
+    runner = CliRunner()
+    r = runner.invoke(cli, ["prior", "estimate", "--images", str(root), "--from", "otsu,local,kmeans", "--ems",
+                            "sample:0.1", "-o", str(tmp_path / "c.npz")])
+    assert r.exit_code == 0, r.output
+    prior = load_prior(tmp_path / "c.npz")
+    assert prior.source.startswith("bootstrap:otsu+local+kmeans foreground:dark ems:sample:0.1")
+    assert prior.fractions is not None and 0.1 < float(prior.foreground().mean()) < 0.5
+    for bad, text in ((["--from", "otsu,otsu"], "at least two different methods"),
+                      (["--from", "otsu,snake"], "'snake'")):
+        r = runner.invoke(cli, ["prior", "estimate", "--images", str(root), *bad, "-o", str(tmp_path / "x.npz")])
+        assert r.exit_code == 2 and text in r.stderr and "--from" in r.stderr and r.stderr.count("\n") == 1

@@ -23,6 +23,12 @@ def test_method_specs_parse_to_canonical_strings():
     assert str(spec) == "igtt:prior=otsu,prior-weight=2.5"
     assert parse_method_spec("otsu").deterministic and not parse_method_spec("kmeans").deterministic
     assert not parse_method_spec("otsu:prior=dfc").deterministic
+    consensus = parse_method_spec("igtt:prior=otsu+local")
+    assert consensus.prior == "otsu+local" and str(consensus) == "igtt:prior=otsu+local"
+    assert parse_method_spec("local:prior=otsu+local").deterministic
+    assert not parse_method_spec("local:prior=otsu+kmeans").deterministic
+    cfg = SuiteConfig(labels=[], seeds=[0], unsupervised=["igtt:prior=otsu+local"], train=TINY)
+    assert [c.id for c in cfg.cells()] == ["unsup-igtt-prior-otsu+local__seed0"]
 
 
 @pytest.mark.parametrize("text, match", [
@@ -30,6 +36,7 @@ def test_method_specs_parse_to_canonical_strings():
     ("igtt:rounds=0", "rounds"),
     ("igtt:colour=red", "method 'igtt' has no option 'colour'; its options are: rounds, steps"),
     ("igtt:prior=labels", "prior=labels.*bootstrapped"),
+    ("igtt:prior=otsu+otsu", "at least two different methods"),
     ("igtt:model-options=2,model-options.base=4", "both as a value"),
     ("", "NAME"),
 ])

@@ -265,3 +265,38 @@ def test_estimate_prior_on_device(device, gen):
     assert prior.density.device.type == device.type
     torch.testing.assert_close(prior.density.cpu(), estimate_prior(labels, ["a", "b"], kernel="gaussian",
                                                                    bandwidth=1.5).density)
+
+
+# ------------------------------------------------------------------------------------------------ calibration
+def test_a_sampled_prior_means_what_the_full_one_means(gen):
+    """Lemma 1: a 10% sample's density is a tenth of the clean one; with the clean fractions recorded,
+    foreground() gives back a foreground probability of the right mass (and the full prior is unchanged)."""
+    from mstool.labels import apply_spec
+
+    labels = torch.zeros(2, 64, 64, dtype=torch.long)
+    labels[0, 8:40, 8:40] = 1
+    labels[1, 20:60, 4:30] = 1
+    full = estimate_prior(labels, ["a", "b"], bandwidth=3)
+    sparse = apply_spec(labels, "sample:0.1", generator=gen, num_classes=2)
+    calibrated = estimate_prior(sparse, ["a", "b"], bandwidth=3, reference=labels)
+    raw = estimate_prior(sparse, ["a", "b"], bandwidth=3)
+    truth = labels.float().mean((1, 2))
+    assert torch.allclose(calibrated.fractions[:, 1], truth)
+    assert torch.allclose(calibrated.foreground().mean((1, 2, 3)), truth, atol=0.02)
+    assert float(raw.foreground().mean()) < 0.2 * float(truth.mean())  # uncalibrated: a tenth of the mass
+    assert torch.allclose(full.foreground(), full.foreground(calibrated=False), atol=0.02)
+    assert float(calibrated.foreground().max()) <= 1.0
+
+
+def test_fractions_round_trip_and_old_files_load_without_them(tmp_path):
+    p = Prior(torch.rand(2, 2, 4, 4), ("a", "b"), ("background", "foreground"),
+              fractions=torch.tensor([[0.7, 0.3], [0.9, 0.1]]))
+    save_prior(tmp_path / "p.npz", p)
+    q = load_prior(tmp_path / "p.npz")
+    assert torch.equal(q.fractions, p.fractions) and torch.equal(q.for_names(["b"]).fractions, p.fractions[1:])
+    save_prior(tmp_path / "old.npz", Prior(p.density, p.names, p.classes))
+    assert load_prior(tmp_path / "old.npz").fractions is None
+    with pytest.raises(DataError, match="'fractions' must be \\(N, C\\)"):
+        Prior(p.density, p.names, p.classes, fractions=torch.zeros(3, 2))
+    with pytest.raises(DataError, match="'fractions' must lie in \\[0, 1\\]"):
+        Prior(p.density, p.names, p.classes, fractions=torch.full((2, 2), 1.5))

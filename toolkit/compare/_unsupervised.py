@@ -9,7 +9,9 @@ either ``key=value`` (a constructor option, ``-`` read as ``_``: ``prior-weight=
 of a dict option: ``model-options.base=32``) or a bare flag set to true (``no-ems``). The item ``prior=METHOD`` is
 not an option: it bootstraps a density prior from ``METHOD``'s masks of the same test images (no labels anywhere)
 and passes it to the method, as ``mstool prior estimate --images --from METHOD`` followed by ``mstool segment
---prior`` would.
+--prior`` would; ``prior=otsu+local+dfc`` makes it the consensus of several methods
+(:func:`mstool.unsupervised.bootstrap_prior`). The prior's methods look at the side the entry's ``foreground``
+says (``auto`` when it says nothing).
 
 What an unsupervised row measures: the method segments the test images without any label (it sees only them, the
 paper's transductive setting). The headline, ``mask``, is the method's own label-free mask; ``oracle`` thresholds
@@ -61,7 +63,8 @@ class MethodSpec:
 
     @property
     def deterministic(self) -> bool:
-        return self.name in DETERMINISTIC_METHODS and (self.prior is None or self.prior in DETERMINISTIC_METHODS)
+        return self.name in DETERMINISTIC_METHODS and all(
+            m in DETERMINISTIC_METHODS for m in ([] if self.prior is None else self.prior.split("+")))
 
     def __str__(self) -> str:
         items = [] if self.prior is None else [f"prior={self.prior}"]
@@ -103,7 +106,7 @@ def parse_method_spec(text: str) -> MethodSpec:
         >>> parse_method_spec("dfc:prior=local").prior
         'local'
     """
-    from ..unsupervised import METHODS, build_method
+    from ..unsupervised import METHODS, build_method, parse_bootstrap
 
     if not isinstance(text, str) or not text.strip():
         raise ParameterError(f"an unsupervised method entry must be NAME[:OPTIONS]; got {text!r}")
@@ -120,11 +123,10 @@ def parse_method_spec(text: str) -> MethodSpec:
         if not key:
             raise ParameterError(f"empty option in unsupervised method entry {text!r}")
         if key == "prior":
-            prior = value.strip()
-            if prior not in METHODS.names() or prior == "multiotsu":
-                binary = [m for m in METHODS.names() if m != "multiotsu"]
-                raise ParameterError(f"`prior={prior}` in {text!r}: a prior is bootstrapped from a binary method's "
-                                     f"masks; binary methods: {', '.join(binary)}")
+            try:
+                prior = "+".join(parse_bootstrap(value.strip()))
+            except ParameterError as exc:
+                raise ParameterError(f"`prior={value.strip()}` in {text!r}: {exc}") from None
             continue
         options[key] = _parse_value(value.strip()) if eq else True
         if not eq:
@@ -192,9 +194,8 @@ def run_unsupervised_cell(config, cell, run_dir: str | Path, data, *, device: st
     Raises:
         DataError: a multi-class suite.
     """
-    from ..metastructure import estimate_prior
     from ..metrics import binary_report, evaluate_binary
-    from ..unsupervised import build_method
+    from ..unsupervised import bootstrap_prior, build_method
 
     if data.num_classes != 2:
         raise DataError(f"unsupervised rows need binary data; this suite has {data.num_classes} classes")
@@ -210,11 +211,9 @@ def run_unsupervised_cell(config, cell, run_dir: str | Path, data, *, device: st
         warnings.simplefilter("always", MstoolWarning)
         prior = None
         if spec.prior is not None:
-            # the prior's method looks at the same side of the intensity as the entry says
-            side = {k: v for k, v in spec.options if k == "foreground"}
-            boot = build_method(spec.prior, side, device=dev).segment(images, generator=g)
-            prior = estimate_prior(boot.masks, data.test_names, num_classes=2, bandwidth=_BOOTSTRAP_BANDWIDTH,
-                                   source=f"bootstrap:{spec.prior}").foreground()
+            side = dict(spec.options).get("foreground", "auto")
+            prior = bootstrap_prior(images, data.test_names, spec.prior, foreground=side,
+                                    bandwidth=_BOOTSTRAP_BANDWIDTH, generator=g).foreground()
         method = build_method(spec.name, _nest(dict(spec.options)), device=dev)
         kwargs: dict[str, Any] = {}
         if _accepts(method.segment, "labels"):

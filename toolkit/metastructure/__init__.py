@@ -15,7 +15,7 @@ References:
 
 from ._density import KERNELS, class_onehot, density, foreground_density, normalized_density
 from ._ems import EMS_DEFAULT, ems, ems_spec
-from ._prior import FORMAT_VERSION, Prior, estimate_prior, load_prior, save_prior
+from ._prior import FORMAT_VERSION, Prior, class_fractions, estimate_prior, load_prior, save_prior
 from ._similarity import MetaSimilarity, density_similarity, meta_similarity
 
 __all__ = [
@@ -32,6 +32,7 @@ __all__ = [
     "save_prior",
     "load_prior",
     "estimate_prior",
+    "class_fractions",
     "EMS_DEFAULT",
     "ems",
     "ems_spec",

@@ -16,9 +16,18 @@ kernel         unicode, 0-d                 ``box`` or ``gaussian``
 bandwidth      float, 0-d                   window bandwidth ``h`` in pixels
 source         unicode, 0-d                 free text: what the prior was estimated from
 format_version integer, 0-d                 :data:`FORMAT_VERSION`
+fractions      float32 ``(N, C)``, optional  each class's fraction of the labels the densities
+                                            describe, before an EMS thinned them (calibration)
 ============== ============================ ==================================================
 
 Other keys are ignored, so later versions may add some without breaking older readers of version 1.
+
+**Calibration.** A density estimated after EMS (a 10% sample, a skeleton) has the label's shape but not its
+mass: the expected density of a ``sample:0.1`` label is a tenth of the clean one (the paper's Lemma 1). Methods
+that read a prior as a foreground probability (Otsu's and the local threshold's foreground fraction, k-means' and
+GMM's pixel odds) need the mass. A prior that records ``fractions`` gives, through :meth:`Prior.foreground`, its
+foreground density scaled so that each entry's mean is its recorded fraction (clipped to 1): the same meaning
+whatever EMS made it.
 
 References:
     Luo, Liu, Guo, Yang, arXiv 2205.00160 (2022): meta-structures of labels.
@@ -41,7 +50,7 @@ from .._fs import atomic_path
 from ..errors import DataError, FileMissingError, FileReadError, ParameterError
 from ._density import KERNELS, density
 
-__all__ = ["FORMAT_VERSION", "Prior", "save_prior", "load_prior", "estimate_prior"]
+__all__ = ["FORMAT_VERSION", "Prior", "save_prior", "load_prior", "estimate_prior", "class_fractions"]
 
 FORMAT_VERSION = 1
 """Version of the ``density.npz`` layout written by :func:`save_prior`."""
@@ -61,6 +70,8 @@ class Prior:
         kernel: the window kernel the densities were estimated with (``box`` or ``gaussian``).
         bandwidth: the window bandwidth ``h`` in pixels.
         source: free text saying what the prior was estimated from.
+        fractions: optional ``(N, C)`` float32 in ``[0, 1]``: each class's fraction of the labels the densities
+            describe, measured before any EMS (see the module docstring); ``None`` when unknown.
         path: the file it was loaded from (``None`` if built in memory); used in messages only.
 
     Raises:
@@ -85,6 +96,7 @@ class Prior:
     kernel: str = "box"
     bandwidth: float = 5.0
     source: str = ""
+    fractions: torch.Tensor | None = field(default=None, repr=False)
     path: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
@@ -93,6 +105,7 @@ class Prior:
         object.__setattr__(self, "names", names)
         object.__setattr__(self, "classes", classes)
         problem = _content_problem(self.density, names, classes, self.kernel, self.bandwidth, self.source)
+        problem = problem or _fractions_problem(self.fractions, self.density)
         if problem:
             raise DataError(f"{self._where()}: {problem}")
         object.__setattr__(self, "bandwidth", float(self.bandwidth))
@@ -112,7 +125,8 @@ class Prior:
 
     def to(self, device: torch.device | str) -> Prior:
         """The same prior with its densities on ``device``."""
-        return replace(self, density=self.density.to(device))
+        return replace(self, density=self.density.to(device),
+                       fractions=None if self.fractions is None else self.fractions.to(device))
 
     def for_names(self, names: Sequence[str]) -> Prior:
         """Select and reorder entries by image name.
@@ -123,7 +137,8 @@ class Prior:
             DataError: some names have no entry; the message lists a few of them and of the prior's names.
         """
         index = self._indices(names)
-        return replace(self, density=self.density[index], names=tuple(self.names[i] for i in index))
+        return replace(self, density=self.density[index], names=tuple(self.names[i] for i in index),
+                       fractions=None if self.fractions is None else self.fractions[index])
 
     def match(self, names: Sequence[str], sizes: Sequence[tuple[int, int]] | None = None) -> Prior:
         """Check that every image has an entry of its size, and return the prior in the images' order.
@@ -156,16 +171,40 @@ class Prior:
                                 f"{names[i]} is {hi} x {wi}{more}")
         return self.for_names(names)
 
-    def foreground(self) -> torch.Tensor:
+    def foreground(self, *, calibrated: bool = True) -> torch.Tensor:
         """``(N, 1, H, W)`` foreground density (channel 1) of a binary prior.
+
+        With ``calibrated`` and recorded ``fractions``, each entry is scaled and clipped to 1 so that its mean is
+        its foreground fraction (module docstring; the scale is found by bisection, since clipping takes mass
+        away): a foreground probability map whatever EMS made it. An entry without density stays zero.
 
         Raises:
             DataError: the prior does not have exactly 2 classes.
+
+        Example:
+            >>> d = torch.zeros(1, 2, 4, 4)
+            >>> d[:, 1, :2] = 0.1  # a 10% sample of a label whose top half is foreground
+            >>> p = Prior(d, ("a",), ("background", "foreground"), fractions=torch.tensor([[0.5, 0.5]]))
+            >>> [round(v, 3) for v in p.foreground()[0, 0, :, 0].tolist()], p.foreground(calibrated=False).max() < 0.11
+            ([1.0, 1.0, 0.0, 0.0], tensor(True))
         """
         if len(self.classes) != 2:
             raise DataError(f"{self._where()}: foreground() needs a binary prior (2 classes); this one has "
                             f"{len(self.classes)}: {', '.join(self.classes)}")
-        return self.density[:, 1:2]
+        fg = self.density[:, 1:2]
+        if not calibrated or self.fractions is None or fg.numel() == 0:
+            return fg
+        target = self.fractions[:, 1].view(-1, 1, 1, 1).to(fg)
+        top = fg.amax((1, 2, 3), keepdim=True)
+        # mean(min(s d, 1)) grows with s from 0 to the share of pixels with density: bisect s in [0, 1 / min d>0]
+        low = torch.zeros_like(top)
+        smallest = torch.where(fg > 0, fg, torch.full_like(fg, math.inf)).amin((1, 2, 3), keepdim=True)
+        high = torch.where(top > 0, 1 / smallest.clamp_min(1e-12), torch.zeros_like(top))
+        for _ in range(40):
+            mid = (low + high) / 2
+            over = (fg * mid).clamp(max=1).mean((1, 2, 3), keepdim=True) > target
+            high, low = torch.where(over, mid, high), torch.where(over, low, mid)
+        return (fg * low).clamp(max=1)
 
     def _where(self) -> str:
         return "prior" if self.path is None else f"prior {self.path}"
@@ -213,6 +252,8 @@ def save_prior(path: str | os.PathLike, prior: Prior) -> None:
         "source": np.asarray(prior.source, dtype=np.str_),
         "format_version": np.asarray(FORMAT_VERSION, dtype=np.int64),
     }
+    if prior.fractions is not None:
+        arrays["fractions"] = prior.fractions.detach().to("cpu", torch.float32).contiguous().numpy()
     # Writing through a file object stops numpy from appending ".npz" to the temporary name.
     with atomic_path(path) as tmp, open(tmp, "wb") as fh:
         np.savez_compressed(fh, **arrays)
@@ -253,6 +294,7 @@ def load_prior(path: str | os.PathLike) -> Prior:
             raise DataError(f"{where}: missing key{'s' if len(missing) > 1 else ''} {', '.join(missing)} "
                             f"(a prior holds: {', '.join(_KEYS)})")
         arrays = {k: _read(archive, k, where) for k in _KEYS}
+        fractions = _read(archive, "fractions", where) if "fractions" in archive.files else None
     version = _scalar(arrays["format_version"], "format_version", "iu", where)
     if version != FORMAT_VERSION:
         raise DataError(f"{where}: unknown format_version {version} (this mstool reads {FORMAT_VERSION})")
@@ -275,6 +317,7 @@ def load_prior(path: str | os.PathLike) -> Prior:
         kernel=_scalar(arrays["kernel"], "kernel", "U", where),
         bandwidth=_scalar(arrays["bandwidth"], "bandwidth", "fiu", where),
         source=_scalar(arrays["source"], "source", "U", where),
+        fractions=None if fractions is None else torch.from_numpy(_float32(fractions, "fractions", where)),
         path=str(path),
     )
 
@@ -282,7 +325,7 @@ def load_prior(path: str | os.PathLike) -> Prior:
 def estimate_prior(labels: torch.Tensor, names: Sequence[str], *, num_classes: int | None = None,
                    class_names: Sequence[str] | None = None, kernel: str = "box", bandwidth: float = 5,
                    source: str = "labels", ignore_index: int | None = IGNORE_INDEX,
-                   normalize_ignored: bool = True) -> Prior:
+                   normalize_ignored: bool = True, reference: torch.Tensor | None = None) -> Prior:
     """The densities of a label batch (:func:`density`) wrapped in a :class:`Prior`.
 
     Args:
@@ -293,6 +336,8 @@ def estimate_prior(labels: torch.Tensor, names: Sequence[str], *, num_classes: i
             ``("background", "class1", ..., "class{K-1}")``.
         kernel, bandwidth, ignore_index, normalize_ignored: as in :func:`density`.
         source: free text recorded in the prior (what the labels were).
+        reference: ``(N, H, W)`` the labels before an EMS made ``labels`` from them: their class fractions are
+            recorded as the prior's ``fractions`` (calibration). ``None``: the fractions of ``labels`` themselves.
 
     Returns:
         :class:`Prior` on the labels' device.
@@ -321,8 +366,23 @@ def estimate_prior(labels: torch.Tensor, names: Sequence[str], *, num_classes: i
     elif isinstance(class_names, (str, bytes)) or len(class_names) != k:
         got = repr(class_names) if isinstance(class_names, (str, bytes)) else f"{len(class_names)} names"
         raise ParameterError(f"`class_names` must hold one name per class ({k}); got {got}")
+    fractions = class_fractions(labels if reference is None else reference, k, ignore_index=ignore_index)
     return Prior(d, tuple(names), tuple(class_names), kernel=kernel, bandwidth=float(bandwidth),
-                 source=source)
+                 source=source, fractions=fractions.to(d.device))
+
+
+def class_fractions(labels: torch.Tensor, num_classes: int, *, ignore_index: int | None = IGNORE_INDEX
+                    ) -> torch.Tensor:
+    """``(N, K)`` float32: each class's share of each label map's labelled pixels (0 for a map with none).
+
+    Example:
+        >>> class_fractions(torch.tensor([[[0, 1], [1, 255]]]), 2).mul(3).round().tolist()  # 1 and 2 of 3
+        [[1.0, 2.0]]
+    """
+    flat = labels.flatten(1)
+    valid = flat != ignore_index if ignore_index is not None else torch.ones_like(flat, dtype=torch.bool)
+    counts = torch.stack([((flat == c) & valid).sum(1) for c in range(num_classes)], 1).float()
+    return counts / valid.sum(1, keepdim=True).clamp_min(1).float()
 
 
 def _as_str_tuple(values: Sequence[str], key: str, where: str) -> tuple[str, ...]:
@@ -370,6 +430,26 @@ def _content_problem(dens: torch.Tensor, names: tuple[str, ...], classes: tuple[
         if low < 0:
             return f"'density' holds negative values (minimum {low:g})"
     return None
+
+
+def _fractions_problem(fractions: torch.Tensor | None, dens: torch.Tensor) -> str | None:
+    """What is wrong with a prior's ``fractions``, or ``None``."""
+    if fractions is None:
+        return None
+    if not isinstance(fractions, torch.Tensor) or tuple(fractions.shape) != tuple(dens.shape[:2]):
+        shape = tuple(fractions.shape) if isinstance(fractions, torch.Tensor) else type(fractions).__name__
+        return f"'fractions' must be (N, C) = {tuple(dens.shape[:2])} like 'density'; got {shape}"
+    if fractions.dtype != torch.float32:
+        return f"'fractions' must be float32; got {fractions.dtype}"
+    if fractions.numel() and not bool(((fractions >= 0) & (fractions <= 1)).all()):
+        return "'fractions' must lie in [0, 1]"
+    return None
+
+
+def _float32(a: np.ndarray, key: str, where: str) -> np.ndarray:
+    if a.dtype != np.float32:
+        raise DataError(f"{where}: '{key}' must be float32; got {a.dtype}")
+    return a
 
 
 def _read(archive: np.lib.npyio.NpzFile, key: str, where: str) -> np.ndarray:

@@ -9,6 +9,7 @@ k-means, Gaussian mixture), DFC (Kim et al. 2020) and iGTT (Luo et al. 2022, wit
 """
 
 from ._base import METHODS, Method, Segmentation, check_images_and_prior
+from ._bootstrap import bootstrap_prior, parse_bootstrap
 from ._classical import (
     FOREGROUND_RULES,
     GaussianMixture,
@@ -26,6 +27,6 @@ from ._igtt import IGTT
 __all__ = [
     "METHODS", "Method", "Segmentation", "check_images_and_prior",
     "Otsu", "MultiOtsu", "LocalThreshold", "KMeans", "GaussianMixture", "DFC", "IGTT",
-    "FOREGROUND_RULES", "choose_foreground", "resolve_foreground",
+    "FOREGROUND_RULES", "choose_foreground", "resolve_foreground", "bootstrap_prior", "parse_bootstrap",
     "segment_folder", "build_method", "method_options",
 ]
