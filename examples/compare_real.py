@@ -17,31 +17,11 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-import numpy as np
-
 from mstool.compare import SuiteConfig, run_suite, write_results
-from mstool.io import read_image, read_mask, write_image, write_mask
+from mstool.data import write_tiled_dataset
 
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dsb2018-nuclei-sample"
 LABELS = ["clean", "sample:0.1", "flip:0.3,0.3", "dilate:3", "erode:2", "random:0.3"]
-
-
-def tile_to_layout(image_path: Path, mask_path: Path, root: Path, tile: int = 128, seed: int = 0) -> Path:
-    """Cut an image and its mask into non-overlapping tiles and write them as ROOT/{train,val,test}/{images,labels}."""
-    image, mask = read_image(image_path), read_mask(mask_path)
-    h, w = mask.shape
-    tiles = [(y, x) for y in range(0, h - tile + 1, tile) for x in range(0, w - tile + 1, tile)]
-    if len(tiles) < 5:
-        raise SystemExit(f"{image_path}: {h} x {w} gives only {len(tiles)} tiles of {tile}; use a smaller --tile")
-    order = np.random.default_rng(seed).permutation(len(tiles))
-    n_val = n_test = max(1, len(tiles) // 5)
-    split_of = {int(i): ("test" if k < n_test else "val" if k < n_test + n_val else "train")
-                for k, i in enumerate(order)}
-    for i, (y, x) in enumerate(tiles):
-        split = split_of[i]
-        write_image(root / split / "images" / f"tile_{i:02d}.tif", image[y:y + tile, x:x + tile])
-        write_mask(root / split / "labels" / f"tile_{i:02d}.png", mask[y:y + tile, x:x + tile])
-    return root
 
 
 def main() -> None:
@@ -60,7 +40,7 @@ def main() -> None:
             raise SystemExit(f"{args.image}: not found; pass --image and --mask (or --data) to use your own data")
         data = args.out / "data"
         if not data.exists():
-            tile_to_layout(args.image, args.mask, data, args.tile)
+            write_tiled_dataset(args.image, args.mask, data, tile=args.tile)
     else:
         data = args.data
     suite = SuiteConfig(data=str(data), labels=LABELS, seeds=[int(s) for s in args.seeds.split(",")],

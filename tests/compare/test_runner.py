@@ -132,3 +132,13 @@ def test_examples_file_holds_test_images_and_a_training_label(tiny_run):
         assert z["probs"].shape[1:] == (1, 48, 48) and z["images"].shape[1:] == (48, 48)
         assert z["train_label"].shape == (1, 48, 48)
         assert torch.from_numpy(z["labels"].astype(np.int64)).max() <= 1
+
+
+def test_a_synthetic_suite_can_be_turned_over(tmp_path):
+    cfg = SuiteConfig(data="synth:nuc", labels=["clean"], seeds=[0], synth_n=5, synth_size=32, synth_invert=True,
+                      train=TINY)
+    data = prepare_data(cfg, tmp_path / "run")
+    assert json.loads((tmp_path / "run" / "data" / "dataset.json").read_text())["invert"] is True
+    fg = data.test_labels == 1
+    assert data.test_images[:, 0][fg].mean() < data.test_images[:, 0][~fg].mean()  # dark nuclei
+    assert "turned over" in data.notes[0]

@@ -125,3 +125,11 @@ def test_multiclass_suites_refuse_unsupervised_rows(tmp_path):
     cfg = SuiteConfig(data=str(root), labels=[], seeds=[0], unsupervised=["otsu"], train=TINY)
     with pytest.raises(DataError, match="need binary data"):
         run_suite(cfg, tmp_path / "run")
+
+
+def test_gap_closed_is_the_papers_share():
+    from mstool.compare import gap_closed
+
+    gaps = gap_closed([{"spec": "otsu", "mask/dice": 0.695}, {"spec": "igtt", "mask/dice": 0.788}], 0.86)
+    assert gaps["otsu"] == 0 and abs(gaps["igtt"] - 0.5636) < 1e-3
+    assert all(v != v for v in gap_closed([{"spec": "igtt", "mask/dice": 0.8}], 0.9).values())  # no Otsu: NaN

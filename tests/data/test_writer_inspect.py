@@ -75,3 +75,32 @@ def test_check_collects_every_problem(tmp_path):
     assert "test/labels/a.tif" in text
     assert len(report.problems) == 3
     assert report.as_dict()["ok"] is False
+
+
+def test_tiled_dataset_from_one_large_image(tmp_path):
+    import tifffile
+
+    from mstool.data import write_tiled_dataset
+    from mstool.io import read_image, read_mask
+
+    rng = np.random.default_rng(0)
+    image = rng.integers(0, 1000, (96, 130)).astype(np.uint16)
+    mask = np.zeros((96, 130), np.uint16)
+    mask[10:40, 10:50] = 7  # an instance id: foreground
+    tifffile.imwrite(tmp_path / "big.tif", image)
+    tifffile.imwrite(tmp_path / "big_mask.tif", mask)
+    root = write_tiled_dataset(tmp_path / "big.tif", tmp_path / "big_mask.tif", tmp_path / "tiles", tile=32)
+    assert check_dataset(root).ok
+    names = sorted(p.name for p in root.glob("*/images/*.tif"))
+    assert len(names) == 12  # 3 x 4 tiles; the 2-pixel border is left out
+    assert len(list(root.glob("test/images/*.tif"))) == 2 and len(list(root.glob("val/images/*.tif"))) == 2
+    first = next(root.glob("*/images/tile_00.tif"))
+    assert np.array_equal(read_image(first), image[:32, :32])
+    assert read_mask(first.parent.parent / "labels" / "tile_00.png")[10:, 10:].max() == 1
+    assert json.loads((root / "tiles.json").read_text())["tiles"] == 12
+    turned = write_tiled_dataset(tmp_path / "big.tif", tmp_path / "big_mask.tif", tmp_path / "inv", tile=32,
+                                 invert=True)
+    got = read_image(next(turned.glob("*/images/tile_00.tif")))
+    assert np.array_equal(got, (image.min() + image.max() - image)[:32, :32])
+    with pytest.raises(ParameterError, match="choose a smaller `tile`"):
+        write_tiled_dataset(tmp_path / "big.tif", tmp_path / "big_mask.tif", tmp_path / "x", tile=64)

@@ -7,7 +7,7 @@ Unsupervised methods (``unsupervised=["otsu", "igtt", "igtt:no-ems", "igtt:prior
 own on the same test images, and the report sets them beside the supervised rows.
 """
 
-from ._report import headline_metric, is_unsupervised, summarize, summarize_unsupervised, write_results
+from ._report import gap_closed, headline_metric, is_unsupervised, summarize, summarize_unsupervised, write_results
 from ._runner import SuiteData, cell_done, load_run_config, prepare_data, run_cell, run_suite, spec_family
 from ._suite import (
     DEFAULT_LABELS,
@@ -31,7 +31,7 @@ from ._unsupervised import (
 __all__ = [
     "SuiteConfig", "Cell", "DEFAULT_LABELS", "default_noise_mode", "plan_cells", "cell_id", "parse_list",
     "read_config_file", "write_toml",
-    "write_results", "summarize", "summarize_unsupervised", "headline_metric", "is_unsupervised",
+    "write_results", "summarize", "summarize_unsupervised", "gap_closed", "headline_metric", "is_unsupervised",
     "MethodSpec", "parse_method_spec", "split_method_list", "run_unsupervised_cell", "DETERMINISTIC_METHODS",
     "SuiteData", "prepare_data", "run_cell", "run_suite", "cell_done", "load_run_config", "spec_family",
 ]

@@ -74,9 +74,9 @@ def prepare_data(config: SuiteConfig, run_dir: str | Path) -> SuiteData:
         root = run_dir / "data"
         if not (root / "dataset.json").exists():
             write_synthetic_dataset(root, config.data.split(":", 1)[1], config.synth_n, config.synth_size,
-                                    seed=config.synth_seed, overwrite=True)
-        notes.append(f"built-in synthetic data {config.data}: {config.synth_n} images of {config.synth_size} px, "
-                     f"seed {config.synth_seed}, split 60/20/20")
+                                    seed=config.synth_seed, invert=config.synth_invert, overwrite=True)
+        notes.append(f"built-in synthetic data {config.data}{' turned over' if config.synth_invert else ''}: "
+                     f"{config.synth_n} images of {config.synth_size} px, seed {config.synth_seed}, split 60/20/20")
     else:
         root = Path(config.data)
     layout = discover_layout(root, config.layout)
@@ -246,8 +246,8 @@ def load_run_config(run_dir: str | Path) -> SuiteConfig:
 def _check_same_suite(run_dir: Path, config: SuiteConfig) -> None:
     stored = load_run_config(run_dir).to_dict()
     given = config.to_dict()
-    fixed = ("data", "preset", "train", "layout", "synth_n", "synth_size", "synth_seed", "val_fraction", "fit",
-             "mask_mode")
+    fixed = ("data", "preset", "train", "layout", "synth_n", "synth_size", "synth_seed", "synth_invert",
+             "val_fraction", "fit", "mask_mode")
     differ = [k for k in fixed if stored.get(k) != given.get(k)]
     if differ:
         raise ParameterError(

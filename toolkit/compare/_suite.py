@@ -85,6 +85,7 @@ class SuiteConfig:
         layout: the dataset layout (``auto``, ``paper``, ``cellpose``, ``voc``).
         synth_n, synth_size, synth_seed: size of a ``synth:`` dataset (default per preset: 24 images of 128 px
             for ``quick``, 64 of 256 px for ``paper``) and its seed.
+        synth_invert: turn a ``synth:`` dataset over (dark objects on a bright background).
         val_fraction: when the data has no validation split, this share of the training images (at least one)
             becomes the validation set, drawn with ``synth_seed`` (documented fallback; the report says so).
         fit: ``center`` crops images of different sizes to a common size (see
@@ -104,6 +105,7 @@ class SuiteConfig:
     synth_n: int | None = None
     synth_size: int | None = None
     synth_seed: int = 0
+    synth_invert: bool = False
     val_fraction: float = 0.2
     fit: str | None = None
     unsupervised: list[str] = field(default_factory=list)
@@ -140,6 +142,8 @@ class SuiteConfig:
             self.synth_size = size if self.synth_size is None else self.synth_size
             if self.synth_n < 3:
                 raise ParameterError(f"`synth_n` must be at least 3; got {self.synth_n}")
+        if not isinstance(self.synth_invert, bool):
+            raise ParameterError(f"`synth_invert` must be true or false; got {self.synth_invert!r}")
         if not 0 < self.val_fraction < 1:
             raise ParameterError(f"`val_fraction` must be in (0, 1); got {self.val_fraction}")
         if self.fit is not None:

@@ -7,11 +7,12 @@ from ._collect import ImageEntry, collect_images
 from ._dataset import RandomCropFlip, SegmentationDataset, random_crop_flip
 from ._inspect import DatasetReport, SplitReport, check_dataset
 from ._layouts import LAYOUTS, SPLITS, Layout, Sample, discover_layout, layout_names
-from ._writer import split_counts, write_synthetic_dataset
+from ._writer import split_counts, write_synthetic_dataset, write_tiled_dataset
 from .synthetic import SYNTH_KINDS, Synthetic, synth_kinds, synthesize
 
 __all__ = [
-    "SYNTH_KINDS", "Synthetic", "synthesize", "synth_kinds", "write_synthetic_dataset", "split_counts",
+    "SYNTH_KINDS", "Synthetic", "synthesize", "synth_kinds", "write_synthetic_dataset", "write_tiled_dataset",
+    "split_counts",
     "LAYOUTS", "SPLITS", "Layout", "Sample", "discover_layout", "layout_names",
     "SegmentationDataset", "RandomCropFlip", "random_crop_flip",
     "DatasetReport", "SplitReport", "check_dataset", "ImageEntry", "collect_images",

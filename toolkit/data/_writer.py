@@ -1,4 +1,4 @@
-"""Write a built-in synthetic dataset to disk in the paper's folder layout."""
+"""Write datasets to disk in the paper's folder layout: built-in synthetic data, or one large image cut into tiles."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from ..io import write_image, write_mask
 from ._layouts import SPLITS
 from .synthetic import synthesize
 
-__all__ = ["write_synthetic_dataset", "split_counts"]
+__all__ = ["write_synthetic_dataset", "write_tiled_dataset", "split_counts"]
 
 
 def split_counts(n: int, fractions: tuple[float, float, float] = (0.6, 0.2, 0.2)) -> tuple[int, int, int]:
@@ -101,4 +101,59 @@ def write_synthetic_dataset(
             "split": dict(zip(SPLITS, counts)),
         }
         (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return Path(root)
+
+
+def write_tiled_dataset(
+    image: str | os.PathLike,
+    mask: str | os.PathLike,
+    root: str | os.PathLike,
+    *,
+    tile: int = 128,
+    seed: int = 0,
+    invert: bool = False,
+    mask_mode: str = "auto",
+    overwrite: bool = False,
+) -> Path:
+    """Cut one large image and its mask into tiles and write them in the paper layout, for a comparison on one
+    real micrograph (the DSB sample, or a user's own image).
+
+    The tiles do not overlap and cover the image from its top-left corner (a border narrower than a tile is left
+    out); one fifth of them (at least one) go to test, one fifth to val, the rest to train, drawn with ``seed``.
+    ``ROOT/tiles.json`` records the source files and settings. The folder appears only when complete.
+
+    Args:
+        image, mask: the image file and its mask (binary, or instance labels: > 0 is foreground).
+        root: output folder; new, empty, or (with ``overwrite``) one that mstool wrote.
+        tile: tile side in pixels.
+        seed: seed of the split.
+        invert: turn the image's intensities over (``min + max - x``), to test methods on the other polarity.
+        mask_mode: how to read the mask (:func:`mstool.io.read_mask`).
+
+    Returns:
+        The dataset folder.
+
+    Raises:
+        ParameterError: fewer than 3 tiles fit, or image and mask differ in size.
+    """
+    from ..io import check_pair, read_image, read_mask
+
+    pixels, labels = read_image(image), read_mask(mask, mode=mask_mode)
+    check_pair(pixels, labels, image, mask)
+    h, w = labels.shape
+    corners = [(y, x) for y in range(0, h - tile + 1, tile) for x in range(0, w - tile + 1, tile)]
+    if len(corners) < 3:
+        raise ParameterError(f"{image}: {h} x {w} holds {len(corners)} tile(s) of {tile}; choose a smaller `tile`")
+    if invert:
+        pixels = (pixels.min() + pixels.max() - pixels.astype(np.float64)).astype(pixels.dtype)
+    order = np.random.default_rng(seed).permutation(len(corners))
+    held = max(1, len(corners) // 5)
+    split_of = {int(i): "test" if k < held else "val" if k < 2 * held else "train" for k, i in enumerate(order)}
+    with atomic_dir(root, overwrite=overwrite, inputs=[image, mask], kind="tiles") as tmp:
+        for i, (y, x) in enumerate(corners):
+            write_image(tmp / split_of[i] / "images" / f"tile_{i:02d}.tif", pixels[y:y + tile, x:x + tile])
+            write_mask(tmp / split_of[i] / "labels" / f"tile_{i:02d}.png", labels[y:y + tile, x:x + tile])
+        meta = {"image": str(image), "mask": str(mask), "tile": tile, "seed": seed, "invert": invert,
+                "tiles": len(corners), "mstool_version": __version__}
+        (tmp / "tiles.json").write_text(json.dumps(meta, indent=2) + "\n")
     return Path(root)
