@@ -300,3 +300,14 @@ def test_fractions_round_trip_and_old_files_load_without_them(tmp_path):
         Prior(p.density, p.names, p.classes, fractions=torch.zeros(3, 2))
     with pytest.raises(DataError, match="'fractions' must lie in \\[0, 1\\]"):
         Prior(p.density, p.names, p.classes, fractions=torch.full((2, 2), 1.5))
+
+
+def test_a_density_too_sparse_for_its_fraction_still_means_it():
+    """A few sampled skeleton pixels cover less of the image than the objects did: the calibrated map keeps
+    their order and spreads the missing mass, so its mean is the recorded fraction."""
+    d = torch.zeros(1, 2, 10, 10)
+    d[0, 1, 0, :5] = 0.5  # 5% of the image carries density
+    p = Prior(d, ("a",), ("background", "foreground"), fractions=torch.tensor([[0.7, 0.3]]))
+    fg = p.foreground()
+    assert abs(float(fg.mean()) - 0.3) < 1e-4 and float(fg.max()) <= 1.0
+    assert float(fg[0, 0, 0, :5].min()) > float(fg[0, 0, 5:, :].max())  # the dense pixels stay the densest

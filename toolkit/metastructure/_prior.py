@@ -176,7 +176,9 @@ class Prior:
 
         With ``calibrated`` and recorded ``fractions``, each entry is scaled and clipped to 1 so that its mean is
         its foreground fraction (module docstring; the scale is found by bisection, since clipping takes mass
-        away): a foreground probability map whatever EMS made it. An entry without density stays zero.
+        away): a foreground probability map whatever EMS made it. Where the density covers too little of the
+        image to hold that mass (a sparse sample of a skeleton), the rest is spread over the other pixels in
+        proportion to their room below 1, so the mean is still the fraction.
 
         Raises:
             DataError: the prior does not have exactly 2 classes.
@@ -204,7 +206,13 @@ class Prior:
             mid = (low + high) / 2
             over = (fg * mid).clamp(max=1).mean((1, 2, 3), keepdim=True) > target
             high, low = torch.where(over, mid, high), torch.where(over, low, mid)
-        return (fg * low).clamp(max=1)
+        q = (fg * low).clamp(max=1)
+        # a sparse density (a 10% sample of a few skeleton pixels) may cover less of the image than the fraction:
+        # the mass it cannot hold is spread over the rest in proportion to the room left, so the mean is right
+        room = 1 - q
+        missing = (target - q.mean((1, 2, 3), keepdim=True)).clamp_min(0)
+        share = room.mean((1, 2, 3), keepdim=True)
+        return q + torch.where(share > 0, missing / share.clamp_min(1e-12), torch.zeros_like(share)) * room
 
     def _where(self) -> str:
         return "prior" if self.path is None else f"prior {self.path}"
