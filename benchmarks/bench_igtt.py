@@ -1,25 +1,32 @@
-"""iGTT speed: batched candidate selection against a per-threshold loop, and seconds per image of a quick run.
+"""iGTT speed: batched candidate selection against a per-threshold loop; Dice, seconds per image and per round.
 
     python benchmarks/bench_igtt.py [--device cpu] [--threads 1] [--maps 32] [--size 256] [--windows 30]
+                                    [--kinds er,mito,nuc,em] [--seeds 0,1,2]
 
 1. Candidate selection: ``--maps`` score maps of ``--size`` pixels square, ``--windows`` thresholds each. The
    batched pass (:func:`mstool.unsupervised._igtt.select_candidate`: one ``searchsorted``, histograms, a
    cumulative sum) against the loop one would write first: for every threshold, build the masks of all maps,
    form each map's 2 x 2 joint ``P S^T / M`` and take its determinant, then keep the best. Both must choose the
    same candidates; the ratio of their times is printed (target >= 20x on the CPU).
-2. iGTT at its quick defaults on synthetic ``er`` (8 images of 128 x 128): seconds per image.
+2. iGTT at its defaults and with ``batch_size=2`` (the cheaper trade-off README discusses) on 5 images of
+   128 x 128 of each built-in kind in ``--kinds``, per seed: Dice against the exact labels, CPU seconds per image
+   (process time, so a busy machine inflates it less than wall time) and wall seconds per round, the two settings
+   alternating seed by seed.
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+import warnings
 
+import numpy as np
 import torch
 
 from mstool.data import synthesize
 from mstool.device import resolve_device, set_threads
-from mstool.unsupervised._igtt import IGTT, candidate_thresholds, select_candidate
+from mstool.errors import MstoolWarning
+from mstool.unsupervised._igtt import IGTT, _mean_dice, candidate_thresholds, select_candidate
 
 
 def loop_select(probs: torch.Tensor, num: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -61,6 +68,8 @@ def main() -> None:
     parser.add_argument("--windows", type=int, default=30)
     parser.add_argument("--repeat", type=int, default=5, help="timed runs, best kept (default 5)")
     parser.add_argument("--skip-igtt", action="store_true", help="only time the candidate selection")
+    parser.add_argument("--kinds", default="er,mito,nuc,em", help="built-in kinds for the iGTT runs")
+    parser.add_argument("--seeds", default="0,1,2", help="iGTT seeds (default 0,1,2)")
     args = parser.parse_args()
     set_threads(args.threads)
     device = resolve_device(args.device)
@@ -77,15 +86,28 @@ def main() -> None:
           f"same choice: {same}")
 
     if not args.skip_igtt:
-        data = synthesize("er", 8, 128, generator=torch.Generator().manual_seed(0))
-        x = data.images
-        x = ((x - x.mean((2, 3), keepdim=True)) / x.std((2, 3), keepdim=True)).to(device)
-        start = time.perf_counter()
-        IGTT().segment(x, generator=torch.Generator().manual_seed(0))
-        seconds = time.perf_counter() - start
-        print(f"iGTT quick defaults, 8 images of 128x128 on {device} ({torch.get_num_threads()} threads): "
-              f"{seconds:.1f} s, {seconds / 8:.2f} s per image")
-
+        configs = {"defaults": {}, "batch_size=2": {"batch_size": 2}}
+        print(f"iGTT, 5 images of 128x128 per kind, {device} ({torch.get_num_threads()} threads), seeds {args.seeds}:")
+        print(f"  {'kind':6s} {'setting':14s} {'Dice':>14s} {'CPU s/img':>10s} {'s/round':>8s}")
+        for kind in args.kinds.split(","):
+            data = synthesize(kind, 5, 128, generator=torch.Generator().manual_seed(0))
+            x = data.images
+            x = ((x - x.mean((2, 3), keepdim=True)) / x.std((2, 3), keepdim=True)).to(device)
+            labels = data.labels.to(device)
+            runs: dict[str, list[tuple[float, float, float]]] = {name: [] for name in configs}
+            for seed in (int(v) for v in args.seeds.split(",")):
+                for name, options in configs.items():
+                    start = time.process_time()
+                    with warnings.catch_warnings():
+                        warnings.simplefilter("ignore", MstoolWarning)
+                        seg = IGTT(**options).segment(x, generator=torch.Generator().manual_seed(seed))
+                    cpu = (time.process_time() - start) / len(x)
+                    rounds = seg.info["rounds"]
+                    per_round = (rounds[-1]["seconds"] - rounds[0]["seconds"]) / max(len(rounds) - 1, 1)
+                    runs[name].append((_mean_dice(seg.masks, labels), cpu, per_round))
+            for name, rows in runs.items():
+                d, c, r = (np.array(v) for v in zip(*rows, strict=True))
+                print(f"  {kind:6s} {name:14s} {d.mean():8.3f} ± {d.std():.3f} {c.mean():10.2f} {r.mean():8.2f}")
 
 if __name__ == "__main__":
     main()

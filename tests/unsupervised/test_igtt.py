@@ -401,6 +401,28 @@ def test_tiled_image_trains_on_windows_and_predicts_in_tiles():
     assert out.masks.shape == (2, 48, 48) and bool(torch.isfinite(out.scores).all())
 
 
+def test_training_crops_are_aligned_windows_flipped_both_ways():
+    from mstool.unsupervised._igtt import _crop_flip
+
+    images = torch.arange(2 * 20 * 30, dtype=torch.float32).view(2, 1, 20, 30)
+    targets = images[:, 0].long()
+    pick = torch.zeros(64, dtype=torch.long)
+    x, y = _crop_flip(images, targets, pick, (8, 12), torch.Generator().manual_seed(0))
+    assert x.shape == (64, 1, 8, 12) and y.shape == (64, 8, 12) and torch.equal(x[:, 0].long(), y)
+    rows, cols = x[:, 0, 1, 0] - x[:, 0, 0, 0], x[:, 0, 0, 1] - x[:, 0, 0, 0]
+    assert set(rows.tolist()) == {30.0, -30.0} and set(cols.tolist()) == {1.0, -1.0}  # each flip both ways
+    again = _crop_flip(images, targets, pick, (8, 12), torch.Generator().manual_seed(0))
+    assert torch.equal(again[0], x) and torch.equal(again[1], y)
+    whole, _ = _crop_flip(images, targets, torch.tensor([1]), (20, 30), torch.Generator().manual_seed(0))
+    assert sorted(whole.flatten().tolist()) == sorted(images[1].flatten().tolist())
+
+
+def test_rounds_log_how_much_of_the_mask_changed():
+    x, _ = _blobs(2, 32)
+    rounds = IGTT(**{**TINY, "rounds": 3}).segment(x, generator=torch.Generator().manual_seed(0)).info["rounds"]
+    assert rounds[0]["changed"] is None and all(0 <= r["changed"] <= 1 for r in rounds[1:])
+
+
 def test_a_1024_image_goes_through_in_tiles():
     x = 0.3 * torch.randn(1, 1, 1024, 1024, generator=torch.Generator().manual_seed(0))
     x[..., 200:500, 300:700] += 1.0
