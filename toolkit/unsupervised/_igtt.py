@@ -82,7 +82,9 @@ the loop collapsed here too (``er`` 0.27, ``mito`` 0.34; Otsu 0.850 and 0.874); 
   (5 images per kind, 3 seeds; mean over ``er``, ``mito``, ``nuc``, ``em`` and the 16 DSB tiles, 0.887 at the
   defaults before the two changes above): ``batch_size=2`` 0.883 at 53% of the time (nuclei -3 points), 4 crops
   of 48 0.873 at 57%, 8 crops of 32 0.819 at 43%, 4 crops of 48 with 80 steps in round 1 and 10 in each later
-  round 0.852 at 29%; half the rounds (with jitter 0.2) 0.872 at half the time.
+  round 0.852 at 29%; half the rounds (with jitter 0.2) 0.872 at half the time. Against the new code (3.7 s,
+  0.863 on seeds 0-2): U-Net base 12 3.0 s, 0.888, but on seeds 3-8 ``er`` 0.873 +- 0.033 against 0.897 +- 0.004;
+  base 8 1.9 s, 0.849; depth 2 2.8 s, 0.857.
 
 All ``K`` candidates of all images are scored in one batched pass: a pixel's bucket among its image's evenly
 spaced thresholds is one multiply-add, one histogram over (image, bucket) and a reverse cumulative sum give every
