@@ -109,5 +109,6 @@ def main() -> None:
                 d, c, r = (np.array(v) for v in zip(*rows, strict=True))
                 print(f"  {kind:6s} {name:14s} {d.mean():8.3f} ± {d.std():.3f} {c.mean():10.2f} {r.mean():8.2f}")
 
+
 if __name__ == "__main__":
     main()

@@ -1100,7 +1100,7 @@ def _crop_flip(images: torch.Tensor, targets: torch.Tensor, pick: torch.Tensor, 
     probability 0.5: ``(B, C, h, w)`` and ``(B, h, w)``.
 
     One gather and two selects, all random draws from ``g``: a kornia augmentation pipeline cost 3 to 9 ms a step
-    here, a third of a small step's time on one CPU thread.
+    here, up to a fifth of a small step's time on one CPU thread.
     """
     x, y = _crop_windows(images, targets, pick, crop, g)
     flips = (torch.rand(2, pick.shape[0], generator=g) < 0.5).to(images.device)
