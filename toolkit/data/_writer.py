@@ -119,7 +119,8 @@ def write_tiled_dataset(
     real micrograph (the DSB sample, or a user's own image).
 
     The tiles do not overlap and cover the image from its top-left corner (a border narrower than a tile is left
-    out); one fifth of them (at least one) go to test, one fifth to val, the rest to train, drawn with ``seed``.
+    out); they are split 60/20/20 into train, val and test as :func:`split_counts` says (at least one each), drawn
+    with ``seed``.
     ``ROOT/tiles.json`` records the source files and settings. The folder appears only when complete.
 
     Args:
@@ -147,8 +148,8 @@ def write_tiled_dataset(
     if invert:
         pixels = (pixels.min() + pixels.max() - pixels.astype(np.float64)).astype(pixels.dtype)
     order = np.random.default_rng(seed).permutation(len(corners))
-    held = max(1, len(corners) // 5)
-    split_of = {int(i): "test" if k < held else "val" if k < 2 * held else "train" for k, i in enumerate(order)}
+    _, val, test = split_counts(len(corners))
+    split_of = {int(i): "test" if k < test else "val" if k < test + val else "train" for k, i in enumerate(order)}
     with atomic_dir(root, overwrite=overwrite, inputs=[image, mask], kind="tiles") as tmp:
         for i, (y, x) in enumerate(corners):
             write_image(tmp / split_of[i] / "images" / f"tile_{i:02d}.tif", pixels[y:y + tile, x:x + tile])
