@@ -108,6 +108,56 @@ def analyze(clean, noisy, layout, splits, mask_suffix, mask_mode, distance, band
             tmp.write_text(json.dumps([r.as_dict() for r in reports], indent=2) + "\n")
 
 
+@labels.command("audit")
+@click.option("--clean", "clean", required=True, type=click.Path(exists=True, file_okay=False),
+              help="Clean labels (a dataset folder or a folder of masks); may cover only some of the images.")
+@click.option("--noisy", "noisy", required=True, multiple=True, type=click.Path(exists=True, file_okay=False),
+              help="A noisy label set named like the clean one (repeatable).")
+@_layout_options
+@click.option("--bandwidth", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Box-window half-width of the densities.")
+@click.option("--bootstrap", type=click.IntRange(min=0), default=1000, show_default=True,
+              help="Resamples of the images for the score's 95% interval (0: none).")
+@click.option("--pictures", type=click.Path(file_okay=False), default=None,
+              help="Folder to draw one picture per noisy set into.")
+@click.option("--json", "json_path", type=click.Path(dir_okay=False), default=None,
+              help="Also write every statistic as JSON to this file (.json).")
+@seed_option
+@overwrite_option
+@device_option
+@threads_option
+@handle_errors
+def audit(clean, noisy, layout, splits, mask_suffix, mask_mode, bandwidth, bootstrap, pictures, json_path, seed,
+          overwrite, device, threads):
+    """Before training: will these noisy labels train like clean ones? The expected-density score per set.
+
+    The score estimates how alike the noisy labels' *expected* density (what a network learns once it averages
+    their pixel noise) and the clean density are; the one-draw similarity beside it is what the labels look like.
+    """
+    from mstool._fs import atomic_path, check_output_file
+    from mstool.labelsets import audit_label_sets
+
+    from .options import runtime
+
+    if json_path:
+        check_output_file(json_path, overwrite=overwrite, inputs=[clean, *noisy], suffixes=(".json",))
+    dev = runtime(device, threads)
+    audits = audit_label_sets(clean, list(noisy), layout=layout, splits=splits or None, mask_suffix=mask_suffix,
+                              mask_mode=mask_mode, bandwidth=bandwidth, bootstrap=bootstrap, seed=seed,
+                              pictures=pictures, overwrite=overwrite, device=dev)
+    for a in audits:
+        e = a.expected
+        click.echo(f"{a.name}  ({a.used} of {a.available} masks have clean labels and were used)\n"
+                   f"  expected-density score {_fmt(e.score)}  [95% interval {_fmt(e.low)}, {_fmt(e.high)}]   "
+                   f"one-draw similarity {_fmt(e.one_draw)}   structure {_fmt(e.signal, 2)} of the variance\n"
+                   f"  {a.taxonomy}: {a.verdict}")
+    if pictures:
+        click.echo(f"pictures: {pictures}")
+    if json_path:
+        with atomic_path(json_path) as tmp:
+            tmp.write_text(json.dumps([a.as_dict() for a in audits], indent=2) + "\n")
+
+
 def _fmt(v, digits=3) -> str:
     return "nan" if v is None else f"{v:.{digits}f}"
 
@@ -124,5 +174,6 @@ def _format_report(rep) -> str:
         f"MI {_fmt(info['mutual_information'])} of H(clean) {_fmt(info['clean_entropy'])} bits\n"
         f"  changed {_fmt(info['changed_fraction'])}  boundary fraction {_fmt(info['boundary_fraction'])} "
         f"(uniform noise would give {_fmt(info['expected_boundary_fraction'])})\n"
-        f"  meta-structure similarity to clean: {sims}"
+        f"  meta-structure similarity to clean: {sims}\n"
+        f"  expected-density score (noise averaged out, h=1): {_fmt(info.get('expected_score'))}"
     )

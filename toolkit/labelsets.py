@@ -24,12 +24,24 @@ from .device import make_generator
 from .errors import DataError, LayoutError, ParameterError
 from .io import find_images, read_image, read_mask, write_mask
 from .labels import apply_spec, label_info, parse_spec
-from .metastructure import Prior, estimate_prior, load_prior, meta_similarity
+from .metastructure import (
+    ExpectedSimilarity,
+    Prior,
+    density,
+    estimate_prior,
+    expected_density,
+    expected_similarity,
+    load_prior,
+    meta_similarity,
+)
 
 __all__ = [
     "make_label_set",
     "analyze_label_sets",
     "LabelSetReport",
+    "audit_label_sets",
+    "LabelAudit",
+    "VERDICTS",
     "estimate_prior_from_labels",
     "estimate_prior_from_images",
     "show_prior",
@@ -162,10 +174,170 @@ def analyze_label_sets(
                 raise DataError(f"{p}: noisy mask is {b[0]} x {b[1]} but the clean mask {e.path} is {a[0]} x {a[1]}")
         noisy_labels = noisy_labels.to(device)
         k = max(_num_classes(clean_labels), _num_classes(noisy_labels))
-        info = label_info(clean_labels, noisy_labels, k, distance=distance).as_dict()
+        expected = expected_similarity(clean_labels, noisy_labels, k, bootstrap=0)
+        info = label_info(clean_labels, noisy_labels, k, distance=distance, expected_score=expected.score,
+                          expected_signal=expected.signal).as_dict()
+        info["expected_score"] = _finite(expected.score)
         sim = meta_similarity(clean_labels, noisy_labels, k, bandwidths=bandwidths).mean()
         reports.append(LabelSetReport(str(root), info, {key: _finite(v) for key, v in sim.items()}))
     return reports
+
+
+VERDICTS = {
+    "CL": "the clean labels themselves",
+    "RCL": "keeps the meta-structure: expect near-clean training",
+    "PCL": "moves the meta-structure: expect a loss",
+    "RL": "carries no structure: expect the network to learn next to nothing",
+}
+"""The one-line verdict of :func:`audit_label_sets` for each taxonomy class."""
+
+
+@dataclass(frozen=True)
+class LabelAudit:
+    """What training on one noisy label set should give, judged from the labels alone (:func:`audit_label_sets`).
+
+    Attributes:
+        name: the noisy set's folder.
+        used: masks compared (those with a clean counterpart of the same size).
+        available: masks in the noisy set.
+        expected: the expected-density score with its interval and the one-draw similarity.
+        taxonomy: ``CL``, ``RCL``, ``PCL`` or ``RL`` (:func:`mstool.labels.classify_label`, expected-density
+            rule included).
+        verdict: one line a person can act on.
+        info: every statistic of :func:`mstool.labels.label_info`.
+    """
+
+    name: str
+    used: int
+    available: int
+    expected: ExpectedSimilarity
+    taxonomy: str
+    verdict: str
+    info: dict
+
+    def as_dict(self) -> dict:
+        return {"name": self.name, "used": self.used, "available": self.available, "taxonomy": self.taxonomy,
+                "verdict": self.verdict, **{f"expected_{k}": v for k, v in self.expected.as_dict().items()},
+                "label_info": self.info}
+
+
+def audit_label_sets(
+    clean: str | os.PathLike,
+    noisy: list[str | os.PathLike],
+    *,
+    layout: str = "auto",
+    splits: tuple[str, ...] | None = None,
+    mask_suffix: str = "_masks",
+    mask_mode: str | None = None,
+    bandwidth: int = 1,
+    bootstrap: int = 1000,
+    seed: int = 0,
+    pictures: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    device: str | torch.device = "cpu",
+) -> list[LabelAudit]:
+    """Judge noisy label sets before training on them: the expected-density score, its class and a verdict.
+
+    The clean set may cover only some of a noisy set's images (a few expert masks beside many cheap ones): every
+    noisy mask with a clean counterpart is used, and :attr:`LabelAudit.used` says how many.
+
+    Args:
+        clean: the clean label set (a dataset folder or a folder of masks).
+        noisy: noisy label sets mirroring its file names (one mask per image; extra masks are counted, not used).
+        layout, splits, mask_suffix, mask_mode: how to read the clean set, as in :func:`analyze_label_sets`.
+        bandwidth: box half-width of the densities (:func:`mstool.metastructure.expected_similarity`).
+        bootstrap: resamples of the images for the score's 95% interval.
+        seed: seed of the resamples.
+        pictures: a folder to draw one picture per noisy set into (clean density | one noisy draw | the
+            expected-density estimate | its difference from the clean density, rescaled), or ``None``.
+        overwrite: replace a pictures folder mstool wrote.
+        device: where the statistics are computed.
+
+    Returns:
+        One :class:`LabelAudit` per noisy set, in the order given.
+
+    Raises:
+        LayoutError: a noisy set shares no mask name with the clean set.
+        DataError: a noisy mask whose size differs from its clean counterpart's (both files named).
+    """
+    if not noisy:
+        raise ParameterError("`noisy` must name at least one label set")
+    if pictures is not None:
+        check_output_dir(pictures, overwrite=overwrite, inputs=[clean, *noisy])
+    entries, mode = collect_masks(clean, layout=layout, splits=splits, mask_suffix=mask_suffix)
+    clean_arrays = read_label_set(entries, mode=mask_mode or mode)
+    pairs = []
+    for root in noisy:
+        paths = find_counterparts(entries, root, allow_missing=True)
+        used = [(e, a, p) for e, a, p in zip(entries, clean_arrays, paths) if p is not None]
+        if not used:
+            raise LayoutError(f"{root}: no mask shares a name with the clean labels in {clean} "
+                              f"(the first clean mask is {entries[0].rel})")
+        noisy_arrays = [read_mask(p, mode="auto") for _, _, p in used]
+        wrong = [(p, b.shape, e.path, a.shape) for (e, a, p), b in zip(used, noisy_arrays) if a.shape != b.shape]
+        if wrong:
+            p, b, c, a = wrong[0]
+            more = f" ({len(wrong) - 1} more masks differ)" if len(wrong) > 1 else ""
+            raise DataError(f"{p}: noisy mask is {b[0]} x {b[1]} but the clean mask {c} is {a[0]} x {a[1]}{more}")
+        pairs.append((root, [a for _, a, _ in used], noisy_arrays, _count_masks(root)))
+    out = []
+    drawings = []
+    for root, clean_list, noisy_list, available in pairs:
+        clean_labels = stack_labels(clean_list)[0].to(device)
+        noisy_labels = stack_labels(noisy_list)[0].to(device)
+        k = max(_num_classes(clean_labels), _num_classes(noisy_labels))
+        expected = expected_similarity(clean_labels, noisy_labels, k, bandwidth=bandwidth, bootstrap=bootstrap,
+                                       generator=make_generator(seed))
+        info = label_info(clean_labels, noisy_labels, k, expected_score=expected.score,
+                          expected_signal=expected.signal).as_dict()
+        taxonomy = info.pop("taxonomy")
+        verdict = VERDICTS[taxonomy]
+        if expected.polarity < 0 and taxonomy in ("RCL", "PCL"):
+            verdict += " (the classes are inverted: choose the polarity on validation data)"
+        out.append(LabelAudit(str(root), len(clean_list), max(available, len(clean_list)), expected, taxonomy,
+                              verdict, info))
+        if pictures is not None:
+            drawings.append((k, _audit_columns(clean_labels, noisy_labels, k, bandwidth, expected)))
+    if pictures is not None:
+        from .viz import plot_label_panel
+
+        with atomic_dir(pictures, overwrite=overwrite, inputs=[clean, *noisy], kind="audit") as tmp:
+            for audit, (k, columns) in zip(out, drawings):
+                plot_label_panel(tmp / f"{_picture_name(audit.name)}.png", columns, num_classes=k,
+                                 title=f"{audit.name}: {audit.taxonomy}, expected-density score "
+                                       f"{audit.expected.score:.3f} (one draw {audit.expected.one_draw:.3f})")
+    return out
+
+
+def _count_masks(root: str | os.PathLike) -> int:
+    try:
+        return len(collect_masks(root)[0])
+    except (LayoutError, DataError):
+        return 0
+
+
+def _picture_name(name: str) -> str:
+    return "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(name).name) or "labels"
+
+
+def _audit_columns(clean: torch.Tensor, noisy: torch.Tensor, k: int, bandwidth: int,
+                   expected: ExpectedSimilarity) -> list[tuple[str, np.ndarray, str]]:
+    """The picture of one set, drawn on its first image: densities of foreground class 1."""
+    c, y = clean[:1], noisy[:1]
+    d_clean = density(c, k, bandwidth=bandwidth, normalize_ignored=False)[0, 1]
+    d_draw = density(y, k, bandwidth=bandwidth, normalize_ignored=False)[0, 1]
+    d_expected = expected_density(clean, noisy, k, bandwidth=bandwidth)[0, 0]
+    # Lemma 1: a sampled label's density is a scaled clean density; compare shapes, not scales.
+    x = torch.stack([d_clean.flatten(), torch.ones_like(d_clean.flatten())], 1).double()
+    coef = torch.linalg.lstsq(x, d_expected.flatten().double()[:, None]).solution
+    fitted = (x @ coef).view_as(d_clean).float()
+    span = (fitted.max() - fitted.min()).clamp(min=1e-12)
+    return [("clean label", c[0].cpu().numpy(), "label"),
+            ("clean density", d_clean.cpu().numpy(), "density"),
+            ("noisy label (one draw)", y[0].cpu().numpy(), "label"),
+            (f"its density (r {expected.one_draw:.2f})", d_draw.cpu().numpy(), "density"),
+            (f"expected density (score {expected.score:.2f})", d_expected.cpu().numpy(), "density"),
+            ("expected - rescaled clean (/ its range)", ((d_expected - fitted) / span).cpu().numpy(), "difference")]
 
 
 def _finite(v: float) -> float | None:

@@ -116,7 +116,8 @@ def plot_label_panel(
     title: str = "",
     num_classes: int = 2,
 ) -> None:
-    """A row of panels; each column is ``(title, array, kind)`` with kind ``image``, ``label`` or ``density``."""
+    """A row of panels; each column is ``(title, array, kind)`` with kind ``image``, ``label``, ``density`` or
+    ``difference`` (signed, in ``[-1, 1]``, on a diverging scale centred on 0)."""
     plt = _plt()
     fig, axes = plt.subplots(1, len(columns), figsize=(2.8 * len(columns), 3.0), squeeze=False)
     for ax, (name, arr, kind) in zip(axes[0], columns):
@@ -124,6 +125,8 @@ def plot_label_panel(
             _show_label(ax, np.asarray(arr), num_classes)
         elif kind == "density":
             ax.imshow(arr, cmap="magma", vmin=0)
+        elif kind == "difference":
+            ax.imshow(arr, cmap="coolwarm", vmin=-1, vmax=1)
         else:
             ax.imshow(arr, cmap="gray")
         ax.set_title(name, fontsize=8)

@@ -141,3 +141,82 @@ def test_consensus_prior_from_images(tmp_path):
                       (["--from", "otsu,snake"], "'snake'")):
         r = runner.invoke(cli, ["prior", "estimate", "--images", str(root), *bad, "-o", str(tmp_path / "x.npz")])
         assert r.exit_code == 2 and text in r.stderr and "--from" in r.stderr and r.stderr.count("\n") == 1
+
+
+def _make(runner, clean, spec, out):
+    r = runner.invoke(cli, ["labels", "make", "--clean", str(clean), "--spec", spec, "--seed", "2", "-o", str(out)])
+    assert r.exit_code == 0, r.output
+
+
+@pytest.fixture(scope="module")
+def nuc_sets(tmp_path_factory):
+    """Clean nuclei labels and three noisy copies: sampled, dilated, skeletons."""
+    root = tmp_path_factory.mktemp("audit")
+    clean = write_synthetic_dataset(root / "nuc", "nuc", n=6, size=64, seed=3)
+    runner = CliRunner()
+    for spec, name in (("sample:0.2", "s"), ("dilate:3", "d"), ("skeleton", "k")):
+        _make(runner, clean, spec, root / name)
+    return root, clean
+
+
+def test_labels_audit_scores_classifies_and_draws(nuc_sets, tmp_path):
+    root, clean = nuc_sets
+    r = CliRunner().invoke(cli, ["labels", "audit", "--clean", str(clean), "--noisy", str(root / "s"),
+                                 "--noisy", str(root / "d"), "--noisy", str(root / "k"), "--bootstrap", "50",
+                                 "--pictures", str(tmp_path / "pics"), "--json", str(tmp_path / "a.json")])
+    assert r.exit_code == 0, r.output
+    rows = json.loads((tmp_path / "a.json").read_text())
+    assert [row["taxonomy"] for row in rows] == ["RCL", "PCL", "PCL"]
+    sampled, dilated, skeleton = rows
+    assert sampled["expected_score"] > 0.95 > sampled["expected_one_draw"]
+    assert skeleton["expected_score"] < dilated["expected_score"] < 0.95
+    assert all(row["expected_low"] <= row["expected_score"] <= row["expected_high"] for row in rows)
+    assert "keeps the meta-structure: expect near-clean training" in r.output
+    assert "moves the meta-structure: expect a loss" in r.output
+    assert "6 of 6 masks have clean labels" in r.output
+    assert sorted(p.name for p in (tmp_path / "pics").glob("*.png")) == ["d.png", "k.png", "s.png"]
+    # `labels analyze` reports the score too, and calls a blob skeleton PCL through it
+    r = CliRunner().invoke(cli, ["labels", "analyze", "--clean", str(clean), "--noisy", str(root / "k")])
+    assert r.exit_code == 0 and "taxonomy PCL" in r.output and "expected-density score" in r.output
+
+
+def test_labels_audit_with_clean_labels_for_some_images(nuc_sets, tmp_path):
+    import shutil
+
+    root, clean = nuc_sets
+    # an expert labelled 2 of the noisy set's training images: a plain folder of their masks
+    few = tmp_path / "few"
+    few.mkdir()
+    noisy_train = root / "s" / "train" / "labels"
+    for p in sorted((clean / "train" / "labels").glob("*.png"))[:2]:
+        shutil.copy(p, few / p.name)
+    r = CliRunner().invoke(cli, ["labels", "audit", "--clean", str(few), "--noisy", str(noisy_train),
+                                 "--bootstrap", "0"])
+    assert r.exit_code == 0, r.output
+    total = len(list(noisy_train.glob("*.png")))
+    assert total > 2 and f"2 of {total} masks have clean labels and were used" in r.output
+
+
+def test_labels_audit_bad_input_is_one_line(nuc_sets, tmp_path):
+    import numpy as np
+    import tifffile
+
+    root, clean = nuc_sets
+    other = tmp_path / "other"
+    other.mkdir()
+    tifffile.imwrite(other / "unrelated.tif", np.zeros((64, 64), np.uint8))
+    r = CliRunner().invoke(cli, ["labels", "audit", "--clean", str(clean), "--noisy", str(other)])
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "no mask shares a name" in r.stderr
+    import shutil
+
+    small = tmp_path / "small"
+    shutil.copytree(root / "s", small)
+    mask = sorted(small.rglob("*.png"))[0]
+    from mstool.io import write_mask
+
+    write_mask(mask, np.zeros((32, 64), np.uint8))
+    r = CliRunner().invoke(cli, ["labels", "audit", "--clean", str(clean), "--noisy", str(small),
+                                 "--pictures", str(tmp_path / "pics")])
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1
+    assert mask.name in r.stderr and "32 x 64" in r.stderr and "64 x 64" in r.stderr
+    assert not (tmp_path / "pics").exists()  # nothing written on a refused input

@@ -29,7 +29,8 @@ def test_suite_rows_hold_settings_label_stats_and_metrics(tiny_run):
     assert clean["label/taxonomy"] == "CL" and clean["label/rank"] == 2
     assert flipped["label/det"] < 0 and flipped["allow_inversion"] is True
     for key in ("val/dice", "oracle/dice", "fixed/dice", "val/auc", "val/dice_img_mean", "probe/dice",
-                "label/mutual_information", "label/similarity_pearson_h4", "mstool_version", "device", "seed"):
+                "label/mutual_information", "label/similarity_pearson_h4", "label/expected_score",
+                "label/expected_low", "label/expected_one_draw", "mstool_version", "device", "seed"):
         assert key in clean, key
     assert clean["settings"]["epochs"] == 1 and clean["settings"]["label_spec"] == "clean"
     assert (run / "config.toml").exists() and (run / "log.txt").read_text().count("done in") == 2
@@ -48,7 +49,9 @@ def test_results_report_and_resume(tiny_run):
     md = (run / "summary.md").read_text()
     assert "| clean | unet | CL |" in md and "flip:0.9,0.9" in md
     html = (run / "report.html").read_text()
-    assert "plots/examples.png" in html and "Spearman" not in md
+    assert "plots/examples.png" in html
+    # two cells cannot be ranked: the report says so rather than printing rho = nan
+    assert "too few cells (2)" in md and "nan (" not in md and "= nan" not in md and "too few cells (2)" in html
     cells = json.loads((run / "results.json").read_text())["cells"]
     assert len(cells) == 2
     stamp = (run / "cells" / "clean__unet__seed0" / "metrics.json").stat().st_mtime_ns
@@ -142,3 +145,19 @@ def test_a_synthetic_suite_can_be_turned_over(tmp_path):
     fg = data.test_labels == 1
     assert data.test_images[:, 0][fg].mean() < data.test_images[:, 0][~fg].mean()  # dark nuclei
     assert "turned over" in data.notes[0]
+
+
+def test_rank_agreement_ranks_cells_and_names_what_it_cannot_rank():
+    from mstool.compare._report import rank_agreement
+
+    rows = [{"spec": s, "label/expected_score": x, "val/dice": y}
+            for s, x, y in (("a", 1.0, 0.95), ("b", 0.9, 0.90), ("c", 0.8, 0.70), ("d", 0.1, 0.40))]
+    a = rank_agreement(rows, "val/dice", "label/expected_score")
+    assert (a["n"], a["rho"], a["tau"], a["note"]) == (4, pytest.approx(1.0), pytest.approx(1.0), "")
+    rows[0]["val/dice"] = 0.5  # one swap to the bottom
+    assert rank_agreement(rows, "val/dice", "label/expected_score")["rho"] == pytest.approx(0.4)
+    assert rank_agreement(rows[:2], "val/dice", "label/expected_score")["note"] == "too few cells (2)"
+    same = [dict(r, **{"label/expected_score": 1.0}) for r in rows]
+    assert rank_agreement(same, "val/dice", "label/expected_score")["note"] == "no spread to rank"
+    missing = [dict(r, **{"label/expected_score": None}) for r in rows]
+    assert rank_agreement(missing, "val/dice", "label/expected_score")["n"] == 0

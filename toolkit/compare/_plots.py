@@ -45,7 +45,8 @@ def draw_all(run_dir: Path, config: SuiteConfig, rows: list[dict[str, Any]], met
     rows = supervised
     for title, name, fn in (
         (f"{metric} against noise level, per label family (mean ± std over seeds)", "noise_level.png", _noise_level),
-        (f"{metric} against meta-structure similarity and mutual information of the training labels",
+        (f"{metric} against the expected-density score, the one-draw similarity and mutual information of the "
+         "training labels",
          "similarity.png", _similarity),
         ("Learning curves: validation score per epoch (mean over seeds)", "learning_curves.png", _curves),
         ("Example test predictions per label spec (first model and seed)", "examples.png", _examples),
@@ -151,33 +152,32 @@ def _noise_level(path, run_dir, config, rows, metric) -> bool:
 
 
 def _similarity(path, run_dir, config, rows, metric) -> bool:
-    from scipy.stats import spearmanr
+    from ._report import PREDICTORS, rank_agreement
 
     plt = _plt()
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    fig, axes = plt.subplots(1, len(PREDICTORS), figsize=(5 * len(PREDICTORS), 4.2))
     any_drawn = False
-    for ax, key, label in ((axes[0], "label/similarity_pearson_h4", "meta-structure similarity (Pearson r, h=4)"),
-                           (axes[1], "label/mutual_information", "mutual information I(clean; noisy) (bits)")):
+    for ax, (key, label) in zip(axes, PREDICTORS):
         pts = [(r[key], r[metric], r.get("label/taxonomy", "RCL")) for r in rows
                if _finite(r.get(key)) and _finite(r.get(metric))]
         if not pts:
+            ax.set_axis_off()
             continue
         any_drawn = True
         for tax, colour in _TAXONOMY_COLOURS.items():
             sel = [(x, y) for x, y, t in pts if t == tax]
             if sel:
                 ax.scatter(*zip(*sel), c=colour, s=22, label=tax, alpha=0.8)
-        xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-        # rank correlation needs three cells and some spread on both axes (one label spec alone has none)
-        varied = len(pts) > 2 and len(set(xs)) > 1 and len(set(ys)) > 1
-        rho = spearmanr(xs, ys).statistic if varied else math.nan
-        ax.set_title(f"Spearman's rho = {rho:.2f} (n = {len(pts)} cells)", fontsize=9)
+        a = rank_agreement(rows, metric, key)
+        ranks = a["note"] or f"Spearman's rho = {a['rho']:.2f}, Kendall's tau = {a['tau']:.2f}"
+        ax.set_title(f"{ranks} (n = {len(pts)} cells)", fontsize=9)
         ax.set_xlabel(label)
         ax.set_ylabel(metric)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     if not any_drawn:
         return False
+    fig.tight_layout()
     save_figure(fig, path)
     return True
 

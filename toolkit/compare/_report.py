@@ -66,7 +66,7 @@ def summarize(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
         entry: dict[str, Any] = {"spec": spec, "model": model, "n": len(rs), "family": rs[0]["family"],
                                  "level": rs[0]["level"], "taxonomy": rs[0].get("label/taxonomy")}
         for key in ("label/rank", "label/det", "label/mutual_information", "label/similarity_pearson_h4",
-                    "label/boundary_fraction", "seconds"):
+                    "label/expected_score", "label/boundary_fraction", "seconds"):
             entry[key] = _mean_std([r.get(key) for r in rs])[0]
         for key, _ in _metric_names(rows):
             m, s, n = _mean_std([r.get(key) for r in rs])
@@ -156,18 +156,71 @@ def _fmt(v: Any, digits: int = 3) -> str:
 
 def _summary_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     names = _metric_names(rows)
-    header = ["label spec", "model", "class", "NTM rank", "det", "MI (bits)", "similarity r (h=4)"]
+    header = ["label spec", "model", "class", "NTM rank", "det", "MI (bits)", "one-draw similarity r (h=4)",
+              "expected-density score"]
     header += [label for _, label in names] + ["polarity (val)", "seeds"]
     body = []
     for e in summarize(rows):
         line = [e["spec"], e["model"], _fmt(e["taxonomy"]), _fmt(e["label/rank"], 0), _fmt(e["label/det"]),
-                _fmt(e["label/mutual_information"]), _fmt(e["label/similarity_pearson_h4"])]
+                _fmt(e["label/mutual_information"]), _fmt(e["label/similarity_pearson_h4"]),
+                _fmt(e["label/expected_score"])]
         for key, _ in names:
             m, s = e[key], e[key + "_std"]
             line.append("-" if math.isnan(m) else (f"{m:.3f} ± {s:.3f}" if e["n"] > 1 else f"{m:.3f}"))
         line += [e["polarity"], str(e["n"])]
         body.append(line)
     return header, body
+
+
+PREDICTORS = (
+    ("label/expected_score", "expected-density score (h=1)"),
+    ("label/similarity_pearson_h4", "one-draw meta-structure similarity (h=4)"),
+    ("label/mutual_information", "mutual information"),
+)
+"""Label statistics the suite ranks against trained scores: the estimated expected-density similarity
+(:func:`mstool.metastructure.expected_similarity`), the similarity of the one draw, and mutual information."""
+
+
+def rank_agreement(rows: list[dict[str, Any]], metric: str, key: str) -> dict[str, Any]:
+    """Spearman's rho and Kendall's tau between a label statistic ``key`` and a trained score ``metric``, over cells.
+
+    Returns ``{"n", "rho", "tau", "note"}``: with fewer than 3 cells, or no spread on either side (one label spec
+    alone), rho and tau are NaN and ``note`` says why.
+    """
+    from scipy.stats import kendalltau, spearmanr
+
+    pts = [(float(r[key]), float(r[metric])) for r in rows
+           if not is_unsupervised(r) and _number(r.get(key)) and _number(r.get(metric))]
+    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
+    if len(pts) < 3:
+        return {"n": len(pts), "rho": math.nan, "tau": math.nan, "note": f"too few cells ({len(pts)})"}
+    if len(set(xs)) < 2 or len(set(ys)) < 2:
+        return {"n": len(pts), "rho": math.nan, "tau": math.nan, "note": "no spread to rank"}
+    return {"n": len(pts), "rho": float(spearmanr(xs, ys).statistic), "tau": float(kendalltau(xs, ys).statistic),
+            "note": ""}
+
+
+def _number(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+
+def _agreement_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
+    metric = headline_metric(rows)
+    header = ["label statistic", f"Spearman's rho with {metric}", "Kendall's tau", "cells"]
+    body = []
+    for key, label in PREDICTORS:
+        a = rank_agreement(rows, metric, key)
+        rho = a["note"] or f"{a['rho']:.2f}"
+        body.append([label, rho, "-" if a["note"] else f"{a['tau']:.2f}", str(a["n"])])
+    return header, body
+
+
+_AGREEMENT_NOTE = (
+    "How well each label statistic, computed from the training labels alone, orders the trained scores. The "
+    "expected-density score estimates what a network averages out of the noise (independent pixel noise, see "
+    "mstool.metastructure.expected_similarity) and predicts converged training: a cell still improving at the "
+    "end of its budget scores below what its labels allow."
+)
 
 
 def _markdown(header: list[str], body: list[list[str]]) -> str:
@@ -230,9 +283,12 @@ def write_results(run_dir: str | Path, rows: list[dict[str, Any]] | None = None,
     md = [f"# Comparison suite: {config.data}, preset {config.preset}\n",
           f"{len(rows)} of {planned} cells finished; mean ± std over seeds. mstool {__version__}.\n"]
     md += [f"- {n}\n" for n in notes]
+    agreement = _agreement_table(supervised) if supervised else ([], [])
     if config.labels:
         md += ["\n", _markdown(header, body) if supervised else "No supervised cell has finished yet.\n", "\n",
                _PROTOCOLS, "\n"]
+        if supervised:
+            md += ["\n## What the labels predict\n\n", _markdown(*agreement), "\n", _AGREEMENT_NOTE, "\n"]
     if unsup_body:
         md += ["\n## Unsupervised methods beside supervised training\n\n", _markdown(unsup_header, unsup_body),
                "\n", unsup_note, "\n"]
@@ -245,7 +301,8 @@ def write_results(run_dir: str | Path, rows: list[dict[str, Any]] | None = None,
 
         images = draw_all(run_dir, config, rows, headline_metric(rows))
         files += [p for _, p in images]
-    _write_html(run_dir, config, rows, header, body, notes, images, planned, (unsup_header, unsup_body, unsup_note))
+    _write_html(run_dir, config, rows, header, body, notes, images, planned, (unsup_header, unsup_body, unsup_note),
+                agreement)
     files.append(run_dir / "report.html")
     return {"rows": len(rows), "files": [str(f) for f in files]}
 
@@ -259,9 +316,11 @@ def _html_table(header: list[str], body: list[list[str]]) -> str:
     return table + "</table>"
 
 
-def _write_html(run_dir, config, rows, header, body, notes, images, planned, unsupervised) -> None:
+def _write_html(run_dir, config, rows, header, body, notes, images, planned, unsupervised, agreement) -> None:
     esc = html.escape
     table = _html_table(header, body)
+    if agreement[1]:
+        table += f"<h2>What the labels predict</h2>{_html_table(*agreement)}<p>{esc(_AGREEMENT_NOTE)}</p>"
     unsup = ""
     if unsupervised[1]:
         unsup = (f"<h2>Unsupervised methods beside supervised training</h2>{_html_table(*unsupervised[:2])}"

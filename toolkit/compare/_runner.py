@@ -166,7 +166,7 @@ def run_cell(
     """
     from ..engine import evaluate, train
     from ..labels import label_info, taxonomy_of
-    from ..metastructure import meta_similarity
+    from ..metastructure import expected_similarity, meta_similarity
 
     run_dir = Path(run_dir)
     cell_dir = run_dir / "cells" / cell.id
@@ -176,7 +176,10 @@ def run_cell(
     result = train(cfg, data.train_images, data.train_labels, out_dir=cell_dir, val_images=data.val_images,
                    val_labels=data.val_labels, num_classes=data.num_classes, device=dev, progress=progress)
     clean, noisy = data.train_labels, result.noisy_labels
-    info = label_info(clean.to(dev), noisy.to(dev), data.num_classes).as_dict()
+    expected = expected_similarity(clean.to(dev), noisy.to(dev), data.num_classes,
+                                   generator=make_generator(cell.seed))
+    info = label_info(clean.to(dev), noisy.to(dev), data.num_classes, expected_score=expected.score,
+                      expected_signal=expected.signal).as_dict()
     similarity = meta_similarity(clean.to(dev), noisy.to(dev), data.num_classes, bandwidths=(2, 4, 8)).mean()
     ev = evaluate(result.model, data.test_images, data.test_labels, val_images=data.val_images,
                   val_labels=data.val_labels, train_images=data.train_images, train_labels=clean,
@@ -205,6 +208,7 @@ def run_cell(
         "best_val_curve": best,
         **{f"label/{key}": value for key, value in info.items()},
         **{f"label/similarity_{key}": (None if not math.isfinite(v) else v) for key, v in similarity.items()},
+        **{f"label/expected_{key}": v for key, v in expected.as_dict().items()},
         **{key: _json_value(v) for key, v in ev.metrics.items()},
         "settings": cfg.to_dict(),
     }

@@ -168,11 +168,17 @@ def _has_plain_images(root: Path, mask_suffix: str) -> bool:
     return False
 
 
-def find_counterparts(entries: list[MaskEntry], other_root: str | os.PathLike) -> list[Path]:
+def find_counterparts(entries: list[MaskEntry], other_root: str | os.PathLike, *,
+                      allow_missing: bool = False) -> list[Path | None]:
     """The file in ``other_root`` at each entry's relative path (any image suffix), e.g. a noisy copy's masks.
 
+    Args:
+        entries: the masks to find counterparts of.
+        other_root: the folder mirroring them.
+        allow_missing: give ``None`` for an entry without a counterpart instead of raising.
+
     Raises:
-        LayoutError: naming the first few entries that have no counterpart.
+        LayoutError: naming the first few entries that have no counterpart (without ``allow_missing``).
     """
     other_root = Path(other_root)
     if not other_root.is_dir():
@@ -184,9 +190,11 @@ def find_counterparts(entries: list[MaskEntry], other_root: str | os.PathLike) -
         candidates = [p for p in candidates if p.stem == e.rel.stem]
         if not candidates:
             missing.append(str(other_root / e.rel.with_suffix(".png")))
+            if allow_missing:
+                found.append(None)
         else:
             found.append(candidates[0])
-    if missing:
+    if missing and not allow_missing:
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         raise LayoutError(f"{other_root}: no mask for {', '.join(missing[:3])}{more}")
     return found

@@ -16,6 +16,7 @@ A spec string names an operation or a composition (``skeleton+shift:1+sample:0.1
 from ._info import (
     TAXONOMY,
     LabelInfo,
+    boundary_distance,
     boundary_fraction,
     classify_label,
     confusion_counts,
@@ -59,5 +60,5 @@ __all__ = [
     "disk", "dilate", "erode", "boundary", "skeletonize",
     # information
     "TAXONOMY", "LabelInfo", "confusion_counts", "noise_transition_matrix", "ntm_rank", "ntm_det", "ntm_condition",
-    "mutual_information", "boundary_fraction", "label_info", "classify_label",
+    "mutual_information", "boundary_fraction", "boundary_distance", "label_info", "classify_label",
 ]

@@ -36,7 +36,6 @@ import warnings
 from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 
 from .._check import check_in, check_labels, check_range, check_same_device, check_shape
 from ..errors import MstoolWarning, ParameterError, ShapeError
@@ -51,6 +50,7 @@ __all__ = [
     "ntm_condition",
     "mutual_information",
     "boundary_fraction",
+    "boundary_distance",
     "label_info",
     "classify_label",
 ]
@@ -368,21 +368,75 @@ def mutual_information(clean: torch.Tensor, noisy: torch.Tensor, num_classes: in
 
 
 def _boundary_band(clean: torch.Tensor, valid: torch.Tensor, distance: int) -> torch.Tensor:
-    """``(N, H, W)`` bool: a pixel of another valid clean class lies within chessboard ``distance``.
+    """``(N, H, W)`` bool: a pixel of another valid clean class lies within chessboard ``distance``."""
+    return _distance(clean, valid, distance + 1) <= distance
 
-    The window max minus the window min of the valid classes is positive exactly when the window holds two
-    classes; the chessboard window is separable, so two 1-D max-pools do it.
+
+def boundary_distance(labels: torch.Tensor, max_distance: int = 8, *, metric: str = "chessboard",
+                      ignore_index: int | None = 255) -> torch.Tensor:
+    """Distance from every pixel to the nearest labelled pixel of another class, capped.
+
+    Args:
+        labels: ``(N, H, W)`` integer labels.
+        max_distance: the cap ``D >= 1``; pixels with no other class within ``D - 1`` get ``D``.
+        metric: ``"chessboard"`` (8-neighbour steps) or ``"cityblock"`` (4-neighbour steps).
+        ignore_index: label value of unlabelled pixels; they are nobody's neighbour (their own distance is
+            computed all the same, from the labelled pixels around them).
+
+    Returns:
+        ``(N, H, W)`` int64 in ``1..D`` on the labels' device: 1 for a pixel touching another class (an
+        8-neighbour for chessboard, a 4-neighbour for cityblock).
+
+    Example:
+        >>> labels = torch.zeros(1, 1, 7, dtype=torch.long)
+        >>> labels[..., 3:] = 1
+        >>> boundary_distance(labels, 3)[0, 0].tolist()
+        [3, 2, 1, 1, 2, 3, 3]
     """
-    x = clean.to(torch.float32)  # class ids below 2**24 are exact in float32
-    floor = torch.tensor(-math.inf, device=clean.device)
-    k = 2 * distance + 1
+    check_shape(labels, "labels", "N H W", dtype="int")
+    if isinstance(max_distance, bool) or not isinstance(max_distance, int) or max_distance < 1:
+        raise ParameterError(f"`max_distance` must be an integer >= 1 (pixels); got {max_distance!r}")
+    check_in(metric, "metric", ("chessboard", "cityblock"))
+    valid = torch.ones_like(labels, dtype=torch.bool) if ignore_index is None else labels != ignore_index
+    return _distance(labels, valid, max_distance, metric).long()
 
-    def window_max(v: torch.Tensor) -> torch.Tensor:
-        v = F.max_pool2d(v.unsqueeze(1), (k, 1), stride=1, padding=(distance, 0))
-        return F.max_pool2d(v, (1, k), stride=1, padding=(0, distance)).squeeze(1)
 
-    spread = window_max(torch.where(valid, x, floor)) + window_max(torch.where(valid, -x, floor))
-    return spread > 0
+def _distance(labels: torch.Tensor, valid: torch.Tensor, cap: int, metric: str = "chessboard") -> torch.Tensor:
+    """:func:`boundary_distance` on checked input, as uint8.
+
+    The window grows one ring at a time: the largest and the negated smallest valid class in the window are a
+    3 x 3 (or cross) max of the last window's, so every step costs the same. Classes are held in int32 (any class id
+    fits, and no float rounding), unlabelled pixels at the type's minimum.
+    """
+    x = labels.to(torch.int32)
+    floor = torch.iinfo(torch.int32).min // 2  # the sum of two floors must not wrap around
+    hi = torch.where(valid, x, torch.full_like(x, floor))
+    lo = torch.where(valid, -x, torch.full_like(x, floor))
+    out = torch.full(labels.shape, cap, dtype=torch.uint8, device=labels.device)
+    for d in range(1, cap):
+        hi, lo = _grow(hi, metric), _grow(lo, metric)
+        out = torch.where((hi + lo > 0) & (out == cap), torch.full_like(out, d), out)
+    return out
+
+
+def _max_along(v: torch.Tensor, dim: int) -> torch.Tensor:
+    """Max over each pixel and its two neighbours along ``dim`` of ``(N, H, W)``, clipped at the border."""
+    size = v.shape[dim]
+    if size < 2:
+        return v
+    pair = torch.maximum(v.narrow(dim, 1, size - 1), v.narrow(dim, 0, size - 1))
+    out = v.clone()
+    out.narrow(dim, 0, size - 1).copy_(pair)
+    tail = out.narrow(dim, 1, size - 1)
+    torch.maximum(tail, pair, out=tail)
+    return out
+
+
+def _grow(v: torch.Tensor, metric: str) -> torch.Tensor:
+    """One ring of growth: the max over the 3 x 3 window (chessboard) or the 4-neighbour cross (cityblock)."""
+    if metric == "chessboard":
+        return _max_along(_max_along(v, -1), -2)
+    return torch.maximum(_max_along(v, -1), _max_along(v, -2))
 
 
 def _boundary_counts(clean: torch.Tensor, noisy: torch.Tensor, num_classes: int | None,
@@ -453,9 +507,18 @@ def boundary_fraction(clean: torch.Tensor, noisy: torch.Tensor, *, distance: int
 # ---------------------------------------------------------------------------------------------- taxonomy
 
 
+RCL_MIN_SCORE = 0.95
+"""The lowest expected-density score (:func:`mstool.metastructure.expected_similarity`) a label keeps as RCL."""
+
+MIN_SIGNAL = 0.1
+"""The least share of structure in the noisy density for the expected-density score to decide PCL; below it the
+score is too noisy to trust (labels flipped 45% both ways carry 3-4%)."""
+
+
 def classify_label(*, changed_fraction: float, rank: int, present_classes: int, boundary_fraction: float,
                    expected_boundary_fraction: float, pcl_odds: float = 4.0, changed_pixels: float | None = None,
-                   pcl_z: float = 6.0) -> str:
+                   pcl_z: float = 6.0, expected_score: float | None = None,
+                   expected_signal: float | None = None) -> str:
     """The label type, ``"CL"``, ``"RL"``, ``"PCL"`` or ``"RCL"``: the first rule below that matches.
 
     1. **CL**: no pixel changed (``changed_fraction`` is 0, or NaN because no pixel was left to compare).
@@ -474,11 +537,17 @@ def classify_label(*, changed_fraction: float, rank: int, present_classes: int, 
        Random sampling and flipping place changes uniformly within each class, so their ``bf`` matches ``e`` to
        within sampling error however many pixels there are; a skeleton of tubules a few pixels wide, whose
        junctions keep some interior pixels, has a modest odds ratio (about 2) over tens of thousands of pixels.
-    4. **RCL**: everything else: a full-rank (or partially informative) NTM with changes spread over the
-       classes, as random sampling and flipping make.
+    4. **PCL** by the expected density, when ``expected_score`` is given: the noisy label's expected density
+       (what a network learns, :func:`mstool.metastructure.expected_similarity`) correlates below
+       ``RCL_MIN_SCORE`` (0.95) with the clean density, and at least ``MIN_SIGNAL`` (10%) of the noisy
+       density's variance is structure (``expected_signal``), so the score is not noise itself. This is what
+       calls a skeleton of blobs (nuclei) PCL: it removes whole interiors, which the boundary test reads as
+       sampling.
+    5. **RCL**: everything else: a full-rank (or partially informative) NTM whose changes keep the expected
+       density, as random sampling and flipping do.
 
-    A skeleton of thick objects removes whole interiors and so reads as heavy sampling (RCL) to these
-    statistics; a skeleton, dilation, erosion or shift within ``distance`` of the edges reads as PCL.
+    Without ``expected_score`` a skeleton of thick objects removes whole interiors and so reads as heavy
+    sampling (RCL); a skeleton, dilation, erosion or shift within ``distance`` of the edges reads as PCL.
 
     Args:
         changed_fraction: share of unignored pixels where the labels differ.
@@ -489,6 +558,8 @@ def classify_label(*, changed_fraction: float, rank: int, present_classes: int, 
         pcl_odds: odds-ratio threshold for PCL, ``> 1``.
         changed_pixels: number of changed pixels behind ``bf`` (enables the significance rule).
         pcl_z: significance threshold of that rule, in standard errors.
+        expected_score: the expected-density score of the noisy label (rule 4), or ``None``.
+        expected_signal: the share of structure behind that score (rule 4; ``None`` counts as enough).
 
     Example:
         >>> classify_label(changed_fraction=0.1, rank=2, present_classes=2, boundary_fraction=0.97,
@@ -507,6 +578,9 @@ def classify_label(*, changed_fraction: float, rank: int, present_classes: int, 
     if bf > e and bf * (1 - e) >= pcl_odds * (1 - bf) * e:
         return "PCL"
     if changed_pixels is not None and bf > e and (bf - e) >= pcl_z * math.sqrt(e * (1 - e) / max(changed_pixels, 1)):
+        return "PCL"
+    if (expected_score is not None and math.isfinite(expected_score) and expected_score < RCL_MIN_SCORE
+            and (expected_signal is None or expected_signal >= MIN_SIGNAL)):
         return "PCL"
     return "RCL"
 
@@ -583,7 +657,8 @@ class LabelInfo:
 
 def label_info(clean: torch.Tensor, noisy: torch.Tensor, num_classes: int | None = None, *,
                ignore_index: int | None = 255, distance: int = 2, rank_tol: float = 1e-3,
-               pcl_odds: float = 4.0) -> LabelInfo:
+               pcl_odds: float = 4.0, expected_score: float | None = None,
+               expected_signal: float | None = None) -> LabelInfo:
     """Everything this module measures about a noisy label, pooled over the batch, with its label type.
 
     One pass counts pixels by (image, clean class, noisy class, inside the boundary band); every statistic is
@@ -600,6 +675,9 @@ def label_info(clean: torch.Tensor, noisy: torch.Tensor, num_classes: int | None
             so), since on structures thinner than ``2 * distance`` the wide band holds every pixel.
         rank_tol: relative rank tolerance (see :func:`ntm_rank`).
         pcl_odds: PCL odds-ratio threshold (see :func:`classify_label`).
+        expected_score, expected_signal: the labels' :func:`mstool.metastructure.expected_similarity` score and
+            signal share, for the taxonomy's expected-density rule (see :func:`classify_label`); ``None`` leaves
+            the rule out.
 
     Returns:
         A :class:`LabelInfo`. With no unignored pixel (an empty batch) every ratio is NaN, the rank is 0 and
@@ -642,7 +720,8 @@ def label_info(clean: torch.Tensor, noisy: torch.Tensor, num_classes: int | None
     rank, det, cond, mi, h, changed, bf, band, expected, present, pixels = scalars
     taxonomy = classify_label(changed_fraction=changed, rank=int(rank), present_classes=int(present),
                               boundary_fraction=bf, expected_boundary_fraction=expected, pcl_odds=pcl_odds,
-                              changed_pixels=changed * pixels)
+                              changed_pixels=changed * pixels, expected_score=expected_score,
+                              expected_signal=expected_signal)
     # Narrower bands too: on thin structures (ER tubules) every pixel lies within `distance` of a boundary, so only
     # a narrower band can show that a skeleton or an erosion removed exactly the boundary pixels.
     for d in range(distance - 1, 0, -1):

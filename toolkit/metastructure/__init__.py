@@ -15,6 +15,7 @@ References:
 
 from ._density import KERNELS, class_onehot, density, foreground_density, normalized_density
 from ._ems import EMS_DEFAULT, ems, ems_spec
+from ._expected import ExpectedSimilarity, expected_density, expected_similarity
 from ._prior import FORMAT_VERSION, Prior, class_fractions, estimate_prior, load_prior, save_prior
 from ._similarity import MetaSimilarity, density_similarity, meta_similarity
 
@@ -27,6 +28,9 @@ __all__ = [
     "MetaSimilarity",
     "meta_similarity",
     "density_similarity",
+    "ExpectedSimilarity",
+    "expected_similarity",
+    "expected_density",
     "FORMAT_VERSION",
     "Prior",
     "save_prior",
