@@ -148,7 +148,7 @@ def test_boundary_distance_counts_rings_and_skips_ignored():
     labels = torch.zeros(1, 9, 9, dtype=torch.long)
     labels[0, 4, 4] = 1
     d = boundary_distance(labels, 4)
-    assert d[0, 4, 4] == 1 and d[0, 3, 3] == 1 and d[0, 2, 4] == 2 and d[0, 0, 0] == 4
+    assert d.dtype == torch.uint8 and d[0, 4, 4] == 1 and d[0, 3, 3] == 1 and d[0, 2, 4] == 2 and d[0, 0, 0] == 4
     labels[0, 4, 5] = 255  # unlabelled: not another class
     assert boundary_distance(labels, 4)[0, 4, 6] == 2
     with pytest.raises(ParameterError, match="max_distance"):
