@@ -22,7 +22,9 @@ from .options import (
 @click.option("--labels", "labels", multiple=True,
               help="Label specs, comma-separated (a comma before a letter starts the next spec, so flip:0.2,0.2 "
                    "stays one) or repeated. [default: clean, sample:0.1, sample:0.5, flip:0.2,0.2, flip:0.45,0.45, "
-                   "flip:0.9,0.9, dilate:2, erode:1, skeleton, random:0.3; `none`: no supervised cells]")
+                   "flip:0.9,0.9, dilate:2, erode:1, skeleton, random:0.3; `none`: no supervised cells]. "
+                   "NAME=FOLDER trains on real noisy masks named like the training images, e.g. "
+                   "clean,crowd=annotations/crowd.")
 @click.option("--unsupervised", "unsupervised", multiple=True, metavar="METHODS",
               help="Unsupervised methods evaluated beside the supervised rows on the same test images, "
                    "comma-separated or repeated: NAME[:OPTION,...], e.g. otsu,local,kmeans,dfc,igtt,igtt:no-ems,"

@@ -23,10 +23,12 @@ import torch
 
 from .._fs import atomic_path, check_run_dir, open_run_dir
 from .._version import __version__
+from ..data import find_masks_by_stem
 from ..device import make_generator, resolve_device
 from ..engine import CHECKPOINT_NAME
-from ..errors import LayoutError, ParameterError
-from ._suite import Cell, SuiteConfig, read_config_file, write_toml
+from ..errors import DataError, LayoutError, ParameterError
+from ..io import read_mask
+from ._suite import Cell, SuiteConfig, label_folder, read_config_file, write_toml
 
 __all__ = ["SuiteData", "prepare_data", "run_cell", "run_suite", "cell_done", "load_run_config", "spec_family"]
 
@@ -47,6 +49,14 @@ class SuiteData:
     test_names: list[str]
     num_classes: int
     notes: list[str] = field(default_factory=list)
+    train_names: list[str] = field(default_factory=list)
+    other_names: list[str] = field(default_factory=list)
+    label_folders: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    def training_labels(self, spec: str) -> torch.Tensor:
+        """The labels a cell of ``spec`` trains on: a folder's masks, or the clean ones (the zoo adds the noise)."""
+        folder = label_folder(spec)
+        return self.train_labels if folder is None else self.label_folders[folder[0]]
 
 
 def _log(run_dir: Path, message: str) -> None:
@@ -106,10 +116,54 @@ def prepare_data(config: SuiteConfig, run_dir: str | Path) -> SuiteData:
         notes.append(f"one split ({only!r}): divided 60/20/20 into train/val/test (seed {config.synth_seed})")
     else:  # pragma: no cover - discover_layout never returns a layout without splits
         raise LayoutError(f"{root}: no split found")
-    labels = torch.cat([t[1].flatten() for t in (train, val, test)])
+    folders = {}
+    for entry in config.labels:
+        folder = label_folder(entry)
+        if folder is not None:
+            folders[folder[0]] = _read_label_folder(folder[1], train[2], train[1], val[2] + test[2], config)
+    labels = torch.cat([t[1].flatten() for t in (train, val, test)] + [t.flatten() for t in folders.values()])
     valid = labels[labels != 255]
     num_classes = max(int(valid.max()) + 1 if valid.numel() else 2, 2)
-    return SuiteData(root, train[0], train[1], val[0], val[1], test[0], test[1], test[2], num_classes, notes)
+    return SuiteData(root, train[0], train[1], val[0], val[1], test[0], test[1], test[2], num_classes, notes,
+                     train_names=list(train[2]), other_names=list(val[2]) + list(test[2]), label_folders=folders)
+
+
+def _read_label_folder(path: str, names: list[str], clean: torch.Tensor, others: list[str],
+                       config: SuiteConfig) -> torch.Tensor:
+    """The masks of a real noisy label folder for the training images, ``(N, H, W)`` int64 like ``clean``.
+
+    Masks are found by file stem anywhere under ``path``; a mask of a validation or test image is allowed and
+    left unused. With ``fit="center"`` a larger mask is cropped about its centre as its image was.
+
+    Raises:
+        DataError: missing masks, masks named like no image of the dataset, two masks for one image, or a mask of
+            the wrong size; the message names the files.
+    """
+    found = find_masks_by_stem(path)
+    twice = sorted(stem for stem, files in found.items() if len(files) > 1)
+    if twice:
+        raise DataError(f"{path}: two masks for image {twice[0]!r}: {', '.join(map(str, found[twice[0]][:2]))}")
+    missing = [n for n in names if n not in found]
+    if missing:
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise DataError(f"{path}: no mask for training image(s) {', '.join(missing[:3])}{more}")
+    known = set(names) | set(others)
+    extra = sorted(stem for stem in found if stem not in known)
+    if extra:
+        more = f" and {len(extra) - 3} more" if len(extra) > 3 else ""
+        raise DataError(f"{path}: mask(s) named like no image of the dataset: "
+                        f"{', '.join(str(found[s][0].name) for s in extra[:3])}{more}")
+    h, w = clean.shape[-2:]
+    masks = []
+    for name in names:
+        file = found[name][0]
+        mask = torch.from_numpy(read_mask(file, mode=config.mask_mode or "auto").astype(np.int64))
+        mh, mw = mask.shape
+        if (mh, mw) != (h, w) and not (config.fit == "center" and mh >= h and mw >= w):
+            raise DataError(f"{file}: mask is {mh} x {mw} but training image {name!r} is {h} x {w}")
+        top, left = (mh - h) // 2, (mw - w) // 2
+        masks.append(mask[top:top + h, left:left + w])
+    return torch.stack(masks)
 
 
 def _hold_out(split: tuple, fraction: float, generator: torch.Generator) -> tuple[tuple, tuple]:
@@ -133,6 +187,9 @@ def spec_family(spec: str) -> tuple[str, float | None]:
     """
     from ..labels import parse_spec
 
+    folder = label_folder(spec)
+    if folder is not None:
+        return folder[0], None
     parsed = parse_spec(spec)
     if len(parsed.steps) > 1:
         return str(parsed), None
@@ -173,8 +230,10 @@ def run_cell(
     dev = resolve_device(device)
     cfg = config.train_config(cell)
     started = time.perf_counter()
-    result = train(cfg, data.train_images, data.train_labels, out_dir=cell_dir, val_images=data.val_images,
-                   val_labels=data.val_labels, num_classes=data.num_classes, device=dev, progress=progress)
+    folder = label_folder(cell.spec)
+    result = train(cfg, data.train_images, data.training_labels(cell.spec), out_dir=cell_dir,
+                   val_images=data.val_images, val_labels=data.val_labels, num_classes=data.num_classes, device=dev,
+                   progress=progress)
     clean, noisy = data.train_labels, result.noisy_labels
     expected = expected_similarity(clean.to(dev), noisy.to(dev), data.num_classes,
                                    generator=make_generator(cell.seed))
@@ -183,7 +242,7 @@ def run_cell(
     similarity = meta_similarity(clean.to(dev), noisy.to(dev), data.num_classes, bandwidths=(2, 4, 8)).mean()
     ev = evaluate(result.model, data.test_images, data.test_labels, val_images=data.val_images,
                   val_labels=data.val_labels, train_images=data.train_images, train_labels=clean,
-                  allow_inversion=bool(result.label_stats.get("inverts", False)), num_classes=data.num_classes,
+                  allow_inversion=_inverts(result.label_stats, info, folder is not None), num_classes=data.num_classes,
                   device=dev, num_thresholds=cfg.num_thresholds, probe=cfg.probe, tile=cfg.tile,
                   generator=make_generator(cell.seed))
     family, level = spec_family(cell.spec)
@@ -200,7 +259,8 @@ def run_cell(
         **cell_record(config, cell, dev),
         "family": family,
         "level": level,
-        "taxonomy_spec": taxonomy_of(cell.spec),
+        "taxonomy_spec": None if folder else taxonomy_of(cell.spec),
+        "label_folder": folder[1] if folder else None,
         "epochs": cfg.epochs,
         "train_seconds": round(result.seconds, 3),
         "seconds": round(time.perf_counter() - started, 3),
@@ -213,6 +273,14 @@ def run_cell(
         "settings": cfg.to_dict(),
     }
     return write_cell_metrics(cell_dir, row)
+
+
+def _inverts(label_stats: dict[str, Any], info: dict[str, Any], is_folder: bool) -> bool:
+    """Whether evaluation may choose the inverted polarity: the trainer's word for zoo labels; for a folder of
+    masks (trained as given) the measured binary NTM determinant."""
+    if is_folder:
+        return info.get("det") is not None and info["det"] < 0
+    return bool(label_stats.get("inverts", False))
 
 
 def cell_record(config: SuiteConfig, cell: Cell, device: torch.device) -> dict[str, Any]:

@@ -16,11 +16,11 @@ from typing import Any
 
 from .._check import check_in
 from ..errors import FileReadError, ParameterError
-from ..labels import parse_spec, split_spec_list
+from ..labels import LABEL_ZOO, parse_spec, split_spec_list
 from ..models import MODELS
 
 __all__ = ["SuiteConfig", "Cell", "plan_cells", "default_noise_mode", "cell_id", "parse_list", "write_toml",
-           "read_config_file", "DEFAULT_LABELS"]
+           "read_config_file", "DEFAULT_LABELS", "label_folder"]
 
 DEFAULT_LABELS = (
     "clean", "sample:0.1", "sample:0.5", "flip:0.2,0.2", "flip:0.45,0.45", "flip:0.9,0.9",
@@ -51,6 +51,33 @@ class Cell:
         return cell_id(self.spec, self.model, self.seed)
 
 
+_LABEL_FOLDER = re.compile(r"([A-Za-z][A-Za-z0-9_.\-]*)=(.+)")
+
+
+def label_folder(spec: str) -> tuple[str, str] | None:
+    """``(name, path)`` when a labels entry names a folder of real noisy masks (``NAME=PATH``), else ``None``.
+
+    Example:
+        >>> label_folder("crowd=/data/crowd_masks"), label_folder("flip:0.2,0.2")
+        (('crowd', '/data/crowd_masks'), None)
+    """
+    m = _LABEL_FOLDER.fullmatch(str(spec))
+    return (m.group(1), m.group(2)) if m else None
+
+
+def _canonical_label(entry: str) -> str:
+    """A zoo spec in canonical form, or ``NAME=PATH`` with the path made absolute once it is checked."""
+    folder = label_folder(entry)
+    if folder is None:
+        return str(parse_spec(entry))
+    name, path = folder
+    if name == "clean" or name in LABEL_ZOO.names():
+        raise ParameterError(f"labels entry {entry!r}: {name!r} names a label spec; give the folder another name")
+    if not Path(path).is_dir():
+        raise ParameterError(f"labels entry {entry!r}: {path} is not a folder of masks")
+    return f"{name}={Path(path).resolve()}"
+
+
 def cell_id(spec: str, model: str, seed: int) -> str:
     """A folder-safe cell name, ``<spec>__<model>__seed<k>``.
 
@@ -62,7 +89,9 @@ def cell_id(spec: str, model: str, seed: int) -> str:
 
 
 def _slug(spec: str) -> str:
-    slug = str(spec).replace(":", "-").replace(",", "_").replace("=", "-")
+    folder = label_folder(spec)
+    slug = folder[0] if folder else str(spec)
+    slug = slug.replace(":", "-").replace(",", "_").replace("=", "-")
     if not re.fullmatch(r"[A-Za-z0-9_.+\-]+", slug):
         raise ParameterError(f"spec {spec!r} cannot name a folder")
     return slug
@@ -74,8 +103,9 @@ class SuiteConfig:
 
     Attributes:
         data: a dataset folder, or ``synth:KIND`` for built-in synthetic data generated into the run folder.
-        labels: label specs to train on (canonical strings, see :func:`mstool.labels.parse_spec`); may be empty
-            when ``unsupervised`` is not.
+        labels: label specs to train on (canonical strings, see :func:`mstool.labels.parse_spec`), or
+            ``NAME=PATH`` for a folder of real noisy masks named like the training images (:func:`label_folder`);
+            may be empty when ``unsupervised`` is not.
         models: network names of :data:`mstool.models.MODELS`.
         seeds: one cell per seed and spec and model.
         preset: the :class:`~mstool.engine.TrainConfig` preset (``quick`` or ``paper``).
@@ -119,7 +149,11 @@ class SuiteConfig:
         self.unsupervised = _unique([str(parse_method_spec(s)) for s in self.unsupervised])
         if not self.labels and not self.unsupervised:
             raise ParameterError("`labels` must name at least one label spec (or `unsupervised` one method)")
-        self.labels = _unique([str(parse_spec(s)) for s in self.labels])
+        self.labels = _unique([_canonical_label(s) for s in self.labels])
+        names = [_slug(s) for s in self.labels]
+        clash = sorted({n for n in names if names.count(n) > 1})
+        if clash:
+            raise ParameterError(f"labels entries share the name {clash[0]!r}; give each folder its own name")
         for m in self.models:
             MODELS.get(m)
         if not self.models:
@@ -166,7 +200,9 @@ class SuiteConfig:
             overrides["model"] = cell.model
         if "noise_mode" not in overrides:
             overrides["noise_mode"] = default_noise_mode(cell.spec)
-        return TrainConfig.from_preset(self.preset, **overrides, label_spec=cell.spec, seed=cell.seed)
+        # A folder of masks is trained on as it is: the suite hands its labels to the trainer as clean ones.
+        spec = "clean" if label_folder(cell.spec) else cell.spec
+        return TrainConfig.from_preset(self.preset, **overrides, label_spec=spec, seed=cell.seed)
 
     def base_train_config(self):
         """The preset with this suite's overrides (the settings every cell shares)."""
@@ -197,6 +233,8 @@ def default_noise_mode(spec: str) -> str:
         >>> default_noise_mode("flip:0.45,0.45"), default_noise_mode("sample:0.1")
         ('online', 'offline')
     """
+    if label_folder(spec):
+        return "offline"
     steps = parse_spec(spec).steps
     return "online" if steps and all(step.name in ("flip", "pairflip") for step in steps) else "offline"
 

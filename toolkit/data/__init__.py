@@ -3,7 +3,7 @@
 Legend: N batch · C channels · K classes · H, W pixels.
 """
 
-from ._collect import ImageEntry, collect_images
+from ._collect import ImageEntry, collect_images, find_masks_by_stem
 from ._dataset import RandomCropFlip, SegmentationDataset, random_crop_flip
 from ._inspect import DatasetReport, SplitReport, check_dataset
 from ._layouts import LAYOUTS, SPLITS, Layout, Sample, discover_layout, layout_names
@@ -16,4 +16,5 @@ __all__ = [
     "LAYOUTS", "SPLITS", "Layout", "Sample", "discover_layout", "layout_names",
     "SegmentationDataset", "RandomCropFlip", "random_crop_flip",
     "DatasetReport", "SplitReport", "check_dataset", "ImageEntry", "collect_images",
+    "find_masks_by_stem",
 ]

@@ -18,6 +18,7 @@ from ..io import IMAGE_SUFFIXES, find_images, image_size, read_mask
 from ._layouts import Layout, discover_layout
 
 __all__ = ["MaskEntry", "ImageEntry", "collect_masks", "collect_images", "read_label_set", "stack_labels",
+           "find_masks_by_stem",
            "find_counterparts"]
 
 
@@ -198,6 +199,29 @@ def find_counterparts(entries: list[MaskEntry], other_root: str | os.PathLike, *
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
         raise LayoutError(f"{other_root}: no mask for {', '.join(missing[:3])}{more}")
     return found
+
+
+def find_masks_by_stem(root: str | os.PathLike) -> dict[str, list[Path]]:
+    """Every mask file under ``root`` (any depth, hidden files and mstool's temporaries skipped), by file stem.
+
+    A folder of real noisy masks named like the images they label (``cell_012.png`` for ``cell_012.tif``) is
+    matched to a dataset this way, whatever its folder structure.
+
+    Raises:
+        FileMissingError: ``root`` is not a folder.
+        LayoutError: ``root`` holds no mask file.
+    """
+    root = Path(root)
+    if not root.is_dir():
+        raise FileMissingError(f"{root}: label folder does not exist")
+    out: dict[str, list[Path]] = {}
+    for p in sorted(root.rglob("*")):
+        rel = p.relative_to(root)
+        if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in rel.parts):
+            out.setdefault(p.stem, []).append(p)
+    if not out:
+        raise LayoutError(f"{root}: no mask files ({', '.join(IMAGE_SUFFIXES)})")
+    return out
 
 
 def _glob_escape(text: str) -> str:

@@ -1,0 +1,86 @@
+"""Real noisy label folders in the comparison suite: `--labels "clean,mine=path/to/masks"`."""
+
+from __future__ import annotations
+
+import shutil
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+
+from mstool.cli.main import cli
+from mstool.compare import SuiteConfig, prepare_data, run_suite
+from mstool.data import write_synthetic_dataset
+from mstool.errors import DataError, ParameterError
+from mstool.io import write_mask
+from mstool.labelsets import make_label_set
+
+from .test_runner import TINY
+
+
+@pytest.fixture(scope="module")
+def dataset(tmp_path_factory):
+    root = tmp_path_factory.mktemp("folders")
+    data = write_synthetic_dataset(root / "er", "er", n=6, size=48, seed=2)
+    make_label_set(data, "flip:0.8,0.8", root / "inverted", seed=1)  # mirrors train/val/test: a real-looking folder
+    return root, data
+
+
+def _copy(src, dst):
+    shutil.copytree(src, dst)
+    return dst
+
+
+def test_a_folder_of_masks_trains_beside_zoo_specs_and_is_audited(dataset, tmp_path):
+    root, data = dataset
+    cfg = SuiteConfig(data=str(data), labels=["clean", f"inv={root / 'inverted'}"], seeds=[0], train=TINY)
+    rows = run_suite(cfg, tmp_path / "run")
+    assert [r["cell"] for r in rows] == ["clean__unet__seed0", "inv__unet__seed0"]
+    folder = rows[1]
+    assert folder["label_folder"] == str((root / "inverted").resolve()) and folder["family"] == "inv"
+    # the network trained on the folder's masks, so its labels carry the flips
+    assert folder["label/det"] < 0 and folder["label/expected_polarity"] == -1
+    assert folder["label/expected_score"] > 0.9 and folder["allow_inversion"] is True
+    assert folder["settings"]["label_spec"] == "clean"  # handed over as they are, not noised again
+    assert rows[0]["allow_inversion"] is False
+
+
+def test_folder_entries_are_checked_before_any_work(dataset, tmp_path):
+    root, data = dataset
+    with pytest.raises(ParameterError, match="names a label spec"):
+        SuiteConfig(data=str(data), labels=[f"sample={root / 'inverted'}"])
+    with pytest.raises(ParameterError, match="not a folder"):
+        SuiteConfig(data=str(data), labels=[f"mine={tmp_path / 'nowhere'}"])
+    with pytest.raises(ParameterError, match="share the name"):
+        SuiteConfig(data=str(data), labels=[f"a={root / 'inverted'}", f"a={data}"])
+
+
+def test_missing_extra_and_wrongly_sized_masks_name_the_files(dataset, tmp_path):
+    root, data = dataset
+    missing = _copy(root / "inverted", tmp_path / "missing")
+    gone = sorted((missing / "train" / "labels").glob("*.png"))[0]
+    gone.unlink()
+    with pytest.raises(DataError, match=f"no mask for training image.*{gone.stem}"):
+        prepare_data(SuiteConfig(data=str(data), labels=[f"m={missing}"]), tmp_path / "r1")
+
+    extra = _copy(root / "inverted", tmp_path / "extra")
+    write_mask(extra / "stray_0001.png", np.zeros((48, 48), np.uint8))
+    with pytest.raises(DataError, match="named like no image.*stray_0001.png"):
+        prepare_data(SuiteConfig(data=str(data), labels=[f"m={extra}"]), tmp_path / "r2")
+
+    small = _copy(root / "inverted", tmp_path / "small")
+    bad = sorted((small / "train" / "labels").glob("*.png"))[1]
+    write_mask(bad, np.zeros((40, 48), np.uint8))
+    with pytest.raises(DataError, match=f"{bad.name}: mask is 40 x 48 but training image .* is 48 x 48"):
+        prepare_data(SuiteConfig(data=str(data), labels=[f"m={small}"]), tmp_path / "r3")
+
+
+def test_cli_folder_label_errors_are_one_line_and_write_nothing(dataset, tmp_path):
+    root, data = dataset
+    missing = _copy(root / "inverted", tmp_path / "missing")
+    sorted((missing / "train" / "labels").glob("*.png"))[0].unlink()
+    out = tmp_path / "run"
+    r = CliRunner().invoke(cli, ["compare", "--data", str(data), "--labels", f"clean,mine={missing}",
+                                 "--epochs", "1", "--out", str(out)])
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "no mask for training image" in r.stderr
+    assert not out.exists()
