@@ -161,3 +161,16 @@ def test_rank_agreement_ranks_cells_and_names_what_it_cannot_rank():
     assert rank_agreement(same, "val/dice", "label/expected_score")["note"] == "no spread to rank"
     missing = [dict(r, **{"label/expected_score": None}) for r in rows]
     assert rank_agreement(missing, "val/dice", "label/expected_score")["n"] == 0
+
+
+def test_not_converged_cells_are_named_with_advice():
+    from mstool.compare._report import not_converged
+
+    rows = [{"cell": "flip-0.45_0.45__unet__seed0", "spec": "flip:0.45,0.45", "epochs": 300,
+             "curve/converged": False, "curve/gain": 0.031},
+            {"cell": "clean__unet__seed0", "spec": "clean", "epochs": 300, "curve/converged": True,
+             "curve/gain": 0.001},
+            {"cell": "old__unet__seed0", "spec": "clean", "epochs": 300}]
+    lines = not_converged(rows)
+    assert len(lines) == 1 and lines[0].startswith("flip-0.45_0.45__unet__seed0: the validation curve gained +0.031")
+    assert "not converged: noisy labels need more steps; try --epochs 600" in lines[0]

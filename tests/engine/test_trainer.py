@@ -131,7 +131,7 @@ def test_train_lowers_the_loss_and_writes_files(tmp_path):
         assert isinstance(blob, dict) and blob["config"] == result.config.to_dict()
     with open(result.curves_path) as fh:
         rows = list(csv.DictReader(fh))
-    assert list(rows[0]) == ["epoch", "train_loss", "val_dice", "lr", "seconds"]
+    assert list(rows[0]) == ["epoch", "train_loss", "val_dice", "val_dice_best", "lr", "seconds"]
     assert [int(r["epoch"]) for r in rows] == [1, 2, 3]
     assert math.isclose(float(rows[2]["train_loss"]), losses[2])
 
@@ -453,3 +453,43 @@ def test_train_and_predict_on_device(tmp_path, device):
     assert bool(((probs >= 0) & (probs <= 1)).all())
     model, _ = load_model(result.model_path, device=device)
     assert next(model.parameters()).device.type == device.type
+
+
+def test_budget_counts_pixels_so_large_images_get_more_crops(tmp_path):
+    images, labels = tiny_data(n=6, size=64)
+    steps = {}
+    for ref in (32, None):
+        seen = []
+        train(tiny_config(epochs=1, reference_size=ref), images, labels, out_dir=tmp_path / str(ref),
+              progress=lambda e, seen=seen: seen.append(e.get("steps")) if e.get("event") == "step" else None)
+        steps[ref] = seen[-1]
+    # 64 x 64 is four times the 32 x 32 reference: four crops per image and epoch, batch 2 -> 12 steps
+    assert steps == {32: 12, None: 3}
+    with pytest.raises(ParameterError, match="reference_size"):
+        tiny_config(reference_size=0)
+    assert TrainConfig.from_preset("quick").reference_size == 128
+    assert TrainConfig.from_preset("paper").reference_size == 256
+
+
+def test_validation_curve_records_the_protocols_best_threshold(tmp_path):
+    images, labels = tiny_data()
+    result = train(tiny_config(epochs=2, label_spec="sample:0.1"), images, labels, out_dir=tmp_path,
+                   val_images=images[:2], val_labels=labels[:2])
+    for row in result.history:
+        assert 0 <= row["val_dice"] <= row["val_dice_best"] <= 1
+
+
+def test_convergence_says_whether_the_last_quarter_still_gained():
+    from mstool.engine import convergence
+
+    def rows(values, key="val_dice_best"):
+        return [{"epoch": 10 * i, key: v} for i, v in enumerate(values, 1)]
+
+    assert convergence(rows([0.5, 0.8, 0.85, 0.86, 0.86, 0.865])) == {
+        "converged": True, "gain": 0.005, "curve": "val_dice_best"}
+    rising = convergence(rows([0.5, 0.6, 0.7, 0.75, 0.8, 0.85, 0.9, 0.95]))
+    assert rising["converged"] is False and rising["gain"] == pytest.approx(0.1)
+    assert convergence(rows([0.5, 0.6, 0.7]))["converged"] is None
+    assert convergence(rows([0.3, 0.5, 0.52, 0.6], key="val_miou"))["curve"] == "val_miou"
+    skipped = [{"epoch": e, "val_dice_best": None} for e in range(1, 9)] + rows([0.4, 0.5, 0.6, 0.7])
+    assert convergence(skipped)["converged"] is False  # epochs without validation are left out

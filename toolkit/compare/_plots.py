@@ -191,7 +191,8 @@ def _curves(path, run_dir, config, rows, metric) -> bool:
             continue
         with open(curve) as fh:
             data = list(csv.DictReader(fh))
-        key = "val_dice" if data and "val_dice" in data[0] else "val_miou"
+        # The val protocol's curve (best threshold) where it was recorded: at 0.5 a sparse label looks collapsed.
+        key = next((k for k in ("val_dice_best", "val_dice", "val_miou") if data and k in data[0]), "val_miou")
         values = [float(d[key]) if d.get(key) not in (None, "", "None") else math.nan for d in data]
         per_spec[r["spec"]].append(values)
     if not per_spec:
@@ -204,7 +205,7 @@ def _curves(path, run_dir, config, rows, metric) -> bool:
         mean = np.nanmean(values[:, seen], axis=0) if seen.any() else np.array([])
         ax.plot(np.arange(1, n + 1)[seen], mean, marker=".", label=spec)
     ax.set_xlabel("epoch")
-    ax.set_ylabel("validation score at 0.5 (Dice or mIoU)")
+    ax.set_ylabel("validation Dice at the best threshold (mIoU: multi-class)")
     ax.set_ylim(0, 1)
     ax.grid(alpha=0.3)
     ax.legend(fontsize=7, ncol=2)

@@ -223,6 +223,18 @@ _AGREEMENT_NOTE = (
 )
 
 
+def not_converged(rows: list[dict[str, Any]]) -> list[str]:
+    """One line per supervised cell whose validation curve was still rising at the end of its budget."""
+    lines = []
+    for r in rows:
+        if is_unsupervised(r) or r.get("curve/converged") is not False:
+            continue
+        epochs = r.get("epochs") or r.get("settings", {}).get("epochs")
+        lines.append(f"{r['cell']}: the validation curve gained {r['curve/gain']:+.3f} in the last quarter of "
+                     f"{epochs} epochs: not converged: noisy labels need more steps; try --epochs {2 * int(epochs)}")
+    return lines
+
+
 def _markdown(header: list[str], body: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(row) + " |" for row in body]
@@ -289,6 +301,9 @@ def write_results(run_dir: str | Path, rows: list[dict[str, Any]] | None = None,
                _PROTOCOLS, "\n"]
         if supervised:
             md += ["\n## What the labels predict\n\n", _markdown(*agreement), "\n", _AGREEMENT_NOTE, "\n"]
+            unfinished = not_converged(supervised)
+            md += ["\n## Training that did not converge\n\n"]
+            md += [f"- {line}\n" for line in unfinished] or ["Every cell's validation curve had levelled off.\n"]
     if unsup_body:
         md += ["\n## Unsupervised methods beside supervised training\n\n", _markdown(unsup_header, unsup_body),
                "\n", unsup_note, "\n"]
@@ -321,6 +336,10 @@ def _write_html(run_dir, config, rows, header, body, notes, images, planned, uns
     table = _html_table(header, body)
     if agreement[1]:
         table += f"<h2>What the labels predict</h2>{_html_table(*agreement)}<p>{esc(_AGREEMENT_NOTE)}</p>"
+        unfinished = not_converged(rows)
+        items = "".join(f"<li>{esc(line)}</li>" for line in unfinished)
+        table += ("<h2>Training that did not converge</h2>"
+                  + (f"<ul>{items}</ul>" if items else "<p>Every cell's validation curve had levelled off.</p>"))
     unsup = ""
     if unsupervised[1]:
         unsup = (f"<h2>Unsupervised methods beside supervised training</h2>{_html_table(*unsupervised[:2])}"

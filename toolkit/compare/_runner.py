@@ -221,7 +221,7 @@ def run_cell(
     boundary fraction, meta-structure similarity, taxonomy), the learning curve's summary and every metric of
     :func:`mstool.engine.evaluate`.
     """
-    from ..engine import evaluate, train
+    from ..engine import convergence, evaluate, train
     from ..labels import label_info, taxonomy_of
     from ..metastructure import expected_similarity, meta_similarity
 
@@ -266,6 +266,7 @@ def run_cell(
         "seconds": round(time.perf_counter() - started, 3),
         "final_train_loss": result.history[-1]["train_loss"],
         "best_val_curve": best,
+        **{f"curve/{key}": value for key, value in convergence(result.history).items()},
         **{f"label/{key}": value for key, value in info.items()},
         **{f"label/similarity_{key}": (None if not math.isfinite(v) else v) for key, v in similarity.items()},
         **{f"label/expected_{key}": v for key, v in expected.as_dict().items()},

@@ -19,7 +19,7 @@ Example:
 from ._config import NOISE_MODES, OPTIMIZERS, PRESETS, SCHEDULES, TrainConfig
 from ._evaluate import EvalResult, LinearProbe, evaluate, fit_probe, load_split_tensors
 from ._predict import predict
-from ._trainer import CHECKPOINT_NAME, CURVES_NAME, MODEL_NAME, TrainResult, load_model, train
+from ._trainer import CHECKPOINT_NAME, CURVES_NAME, MODEL_NAME, TrainResult, convergence, load_model, train
 
 __all__ = [
     "TrainConfig",
@@ -28,6 +28,7 @@ __all__ = [
     "SCHEDULES",
     "NOISE_MODES",
     "train",
+    "convergence",
     "TrainResult",
     "load_model",
     "CHECKPOINT_NAME",

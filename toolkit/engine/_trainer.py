@@ -46,7 +46,7 @@ from ..errors import DataError, FileMissingError, FileReadError, MstoolWarning, 
 from ._config import TrainConfig
 from ._predict import predict
 
-__all__ = ["TrainResult", "train", "load_model", "CHECKPOINT_NAME", "MODEL_NAME", "CURVES_NAME"]
+__all__ = ["TrainResult", "train", "load_model", "convergence", "CHECKPOINT_NAME", "MODEL_NAME", "CURVES_NAME"]
 
 CHECKPOINT_NAME = "checkpoint.pt"
 MODEL_NAME = "model.pt"
@@ -212,6 +212,36 @@ def train(
     )
 
 
+def convergence(history: list[dict[str, Any]], *, tol: float = 0.01) -> dict[str, Any]:
+    """Was the validation curve still rising when training stopped?
+
+    The curve is the protocol's score on validation (``val_dice_best``: Dice at the best threshold, binary) or
+    ``val_miou``. Training counts as not converged when the last validated score beats the best score of the
+    first three quarters of the run by ``tol`` or more: the last quarter still gained a point of Dice.
+
+    Args:
+        history: the per-epoch rows of :attr:`TrainResult.history`.
+        tol: the gain that counts as still rising.
+
+    Returns:
+        ``{"converged": bool | None, "gain": float | None, "curve": key}``: ``None`` with fewer than four validated
+        epochs (nothing to judge).
+
+    Example:
+        >>> rows = [{"epoch": e, "val_dice_best": v} for e, v in enumerate([0.5, 0.7, 0.8, 0.85, 0.9], 1)]
+        >>> convergence(rows)
+        {'converged': False, 'gain': 0.05, 'curve': 'val_dice_best'}
+    """
+    key = "val_dice_best" if any(r.get("val_dice_best") is not None for r in history) else "val_miou"
+    points = [(r["epoch"], r[key]) for r in history if r.get(key) is not None]
+    if len(points) < 4:
+        return {"converged": None, "gain": None, "curve": key}
+    cut = points[0][0] + 0.75 * (points[-1][0] - points[0][0])
+    early = [v for e, v in points if e <= cut]
+    gain = round(points[-1][1] - max(early), 6)
+    return {"converged": gain < tol, "gain": gain, "curve": key}
+
+
 # ------------------------------------------------------------------------------------------------ the run
 class _Run:
     """The state of one training run: network, optimizer, schedule, generators, labels and history."""
@@ -252,6 +282,7 @@ class _Run:
         self.val_labels = None if val_labels is None else val_labels.to(dev, torch.long)
         self.val_key = "val_dice" if num_classes == 2 else "val_miou"
         self.crop = _crop_size(config.crop, images.shape[-2:])
+        self.repeats = _repeats(config, images.shape[-2:])
         spec = parse_spec(config.label_spec)
         self.noisy = str(spec) != "clean"
         self.online = config.noise_mode == "online" and spec.stochastic
@@ -286,11 +317,12 @@ class _Run:
             if epoch == 1:
                 self._set_first(self.targets)
         cfg = self.config
-        batch = min(cfg.batch_size, self.n)
-        steps = math.ceil(self.n / batch)
+        seen = self.n * self.repeats
+        batch = min(cfg.batch_size, seen)
+        steps = math.ceil(seen / batch)
         lr = float(self.optimizer.param_groups[0]["lr"])
         self.model.train()
-        order = torch.randperm(self.n, generator=self.g_data).to(self.dev)
+        order = torch.cat([torch.randperm(self.n, generator=self.g_data) for _ in range(self.repeats)]).to(self.dev)
         loss_sum = torch.zeros((), device=self.dev, dtype=torch.float64)
         with _forked_rng(self.dev, spawn_seed(self.g_data)):
             for step in range(steps):
@@ -300,14 +332,16 @@ class _Run:
                 loss_sum += loss.detach().double() * index.numel()
                 emit({"event": "step", "epoch": epoch, "step": step + 1, "steps": steps})
         self.scheduler.step()
-        train_loss = float(loss_sum) / self.n
+        train_loss = float(loss_sum) / seen
         if not math.isfinite(train_loss):
             raise ParameterError(f"training diverged: the train loss is {train_loss} in epoch {epoch}; "
                                  "lower `lr` or set `grad_clip`")
         validate = epoch % cfg.val_every == 0 or epoch == cfg.epochs
-        row = {"epoch": epoch, "train_loss": train_loss, self.val_key: self._validate() if validate else None,
-               "lr": lr,
-               "seconds": time.perf_counter() - started}
+        scores = self._validate() if validate else {}
+        row = {"epoch": epoch, "train_loss": train_loss, self.val_key: scores.get(self.val_key),
+               "lr": lr, "seconds": time.perf_counter() - started}
+        if self.num_classes == 2:
+            row["val_dice_best"] = scores.get("val_dice_best")
         self.history.append(row)
         return row
 
@@ -342,17 +376,25 @@ class _Run:
             self.optimizer.step()
         return loss
 
-    def _validate(self) -> float | None:
-        """Validation Dice at threshold 0.5 (binary) or mIoU (multi-class); None without a validation set."""
+    def _validate(self) -> dict[str, float]:
+        """The learning curve's validation scores: binary Dice at threshold 0.5 (``val_dice``) and at the best of
+        ``num_thresholds`` thresholds (``val_dice_best``: what the ``val`` protocol would pick, so a sparse label
+        whose probabilities sit near its sampling rate is not read as collapsed), or mIoU (multi-class); empty
+        without a validation set."""
         from ..metrics import binary_scores, confusion_at_thresholds, multiclass_report
 
         if self.val_images is None:
-            return None
+            return {}
         probs = predict(self.model, self.val_images, batch_size=self.config.batch_size, tile=self.config.tile)
         if self.num_classes == 2:
-            counts = confusion_at_thresholds(probs, self.val_labels, [0.5]).sum(dim=0)
-            return float(binary_scores(counts)["dice"][0])
-        return float(multiclass_report(probs, self.val_labels, self.num_classes)["miou"])
+            thresholds = sorted({0.5, *torch.linspace(0, 1, self.config.num_thresholds + 2)[1:-1].tolist()})
+            dice = binary_scores(confusion_at_thresholds(probs, self.val_labels, thresholds).sum(dim=0))["dice"]
+            at_half = float(dice[thresholds.index(0.5)])
+            if self.label_stats.get("inverts", False):
+                inverted = confusion_at_thresholds(1 - probs, self.val_labels, thresholds).sum(dim=0)
+                dice = torch.maximum(dice, binary_scores(inverted)["dice"])
+            return {"val_dice": at_half, "val_dice_best": float(dice.max())}
+        return {"val_miou": float(multiclass_report(probs, self.val_labels, self.num_classes)["miou"])}
 
     # ------------------------------------------------------------------------------------- saving
     def save(self, path: Path, epoch: int) -> None:
@@ -544,6 +586,13 @@ def _scheduler(config: TrainConfig, optimizer: torch.optim.Optimizer) -> torch.o
     return torch.optim.lr_scheduler.StepLR(optimizer, step_size=1, gamma=1.0)
 
 
+def _repeats(config: TrainConfig, size: torch.Size) -> int:
+    """Crops per image and epoch: the image's area in units of ``reference_size**2`` (at least 1)."""
+    if config.crop is None or config.reference_size is None:
+        return 1
+    return max(1, round(size[-2] * size[-1] / config.reference_size ** 2))
+
+
 def _crop_size(crop: int | None, size: torch.Size) -> tuple[int, int] | None:
     if crop is None:
         return None
@@ -662,7 +711,8 @@ def _remove_stale_temporaries(out: Path) -> None:
 
 
 def _write_curves(path: Path, history: list[dict[str, Any]], val_key: str) -> None:
-    columns = ["epoch", "train_loss", val_key, "lr", "seconds"]
+    columns = ["epoch", "train_loss", val_key] + (["val_dice_best"] if val_key == "val_dice" else []) + ["lr",
+                                                                                                         "seconds"]
     with atomic_path(path) as tmp, open(tmp, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(columns)
