@@ -58,6 +58,9 @@ from ._density import _resolve_num_classes
 
 __all__ = ["ExpectedSimilarity", "expected_similarity", "expected_density"]
 
+_WHITE_TOLERANCE = 0.1
+"""How far above the modelled white-noise variance the residual's variance may lie and still count as noise."""
+
 _NOISE_CAP = 0.95
 """At most this share of the noisy density's variance is taken for noise, so a label that is nearly all noise
 (random labels) keeps a finite, near-zero score instead of dividing by zero."""
@@ -133,14 +136,15 @@ def expected_similarity(clean: torch.Tensor, noisy: torch.Tensor, num_classes: i
     if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
         raise ParameterError(f"`bootstrap` must be an integer >= 0 (resamples); got {bootstrap!r}")
     check_range(confidence, "confidence", 0, 1, low_open=True, high_open=True)
-    sums = parts["sums"]  # (N, C, 4): cov, var noisy, var clean, noise variance per image and class
+    sums = parts["sums"]  # (N, C, 6) per image and class, see _moments
     polarity = parts["polarity"]
-    score, one_draw, signal = _pooled(sums.sum(0, keepdim=True), polarity)
+    window = (2 * bandwidth + 1) ** 2
+    score, one_draw, signal = _pooled(sums.sum(0, keepdim=True), polarity, window)
     n = sums.shape[0]
     low = high = float(score[0])
     if bootstrap and n > 1:
         pick = torch.randint(n, (bootstrap, n), generator=generator).to(sums.device)
-        boot = _pooled(sums[pick].sum(1), polarity)[0]
+        boot = _pooled(sums[pick].sum(1), polarity, window)[0]
         boot = boot[torch.isfinite(boot)]
         if boot.numel():
             q = torch.tensor([(1 - confidence) / 2, (1 + confidence) / 2], dtype=boot.dtype, device=boot.device)
@@ -213,13 +217,12 @@ def _parts(clean: torch.Tensor, noisy: torch.Tensor, num_classes: int | None, *,
     for c in range(1, k):
         y = (noisy == c).to(torch.float32)
         p = rates[:, c][context.long()]
-        channels = [y, (clean == c).to(torch.float32), p * (1 - p)]
-        if maps:
-            channels.append(torch.where(valid, p, y))  # pixels outside the model keep their own value
-        win = _box_sum(torch.stack(channels, 1), bandwidth)
+        # Pixels outside the model (unlabelled in the clean label) keep their own value: no residual there.
+        expect = torch.where(valid, p, y)
+        win = _box_sum(torch.stack([y, (clean == c).to(torch.float32), p * (1 - p), expect], 1), bandwidth)
         d_noisy, d_clean = win[:, 0] / size, win[:, 1] / size
         noise = win[:, 2] / size.square()
-        sums.append(_moments(d_noisy, d_clean, noise))
+        sums.append(_moments(d_noisy, d_clean, noise, (win[:, 0] - win[:, 3]) / size))
         if maps:
             model_maps.append(win[:, 3] / size)
             draw_maps.append(d_noisy)
@@ -236,16 +239,20 @@ def _parts(clean: torch.Tensor, noisy: torch.Tensor, num_classes: int | None, *,
     return out
 
 
-def _moments(d_noisy: torch.Tensor, d_clean: torch.Tensor, noise: torch.Tensor) -> torch.Tensor:
-    """``(N, 4)`` float64 per image: covariance, the two variances over pixels, and the mean noise variance."""
+def _moments(d_noisy: torch.Tensor, d_clean: torch.Tensor, noise: torch.Tensor,
+             residual: torch.Tensor) -> torch.Tensor:
+    """``(N, 6)`` float64 per image: covariance and the two variances of the densities over pixels, the mean
+    modelled noise variance, the variance of the residual density (the draw's departure from the model's rates)
+    and the number of pixels."""
     n = d_noisy[0].numel()
 
     def mean(x: torch.Tensor) -> torch.Tensor:
         return x.sum((-1, -2), dtype=torch.float64) / n
 
-    mn, mc = mean(d_noisy), mean(d_clean)
+    mn, mc, mr = mean(d_noisy), mean(d_clean), mean(residual)
     return torch.stack([mean(d_noisy * d_clean) - mn * mc, mean(d_noisy.square()) - mn.square(),
-                        mean(d_clean.square()) - mc.square(), mean(noise)], -1)
+                        mean(d_clean.square()) - mc.square(), mean(noise), mean(residual.square()) - mr.square(),
+                        torch.full_like(mn, n)], -1)
 
 
 def _box_sum(x: torch.Tensor, h: int) -> torch.Tensor:
@@ -264,13 +271,23 @@ def _box_sum(x: torch.Tensor, h: int) -> torch.Tensor:
     return x
 
 
-def _pooled(sums: torch.Tensor, polarity: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(M, C, 4)`` summed statistics → ``(M,)`` score, one-draw correlation and signal share, mean over classes.
+def _pooled(sums: torch.Tensor, polarity: int, window: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """``(M, C, 6)`` summed statistics → ``(M,)`` score, one-draw correlation and signal share, mean over classes.
+
+    The noise removed is the modelled white-noise variance, checked against the residual: independent pixel noise
+    leaves a residual density whose variance equals the modelled one (a ratio of 1, up to its sampling error).
+    A ratio clearly above 1 means the draw departs from the model's rates in structures (a skeleton's lines, not
+    salt and pepper), which are part of the label's expected density: nothing is removed. A ratio below 1 (changes
+    that move pixels rather than redraw them, such as jitter) caps the noise at the residual's variance.
 
     A class whose clean density is constant in every image (absent, or everywhere) has no correlation and is
     left out; with no class left the values are NaN.
     """
-    cov, var_noisy, var_clean, noise = sums.unbind(-1)
+    cov, var_noisy, var_clean, modelled, var_residual, pixels = sums.unbind(-1)
+    # The residual variance's relative sampling error is about sqrt(2 / independent windows).
+    tolerance = torch.clamp(4 * (2 * window / pixels.clamp(min=1)).sqrt(), min=_WHITE_TOLERANCE)
+    white = var_residual <= (1 + tolerance) * modelled
+    noise = torch.where(white, torch.minimum(modelled, var_residual), torch.zeros_like(modelled))
     usable = var_clean > 0
     flat = var_noisy <= 0  # an empty noisy class: nothing learned, correlation 0
     denom = (var_noisy * var_clean).clamp(min=1e-300).sqrt()
