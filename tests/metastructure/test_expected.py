@@ -161,3 +161,12 @@ def test_expected_similarity_on_device_matches_cpu(device, thin):
     on = expected_similarity(thin.to(device), y.to(device), bootstrap=0)
     assert on.score == pytest.approx(cpu.score, abs=1e-4)
     assert on.one_draw == pytest.approx(cpu.one_draw, abs=1e-4)
+
+
+def test_a_thin_skeleton_is_structure_not_noise(thin):
+    # The distance cannot pin down which middle pixel a skeleton keeps, but its residual has lines, not salt and
+    # pepper: it is kept whole, and the score is the skeleton's own (deterministic) correlation.
+    y = noisy(thin, "skeleton")
+    s = expected_similarity(thin, y, bootstrap=0)
+    assert s.score == pytest.approx(s.one_draw, abs=1e-6) and s.signal == 1 and s.score < 0.95
+    torch.testing.assert_close(expected_density(thin, y), density(y, 2, bandwidth=1)[:, 1:], atol=1e-5, rtol=0)
