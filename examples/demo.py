@@ -1,9 +1,10 @@
 """`make demo`: the main job on built-in data, told as the paper's story with mstool's own commands.
 
 1. Built-in synthetic microscopy: make an ER-like dataset (exact ground truth) and check the folder.
-2. Meta-structures of labels: make sampled, flipped, dilated and random label sets with the label zoo, analyse them
-   (noise transition matrix, rank, mutual information, boundary fraction, taxonomy CL/RCL/PCL/RL), show that a 10%
-   sample keeps the clean meta-structure while a dilation moves it, and estimate an EMS density prior.
+2. Meta-structures of labels: make sampled, flipped, dilated, skeleton and random label sets with the label zoo,
+   analyse them (noise transition matrix, rank, mutual information, boundary fraction, taxonomy CL/RCL/PCL/RL),
+   audit them before any training (the expected-density score and a verdict per set), show that a 10% sample
+   keeps the clean meta-structure while a dilation moves it, and estimate an EMS density prior.
 3. The paper's experiment: train the same U-Net on clean, sampled, flipped, dilated, eroded, skeleton and random
    labels (3 seeds each) and compare them honestly (threshold and polarity chosen on validation), with a report.
 4. The positive result: segment with no labels at all, on ER (bright tubules) and on EM-like tissue (dark
@@ -47,12 +48,15 @@ def step_data(out: Path, n: int, size: int) -> Path:
 
 def step_labels(out: Path, root: Path) -> None:
     noisy = []
-    for spec in ("sample:0.1", "flip:0.45,0.45", "dilate:2", "random:0.3"):
+    for spec in ("sample:0.1", "flip:0.45,0.45", "dilate:2", "skeleton", "random:0.3"):
         target = out / "labels" / spec.replace(":", "_").replace(",", "_")
         mstool("labels", "make", "--clean", str(root), "--spec", spec, "--seed", "0", "--overwrite", "-o", str(target))
         noisy.append(target)
     mstool("labels", "analyze", "--clean", str(root), *[a for p in noisy for a in ("--noisy", str(p))],
            "--json", str(out / "labels" / "analysis.json"), "--overwrite")
+    # Before any training: will these labels train like clean ones? (the expected-density score, step 3 checks it)
+    mstool("labels", "audit", "--clean", str(root), *[a for p in noisy for a in ("--noisy", str(p))],
+           "--pictures", str(out / "labels" / "audit"), "--json", str(out / "labels" / "audit.json"), "--overwrite")
     prior = out / "prior" / "density.npz"
     mstool("prior", "estimate", "--labels", str(root), "--split", "train", "--ems", "paper", "--bandwidth", "4",
            "--overwrite", "-o", str(prior))

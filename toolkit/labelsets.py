@@ -23,7 +23,7 @@ from .data._collect import MaskEntry, collect_images, collect_masks, find_counte
 from .device import make_generator
 from .errors import DataError, LayoutError, ParameterError
 from .io import find_images, read_image, read_mask, write_mask
-from .labels import apply_spec, label_info, parse_spec
+from .labels import MIN_SIGNAL, apply_spec, label_info, parse_spec
 from .metastructure import (
     ExpectedSimilarity,
     Prior,
@@ -292,6 +292,9 @@ def audit_label_sets(
                           expected_signal=expected.signal).as_dict()
         taxonomy = info.pop("taxonomy")
         verdict = VERDICTS[taxonomy]
+        if taxonomy == "RCL" and expected.signal < MIN_SIGNAL:
+            verdict += (f", but slowly: only {expected.signal:.0%} of its density's variance is structure, so "
+                        "training needs many more steps to converge")
         if expected.polarity < 0 and taxonomy in ("RCL", "PCL"):
             verdict += " (the classes are inverted: choose the polarity on validation data)"
         out.append(LabelAudit(str(root), len(clean_list), max(available, len(clean_list)), expected, taxonomy,
@@ -304,7 +307,7 @@ def audit_label_sets(
         with atomic_dir(pictures, overwrite=overwrite, inputs=[clean, *noisy], kind="audit") as tmp:
             for audit, (k, columns) in zip(out, drawings):
                 plot_label_panel(tmp / f"{_picture_name(audit.name)}.png", columns, num_classes=k,
-                                 title=f"{audit.name}: {audit.taxonomy}, expected-density score "
+                                 title=f"{Path(audit.name).name}: {audit.taxonomy}, expected-density score "
                                        f"{audit.expected.score:.3f} (one draw {audit.expected.one_draw:.3f})")
     return out
 

@@ -220,3 +220,12 @@ def test_labels_audit_bad_input_is_one_line(nuc_sets, tmp_path):
     assert r.exit_code == 2 and r.stderr.count("\n") == 1
     assert mask.name in r.stderr and "32 x 64" in r.stderr and "64 x 64" in r.stderr
     assert not (tmp_path / "pics").exists()  # nothing written on a refused input
+
+
+def test_labels_audit_warns_that_weak_signal_trains_slowly(nuc_sets, tmp_path):
+    root, clean = nuc_sets
+    _make(CliRunner(), clean, "flip:0.45,0.45", tmp_path / "f")
+    r = CliRunner().invoke(cli, ["labels", "audit", "--clean", str(clean), "--noisy", str(tmp_path / "f"),
+                                 "--bootstrap", "0"])
+    assert r.exit_code == 0, r.output
+    assert "RCL: keeps the meta-structure" in r.output and "needs many more steps to converge" in r.output

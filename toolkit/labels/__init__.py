@@ -14,6 +14,8 @@ A spec string names an operation or a composition (``skeleton+shift:1+sample:0.1
 """
 
 from ._info import (
+    MIN_SIGNAL,
+    RCL_MIN_SCORE,
     TAXONOMY,
     LabelInfo,
     boundary_distance,
@@ -59,6 +61,7 @@ __all__ = [
     # morphology
     "disk", "dilate", "erode", "boundary", "skeletonize",
     # information
-    "TAXONOMY", "LabelInfo", "confusion_counts", "noise_transition_matrix", "ntm_rank", "ntm_det", "ntm_condition",
+    "TAXONOMY", "RCL_MIN_SCORE", "MIN_SIGNAL", "LabelInfo", "confusion_counts",
+    "noise_transition_matrix", "ntm_rank", "ntm_det", "ntm_condition",
     "mutual_information", "boundary_fraction", "boundary_distance", "label_info", "classify_label",
 ]

@@ -42,6 +42,8 @@ from ..errors import MstoolWarning, ParameterError, ShapeError
 
 __all__ = [
     "TAXONOMY",
+    "RCL_MIN_SCORE",
+    "MIN_SIGNAL",
     "LabelInfo",
     "confusion_counts",
     "noise_transition_matrix",
