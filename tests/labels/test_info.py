@@ -525,3 +525,18 @@ def test_classify_label_significance_rule():
     assert classify_label(**base) == "RCL"  # odds ratio about 2: below pcl_odds
     assert classify_label(**base, changed_pixels=20000) == "PCL"  # but certain over many pixels
     assert classify_label(**base, changed_pixels=50) == "RCL"  # and uncertain over few
+
+
+def test_classify_label_calls_a_moved_expected_density_pcl_when_it_is_signal():
+    from mstool.labels import MIN_SIGNAL, RCL_MIN_SCORE, classify_label
+
+    base = dict(changed_fraction=0.2, rank=2, present_classes=2, boundary_fraction=0.4,
+                expected_boundary_fraction=0.39)  # the boundary test alone says RCL (a blob skeleton, say)
+    assert classify_label(**base) == "RCL"
+    assert classify_label(**base, expected_score=0.37, expected_signal=1.0) == "PCL"
+    assert classify_label(**base, expected_score=RCL_MIN_SCORE, expected_signal=1.0) == "RCL"
+    # too little structure for the score to be trusted (labels flipped 45% both ways): the NTM's word stands
+    assert classify_label(**base, expected_score=0.7, expected_signal=MIN_SIGNAL / 2) == "RCL"
+    assert classify_label(**base, expected_score=float("nan"), expected_signal=1.0) == "RCL"
+    # rank-1 labels stay RL whatever the score
+    assert classify_label(**{**base, "rank": 1}, expected_score=0.0, expected_signal=0.0) == "RL"
