@@ -71,12 +71,19 @@ def make(clean, spec, out, layout, splits, mask_suffix, mask_mode, seed, device,
     echo(f"wrote {meta['masks']} {meta['spec']} masks to {out} (seed {seed})", quiet=quiet)
 
 
+def _pair_options(func):
+    """--clean, --noisy (repeatable) and the clean set's layout options: the label sets compared."""
+    func = _layout_options(func)
+    func = click.option("--noisy", "noisy", required=True, multiple=True,
+                        type=click.Path(exists=True, file_okay=False),
+                        help="A noisy label set named like --clean, file for file (repeatable: one report "
+                             "each).")(func)
+    return click.option("--clean", "clean", required=True, type=click.Path(exists=True, file_okay=False),
+                        help="Clean labels: a dataset folder or a folder of masks.")(func)
+
+
 @labels.command("analyze")
-@click.option("--clean", "clean", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Clean labels: a dataset folder or a folder of masks.")
-@click.option("--noisy", "noisy", required=True, multiple=True, type=click.Path(exists=True, file_okay=False),
-              help="A noisy label set mirroring --clean (repeatable: one table row each).")
-@_layout_options
+@_pair_options
 @click.option("--distance", type=click.IntRange(min=1), default=2, show_default=True,
               help="Half-width in pixels of the boundary band for the boundary fraction.")
 @click.option("--bandwidth", "bandwidths", type=click.IntRange(min=1), multiple=True,
@@ -109,11 +116,7 @@ def analyze(clean, noisy, layout, splits, mask_suffix, mask_mode, distance, band
 
 
 @labels.command("audit")
-@click.option("--clean", "clean", required=True, type=click.Path(exists=True, file_okay=False),
-              help="Clean labels (a dataset folder or a folder of masks); may cover only some of the images.")
-@click.option("--noisy", "noisy", required=True, multiple=True, type=click.Path(exists=True, file_okay=False),
-              help="A noisy label set named like the clean one (repeatable).")
-@_layout_options
+@_pair_options
 @click.option("--bandwidth", type=click.IntRange(min=1), default=1, show_default=True,
               help="Box-window half-width of the densities.")
 @click.option("--bootstrap", type=click.IntRange(min=0), default=1000, show_default=True,
@@ -133,6 +136,7 @@ def audit(clean, noisy, layout, splits, mask_suffix, mask_mode, bandwidth, boots
 
     The score estimates how alike the noisy labels' *expected* density (what a network learns once it averages
     their pixel noise) and the clean density are; the one-draw similarity beside it is what the labels look like.
+    The clean labels may cover only some of the noisy set's images: those are used, and counted.
     """
     from mstool._fs import atomic_path, check_output_file
     from mstool.labelsets import audit_label_sets
