@@ -230,7 +230,7 @@ def not_converged(rows: list[dict[str, Any]]) -> list[str]:
         if is_unsupervised(r) or r.get("curve/converged") is not False:
             continue
         epochs = r.get("epochs") or r.get("settings", {}).get("epochs")
-        lines.append(f"{r['cell']}: the validation curve gained {r['curve/gain']:+.3f} in the last quarter of "
+        lines.append(f"{r['cell']}: the validation curve gained {r['curve/gain']:+.3f} in the second half of "
                      f"{epochs} epochs: not converged: noisy labels need more steps; try --epochs {2 * int(epochs)}")
     return lines
 

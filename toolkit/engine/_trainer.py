@@ -217,7 +217,10 @@ def convergence(history: list[dict[str, Any]], *, tol: float = 0.01) -> dict[str
 
     The curve is the protocol's score on validation (``val_dice_best``: Dice at the best threshold, binary) or
     ``val_miou``. Training counts as not converged when the last validated score beats the best score of the
-    first three quarters of the run by ``tol`` or more: the last quarter still gained a point of Dice.
+    first half of the run by ``tol`` or more: the second half still gained a point of Dice. The second half,
+    not the last quarter: a schedule that anneals the rate (the quick preset's cosine) flattens the end of any
+    run, also one that a longer schedule would carry further (labels flipped 45% both ways on built-in ER gain
+    0.005 in the last quarter of 300 epochs, 0.016 in the second half, and reach 0.917 after 900 epochs).
 
     Args:
         history: the per-epoch rows of :attr:`TrainResult.history`.
@@ -230,13 +233,13 @@ def convergence(history: list[dict[str, Any]], *, tol: float = 0.01) -> dict[str
     Example:
         >>> rows = [{"epoch": e, "val_dice_best": v} for e, v in enumerate([0.5, 0.7, 0.8, 0.85, 0.9], 1)]
         >>> convergence(rows)
-        {'converged': False, 'gain': 0.05, 'curve': 'val_dice_best'}
+        {'converged': False, 'gain': 0.1, 'curve': 'val_dice_best'}
     """
     key = "val_dice_best" if any(r.get("val_dice_best") is not None for r in history) else "val_miou"
     points = [(r["epoch"], r[key]) for r in history if r.get(key) is not None]
     if len(points) < 4:
         return {"converged": None, "gain": None, "curve": key}
-    cut = points[0][0] + 0.75 * (points[-1][0] - points[0][0])
+    cut = points[0][0] + 0.5 * (points[-1][0] - points[0][0])
     early = [v for e, v in points if e <= cut]
     gain = round(points[-1][1] - max(early), 6)
     return {"converged": gain < tol, "gain": gain, "curve": key}
