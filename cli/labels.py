@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import click
 
@@ -151,10 +152,13 @@ def audit(clean, noisy, layout, splits, mask_suffix, mask_mode, bandwidth, boots
                               pictures=pictures, overwrite=overwrite, device=dev)
     for a in audits:
         e = a.expected
+        if math.isnan(e.score):
+            score = "expected-density score undefined: the clean labels hold no foreground to compare with"
+        else:
+            score = (f"expected-density score {_fmt(e.score)}  [95% interval {_fmt(e.low)}, {_fmt(e.high)}]   "
+                     f"one-draw similarity {_fmt(e.one_draw)}   structure {_fmt(e.signal, 2)} of the variance")
         click.echo(f"{a.name}  ({a.used} of {a.available} masks have clean labels and were used)\n"
-                   f"  expected-density score {_fmt(e.score)}  [95% interval {_fmt(e.low)}, {_fmt(e.high)}]   "
-                   f"one-draw similarity {_fmt(e.one_draw)}   structure {_fmt(e.signal, 2)} of the variance\n"
-                   f"  {a.taxonomy}: {a.verdict}")
+                   f"  {score}\n  {a.taxonomy}: {a.verdict}")
     if pictures:
         click.echo(f"pictures: {pictures}")
     if json_path:

@@ -229,3 +229,19 @@ def test_labels_audit_warns_that_weak_signal_trains_slowly(nuc_sets, tmp_path):
                                  "--bootstrap", "0"])
     assert r.exit_code == 0, r.output
     assert "RCL: keeps the meta-structure" in r.output and "needs many more steps to converge" in r.output
+
+
+def test_labels_audit_of_all_background_labels_says_the_score_is_undefined(tmp_path):
+    import numpy as np
+
+    from mstool.io import write_mask
+
+    for name in ("clean", "noisy"):
+        (tmp_path / name).mkdir()
+        for i in range(3):
+            write_mask(tmp_path / name / f"m{i}.png", np.zeros((32, 32), np.uint8))
+    r = CliRunner().invoke(cli, ["labels", "audit", "--clean", str(tmp_path / "clean"),
+                                 "--noisy", str(tmp_path / "noisy"), "--json", str(tmp_path / "a.json")])
+    assert r.exit_code == 0, r.output
+    assert "score undefined: the clean labels hold no foreground" in r.output
+    assert json.loads((tmp_path / "a.json").read_text())[0]["expected_score"] is None

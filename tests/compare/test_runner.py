@@ -172,5 +172,6 @@ def test_not_converged_cells_are_named_with_advice():
              "curve/gain": 0.001},
             {"cell": "old__unet__seed0", "spec": "clean", "epochs": 300}]
     lines = not_converged(rows)
-    assert len(lines) == 1 and lines[0].startswith("flip-0.45_0.45__unet__seed0: the validation curve gained +0.031 in the second half")
+    assert len(lines) == 1
+    assert lines[0].startswith("flip-0.45_0.45__unet__seed0: the validation curve gained +0.031 in the second half")
     assert "not converged: noisy labels need more steps; try --epochs 600" in lines[0]
