@@ -206,7 +206,7 @@ def _parts(clean: torch.Tensor, noisy: torch.Tensor, num_classes: int | None, *,
         raise ShapeError("`clean` and `noisy` hold no image; give at least one")
     k = _resolve_num_classes({"clean": clean, "noisy": noisy}, num_classes=num_classes, ignore_index=ignore_index)
     dev = clean.device
-    n, h, w = clean.shape
+    h, w = clean.shape[-2:]
     valid = torch.ones_like(clean, dtype=torch.bool) if ignore_index is None else clean != ignore_index
     # One context id per valid pixel: its clean class and its distance to another class, in two metrics, so that
     # a pixel touching the other class only at a corner (which a disk erosion keeps) is a context of its own.
