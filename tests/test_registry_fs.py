@@ -27,7 +27,7 @@ def test_registry_order_lookup_and_errors():
 def test_atomic_path_replaces_only_on_success(tmp_path):
     target = tmp_path / "out.txt"
     target.write_text("old")
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="killed"):
         with atomic_path(target) as tmp:
             tmp.write_text("half")
             raise RuntimeError("killed")
@@ -47,7 +47,7 @@ def test_atomic_dir_keeps_old_results_on_failure(tmp_path):
     with pytest.raises(OutputExistsError, match="not empty"):
         with atomic_dir(out):
             pass
-    with pytest.raises(RuntimeError):
+    with pytest.raises(RuntimeError, match="killed"):
         with atomic_dir(out, overwrite=True) as tmp:
             (tmp / "partial.txt").write_text("x")
             raise RuntimeError("killed")
@@ -101,7 +101,7 @@ def test_outputs_overlapping_an_input_are_refused(tmp_path, where):
         check_output_dir(out, overwrite=True, inputs=[data])
     with pytest.raises(OutputError, match=text):
         open_run_dir(out, kind="train", inputs=[data])
-    with pytest.raises(OutputError):
+    with pytest.raises(OutputError, match=r"a\.tif: the output is the input .*a\.tif; choose another output"):
         check_output_file(data / "a.tif", overwrite=True, inputs=[data / "a.tif"])
     assert sorted(p.name for p in data.iterdir()) == ["a.tif"]
 

@@ -17,7 +17,15 @@ import pytest
 import torch
 
 from mstool.engine import PRESETS, TrainConfig, load_model, predict, train
-from mstool.errors import FileMissingError, FileReadError, MstoolWarning, ParameterError, ShapeError, SpecError
+from mstool.errors import (
+    DataError,
+    FileMissingError,
+    FileReadError,
+    MstoolWarning,
+    ParameterError,
+    ShapeError,
+    SpecError,
+)
 from tests.engine import one_thread, tiny_config, tiny_data  # noqa: F401 (one_thread is a fixture)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -282,7 +290,7 @@ class _Stop(Exception):
 def _stop_after(epoch):
     def progress(event):
         if event["event"] == "epoch" and event["epoch"] == epoch:
-            raise _Stop
+            raise _Stop(f"stopped at the end of epoch {epoch}")
 
     return progress
 
@@ -293,7 +301,7 @@ def test_interrupted_run_resumes_bitwise(tmp_path, spec, mode):
     cfg = tiny_config(epochs=3, label_spec=spec, noise_mode=mode,
                       model_options={"base": 4, "depth": 2, "dropout": 0.3})
     whole = train(cfg, images, labels, out_dir=tmp_path / "whole", val_images=images[:2], val_labels=labels[:2])
-    with pytest.raises(_Stop):
+    with pytest.raises(_Stop, match="stopped at the end of epoch 1"):
         train(cfg, images, labels, out_dir=tmp_path / "cut", val_images=images[:2], val_labels=labels[:2],
               progress=_stop_after(1))
     resumed = train(cfg, images, labels, out_dir=tmp_path / "cut", val_images=images[:2], val_labels=labels[:2])
@@ -322,7 +330,7 @@ def test_resume_false_starts_again(tmp_path):
 
 def test_resume_refuses_other_settings_or_data(tmp_path):
     images, labels = tiny_data(n=2)
-    with pytest.raises(_Stop):
+    with pytest.raises(_Stop, match="stopped at the end of epoch 1"):
         train(tiny_config(epochs=2), images, labels, out_dir=tmp_path, progress=_stop_after(1))
     with pytest.raises(ParameterError, match="checkpoint was made with `lr` = 0.003, not 0.01"):
         train(tiny_config(epochs=2, lr=0.01), images, labels, out_dir=tmp_path)
@@ -433,7 +441,7 @@ def test_bad_inputs(tmp_path):
         train("quick", images, labels, out_dir=tmp_path)
     bad = images.clone()
     bad[0, 0, 0, 0] = math.nan
-    with pytest.raises(Exception, match="finite"):
+    with pytest.raises(DataError, match="`train_images` must hold finite values; got NaN or infinite pixels"):
         train(cfg, bad, labels, out_dir=tmp_path)
 
 

@@ -110,7 +110,7 @@ def test_write_is_atomic_and_creates_folder(tmp_path):
     target = tmp_path / "sub" / "dir" / "a.png"
     write_image(target, np.zeros((4, 4), np.uint8))
     assert [p.name for p in target.parent.iterdir()] == ["a.png"]
-    with pytest.raises(ParameterError):
+    with pytest.raises(ParameterError, match=r"b\.png: float32 images can only be written as \.tif/\.tiff; got \.png"):
         write_image(tmp_path / "sub" / "dir" / "b.png", np.zeros((4, 4), np.float32))
     assert [p.name for p in target.parent.iterdir()] == ["a.png"]
 

@@ -442,7 +442,7 @@ def test_label_info_as_dict_is_json():
     assert json.loads(json.dumps(d, allow_nan=False)) == d
     clean_only = label_info(clean, clean).as_dict()
     assert clean_only["boundary_fraction"] is None and clean_only["changed_fraction"] == 0.0
-    with pytest.raises(AttributeError):
+    with pytest.raises(AttributeError, match="cannot assign to field 'rank'"):
         info.rank = 2  # frozen
 
 

@@ -89,7 +89,7 @@ def test_typed_arguments():
 
 def test_label_spec_is_frozen_and_hashable():
     spec = parse_spec("sample:0.1")
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'steps'"):
         spec.steps = ()
     assert {spec, parse_spec("sample:0.10")} == {spec}
 
@@ -151,9 +151,10 @@ def test_spec_errors(text, message):
 
 
 def test_spec_error_is_a_parameter_error():
-    with pytest.raises(ParameterError):
+    # caught as the base classes on purpose: a SpecError is a ParameterError and a ValueError
+    with pytest.raises(ParameterError, match=r"`flip` argument f must be in \[0, 1\]; got 2 \(usage: flip:f,b or flip"):
         parse_spec("flip:2")
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="unknown label spec 'nothing'; choose one of: clean, sample, flip"):
         parse_spec("nothing")
     with pytest.raises(SpecError, match="must be a string"):
         parse_spec(0.1)
@@ -276,7 +277,9 @@ def test_apply_keeps_classes_beyond_a_byte_when_num_classes_allows_them():
 def test_apply_rejects_labels_out_of_range(bad):
     labels = square()
     labels[1, 5, 5] = bad
-    with pytest.raises(ParameterError):
+    message = (f"`labels` must hold class indices >= 0; got a minimum of {bad}" if bad < 0 else
+               f"`labels` must hold classes below 255 \\(the ignore index\\); got {bad}")
+    with pytest.raises(ParameterError, match=message):
         apply_spec(labels, "sample:0.5", generator=gen())
 
 

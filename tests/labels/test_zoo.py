@@ -289,7 +289,9 @@ def test_labels_beyond_a_byte_are_rejected(value):
     labels[0, 1, 2] = value
     with pytest.raises(ParameterError, match=">= 0" if value < 0 else "below 255"):
         _check_labels(labels)
-    with pytest.raises(ParameterError):
+    message = (f"`labels` must hold class indices >= 0; got a minimum of {value}" if value < 0 else
+               f"`labels` must hold classes below 255 \\(the ignore index\\); got {value}")
+    with pytest.raises(ParameterError, match=message):
         sample_labels(labels, 0.5)
 
 

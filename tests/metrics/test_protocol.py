@@ -87,7 +87,7 @@ def test_select_errors():
 
 def test_choice_is_frozen():
     choice = Choice(0.5, 1, 1.0, "dice", "validation")
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(dataclasses.FrozenInstanceError, match="cannot assign to field 'threshold'"):
         choice.threshold = 0.3
 
 

@@ -325,7 +325,7 @@ def test_setting_errors(kwargs, match):
 
 
 def test_bad_ems_spec():
-    with pytest.raises(SpecError):
+    with pytest.raises(SpecError, match=r"unknown label spec 'wobble' in 'skeleton\+wobble:3'; choose one of: clean"):
         IGTT(ems="skeleton+wobble:3")
 
 
