@@ -21,7 +21,6 @@ TESTS = Path(__file__).resolve().parent
 # are listed under their old and their new (moved) paths while the move is in progress.
 _PENDING_FILES = {
     "compare/test_runner.py",  # :84 pytest.raises(Stop) without match=
-    "test_check.py",  # :24 pytest.raises(ValueError) without match=
     "test_labelsets.py",  # :84 pytest.raises(OutputExistsError) without match=; moving to runs/test_labelsets.py
     "runs/test_labelsets.py",
     "unsupervised/test_folder.py",  # :83 pytest.raises(OutputExistsError) without match=; now runs/test_segment.py

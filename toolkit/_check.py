@@ -8,11 +8,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import numpy as np
 import torch
 
-from .errors import ParameterError, ShapeError
+from .errors import DeviceMismatchError, DTypeError, ParameterError, ShapeError
 
-__all__ = ["check_shape", "check_range", "check_labels", "check_in", "check_same_device"]
+__all__ = ["check_shape", "check_int", "check_range", "check_labels", "check_in", "check_same_device"]
 
 
 def _fmt_shape(shape: Sequence[int]) -> str:
@@ -31,6 +32,7 @@ def check_shape(x: torch.Tensor, name: str, dims: str, *, dtype: str | None = No
 
     Raises:
         ShapeError: with a message such as ``probs must be (N, C, H, W); got (4, 64, 64)``.
+        DTypeError: ``x`` is not a tensor, or not of the ``dtype`` family.
 
     Example:
         >>> check_shape(torch.zeros(2, 1, 8, 8), "images", "N 1 H W")
@@ -41,16 +43,81 @@ def check_shape(x: torch.Tensor, name: str, dims: str, *, dtype: str | None = No
     """
     names = dims.split()
     if not isinstance(x, torch.Tensor):
-        raise ShapeError(f"`{name}` must be a torch.Tensor of shape {_fmt_shape(names)}; got {type(x).__name__}")
+        raise DTypeError(f"`{name}` must be a torch.Tensor of shape {_fmt_shape(names)}; got {type(x).__name__}")
     bad = x.dim() != len(names) or any(n.isdigit() and int(n) != s for n, s in zip(names, x.shape))
     if bad:
         raise ShapeError(f"`{name}` must be {_fmt_shape(names)}; got {_fmt_shape(x.shape)}")
     if dtype == "float" and not x.is_floating_point():
-        raise ShapeError(f"`{name}` must be a floating-point tensor; got {x.dtype}")
+        raise DTypeError(f"`{name}` must be a floating-point tensor; got {x.dtype}")
     if dtype == "int" and (x.is_floating_point() or x.is_complex() or x.dtype == torch.bool):
-        raise ShapeError(f"`{name}` must be an integer tensor; got {x.dtype}")
+        raise DTypeError(f"`{name}` must be an integer tensor; got {x.dtype}")
     if dtype == "bool" and x.dtype != torch.bool:
-        raise ShapeError(f"`{name}` must be a bool tensor; got {x.dtype}")
+        raise DTypeError(f"`{name}` must be a bool tensor; got {x.dtype}")
+
+
+def check_int(value: object, name: str, *, low: int | None = None, high: int | None = None,
+              note: str | None = None) -> int:
+    """Check that ``value`` is an integer in ``[low, high]`` (bounds inclusive, ``None``: unbounded) and return it
+    as a Python int.
+
+    Python ints, numpy integer scalars and 0-d integer tensors pass, since a count read from an array or a tensor
+    is as good as a literal one. Bools, floats (even ``2.0``), strings and None do not: a whole float is usually a
+    computed value that was meant to be rounded somewhere, and ``True`` is a flag, not a count.
+
+    ``note`` follows the rule in parentheses: the unit (``"pixels"``) or where a bound comes from.
+
+    Raises:
+        ParameterError: naming the parameter, the allowed integers and what came.
+
+    Example:
+        >>> check_int(np.int64(3), "clusters", low=2)
+        3
+        >>> check_int(1.5, "clusters", low=2)
+        Traceback (most recent call last):
+        ...
+        mstool.errors.ParameterError: `clusters` must be an integer >= 2; got 1.5 (float)
+        >>> check_int(7, "depth", low=1, high=6)
+        Traceback (most recent call last):
+        ...
+        mstool.errors.ParameterError: `depth` must be an integer in [1, 6]; got 7
+        >>> check_int(0, "distance", low=1, note="pixels")
+        Traceback (most recent call last):
+        ...
+        mstool.errors.ParameterError: `distance` must be an integer >= 1 (pixels); got 0
+    """
+    v = _as_int(value)
+    if v is not None and (low is None or v >= low) and (high is None or v <= high):
+        return v
+    if low is not None and high is not None:
+        rule = f"an integer in [{low}, {high}]"
+    elif low is not None:
+        rule = f"an integer >= {low}"
+    elif high is not None:
+        rule = f"an integer <= {high}"
+    else:
+        rule = "an integer"
+    if note:
+        rule += f" ({note})"
+    # An integer out of range reads as itself; anything else also says its type (`2.0` and `'2'` look alike).
+    got = str(v) if v is not None else "None" if value is None else f"{_short_repr(value)} ({type(value).__name__})"
+    raise ParameterError(f"`{name}` must be {rule}; got {got}")
+
+
+def _as_int(value: object) -> int | None:
+    """``value`` as an int if it is an integer (never a bool, which Python counts as one); else None."""
+    if isinstance(value, bool | np.bool_):
+        return None
+    if isinstance(value, int | np.integer):
+        return int(value)
+    if (isinstance(value, torch.Tensor) and value.dim() == 0 and value.dtype != torch.bool
+            and not value.is_floating_point() and not value.is_complex()):
+        return int(value.item())
+    return None
+
+
+def _short_repr(value: object, limit: int = 60) -> str:
+    r = repr(value)
+    return r if len(r) <= limit else r[:limit - 3] + "..."
 
 
 def check_range(
@@ -134,10 +201,14 @@ def check_labels(labels: torch.Tensor, name: str = "labels", *, num_classes: int
 
 
 def check_same_device(*pairs: tuple[str, torch.Tensor]) -> None:
-    """Check that every named tensor lives on the device of the first one."""
+    """Check that every named tensor lives on the device of the first one.
+
+    Raises:
+        DeviceMismatchError: naming both tensors and their devices.
+    """
     first_name, first = pairs[0]
     for name, t in pairs[1:]:
         if t.device != first.device:
-            raise ShapeError(
+            raise DeviceMismatchError(
                 f"`{name}` is on {t.device} but `{first_name}` is on {first.device}; move them to one device"
             )

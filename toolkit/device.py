@@ -11,6 +11,7 @@ import os
 
 import torch
 
+from ._check import check_int
 from .errors import DeviceError, ParameterError
 
 __all__ = ["resolve_device", "set_threads", "make_generator", "spawn_seed", "describe_device"]
@@ -70,10 +71,10 @@ def _mps_available() -> bool:
 
 def set_threads(n: int | None) -> int:
     """Set torch's intra-op thread count; ``None`` or 0 keeps the current setting. Returns the count in force."""
-    if n is not None and n < 0:
-        raise ParameterError(f"`threads` must be >= 0 (0 keeps the default); got {n}")
+    if n is not None:
+        n = check_int(n, "threads", low=0, note="0 keeps the default")
     if n:
-        torch.set_num_threads(int(n))
+        torch.set_num_threads(n)
     return torch.get_num_threads()
 
 
@@ -92,9 +93,7 @@ def make_generator(seed: int | None) -> torch.Generator:
     if seed is None:
         g.seed()
     else:
-        if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
-            raise ParameterError(f"`seed` must be a non-negative integer; got {seed!r}")
-        g.manual_seed(seed)
+        g.manual_seed(check_int(seed, "seed", low=0))
     return g
 
 

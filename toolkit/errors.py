@@ -11,8 +11,10 @@ __all__ = [
     "MstoolError",
     "MstoolWarning",
     "ShapeError",
+    "DTypeError",
     "ParameterError",
     "DeviceError",
+    "DeviceMismatchError",
     "DataError",
     "FileMissingError",
     "FileReadError",
@@ -32,7 +34,17 @@ class MstoolWarning(UserWarning):
 
 
 class ShapeError(MstoolError, ValueError):
-    """A tensor or array has the wrong number of dimensions or the wrong size."""
+    """A tensor or array has the wrong number of dimensions or the wrong size (an empty batch included)."""
+
+
+class DTypeError(MstoolError, TypeError, ValueError):
+    """A tensor or array has the wrong dtype (float labels, integer scores), or a value that must be a tensor or
+    array is something else (a list, a PIL image).
+
+    A :class:`TypeError`, which is what Python raises for a value of the wrong kind; also a :class:`ValueError`,
+    because these were :class:`ShapeError` (a ``ValueError``) before, and ``except ValueError`` keeps catching them.
+    Not a ``ShapeError``: the shape may be right.
+    """
 
 
 class ParameterError(MstoolError, ValueError):
@@ -44,11 +56,22 @@ class SpecError(ParameterError):
 
 
 class DeviceError(MstoolError, RuntimeError):
-    """The requested device does not exist on this machine."""
+    """A device problem: the requested device does not exist on this machine (this class), or tensors that are
+    used together lie on different devices (:class:`DeviceMismatchError`)."""
+
+
+class DeviceMismatchError(DeviceError, ValueError):
+    """Tensors that are used together lie on different devices (``cuda:0`` and ``cpu``).
+
+    A :class:`DeviceError`, so one ``except DeviceError`` handles every device problem, and through it a
+    :class:`RuntimeError`, as torch's own "Expected all tensors to be on the same device"; also a
+    :class:`ValueError`, as it was when this was a :class:`ShapeError`.
+    """
 
 
 class DataError(MstoolError, ValueError):
-    """A file was read but its content is not valid for its role (a float mask, mismatched sizes)."""
+    """Values are not valid for their role: a file's content (a float mask, mismatched sizes) or a tensor's values
+    (NaN scores, a negative or non-finite prior density)."""
 
 
 class FileMissingError(MstoolError, FileNotFoundError):

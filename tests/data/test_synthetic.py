@@ -186,9 +186,9 @@ def test_chunked_generation(monkeypatch):
 @pytest.mark.parametrize(("kwargs", "error", "match"), [
     ({"kind": "golgi"}, ParameterError, "unknown synthetic kind 'golgi'; choose one of: er, mito, nuc, sh"),
     ({"kind": 3}, ParameterError, "`kind` must be a string"),
-    ({"n": -1}, ParameterError, "`n` must be a non-negative integer; got -1"),
-    ({"n": 2.0}, ParameterError, "`n` must be a non-negative integer"),
-    ({"n": True}, ParameterError, "`n` must be a non-negative integer"),
+    ({"n": -1}, ParameterError, "`n` must be an integer >= 0; got -1"),
+    ({"n": 2.0}, ParameterError, r"`n` must be an integer >= 0; got 2.0 \(float\)"),
+    ({"n": True}, ParameterError, r"`n` must be an integer >= 0; got True \(bool\)"),
     ({"size": 31}, ParameterError, "`size` must be at least 32"),
     ({"size": (64, 16)}, ParameterError, "`size` must be at least 32"),
     ({"size": (64,)}, ParameterError, r"`size` must be an integer or a pair \(H, W\)"),

@@ -50,7 +50,7 @@ def test_writer_refuses_to_overwrite_and_keeps_old_data(tmp_path):
     with pytest.raises(OutputExistsError, match="not empty"):
         write_synthetic_dataset(root, "nuc", n=3, size=32, seed=9)
     assert (root / "train" / "images" / "nuc_0000.tif").read_bytes() == before
-    with pytest.raises(ParameterError, match="at least 3"):
+    with pytest.raises(ParameterError, match=r"`n` must be an integer >= 3 \(so that train, val and test .*; got 2"):
         write_synthetic_dataset(tmp_path / "e", "nuc", n=2)
     assert not (tmp_path / "e").exists()
     write_synthetic_dataset(root, "nuc", n=4, size=32, seed=9, overwrite=True)

@@ -115,7 +115,7 @@ def test_errors():
         predict(net, x.repeat(1, 3, 1, 1))
     with pytest.raises(ParameterError, match="`tile` must be an integer >= 16; got 8"):
         predict(net, x, tile=8)
-    with pytest.raises(ParameterError, match=r"`overlap` must be an integer in \[0, tile\) = \[0, 16\); got 16"):
+    with pytest.raises(ParameterError, match=r"`overlap` must be an integer in \[0, 15\] \(below tile = 16\); got 16"):
         predict(net, x, tile=16, overlap=16)
     with pytest.raises(ParameterError, match="`batch_size` must be an integer >= 1"):
         predict(net, x, batch_size=0)

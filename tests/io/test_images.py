@@ -14,6 +14,7 @@ from PIL import Image
 
 from mstool.errors import (
     DataError,
+    DTypeError,
     FileMissingError,
     FileReadError,
     LayoutError,
@@ -327,11 +328,15 @@ def test_normalize_bad_channels(channels):
         normalize_image(np.zeros((4, 4), np.uint8), channels=channels)
 
 
-@pytest.mark.parametrize("image", [np.zeros((4, 4, 2)), np.zeros((2, 4, 4, 3)), np.zeros(4), np.zeros((0, 4)),
-                                   torch.zeros(4, 4)])
+@pytest.mark.parametrize("image", [np.zeros((4, 4, 2)), np.zeros((2, 4, 4, 3)), np.zeros(4), np.zeros((0, 4))])
 def test_normalize_bad_shape(image):
     with pytest.raises(ShapeError, match="`image` must"):
         normalize_image(image)
+
+
+def test_normalize_refuses_a_tensor():
+    with pytest.raises(DTypeError, match=r"`image` must be a numpy array \(H, W\) or \(H, W, 3\); got Tensor"):
+        normalize_image(torch.zeros(4, 4))
 
 
 def test_normalize_non_finite():
@@ -370,10 +375,15 @@ def test_write_image_bad_combination(tmp_path, name, image, match):
 
 
 @pytest.mark.parametrize("image", [np.zeros((4, 4, 2), np.uint8), np.zeros((2, 4, 4, 3), np.uint8),
-                                   torch.zeros(2, 4, 4, dtype=torch.uint8), [[0, 1]]])
+                                   torch.zeros(2, 4, 4, dtype=torch.uint8)])
 def test_write_image_bad_shape(tmp_path, image):
     with pytest.raises(ShapeError, match="`image`"):
         write_image(tmp_path / "a.png", image)
+
+
+def test_write_image_refuses_a_list(tmp_path):
+    with pytest.raises(DTypeError, match="`image` must be a numpy array or torch tensor; got list"):
+        write_image(tmp_path / "a.png", [[0, 1]])
 
 
 # --------------------------------------------------------------------------- find_images

@@ -7,7 +7,7 @@ import pytest
 import tifffile
 import torch
 
-from mstool.errors import DataError, FileMissingError, FileReadError, ParameterError, ShapeError
+from mstool.errors import DataError, DTypeError, FileMissingError, FileReadError, ParameterError, ShapeError
 from mstool.io import MAP_SUFFIXES, read_score_map, write_score_map
 
 
@@ -66,7 +66,7 @@ def test_map_suffixes():
     ("p.tif", np.zeros((1, 1, 4, 4), np.float32), ShapeError, r"`probs` must be \(H, W\) or \(C, H, W\)"),
     ("p.tif", np.zeros(4, np.float32), ShapeError, r"got \(4,\)"),
     ("p.png", np.zeros((4, 4), np.float32), ParameterError, r"p\.png: score maps are \.tif, \.tiff or \.npz"),
-    ("p.npz", [[0.5]], ShapeError, r"`probs` must be a numpy array or torch tensor"),
+    ("p.npz", [[0.5]], DTypeError, r"`probs` must be a numpy array or torch tensor; got list"),
 ])
 def test_write_errors(tmp_path, name, probs, error, match):
     with pytest.raises(error, match=match):

@@ -12,7 +12,15 @@ import torch
 from PIL import Image
 
 import mstool
-from mstool.errors import DataError, FileMissingError, FileReadError, MstoolWarning, ParameterError, ShapeError
+from mstool.errors import (
+    DataError,
+    DTypeError,
+    FileMissingError,
+    FileReadError,
+    MstoolWarning,
+    ParameterError,
+    ShapeError,
+)
 from mstool.io import MASK_MODES, check_pair, read_image, read_mask, voc_palette, write_mask
 from mstool.io import masks as masks_module
 
@@ -311,7 +319,7 @@ def test_tiff_stores_raw_values(tmp_path):
     ("m.png", np.array([[0.0, 1.0]]), ParameterError, r"`mask` must hold integer labels; got float64"),
     ("m.jpg", np.array([[0, 1]]), ParameterError, r"m\.jpg: masks are written as \.png, \.tif or \.tiff"),
     ("m.png", np.zeros((1, 2, 2), int), ShapeError, r"`mask` must be \(H, W\); got \(1, 2, 2\)"),
-    ("m.png", [[0, 1]], ShapeError, r"`mask` must be a numpy array or torch tensor"),
+    ("m.png", [[0, 1]], DTypeError, r"`mask` must be a numpy array or torch tensor \(H, W\); got list"),
 ])
 def test_write_mask_errors(tmp_path, name, mask, error, match):
     with pytest.raises(error, match=match):

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mstool.errors import MstoolWarning, ParameterError, ShapeError
+from mstool.errors import DTypeError, MstoolWarning, ParameterError, ShapeError
 from mstool.labels._info import (
     TAXONOMY,
     LabelInfo,
@@ -247,15 +247,21 @@ def test_batched_algebra_matches_single():
     assert ntm_rank(Ts[:0]).shape == (0,) and ntm_det(Ts[:0]).shape == (0,)
 
 
-@pytest.mark.parametrize("bad", [torch.zeros(2, 3), torch.zeros(2, 2, 2, 2), torch.zeros(0, 0), [[1.0]]])
+@pytest.mark.parametrize("bad", [torch.zeros(2, 3), torch.zeros(2, 2, 2, 2), torch.zeros(0, 0)])
 def test_ntm_algebra_rejects_non_square(bad):
     for fn in (ntm_rank, ntm_det, ntm_condition):
         with pytest.raises(ShapeError, match="`T` must be a square"):
             fn(bad)
 
 
+def test_ntm_algebra_rejects_non_tensors():
+    for fn in (ntm_rank, ntm_det, ntm_condition):
+        with pytest.raises(DTypeError, match="`T` must be a torch.Tensor, a square .*; got list"):
+            fn([[1.0]])
+
+
 def test_ntm_rank_argument_errors():
-    with pytest.raises(ShapeError, match="floating-point"):
+    with pytest.raises(DTypeError, match="floating-point"):
         ntm_rank(torch.eye(2, dtype=torch.long))
     with pytest.raises(ParameterError, match=r"`tol` must be in \[0, 1\)"):
         ntm_rank(torch.eye(2), tol=1.0)
@@ -463,13 +469,13 @@ def test_argument_errors():
         confusion_counts(x, torch.zeros(1, 4, 5, dtype=torch.long))
     with pytest.raises(ShapeError, match=r"`clean` must be \(N, H, W\)"):
         confusion_counts(x[0], x[0])
-    with pytest.raises(ShapeError, match="`noisy` must be an integer tensor"):
+    with pytest.raises(DTypeError, match="`noisy` must be an integer tensor"):
         noise_transition_matrix(x, x.float())
     with pytest.raises(ParameterError, match="`noisy` must hold class indices in 0..1 or 255"):
         confusion_counts(x, x + 2, 2)
     with pytest.raises(ParameterError, match="`clean` must hold class indices >= 0"):
         confusion_counts(x - 1, x)
-    with pytest.raises(ParameterError, match="`num_classes` must be a positive integer"):
+    with pytest.raises(ParameterError, match=r"`num_classes` must be an integer >= 1 \(or None\); got 0"):
         confusion_counts(x, x, 0)
     with pytest.raises(ParameterError, match="`reduction` must be one of pooled, none; got 'mean'"):
         mutual_information(x, x, reduction="mean")

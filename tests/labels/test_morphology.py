@@ -7,7 +7,7 @@ import pytest
 import torch
 from skimage import measure, morphology
 
-from mstool.errors import ParameterError, ShapeError
+from mstool.errors import DTypeError, ParameterError, ShapeError
 from mstool.labels._morphology import (
     _BIT,
     _N,
@@ -208,7 +208,7 @@ def test_full_mask_stays_full_under_erosion_and_dilation():
 def test_morphology_bad_inputs(op):
     with pytest.raises(ShapeError, match=r"`mask` must be \(N, H, W\); got \(8, 8\)"):
         op(torch.zeros(8, 8, dtype=torch.bool), 1)
-    with pytest.raises(ShapeError, match="`mask` must be a bool tensor; got torch.int64"):
+    with pytest.raises(DTypeError, match="`mask` must be a bool tensor; got torch.int64"):
         op(torch.zeros(1, 8, 8, dtype=torch.long), 1)
     with pytest.raises(ParameterError, match="`radius` must be an integer >= 0; got -1"):
         op(torch.zeros(1, 8, 8, dtype=torch.bool), -1)
@@ -358,7 +358,7 @@ def test_skeleton_bad_max_iter(bad):
 def test_skeleton_bad_mask():
     with pytest.raises(ShapeError, match=r"`mask` must be \(N, H, W\); got \(1, 1, 8, 8\)"):
         skeletonize(torch.zeros(1, 1, 8, 8, dtype=torch.bool))
-    with pytest.raises(ShapeError, match="`mask` must be a bool tensor; got torch.float32"):
+    with pytest.raises(DTypeError, match="`mask` must be a bool tensor; got torch.float32"):
         skeletonize(torch.zeros(1, 8, 8))
 
 

@@ -11,7 +11,7 @@ import torch.nn.functional as F
 from scipy import ndimage
 from skimage.morphology import dilation, disk, erosion
 
-from mstool.errors import ParameterError, ShapeError
+from mstool.errors import DTypeError, ParameterError, ShapeError
 from mstool.labels import TAXONOMY
 from mstool.labels._morphology import skeletonize
 from mstool.labels._spec import apply_spec
@@ -187,13 +187,13 @@ def test_deterministic_ops_do_not_depend_on_batch_split(spec):
 def test_bad_label_tensors():
     with pytest.raises(ShapeError, match=r"`labels` must be \(N, H, W\)"):
         sample_labels(torch.zeros(8, 8, dtype=torch.long), 0.5)
-    with pytest.raises(ShapeError, match="integer"):
+    with pytest.raises(DTypeError, match="`labels` must be an integer tensor"):
         dilate_labels(torch.zeros(1, 8, 8), 1)
     with pytest.raises(ParameterError, match=">= 0"):
         shift_labels(torch.full((1, 4, 4), -1), 1)
     with pytest.raises(ParameterError, match="below 255"):
         sample_labels(torch.full((1, 4, 4), 300), 0.5)
-    with pytest.raises(ParameterError, match="`num_classes` must be >= 1"):
+    with pytest.raises(ParameterError, match="`num_classes` must be an integer >= 1; got 0"):
         random_labels(blobs(1, 8), 0.5, num_classes=0)
 
 
@@ -560,7 +560,7 @@ def test_translate_keeps_ignore_in_place():
 
 
 def test_translate_rejects_floats():
-    with pytest.raises(ParameterError, match="`dy` must be an integer"):
+    with pytest.raises(ParameterError, match=r"`dy` must be an integer; got 1.5 \(float\)"):
         translate_labels(blobs(1, 8), 1.5, 0)
 
 
@@ -669,7 +669,7 @@ def test_markov_multiclass_grows_into_background_only():
 def test_markov_rejects_bad_parameters():
     with pytest.raises(ParameterError, match=r"`grow` must be in \[0, 1\]"):
         markov_labels(square(), 3, 1.2, 0.1, 0.0)
-    with pytest.raises(ParameterError, match="`steps` must be >= 0"):
+    with pytest.raises(ParameterError, match="`steps` must be an integer >= 0; got -1"):
         markov_labels(square(), -1, 0.5, 0.1, 0.0)
 
 
@@ -718,7 +718,7 @@ def test_scribble_keeps_runs_together():
 
 
 def test_scribble_rejects_bad_length():
-    with pytest.raises(ParameterError, match="`length` must be >= 1"):
+    with pytest.raises(ParameterError, match="`length` must be an integer >= 1; got 0"):
         scribble_labels(blobs(1, 8), 0.5, length=0)
 
 

@@ -4,7 +4,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mstool.errors import ParameterError, ShapeError
+from mstool.errors import DeviceMismatchError, DTypeError, ParameterError, ShapeError
 from mstool.losses import (
     LOSSES,
     BCELoss,
@@ -68,7 +68,7 @@ def test_bce_errors():
         bce_loss(torch.zeros(1, 1, 4, 4), torch.full((1, 4, 4), 2))
     with pytest.raises(ParameterError, match="pos_weight"):
         bce_loss(torch.zeros(1, 1, 4, 4), torch.zeros(1, 4, 4, dtype=torch.long), pos_weight=0)
-    with pytest.raises(ShapeError, match="integer"):
+    with pytest.raises(DTypeError, match="`target` must be an integer tensor"):
         bce_loss(torch.zeros(1, 1, 4, 4), torch.zeros(1, 4, 4))
 
 
@@ -316,5 +316,5 @@ def test_losses_run_on_device(name, k, device, gen):
 
 
 def test_target_on_other_device_is_refused(accel):
-    with pytest.raises(ShapeError, match="one device"):
+    with pytest.raises(DeviceMismatchError, match="one device"):
         dmi_loss(torch.zeros(1, 1, 4, 4, device=accel), torch.zeros(1, 4, 4, dtype=torch.long))

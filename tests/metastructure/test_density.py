@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from mstool.errors import ParameterError, ShapeError
+from mstool.errors import DTypeError, ParameterError, ShapeError
 from mstool.metastructure import class_onehot, density, foreground_density, normalized_density
 
 IGN = 255
@@ -236,7 +236,7 @@ def test_normalized_density_sums_to_one_and_keeps_zero_channels(gen):
     torch.testing.assert_close(p.sum((-2, -1)), torch.tensor([[1.0, 1.0], [1.0, 0.0]]))
     assert torch.equal(p[1, 1], torch.zeros(16, 16))
     assert normalized_density(torch.zeros(0, 2, 4, 4)).shape == (0, 2, 4, 4)
-    with pytest.raises(ShapeError, match="floating-point"):
+    with pytest.raises(DTypeError, match="floating-point"):
         normalized_density(torch.zeros(1, 2, 4, 4, dtype=torch.long))
 
 
@@ -255,7 +255,7 @@ def test_class_onehot_zeroes_ignored_pixels():
     ({"bandwidth": -1}, r"`bandwidth` must be in \[0, inf\); got -1"),
     ({"bandwidth": math.inf}, r"`bandwidth` must be in \[0, inf\)"),
     ({"bandwidth": 2.5}, "whole number of pixels for the box kernel"),
-    ({"num_classes": 0}, "`num_classes` must be a positive integer; got 0"),
+    ({"num_classes": 0}, "`num_classes` must be an integer >= 1; got 0"),
     ({"num_classes": 2, "ignore_index": 1}, "`ignore_index` 1 is also a class index"),
     ({"num_classes": 1}, "class indices in 0..0"),
 ])
@@ -267,7 +267,7 @@ def test_density_parameter_errors(corner, kwargs, match):
 def test_density_shape_errors():
     with pytest.raises(ShapeError, match=r"`labels` must be \(N, H, W\); got \(8, 8\)"):
         density(torch.zeros(8, 8, dtype=torch.long))
-    with pytest.raises(ShapeError, match="integer tensor"):
+    with pytest.raises(DTypeError, match="integer tensor"):
         density(torch.zeros(1, 8, 8))
     with pytest.raises(ParameterError, match=">= 0"):
         density(torch.tensor([[[0, -1]]]))

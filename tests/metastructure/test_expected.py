@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from mstool.data import synthesize
-from mstool.errors import ParameterError, ShapeError
+from mstool.errors import DTypeError, ParameterError, ShapeError
 from mstool.labels import apply_spec, boundary_distance
 from mstool.metastructure import density, expected_density, expected_similarity, meta_similarity
 
@@ -128,7 +128,7 @@ def test_bad_input_is_refused():
         expected_similarity(a, a, bandwidth=0)
     with pytest.raises(ParameterError, match="bootstrap"):
         expected_similarity(a, a, bootstrap=-1)
-    with pytest.raises(ShapeError, match="noisy"):
+    with pytest.raises(DTypeError, match="`noisy` must be an integer tensor"):
         expected_similarity(a, a.float())
 
 

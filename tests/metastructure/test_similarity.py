@@ -8,7 +8,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mstool.errors import ParameterError, ShapeError
+from mstool.errors import DTypeError, ParameterError, ShapeError
 from mstool.metastructure import MetaSimilarity, density, density_similarity, meta_similarity
 
 IGN = 255
@@ -156,7 +156,7 @@ def test_meta_similarity_shape_errors():
         meta_similarity(torch.zeros(1, 8, 8, dtype=torch.long), torch.zeros(1, 8, 9, dtype=torch.long))
     with pytest.raises(ShapeError, match=r"`b_labels` must be \(N, H, W\); got \(8, 8\)"):
         meta_similarity(torch.zeros(1, 8, 8, dtype=torch.long), torch.zeros(8, 8, dtype=torch.long))
-    with pytest.raises(ShapeError, match="`a_labels` must be an integer tensor"):
+    with pytest.raises(DTypeError, match="`a_labels` must be an integer tensor"):
         meta_similarity(torch.zeros(1, 8, 8), torch.zeros(1, 8, 8, dtype=torch.long))
     with pytest.raises(ParameterError, match="'foreground' needs num_classes >= 2"):
         z = torch.zeros(1, 8, 8, dtype=torch.long)
@@ -190,7 +190,7 @@ def test_density_similarity_errors():
         density_similarity(torch.zeros(1, 2, 4, 4), torch.zeros(1, 1, 4, 4))
     with pytest.raises(ShapeError, match=r"`db` must be \(N, C, H, W\)"):
         density_similarity(torch.zeros(1, 2, 4, 4), torch.zeros(2, 4, 4))
-    with pytest.raises(ShapeError, match="floating-point"):
+    with pytest.raises(DTypeError, match="floating-point"):
         density_similarity(torch.zeros(1, 2, 4, 4, dtype=torch.long), torch.zeros(1, 2, 4, 4))
 
 

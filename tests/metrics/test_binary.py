@@ -9,7 +9,7 @@ import pytest
 import torch
 from sklearn.metrics import roc_auc_score
 
-from mstool.errors import DataError, ParameterError, ShapeError
+from mstool.errors import DataError, DTypeError, ParameterError, ShapeError
 from mstool.metrics import (
     BINARY_METRICS,
     binary_report,
@@ -78,7 +78,7 @@ def test_threshold_grid_errors():
         threshold_grid(torch.rand(4), 0)
     with pytest.raises(ShapeError, match="`scores` must hold at least one value"):
         threshold_grid(torch.zeros(0), 3)
-    with pytest.raises(ShapeError, match="`scores` must be a float tensor"):
+    with pytest.raises(DTypeError, match="`scores` must be a float tensor; got torch.int64"):
         threshold_grid(torch.arange(4), 3)
 
 
@@ -175,7 +175,7 @@ def test_confusion_errors():
         confusion_at_thresholds(probs, labels.view(1, 4, 1), [0.5])
     with pytest.raises(ParameterError, match="`labels` must hold class indices in 0..1 or 255"):
         confusion_at_thresholds(probs, labels * 2, [0.5])
-    with pytest.raises(ShapeError, match="`labels` must be an integer tensor"):
+    with pytest.raises(DTypeError, match="`labels` must be an integer tensor"):
         confusion_at_thresholds(probs, labels.float(), [0.5])
     with pytest.raises(DataError, match="`probs` must hold finite scores"):
         confusion_at_thresholds(probs.masked_fill(probs > 0.8, math.nan), labels, [0.5])
@@ -222,6 +222,8 @@ def test_binary_scores_keeps_leading_shape():
 def test_binary_scores_errors():
     with pytest.raises(ShapeError, match=r"`counts` must be \(\.\.\., 4\)"):
         binary_scores(torch.ones(3, 3))
+    with pytest.raises(DTypeError, match=r"`counts` must be a torch.Tensor \(\.\.\., 4\) .*; got list"):
+        binary_scores([[1, 0, 0, 1]])
 
 
 # ------------------------------------------------------------------------------------------------ roc_auc

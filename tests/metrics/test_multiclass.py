@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from mstool.errors import ParameterError, ShapeError
+from mstool.errors import DTypeError, ParameterError, ShapeError
 from mstool.metrics import confusion_matrix, multiclass_report
 
 IGNORE = 255
@@ -142,5 +142,7 @@ def test_report_errors():
         multiclass_report(pred[:0], labels[:0], 2)
     with pytest.raises(ShapeError, match="`probs_or_pred` must have num_classes = 3 channels; got 2"):
         multiclass_report(torch.rand(1, 2, 2, 2), labels, 3)
-    with pytest.raises(ShapeError, match=r"`probs_or_pred` must be \(N, K, H, W\) float scores or"):
+    with pytest.raises(DTypeError, match=r"`probs_or_pred` must be \(N, K, H, W\) float scores or"):
         multiclass_report(pred.float(), labels, 2)
+    with pytest.raises(ShapeError, match=r"`probs_or_pred` must be \(N, K, H, W\) float scores or .*; got \(2, 2\)"):
+        multiclass_report(pred[0], labels, 2)

@@ -8,7 +8,7 @@ import torch
 from skimage.filters import threshold_multiotsu, threshold_otsu
 
 from mstool.data import synthesize
-from mstool.errors import MstoolWarning, ParameterError, ShapeError
+from mstool.errors import DataError, DTypeError, MstoolWarning, ParameterError, ShapeError
 from mstool.io import normalize_image
 from mstool.unsupervised._base import METHODS, Segmentation
 from mstool.unsupervised._classical import (
@@ -359,8 +359,9 @@ def test_multiotsu_ignores_a_prior_with_a_warning():
     (lambda: GaussianMixture(clusters=3, max_samples=2), ParameterError, "`max_samples` must be an integer >= 3"),
     (lambda: otsu(torch.zeros(8, 8)), ShapeError, "`images` must be"),
     (lambda: otsu(torch.zeros(1, 1, 8, 8), prior=torch.zeros(1, 1, 4, 4)), ShapeError, "must match"),
-    (lambda: kmeans(torch.zeros(1, 1, 8, 8), prior=-torch.ones(1, 1, 8, 8)), ShapeError, "non-negative"),
-    (lambda: gmm(torch.zeros(1, 1, 8, 8, dtype=torch.long)), ShapeError, "floating-point"),
+    (lambda: kmeans(torch.zeros(1, 1, 8, 8), prior=-torch.ones(1, 1, 8, 8)), DataError, "non-negative"),
+    (lambda: kmeans(torch.zeros(1, 1, 8, 8), prior=torch.full((1, 1, 8, 8), float("nan"))), DataError, "finite"),
+    (lambda: gmm(torch.zeros(1, 1, 8, 8, dtype=torch.long)), DTypeError, "floating-point"),
 ])
 def test_bad_options_raise(call, error, match):
     with pytest.raises(error, match=match):

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from mstool.errors import MstoolWarning, ParameterError, ShapeError
+from mstool.errors import DataError, MstoolWarning, ParameterError, ShapeError
 from mstool.unsupervised._base import METHODS
 from mstool.unsupervised._dfc import DFC, DFCNet, dfc, prior_scribbles
 
@@ -278,7 +278,7 @@ def test_progress_reports_every_update_in_order():
     (lambda: DFC(tile=8), ParameterError, "`tile` must be an integer >= 16"),
     (lambda: prior_scribbles(torch.ones(1, 1, 4, 4), top=1.5), ParameterError, "`top` must be in"),
     (lambda: prior_scribbles(torch.ones(1, 4, 4)), ShapeError, "`prior` must be"),
-    (lambda: prior_scribbles(-torch.ones(1, 1, 4, 4)), ShapeError, "non-negative"),
+    (lambda: prior_scribbles(-torch.ones(1, 1, 4, 4)), DataError, "non-negative"),
     (lambda: dfc(torch.zeros(1, 1, 8, 8), scribbles=torch.full((1, 8, 8), 2)), ParameterError,
      "`scribbles` must hold class indices in 0..1 or 255"),
     (lambda: dfc(torch.zeros(1, 1, 8, 8), scribbles=torch.zeros(1, 4, 4, dtype=torch.long)), ShapeError,

@@ -8,7 +8,15 @@ import warnings
 import pytest
 import torch
 
-from mstool.errors import FileMissingError, FileReadError, MstoolWarning, ParameterError, ShapeError, SpecError
+from mstool.errors import (
+    DataError,
+    FileMissingError,
+    FileReadError,
+    MstoolWarning,
+    ParameterError,
+    ShapeError,
+    SpecError,
+)
 from mstool.losses import dmi_loss
 from mstool.metastructure import density_similarity, foreground_density
 from mstool.unsupervised._base import METHODS
@@ -148,7 +156,7 @@ def test_select_errors():
         select_candidate(_maps(), 3, rule="otsu")
     with pytest.raises(ShapeError, match="prior"):
         select_candidate(_maps(3, 12), 3, prior=torch.rand(3, 1, 8, 8))
-    with pytest.raises(ShapeError, match="non-negative"):
+    with pytest.raises(DataError, match="non-negative"):
         select_candidate(_maps(3, 12), 3, prior=-torch.rand(3, 1, 12, 12))
     with pytest.raises(ParameterError, match="prior_weight"):
         select_candidate(_maps(), 3, prior_weight=-1)

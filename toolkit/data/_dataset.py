@@ -10,7 +10,7 @@ import os
 import torch
 from torch import nn
 
-from .._check import check_shape
+from .._check import check_int, check_shape
 from ..device import spawn_seed
 from ..errors import LayoutError, ParameterError
 from ..io import check_pair, normalize_image, read_image, read_mask
@@ -124,7 +124,7 @@ def random_crop_flip(
         raise ParameterError(
             f"`images` {tuple(images.shape)} and `masks` {tuple(masks.shape)} must have the same N, H and W"
         )
-    crop = None if size is None else ((size, size) if isinstance(size, int) else tuple(size))
+    crop = None if size is None else _crop_size(size)
     if crop is not None and (crop[0] > images.shape[-2] or crop[1] > images.shape[-1] or min(crop) < 1):
         raise ParameterError(
             f"crop `size` must be between 1 x 1 and the image size {images.shape[-2]} x {images.shape[-1]}; got "
@@ -145,6 +145,16 @@ def random_crop_flip(
         torch.manual_seed(seed)
         out_images, out_masks = aug(images, masks.unsqueeze(1).to(images.dtype))
     return out_images, out_masks.squeeze(1).round().to(masks.dtype)
+
+
+def _crop_size(size: int | tuple[int, int]) -> tuple[int, int]:
+    """``size`` or ``(h, w)`` as two ints; the caller checks them against the images."""
+    if isinstance(size, tuple | list):
+        if len(size) != 2:
+            raise ParameterError(f"crop `size` must be an integer or a pair (h, w); got {size!r}")
+        return check_int(size[0], "size"), check_int(size[1], "size")
+    side = check_int(size, "size")
+    return side, side
 
 
 class RandomCropFlip(nn.Module):

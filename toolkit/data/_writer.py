@@ -8,6 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .._check import check_int
 from .._fs import atomic_dir
 from .._version import __version__
 from ..device import make_generator, resolve_device
@@ -73,8 +74,9 @@ def write_synthetic_dataset(
     Returns:
         The dataset folder.
     """
-    if n < 3:
-        raise ParameterError(f"`n` must be at least 3 so that train, val and test each get an image; got {n}")
+    # plain ints: both are written to dataset.json
+    n = check_int(n, "n", low=3, note="so that train, val and test each get an image")
+    seed = None if seed is None else check_int(seed, "seed", low=0)
     counts = split_counts(n, split)
     with atomic_dir(root, overwrite=overwrite, kind="synth") as tmp:
         data = synthesize(kind, n, size, snr=snr, invert=invert, generator=make_generator(seed),
@@ -139,6 +141,8 @@ def write_tiled_dataset(
     """
     from ..io import check_pair, read_image, read_mask
 
+    tile = check_int(tile, "tile", low=1, note="pixels")
+    seed = check_int(seed, "seed", low=0)  # a plain int for tiles.json
     pixels, labels = read_image(image), read_mask(mask, mode=mask_mode)
     check_pair(pixels, labels, image, mask)
     h, w = labels.shape

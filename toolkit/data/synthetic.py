@@ -37,7 +37,7 @@ import torch
 import torch.nn.functional as F
 from kornia.filters import gaussian_blur2d
 
-from .._check import check_range, check_shape
+from .._check import check_int, check_range, check_shape
 from .._registry import Registry
 from ..device import make_generator, resolve_device
 from ..errors import MstoolWarning, ParameterError
@@ -138,8 +138,7 @@ def synthesize(
     if not isinstance(kind, str):
         raise ParameterError(f"`kind` must be a string, one of {', '.join(synth_kinds())}; got {kind!r}")
     geometry = SYNTH_KINDS.get(kind)
-    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
-        raise ParameterError(f"`n` must be a non-negative integer; got {n!r}")
+    n = check_int(n, "n", low=0)
     height, width = _check_size(size)
     snr = check_range(snr, "snr", 0, math.inf, low_open=True, high_open=True)
     g = _check_generator(generator)
@@ -227,14 +226,14 @@ def render(
 
 
 def _check_size(size: int | tuple[int, int]) -> tuple[int, int]:
-    sides = (size, size) if isinstance(size, int) and not isinstance(size, bool) else size
-    ok = (isinstance(sides, (tuple, list)) and len(sides) == 2
-          and all(isinstance(s, int) and not isinstance(s, bool) for s in sides))
-    if not ok:
-        raise ParameterError(f"`size` must be an integer or a pair (H, W) of integers; got {size!r}")
-    if min(sides) < _MIN_SIZE:
+    pair = size if isinstance(size, tuple | list) and len(size) == 2 else (size, size)
+    try:  # check_int's rule for an integer; the message names both forms
+        height, width = (check_int(s, "size") for s in pair)
+    except ParameterError:
+        raise ParameterError(f"`size` must be an integer or a pair (H, W) of integers; got {size!r}") from None
+    if min(height, width) < _MIN_SIZE:
         raise ParameterError(f"`size` must be at least {_MIN_SIZE} pixels per side; got {size!r}")
-    return int(sides[0]), int(sides[1])
+    return height, width
 
 
 def _check_generator(generator: torch.Generator | None) -> torch.Generator:

@@ -12,7 +12,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
-from .._check import check_in
+from .._check import check_in, check_int
 from ..errors import ParameterError, SpecError
 
 __all__ = ["TrainConfig", "PRESETS", "OPTIMIZERS", "SCHEDULES", "NOISE_MODES"]
@@ -231,9 +231,8 @@ def _check_keys(values: dict[str, Any], what: str) -> None:
 
 
 def _int(cfg: TrainConfig, name: str, low: int) -> None:
-    value = getattr(cfg, name)
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ParameterError(f"`{name}` must be an integer >= {low}; got {value!r}")
+    # stored back as a Python int: a numpy integer would not survive the config's JSON
+    setattr(cfg, name, check_int(getattr(cfg, name), name, low=low))
 
 
 def _float(cfg: TrainConfig, name: str, low: float, high: float = math.inf, *, low_open: bool = False,

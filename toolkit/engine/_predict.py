@@ -12,9 +12,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._check import check_shape
+from .._check import check_int, check_shape
 from ..device import resolve_device
-from ..errors import ParameterError, ShapeError
+from ..errors import ShapeError
 
 __all__ = ["predict"]
 
@@ -51,7 +51,8 @@ def predict(
         float32 ``(N, 1, H, W)`` foreground probability (one-channel model) or ``(N, K, H, W)`` softmax.
 
     Raises:
-        ShapeError: ``images`` is not ``(N, C, H, W)`` float, or ``C`` differs from the model's ``in_channels``.
+        ShapeError: ``images`` is not ``(N, C, H, W)``, or ``C`` differs from the model's ``in_channels``.
+        DTypeError: ``images`` is not a float tensor.
         ParameterError: a bad ``batch_size``, ``tile`` or ``overlap``.
 
     Example:
@@ -68,12 +69,11 @@ def predict(
     if in_channels is not None and images.shape[1] != in_channels:
         raise ShapeError(f"`images` must have the model's {in_channels} channel(s); got {images.shape[1]} in "
                          f"({', '.join(map(str, images.shape))})")
-    _check_positive(batch_size, "batch_size", 1)
+    batch_size = check_int(batch_size, "batch_size", low=1)
     if tile is not None:
-        _check_positive(tile, "tile", 16)
-        overlap = tile // 4 if overlap is None else overlap
-        if isinstance(overlap, bool) or not isinstance(overlap, int) or not 0 <= overlap < tile:
-            raise ParameterError(f"`overlap` must be an integer in [0, tile) = [0, {tile}); got {overlap!r}")
+        tile = check_int(tile, "tile", low=16)
+        overlap = tile // 4 if overlap is None else check_int(overlap, "overlap", low=0, high=tile - 1,
+                                                                note=f"below tile = {tile}")
     dev = _model_device(model) if device is None else resolve_device(device)
     was_training = model.training
     model.eval()
@@ -94,11 +94,6 @@ def predict(
 
 
 # -------------------------------------------------------------------------------------------- helpers
-def _check_positive(value: int, name: str, low: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ParameterError(f"`{name}` must be an integer >= {low}; got {value!r}")
-
-
 def _model_device(model: nn.Module) -> torch.device:
     param = next(iter(model.parameters()), None)
     return param.device if param is not None else torch.device("cpu")

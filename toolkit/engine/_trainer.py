@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from .. import IGNORE_INDEX
-from .._check import check_labels, check_shape
+from .._check import check_int, check_labels, check_shape
 from .._fs import atomic_path
 from .._version import __version__
 from ..device import make_generator, resolve_device, spawn_seed
@@ -172,7 +172,7 @@ def train(
     """
     started = time.perf_counter()
     config = _as_config(config)
-    _check_data(train_images, train_labels, val_images, val_labels, num_classes)
+    num_classes = _check_data(train_images, train_labels, val_images, val_labels, num_classes)
     dev = resolve_device(device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -533,9 +533,9 @@ def _as_config(config: TrainConfig | dict[str, Any]) -> TrainConfig:
 
 
 def _check_data(images: torch.Tensor, labels: torch.Tensor, val_images: torch.Tensor | None,
-                val_labels: torch.Tensor | None, num_classes: int) -> None:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ParameterError(f"`num_classes` must be an integer >= 2 (2 for binary data); got {num_classes!r}")
+                val_labels: torch.Tensor | None, num_classes: int) -> int:
+    """Check the training data; return ``num_classes`` as a Python int (it is written to the run's files)."""
+    num_classes = check_int(num_classes, "num_classes", low=2, note="2 for binary data")
     pairs = [("train", images, labels)]
     if (val_images is None) != (val_labels is None):
         raise ParameterError("`val_images` and `val_labels` must be given together; got only "
@@ -555,6 +555,7 @@ def _check_data(images: torch.Tensor, labels: torch.Tensor, val_images: torch.Te
                              f"got {x.shape[1]}")
         if not bool(torch.isfinite(x).all()):
             raise DataError(f"`{split}_images` must hold finite values; got NaN or infinite pixels")
+    return num_classes
 
 
 def _out_channels(num_classes: int) -> int:

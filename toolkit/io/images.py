@@ -18,9 +18,11 @@ import tifffile
 import torch
 from PIL import Image, UnidentifiedImageError
 
+from .._check import check_int
 from .._fs import atomic_path
 from ..errors import (
     DataError,
+    DTypeError,
     FileMissingError,
     FileReadError,
     LayoutError,
@@ -73,8 +75,8 @@ def _read_pixels(path: str | os.PathLike, *, page: int | None = None,
     palette PNG gives its indices instead of colours. Returns the array and whether it came from a palette.
     """
     p = _existing_file(path)
-    if page is not None and (isinstance(page, bool) or not isinstance(page, (int, np.integer))):
-        raise ParameterError(f"`page` must be an integer or None; got {page!r}")
+    if page is not None:
+        page = check_int(page, "page", note="or None")
     suffix = p.suffix.lower()
     try:
         if suffix in _TIFF:
@@ -259,7 +261,8 @@ def normalize_image(image: np.ndarray, *, channels: int | None = None, name: str
         ``(C, H, W)`` float32 tensor, each channel of mean 0 and std 1 (or all zeros).
 
     Raises:
-        ShapeError: ``image`` is not a numpy array of one of the shapes above, or is empty.
+        ShapeError: ``image`` is not of one of the shapes above, or is empty.
+        DTypeError: ``image`` is not a numpy array.
         ParameterError: ``channels`` is not 1, 3 or None, or the dtype is not numeric.
         DataError: a float image holds NaN or infinite values.
 
@@ -278,10 +281,16 @@ def normalize_image(image: np.ndarray, *, channels: int | None = None, name: str
 
 
 def _normalize(image: np.ndarray, channels: int | None, name: str, *, stacklevel: int) -> torch.Tensor:
-    if channels not in (None, 1, 3) or isinstance(channels, bool):
-        raise ParameterError(f"`channels` must be 1, 3 or None; got {channels!r}")
+    if channels is not None:
+        try:  # check_int's rule for an integer (not True, not 3.0); then the two channel counts
+            count = check_int(channels, "channels", low=1, high=3)
+        except ParameterError:
+            count = 2
+        if count == 2:
+            raise ParameterError(f"`channels` must be 1, 3 or None; got {channels!r}")
+        channels = count
     if not isinstance(image, np.ndarray):
-        raise ShapeError(f"`image` must be a numpy array (H, W) or (H, W, 3); got {type(image).__name__}")
+        raise DTypeError(f"`image` must be a numpy array (H, W) or (H, W, 3); got {type(image).__name__}")
     arr = image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image
     if not (arr.ndim == 2 or (arr.ndim == 3 and arr.shape[-1] == 3)):
         raise ShapeError(f"`image` must be (H, W) or (H, W, 3); got {image.shape}")
@@ -363,6 +372,7 @@ def write_image(path: str | os.PathLike, image: np.ndarray | torch.Tensor) -> No
 
     Raises:
         ShapeError: an array or tensor of another shape.
+        DTypeError: neither a numpy array nor a tensor.
         ParameterError: an unsupported suffix, dtype, or dtype/format combination.
 
     Example:
@@ -412,7 +422,7 @@ def _as_hwc(image: np.ndarray | torch.Tensor) -> np.ndarray:
                              f"got {tuple(image.shape)}")
         return t.contiguous().numpy()
     if not isinstance(image, np.ndarray):
-        raise ShapeError(f"`image` must be a numpy array or torch tensor; got {type(image).__name__}")
+        raise DTypeError(f"`image` must be a numpy array or torch tensor; got {type(image).__name__}")
     arr = image[..., 0] if image.ndim == 3 and image.shape[-1] == 1 else image
     if arr.ndim != 2 and not (arr.ndim == 3 and arr.shape[-1] == 3):
         raise ShapeError(f"`image` array must be (H, W) or (H, W, 3); got {image.shape}")

@@ -15,7 +15,7 @@ import tifffile
 import torch
 
 from .._fs import atomic_path
-from ..errors import DataError, FileMissingError, FileReadError, ParameterError, ShapeError
+from ..errors import DataError, DTypeError, FileMissingError, FileReadError, ParameterError, ShapeError
 
 __all__ = ["MAP_SUFFIXES", "write_score_map", "read_score_map"]
 
@@ -45,6 +45,7 @@ def write_score_map(path: str | os.PathLike, probs: np.ndarray | torch.Tensor) -
 
     Raises:
         ShapeError: not 2-D or 3-D.
+        DTypeError: neither a numpy array nor a tensor.
         ParameterError: an integer or bool dtype, or an unsupported suffix.
 
     Example:
@@ -60,7 +61,7 @@ def write_score_map(path: str | os.PathLike, probs: np.ndarray | torch.Tensor) -
     suffix = _map_suffix(p, ParameterError)
     arr = probs.detach().cpu().numpy() if isinstance(probs, torch.Tensor) else probs
     if not isinstance(arr, np.ndarray):
-        raise ShapeError(f"`probs` must be a numpy array or torch tensor; got {type(probs).__name__}")
+        raise DTypeError(f"`probs` must be a numpy array or torch tensor; got {type(probs).__name__}")
     if arr.ndim not in (2, 3):
         raise ShapeError(f"`probs` must be (H, W) or (C, H, W); got {arr.shape}")
     if not np.issubdtype(arr.dtype, np.floating):

@@ -20,7 +20,7 @@ from PIL import Image
 
 from .._check import check_in
 from .._fs import atomic_path
-from ..errors import DataError, MstoolWarning, ParameterError, ShapeError
+from ..errors import DataError, DTypeError, MstoolWarning, ParameterError, ShapeError
 from .images import _read_pixels
 
 __all__ = ["MASK_MODES", "read_mask", "write_mask", "voc_palette", "check_pair"]
@@ -207,6 +207,7 @@ def write_mask(path: str | os.PathLike, mask: np.ndarray | torch.Tensor) -> None
 
     Raises:
         ShapeError: not ``(H, W)``.
+        DTypeError: neither a numpy array nor a tensor.
         ParameterError: a float dtype, negative values, values > 255 for PNG, or another suffix
             (JPEG is lossy and would change labels).
 
@@ -223,7 +224,7 @@ def write_mask(path: str | os.PathLike, mask: np.ndarray | torch.Tensor) -> None
         raise ParameterError(f"{p}: masks are written as .png, .tif or .tiff (lossless); got {p.suffix!r}")
     arr = mask.detach().cpu().numpy() if isinstance(mask, torch.Tensor) else mask
     if not isinstance(arr, np.ndarray):
-        raise ShapeError(f"`mask` must be a numpy array or torch tensor (H, W); got {type(mask).__name__}")
+        raise DTypeError(f"`mask` must be a numpy array or torch tensor (H, W); got {type(mask).__name__}")
     if arr.ndim != 2:
         raise ShapeError(f"`mask` must be (H, W); got {arr.shape}")
     if arr.dtype != np.bool_ and not np.issubdtype(arr.dtype, np.integer):

@@ -37,8 +37,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .._check import check_in, check_labels, check_range, check_same_device, check_shape
-from ..errors import MstoolWarning, ParameterError, ShapeError
+from .._check import check_in, check_int, check_labels, check_range, check_same_device, check_shape
+from ..errors import DTypeError, MstoolWarning, ShapeError
 
 __all__ = [
     "TAXONOMY",
@@ -75,16 +75,17 @@ _SAMPLING_Z = 2.0
 
 
 def _check_pair(clean: torch.Tensor, noisy: torch.Tensor, num_classes: int | None,
-                ignore_index: int | None) -> None:
-    if num_classes is not None and (isinstance(num_classes, bool) or not isinstance(num_classes, int)
-                                    or num_classes < 1):
-        raise ParameterError(f"`num_classes` must be a positive integer or None; got {num_classes!r}")
+                ignore_index: int | None) -> int | None:
+    """Check a clean/noisy pair; return ``num_classes`` as a Python int (or None)."""
+    if num_classes is not None:
+        num_classes = check_int(num_classes, "num_classes", low=1, note="or None")
     check_labels(clean, "clean", num_classes=num_classes, ignore_index=ignore_index)
     check_labels(noisy, "noisy", num_classes=num_classes, ignore_index=ignore_index)
     if clean.shape != noisy.shape:
         raise ShapeError(f"`clean` and `noisy` must have one shape; got {tuple(clean.shape)} and "
                          f"{tuple(noisy.shape)}")
     check_same_device(("clean", clean), ("noisy", noisy))
+    return num_classes
 
 
 def _valid(clean: torch.Tensor, noisy: torch.Tensor, ignore_index: int | None) -> torch.Tensor:
@@ -104,16 +105,14 @@ def _num_classes(labels: tuple[torch.Tensor, ...], valid: torch.Tensor, num_clas
 
 
 def _check_distance(distance: int) -> int:
-    if isinstance(distance, bool) or not isinstance(distance, int) or distance < 1:
-        raise ParameterError(f"`distance` must be an integer >= 1 (pixels); got {distance!r}")
-    return distance
+    return check_int(distance, "distance", low=1, note="pixels")
 
 
 def _check_ntm(T: torch.Tensor) -> None:
-    square = isinstance(T, torch.Tensor) and T.dim() in (2, 3) and T.shape[-1] == T.shape[-2] >= 1
-    if not square:
-        shape = tuple(T.shape) if isinstance(T, torch.Tensor) else type(T).__name__
-        raise ShapeError(f"`T` must be a square (K, K) or (N, K, K) matrix with K >= 1; got {shape}")
+    if not isinstance(T, torch.Tensor):
+        raise DTypeError(f"`T` must be a torch.Tensor, a square (K, K) or (N, K, K) matrix; got {type(T).__name__}")
+    if not (T.dim() in (2, 3) and T.shape[-1] == T.shape[-2] >= 1):
+        raise ShapeError(f"`T` must be a square (K, K) or (N, K, K) matrix with K >= 1; got {tuple(T.shape)}")
     check_shape(T, "T", " ".join("NKK"[3 - T.dim():]), dtype="float")
 
 
@@ -150,7 +149,9 @@ def confusion_counts(clean: torch.Tensor, noisy: torch.Tensor, num_classes: int 
         ``clean = i`` and ``noisy = j`` (rows: clean class). An empty batch gives ``(0, K, K)``.
 
     Raises:
-        ShapeError: a label is not an ``(N, H, W)`` integer tensor, or the two shapes differ.
+        ShapeError: a label is not ``(N, H, W)``, or the two shapes differ.
+        DTypeError: a label is not an integer tensor.
+        DeviceMismatchError: the two labels lie on different devices.
         ParameterError: a class outside ``0..K-1`` that is not ``ignore_index``; a bad ``num_classes``.
 
     Example:
@@ -160,7 +161,7 @@ def confusion_counts(clean: torch.Tensor, noisy: torch.Tensor, num_classes: int 
         tensor([[[1., 1.],
                  [0., 1.]]], dtype=torch.float64)
     """
-    _check_pair(clean, noisy, num_classes, ignore_index)
+    num_classes = _check_pair(clean, noisy, num_classes, ignore_index)
     valid = _valid(clean, noisy, ignore_index)
     k = _num_classes((clean, noisy), valid, num_classes)
     return _joint_counts(clean, noisy, valid, k)
@@ -396,8 +397,7 @@ def boundary_distance(labels: torch.Tensor, max_distance: int = 8, *, metric: st
         [3, 2, 1, 1, 2, 3, 3]
     """
     check_shape(labels, "labels", "N H W", dtype="int")
-    if isinstance(max_distance, bool) or not isinstance(max_distance, int) or not 1 <= max_distance <= 255:
-        raise ParameterError(f"`max_distance` must be an integer in 1..255 (pixels); got {max_distance!r}")
+    max_distance = check_int(max_distance, "max_distance", low=1, high=255, note="pixels")
     check_in(metric, "metric", ("chessboard", "cityblock"))
     valid = torch.ones_like(labels, dtype=torch.bool) if ignore_index is None else labels != ignore_index
     return _distance(labels, valid, max_distance, metric)
@@ -503,7 +503,7 @@ def boundary_fraction(clean: torch.Tensor, noisy: torch.Tensor, *, distance: int
         tensor(1., dtype=torch.float64)
     """
     check_in(reduction, "reduction", _REDUCTIONS)
-    _check_distance(distance)
+    distance = _check_distance(distance)
     _check_pair(clean, noisy, None, ignore_index)
     joint = _boundary_counts(clean, noisy, None, ignore_index, distance)
     return _boundary_summary(joint.sum(0) if reduction == "pooled" else joint)["boundary_fraction"]
@@ -696,9 +696,9 @@ def label_info(clean: torch.Tensor, noisy: torch.Tensor, num_classes: int | None
         >>> info.taxonomy, info.rank, round(info.det, 4), info.boundary_fraction
         ('PCL', 2, 0.9167, 1.0)
     """
-    _check_distance(distance)
+    distance = _check_distance(distance)
     check_range(rank_tol, "rank_tol", 0, 1, high_open=True)
-    _check_pair(clean, noisy, num_classes, ignore_index)
+    num_classes = _check_pair(clean, noisy, num_classes, ignore_index)
     joint = _boundary_counts(clean, noisy, num_classes, ignore_index, distance).sum(0)  # (K, K, 2)
     counts = joint.sum(-1)
     support = counts.sum(-1)

@@ -16,22 +16,13 @@ from __future__ import annotations
 
 import functools
 import math
-import numbers
 
 import torch
 import torch.nn.functional as F
 
-from .._check import check_shape
-from ..errors import ParameterError
+from .._check import check_int, check_shape
 
 __all__ = ["disk", "dilate", "erode", "boundary", "skeletonize"]
-
-
-def _check_count(value: object, name: str, low: int) -> int:
-    """``value`` as an int if it is an integer (not a bool) ``>= low``; ParameterError otherwise."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ParameterError(f"`{name}` must be an integer >= {low}; got {value!r}")
-    return int(value)
 
 
 def disk(radius: int, *, device: torch.device | str | None = None) -> torch.Tensor:
@@ -55,7 +46,7 @@ def disk(radius: int, *, device: torch.device | str | None = None) -> torch.Tens
         >>> int(disk(2).sum())
         13
     """
-    r = _check_count(radius, "radius", 0)
+    r = check_int(radius, "radius", low=0)
     offsets = torch.arange(-r, r + 1, device=device)
     return (offsets[:, None] ** 2 + offsets[None, :] ** 2 <= r * r).to(torch.float32)
 
@@ -99,7 +90,8 @@ def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
         ``(N, H, W)`` bool, on ``mask``'s device.
 
     Raises:
-        ShapeError: ``mask`` is not an ``(N, H, W)`` bool tensor.
+        ShapeError: ``mask`` is not ``(N, H, W)``.
+        DTypeError: ``mask`` is not a bool tensor.
         ParameterError: ``radius`` is not an integer ``>= 0``.
 
     Example:
@@ -113,7 +105,7 @@ def dilate(mask: torch.Tensor, radius: int) -> torch.Tensor:
                 [0, 0, 0, 0, 0]])
     """
     check_shape(mask, "mask", "N H W", dtype="bool")
-    r = _check_count(radius, "radius", 0)
+    r = check_int(radius, "radius", low=0)
     if r == 0 or mask.numel() == 0:
         return mask.clone()
     return _dilate_rows(mask, _disk_rows(r))
@@ -133,7 +125,8 @@ def erode(mask: torch.Tensor, radius: int) -> torch.Tensor:
         ``(N, H, W)`` bool, on ``mask``'s device.
 
     Raises:
-        ShapeError: ``mask`` is not an ``(N, H, W)`` bool tensor.
+        ShapeError: ``mask`` is not ``(N, H, W)``.
+        DTypeError: ``mask`` is not a bool tensor.
         ParameterError: ``radius`` is not an integer ``>= 0``.
 
     Example:
@@ -147,7 +140,7 @@ def erode(mask: torch.Tensor, radius: int) -> torch.Tensor:
                 [0, 0, 0, 0, 0]])
     """
     check_shape(mask, "mask", "N H W", dtype="bool")
-    r = _check_count(radius, "radius", 0)
+    r = check_int(radius, "radius", low=0)
     if r == 0 or mask.numel() == 0:
         return mask.clone()
     # The complement of the dilated complement; the dilation's padding is background for ~mask, hence
@@ -170,7 +163,8 @@ def boundary(mask: torch.Tensor, *, width: int = 1) -> torch.Tensor:
         ``(N, H, W)`` bool, a subset of ``mask``.
 
     Raises:
-        ShapeError: ``mask`` is not an ``(N, H, W)`` bool tensor.
+        ShapeError: ``mask`` is not ``(N, H, W)``.
+        DTypeError: ``mask`` is not a bool tensor.
         ParameterError: ``width`` is not an integer ``>= 1``.
 
     Example:
@@ -184,7 +178,7 @@ def boundary(mask: torch.Tensor, *, width: int = 1) -> torch.Tensor:
                 [0, 0, 0, 0, 0]])
     """
     check_shape(mask, "mask", "N H W", dtype="bool")
-    w = _check_count(width, "width", 1)
+    w = check_int(width, "width", low=1)
     if mask.numel() == 0:
         return mask.clone()
     # The dilation pads ~mask with background, so the outside never counts as background here.
@@ -308,7 +302,8 @@ def skeletonize(mask: torch.Tensor, *, max_iter: int | None = None) -> torch.Ten
         ``(N, H, W)`` bool, a subset of ``mask``, on ``mask``'s device.
 
     Raises:
-        ShapeError: ``mask`` is not an ``(N, H, W)`` bool tensor.
+        ShapeError: ``mask`` is not ``(N, H, W)``.
+        DTypeError: ``mask`` is not a bool tensor.
         ParameterError: ``max_iter`` is not ``None`` or an integer ``>= 0``.
 
     References:
@@ -332,7 +327,7 @@ def skeletonize(mask: torch.Tensor, *, max_iter: int | None = None) -> torch.Ten
     """
     check_shape(mask, "mask", "N H W", dtype="bool")
     if max_iter is not None:
-        max_iter = _check_count(max_iter, "max_iter", 0)
+        max_iter = check_int(max_iter, "max_iter", low=0)
     skeleton = mask.clone()
     if skeleton.numel() == 0 or max_iter == 0:
         return skeleton

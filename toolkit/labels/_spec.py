@@ -23,7 +23,8 @@ from typing import NamedTuple
 import torch
 
 from .. import IGNORE_INDEX
-from ..errors import SpecError
+from .._check import check_int
+from ..errors import ParameterError, SpecError
 from ._zoo import LABEL_ZOO, ZooOp, ZooParam, _fmt_number, _scan_labels
 
 __all__ = [
@@ -143,8 +144,11 @@ def _check_value(op: ZooOp, param: ZooParam, value: object) -> object:
             raise _bad(op, param, repr(value))
         return value
     if param.kind == "int":
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise SpecError(f"`{op.name}` argument {param.name} must be an integer; got {value!r} (usage: {op.usage})")
+        try:  # check_int's rule for what is an integer; a spec's message names the operation and its usage
+            value = check_int(value, param.name)
+        except ParameterError:
+            raise SpecError(f"`{op.name}` argument {param.name} must be an integer; got {value!r} "
+                            f"(usage: {op.usage})") from None
     elif isinstance(value, bool) or not isinstance(value, (int, float)):
         raise SpecError(f"`{op.name}` argument {param.name} must be a number; got {value!r} (usage: {op.usage})")
     else:

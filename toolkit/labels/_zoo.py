@@ -27,7 +27,6 @@ References:
 from __future__ import annotations
 
 import math
-import numbers
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -36,7 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import IGNORE_INDEX
-from .._check import check_in, check_labels, check_range, check_shape
+from .._check import check_in, check_int, check_labels, check_range, check_shape
 from .._registry import Registry
 from ..errors import ParameterError, ShapeError
 from ._morphology import dilate, erode, skeletonize
@@ -73,14 +72,6 @@ _BYTE_SHIFTS = tuple(range(0, 64, 8)) if sys.byteorder == "little" else tuple(ra
 # ------------------------------------------------------------------------------------------------------------
 
 
-def _check_int(value: int, name: str, low: int | None = None) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise ParameterError(f"`{name}` must be an integer; got {value!r}")
-    if low is not None and value < low:
-        raise ParameterError(f"`{name}` must be >= {low}; got {value}")
-    return int(value)
-
-
 def _check_labels(labels: torch.Tensor, num_classes: int | None = None) -> tuple[int, bool]:
     """Check a label batch; return its largest class (-1 if none) and whether it holds 255.
 
@@ -107,7 +98,7 @@ def _scan_labels(labels: torch.Tensor, num_classes: int | None) -> tuple[int, bo
     """
     check_shape(labels, "labels", "N H W", dtype="int")
     if num_classes is not None:
-        _check_int(num_classes, "num_classes", 1)
+        num_classes = check_int(num_classes, "num_classes", low=1)
     if labels.numel() == 0:
         return -1, False, None
     negative, high = _negative_and_max(labels)
@@ -696,7 +687,7 @@ def scribble_labels(
     """
     top, _ = _check_labels(labels)
     fraction = check_range(fraction, "fraction", 0, 1)
-    length = _check_int(length, "length", 1)
+    length = check_int(length, "length", low=1)
     skeleton = torch.full_like(labels, IGNORE_INDEX)
     for c in range(top + 1):
         skeleton[skeletonize(labels == c)] = c
@@ -795,7 +786,7 @@ def dilate_labels(labels: torch.Tensor, radius: int) -> torch.Tensor:
         [[0, 0, 0, 0, 0], [0, 0, 1, 0, 0], [0, 1, 1, 1, 0], [0, 0, 1, 0, 0], [0, 0, 0, 0, 0]]
     """
     top, _ = _check_labels(labels)
-    radius = _check_int(radius, "radius", 0)
+    radius = check_int(radius, "radius", low=0)
     out = labels.clone()
     if radius == 0:
         return out
@@ -824,7 +815,7 @@ def erode_labels(labels: torch.Tensor, radius: int) -> torch.Tensor:
         1
     """
     top, _ = _check_labels(labels)
-    radius = _check_int(radius, "radius", 0)
+    radius = check_int(radius, "radius", low=0)
     out = labels.clone()
     if radius == 0:
         return out
@@ -880,7 +871,7 @@ def translate_labels(labels: torch.Tensor, dy: int, dx: int) -> torch.Tensor:
         [[[0, 1, 2, 0]]]
     """
     _, has_ignore = _check_labels(labels)
-    dy, dx = _check_int(dy, "dy"), _check_int(dx, "dx")
+    dy, dx = check_int(dy, "dy"), check_int(dx, "dx")
     ignored = labels == IGNORE_INDEX if has_ignore else None
     source = labels.masked_fill(ignored, 0) if has_ignore else labels
     out = torch.zeros_like(labels)
@@ -919,7 +910,7 @@ def shift_labels(labels: torch.Tensor, radius: int, *, generator: torch.Generato
         Luo et al., arXiv 2205.00160, jittered labels (PCL) and EMS.
     """
     small, top, has_ignore = _byte_labels(labels)
-    radius = _check_int(radius, "radius", 0)
+    radius = check_int(radius, "radius", low=0)
     if radius == 0 or top <= 0:
         return labels.clone()
     n, h, w = labels.shape
@@ -1013,7 +1004,7 @@ def markov_labels(
         Correction Approach", ICLR 2023, Sec. 3 (Markov label noise).
     """
     top, _ = _check_labels(labels, num_classes)
-    steps = _check_int(steps, "steps", 0)
+    steps = check_int(steps, "steps", low=0)
     grow = check_range(grow, "grow", 0, 1)
     flip_boundary = check_range(flip_boundary, "flip_boundary", 0, 1)
     flip_all = check_range(flip_all, "flip_all", 0, 1)

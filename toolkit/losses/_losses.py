@@ -24,7 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import IGNORE_INDEX as IGNORE
-from .._check import check_labels, check_range, check_same_device, check_shape
+from .._check import check_int, check_labels, check_range, check_same_device, check_shape
 from .._registry import Registry
 from ..errors import ParameterError, ShapeError
 
@@ -103,6 +103,8 @@ def bce_loss(
     Raises:
         ShapeError: ``logits`` has more than one channel (use :func:`cross_entropy_loss`) or the shapes
             differ.
+        DTypeError: integer ``logits`` or a float ``target``.
+        DeviceMismatchError: ``logits`` and ``target`` on different devices.
         ParameterError: a label outside ``{0, 1, ignore_index}`` or a non-positive ``pos_weight``.
 
     Example:
@@ -146,8 +148,11 @@ def cross_entropy_loss(
         A scalar: the weighted mean over labelled pixels; 0 with gradient 0 when none is labelled.
 
     Raises:
-        ShapeError: ``K < 2`` (use :func:`bce_loss` for one channel), mismatched shapes or a bad ``weight``.
-        ParameterError: a label outside ``0..K-1`` that is not ``ignore_index``.
+        ShapeError: ``K < 2`` (use :func:`bce_loss` for one channel), mismatched shapes or a ``weight`` that
+            is not ``(K,)``.
+        DTypeError: integer ``logits`` or ``weight``, or a float ``target``.
+        DeviceMismatchError: ``logits`` and ``target`` on different devices.
+        ParameterError: a label outside ``0..K-1`` that is not ``ignore_index``; a negative class weight.
 
     Example:
         >>> logits = torch.zeros(1, 4, 2, 2)
@@ -469,6 +474,4 @@ def make_loss(name: str, num_classes: int) -> nn.Module:
         torch.Size([2, 1, 8, 8])
     """
     factory = LOSSES.get(name)
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ParameterError(f"`num_classes` must be an integer >= 1; got {num_classes!r}")
-    return factory(num_classes)
+    return factory(check_int(num_classes, "num_classes", low=1))

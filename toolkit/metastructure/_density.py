@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 from .. import IGNORE_INDEX
-from .._check import check_in, check_labels, check_range, check_shape
+from .._check import check_in, check_int, check_labels, check_range, check_shape
 from ..errors import ParameterError
 
 __all__ = ["KERNELS", "class_onehot", "density", "foreground_density", "normalized_density"]
@@ -171,8 +171,7 @@ def _resolve_num_classes(named: dict[str, torch.Tensor], *, num_classes: int | N
                          ignore_index: int | None) -> int:
     """Check the named label batches and return ``K`` (given, or ``max + 1`` over all of them, at least 2)."""
     if num_classes is not None:
-        if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-            raise ParameterError(f"`num_classes` must be a positive integer; got {num_classes!r}")
+        num_classes = check_int(num_classes, "num_classes", low=1)
         if ignore_index is not None and 0 <= ignore_index < num_classes:
             raise ParameterError(f"`ignore_index` {ignore_index} is also a class index "
                                  f"(num_classes={num_classes}); choose a value outside 0..{num_classes - 1}")

@@ -60,8 +60,8 @@ from dataclasses import dataclass
 import torch
 
 from .. import IGNORE_INDEX
-from .._check import check_range, check_same_device, check_shape
-from ..errors import ParameterError, ShapeError
+from .._check import check_int, check_range, check_same_device, check_shape
+from ..errors import ShapeError
 from ..labels import boundary_distance
 from ._density import _resolve_num_classes
 
@@ -142,11 +142,10 @@ def expected_similarity(clean: torch.Tensor, noisy: torch.Tensor, num_classes: i
     """
     parts = _parts(clean, noisy, num_classes, bandwidth=bandwidth, max_distance=max_distance,
                    ignore_index=ignore_index)
-    if isinstance(bootstrap, bool) or not isinstance(bootstrap, int) or bootstrap < 0:
-        raise ParameterError(f"`bootstrap` must be an integer >= 0 (resamples); got {bootstrap!r}")
+    bootstrap = check_int(bootstrap, "bootstrap", low=0, note="resamples")
     check_range(confidence, "confidence", 0, 1, low_open=True, high_open=True)
     sums = parts["sums"]  # (N, C, 6) per image and class, see _moments
-    polarity = parts["polarity"]
+    polarity, bandwidth = parts["polarity"], parts["bandwidth"]
     window = (2 * bandwidth + 1) ** 2
     score, one_draw, signal = _pooled(sums.sum(0, keepdim=True), polarity, window)
     n = sums.shape[0]
@@ -200,8 +199,7 @@ def _parts(clean: torch.Tensor, noisy: torch.Tensor, num_classes: int | None, *,
         raise ShapeError(f"`clean` and `noisy` must have one shape; got {tuple(clean.shape)} and "
                          f"{tuple(noisy.shape)}")
     check_same_device(("clean", clean), ("noisy", noisy))
-    if isinstance(bandwidth, bool) or not isinstance(bandwidth, int) or bandwidth < 1:
-        raise ParameterError(f"`bandwidth` must be an integer >= 1 (pixels); got {bandwidth!r}")
+    bandwidth = check_int(bandwidth, "bandwidth", low=1, note="pixels")
     if clean.shape[0] == 0:
         raise ShapeError("`clean` and `noisy` hold no image; give at least one")
     k = _resolve_num_classes({"clean": clean, "noisy": noisy}, num_classes=num_classes, ignore_index=ignore_index)
@@ -246,7 +244,7 @@ def _parts(clean: torch.Tensor, noisy: torch.Tensor, num_classes: int | None, *,
         by_class = joint[:contexts].view(k, d2, k + 1).sum(1)
         t = by_class[:, 1] / by_class.sum(1).clamp(min=1)
         polarity = -1 if float(t[1] - t[0]) < 0 else 1
-    out = {"sums": torch.stack(sums, 1), "polarity": polarity}
+    out = {"sums": torch.stack(sums, 1), "polarity": polarity, "bandwidth": bandwidth}
     if maps:
         out.update(model=torch.stack(model_maps, 1), draw=torch.stack(draw_maps, 1), noise=torch.stack(noise_maps, 1))
     return out

@@ -31,8 +31,8 @@ from collections.abc import Sequence
 
 import torch
 
-from .._check import check_in, check_labels, check_range, check_shape
-from ..errors import DataError, ParameterError, ShapeError
+from .._check import check_in, check_int, check_labels, check_range, check_shape
+from ..errors import DataError, DeviceMismatchError, DTypeError, ParameterError, ShapeError
 
 __all__ = [
     "BINARY_METRICS",
@@ -62,16 +62,17 @@ def _check_binary(probs: torch.Tensor, labels: torch.Tensor, ignore_index: int, 
         raise ShapeError(f"`{labels_name}` must be (N, H, W) = ({n}, {h}, {w}) to match `{name}`; "
                          f"got ({', '.join(map(str, labels.shape))})")
     if labels.device != probs.device:
-        raise ShapeError(f"`{labels_name}` is on {labels.device} but `{name}` is on {probs.device}; "
-                         "move them to one device")
+        raise DeviceMismatchError(f"`{labels_name}` is on {labels.device} but `{name}` is on {probs.device}; "
+                                  "move them to one device")
     if probs.numel() and not bool(torch.isfinite(probs).all()):
         raise DataError(f"`{name}` must hold finite scores; got NaN or infinite values")
 
 
 def _check_polarity(polarity: int) -> int:
-    if polarity not in (1, -1) or isinstance(polarity, bool):
-        raise ParameterError(f"`polarity` must be +1 or -1; got {polarity!r}")
-    return int(polarity)
+    p = check_int(polarity, "polarity", low=-1, high=1)
+    if p == 0:
+        raise ParameterError("`polarity` must be +1 or -1; got 0")
+    return p
 
 
 def _ratio_dtype(device: torch.device) -> torch.dtype:
@@ -109,7 +110,8 @@ def threshold_grid(scores: torch.Tensor, num: int) -> torch.Tensor:
         ``(K,)`` ascending thresholds on the device and in the dtype of ``scores``.
 
     Raises:
-        ShapeError: ``scores`` is empty or not a float tensor.
+        ShapeError: ``scores`` is empty.
+        DTypeError: ``scores`` is not a float tensor.
         ParameterError: ``num < 1``.
 
     Example:
@@ -118,11 +120,10 @@ def threshold_grid(scores: torch.Tensor, num: int) -> torch.Tensor:
     """
     if not isinstance(scores, torch.Tensor) or not scores.is_floating_point():
         got = getattr(scores, "dtype", type(scores).__name__)
-        raise ShapeError(f"`scores` must be a float tensor; got {got}")
+        raise DTypeError(f"`scores` must be a float tensor; got {got}")
     if scores.numel() == 0:
         raise ShapeError("`scores` must hold at least one value to span a threshold grid; got an empty one")
-    if isinstance(num, bool) or not isinstance(num, int) or num < 1:
-        raise ParameterError(f"`num` must be an integer >= 1; got {num!r}")
+    num = check_int(num, "num", low=1)
     wide = _ratio_dtype(scores.device)
     lo, hi = scores.min().to(wide), scores.max().to(wide)
     steps = torch.arange(1, num + 1, device=scores.device, dtype=wide) / (num + 1)
@@ -154,7 +155,9 @@ def confusion_at_thresholds(
         ``(0, K, 4)`` for an empty batch.
 
     Raises:
-        ShapeError: wrong shapes, dtypes or devices; ``thresholds`` not one-dimensional or empty.
+        ShapeError: wrong shapes; ``thresholds`` not one-dimensional or empty.
+        DTypeError: integer scores or float labels.
+        DeviceMismatchError: ``probs`` and ``labels`` on different devices.
         ParameterError: labels other than 0, 1 and ``ignore_index``; a NaN threshold.
         DataError: NaN or infinite scores.
 
@@ -194,9 +197,11 @@ def binary_scores(counts: torch.Tensor) -> dict[str, torch.Tensor]:
         >>> [round(v, 3) for v in out["dice"].tolist()]
         [0.75, nan]
     """
-    if not isinstance(counts, torch.Tensor) or counts.dim() < 1 or counts.shape[-1] != 4:
-        shape = tuple(counts.shape) if isinstance(counts, torch.Tensor) else type(counts).__name__
-        raise ShapeError(f"`counts` must be (..., 4) holding [tp, fp, fn, tn]; got {shape}")
+    if not isinstance(counts, torch.Tensor):
+        raise DTypeError(f"`counts` must be a torch.Tensor (..., 4) holding [tp, fp, fn, tn]; "
+                         f"got {type(counts).__name__}")
+    if counts.dim() < 1 or counts.shape[-1] != 4:
+        raise ShapeError(f"`counts` must be (..., 4) holding [tp, fp, fn, tn]; got {tuple(counts.shape)}")
     c = counts.to(_ratio_dtype(counts.device))
     tp, fp, fn, tn = c.unbind(-1)
     return {
@@ -272,7 +277,8 @@ def binary_report(
         ``tp``, ``fp``, ``fn``, ``tn``; ``threshold``, ``polarity``, ``n_images`` and ``n_pixels`` (labelled).
 
     Raises:
-        ShapeError: an empty batch or mismatched inputs.
+        ShapeError: an empty batch or mismatched shapes.
+        DTypeError, DeviceMismatchError: as for :func:`confusion_at_thresholds`.
         ParameterError: a polarity other than +1/-1, a NaN threshold, labels other than 0, 1, ignore.
 
     Example:

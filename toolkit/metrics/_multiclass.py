@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import torch
 
-from .._check import check_in, check_labels
-from ..errors import ParameterError, ShapeError
+from .._check import check_in, check_int, check_labels
+from ..errors import DeviceMismatchError, DTypeError, ShapeError
 from ._binary import _nan_mean_std, _ratio_dtype, _require_images
 
 __all__ = ["confusion_matrix", "multiclass_report"]
@@ -43,7 +43,9 @@ def confusion_matrix(
         int64 counts on the device of ``pred``.
 
     Raises:
-        ShapeError: wrong shapes, dtypes or devices.
+        ShapeError: wrong shapes.
+        DTypeError: float predictions or labels.
+        DeviceMismatchError: ``pred`` and ``labels`` on different devices.
         ParameterError: a class index outside ``0..K-1`` (or ``ignore_index`` in labels); a bad
             ``num_classes``.
 
@@ -53,7 +55,7 @@ def confusion_matrix(
         >>> confusion_matrix(pred, labels, 2).tolist()
         [[1, 1], [0, 1]]
     """
-    _check_pair(pred, labels, num_classes, ignore_index)
+    num_classes = _check_pair(pred, labels, num_classes, ignore_index)
     check_in(reduction, "reduction", ["pooled", "none"])
     cm = _confusion_matrix(pred, labels, num_classes, ignore_index)
     return cm.sum(dim=0) if reduction == "pooled" else cm
@@ -83,8 +85,10 @@ def multiclass_report(
         ``num_classes``.
 
     Raises:
-        ShapeError: an empty batch, wrong shapes, dtypes or devices, or ``K`` not matching the scores.
-        ParameterError: class indices outside ``0..K-1``.
+        ShapeError: an empty batch, wrong shapes, or ``K`` not matching the scores.
+        DTypeError: integer scores, float predictions or labels.
+        DeviceMismatchError: the prediction and ``labels`` on different devices.
+        ParameterError: class indices outside ``0..K-1``; a bad ``num_classes``.
 
     Example:
         >>> pred = torch.tensor([[[0, 0], [1, 1]]])
@@ -93,6 +97,7 @@ def multiclass_report(
         >>> report["iou_c0"], report["iou_c1"], report["iou_c2"], report["miou"]
         (0.6666666666666666, 0.5, nan, 0.5833333333333333)
     """
+    num_classes = check_int(num_classes, "num_classes", low=1)
     pred = _to_pred(probs_or_pred, num_classes)
     _check_pair(pred, labels, num_classes, ignore_index)
     _require_images(pred, "probs_or_pred")
@@ -114,17 +119,18 @@ def multiclass_report(
 
 
 # -------------------------------------------------------------------------------------------- helpers
-def _check_pair(pred: torch.Tensor, labels: torch.Tensor, num_classes: int, ignore_index: int) -> None:
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 1:
-        raise ParameterError(f"`num_classes` must be an integer >= 1; got {num_classes!r}")
+def _check_pair(pred: torch.Tensor, labels: torch.Tensor, num_classes: int, ignore_index: int) -> int:
+    """Check a prediction and its labels; return ``num_classes`` as a Python int."""
+    num_classes = check_int(num_classes, "num_classes", low=1)
     check_labels(pred, "pred", num_classes=num_classes, ignore_index=None)
     check_labels(labels, "labels", num_classes=num_classes, ignore_index=ignore_index)
     if pred.shape != labels.shape:
         raise ShapeError(f"`labels` must be (N, H, W) = ({', '.join(map(str, pred.shape))}) to match the "
                          f"prediction; got ({', '.join(map(str, labels.shape))})")
     if labels.device != pred.device:
-        raise ShapeError(f"`labels` is on {labels.device} but the prediction is on {pred.device}; "
-                         "move them to one device")
+        raise DeviceMismatchError(f"`labels` is on {labels.device} but the prediction is on {pred.device}; "
+                                  "move them to one device")
+    return num_classes
 
 
 def _to_pred(probs_or_pred: torch.Tensor, num_classes: int) -> torch.Tensor:
@@ -138,8 +144,10 @@ def _to_pred(probs_or_pred: torch.Tensor, num_classes: int) -> torch.Tensor:
     if isinstance(x, torch.Tensor) and x.dim() == 3 and not x.is_floating_point():
         return x
     shape = f"({', '.join(map(str, x.shape))}) {x.dtype}" if isinstance(x, torch.Tensor) else type(x).__name__
-    raise ShapeError("`probs_or_pred` must be (N, K, H, W) float scores or (N, H, W) integer predictions; "
-                     f"got {shape}")
+    # with 3 or 4 dims only the dtype is wrong (float (N, H, W), integer (N, K, H, W))
+    error = ShapeError if isinstance(x, torch.Tensor) and x.dim() not in (3, 4) else DTypeError
+    raise error("`probs_or_pred` must be (N, K, H, W) float scores or (N, H, W) integer predictions; "
+                f"got {shape}")
 
 
 def _confusion_matrix(pred: torch.Tensor, labels: torch.Tensor, k: int, ignore_index: int) -> torch.Tensor:

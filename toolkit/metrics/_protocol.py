@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .._check import check_in, check_range
+from .._check import check_in, check_int, check_range
 from ..errors import DataError, MstoolWarning, ParameterError
 from ._binary import (
     _as_scores,
@@ -165,7 +165,8 @@ def select_threshold(
         A :class:`Choice`.
 
     Raises:
-        ShapeError: an empty batch or mismatched inputs.
+        ShapeError: an empty batch or mismatched shapes.
+        DTypeError, DeviceMismatchError: as for :func:`mstool.metrics.confusion_at_thresholds`.
         DataError: no labelled pixel.
         ParameterError: an unknown metric, ``num_thresholds < 1``.
 
@@ -183,7 +184,7 @@ def select_threshold(
     _check_binary(probs, labels, ignore_index)
     _require_images(probs, "probs")
     check_in(metric, "metric", SELECTION_METRICS)
-    _check_num(num_thresholds)
+    num_thresholds = _check_num(num_thresholds)
     polarities = (1, -1) if allow_inversion else (1,)
     return _best_choice(probs, labels, polarities, num_thresholds, metric, ignore_index, chosen_on, "labels")
 
@@ -228,7 +229,8 @@ def evaluate_binary(
 
     Raises:
         ParameterError: only one of ``val_probs`` and ``val_labels`` given; a bad metric or threshold.
-        ShapeError: an empty batch or mismatched inputs.
+        ShapeError: an empty batch or mismatched shapes.
+        DTypeError, DeviceMismatchError: as for :func:`mstool.metrics.confusion_at_thresholds`.
         DataError: a set without any labelled pixel.
 
     Example:
@@ -243,7 +245,7 @@ def evaluate_binary(
     _check_binary(test_probs, test_labels, ignore_index, "test_probs", "test_labels")
     _require_images(test_probs, "test_probs")
     check_in(metric, "metric", SELECTION_METRICS)
-    _check_num(num_thresholds)
+    num_thresholds = _check_num(num_thresholds)
     fixed_threshold = check_range(fixed_threshold, "fixed_threshold")
     if (val_probs is None) != (val_labels is None):
         raise ParameterError("`val_probs` and `val_labels` must be given together; got only "
@@ -297,9 +299,8 @@ class _TestReports:
         return _summarise(counts, aucs, threshold=threshold, polarity=polarity)
 
 
-def _check_num(num_thresholds: int) -> None:
-    if isinstance(num_thresholds, bool) or not isinstance(num_thresholds, int) or num_thresholds < 1:
-        raise ParameterError(f"`num_thresholds` must be an integer >= 1; got {num_thresholds!r}")
+def _check_num(num_thresholds: int) -> int:
+    return check_int(num_thresholds, "num_thresholds", low=1)
 
 
 def _best_choice(probs: torch.Tensor, labels: torch.Tensor, polarities: tuple[int, ...], num: int,

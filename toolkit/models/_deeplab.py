@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._check import check_in, check_shape
-from ._unet import BasicBlock, check_common, check_int, conv_norm_act, init_weights
+from .._check import check_in, check_int, check_shape
+from ._unet import BasicBlock, check_common, conv_norm_act, init_weights
 
 __all__ = ["DeepLabV3Plus"]
 
@@ -79,8 +79,8 @@ class DeepLabV3Plus(nn.Module):
     def __init__(self, in_channels: int = 1, num_classes: int = 1, *, width: int = 32,
                  output_stride: int = 16, norm: str = "batch", generator: torch.Generator | None = None):
         super().__init__()
-        check_common(in_channels, num_classes, norm)
-        check_int(width, "width", 1)
+        in_channels, num_classes = check_common(in_channels, num_classes, norm)
+        width = check_int(width, "width", low=1)
         check_in(output_stride, "output_stride", (16, 8))
         self.in_channels, self.num_classes = in_channels, num_classes
         w = width

@@ -9,8 +9,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._check import check_shape
-from ._unet import BasicBlock, check_common, check_int, conv_norm_act, init_weights
+from .._check import check_int, check_shape
+from ._unet import BasicBlock, check_common, conv_norm_act, init_weights
 
 __all__ = ["HRNet"]
 
@@ -103,10 +103,10 @@ class HRNet(nn.Module):
     def __init__(self, in_channels: int = 1, num_classes: int = 1, *, width: int = 16, branches: int = 4,
                  blocks: int = 2, norm: str = "batch", generator: torch.Generator | None = None):
         super().__init__()
-        check_common(in_channels, num_classes, norm)
-        check_int(width, "width", 1)
-        check_int(branches, "branches", 2, 4)
-        check_int(blocks, "blocks", 1)
+        in_channels, num_classes = check_common(in_channels, num_classes, norm)
+        width = check_int(width, "width", low=1)
+        branches = check_int(branches, "branches", low=2, high=4)
+        blocks = check_int(blocks, "blocks", low=1)
         self.in_channels, self.num_classes = in_channels, num_classes
         widths = [width * 2**i for i in range(branches)]
         stem = 2 * width

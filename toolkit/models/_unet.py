@@ -9,8 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._check import check_in, check_range, check_shape
-from ..errors import ParameterError
+from .._check import check_in, check_int, check_range, check_shape
 
 __all__ = ["UNet"]
 
@@ -18,15 +17,6 @@ NORMS = ("batch", "group", "none")
 
 
 # ------------------------------------------------------------------------------------------ shared blocks
-def check_int(value: int, name: str, low: int, high: int | None = None) -> int:
-    """``value`` is an integer in ``[low, high]`` (``high=None``: no upper bound)."""
-    out_of_range = value < low or (high is not None and value > high) if isinstance(value, int) else True
-    if isinstance(value, bool) or out_of_range:
-        bound = f">= {low}" if high is None else f"in [{low}, {high}]"
-        raise ParameterError(f"`{name}` must be an integer {bound}; got {value!r}")
-    return value
-
-
 def make_norm(kind: str, channels: int) -> nn.Module:
     """``batch``: BatchNorm; ``group``: GroupNorm with up to 32 groups of >= 2 channels; ``none``: identity.
 
@@ -92,10 +82,13 @@ def init_weights(model: nn.Module, generator: torch.Generator | None) -> None:
             nn.init.zeros_(m.bias)
 
 
-def check_common(in_channels: int, num_classes: int, norm: str) -> None:
-    check_int(in_channels, "in_channels", 1)
-    check_int(num_classes, "num_classes", 1)
+def check_common(in_channels: int, num_classes: int, norm: str) -> tuple[int, int]:
+    """Check the options every network takes; return ``in_channels`` and ``num_classes`` as Python ints (they
+    are written to checkpoints)."""
+    in_channels = check_int(in_channels, "in_channels", low=1)
+    num_classes = check_int(num_classes, "num_classes", low=1)
     check_in(norm, "norm", NORMS)
+    return in_channels, num_classes
 
 
 # ---------------------------------------------------------------------------------------------------- U-Net
@@ -144,9 +137,9 @@ class UNet(nn.Module):
     def __init__(self, in_channels: int = 1, num_classes: int = 1, *, base: int = 64, depth: int = 4,
                  norm: str = "batch", dropout: float = 0.0, generator: torch.Generator | None = None):
         super().__init__()
-        check_common(in_channels, num_classes, norm)
-        check_int(base, "base", 1)
-        check_int(depth, "depth", 1, 6)
+        in_channels, num_classes = check_common(in_channels, num_classes, norm)
+        base = check_int(base, "base", low=1)
+        depth = check_int(depth, "depth", low=1, high=6)
         check_range(dropout, "dropout", 0, 1, high_open=True)
         self.in_channels, self.num_classes, self.depth = in_channels, num_classes, depth
         self.feature_channels, self.feature_stride = base, 1

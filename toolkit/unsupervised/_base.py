@@ -12,7 +12,7 @@ import torch
 
 from .._check import check_shape
 from .._registry import Registry
-from ..errors import ShapeError
+from ..errors import DataError, ShapeError
 
 __all__ = ["Segmentation", "Method", "METHODS", "check_images_and_prior"]
 
@@ -52,7 +52,12 @@ METHODS: Registry[type] = Registry("unsupervised method")
 
 
 def check_images_and_prior(images: torch.Tensor, prior: torch.Tensor | None) -> None:
-    """The boundary check every method runs: images ``(N, C, H, W)`` float, prior ``(N, 1, H, W)`` finite >= 0."""
+    """The boundary check every method runs: images ``(N, C, H, W)`` float, prior ``(N, 1, H, W)`` finite >= 0.
+
+    Raises:
+        ShapeError, DTypeError: a wrong shape or dtype.
+        DataError: a negative or non-finite ``prior``.
+    """
     check_shape(images, "images", "N C H W", dtype="float")
     if prior is None:
         return
@@ -60,4 +65,4 @@ def check_images_and_prior(images: torch.Tensor, prior: torch.Tensor | None) -> 
     if prior.shape[0] != images.shape[0] or prior.shape[-2:] != images.shape[-2:]:
         raise ShapeError(f"`prior` {tuple(prior.shape)} must match `images` {tuple(images.shape)} in N, H and W")
     if prior.numel() and (not bool(torch.isfinite(prior).all()) or float(prior.min()) < 0):
-        raise ShapeError("`prior` must be finite and non-negative")
+        raise DataError("`prior` must be finite and non-negative")

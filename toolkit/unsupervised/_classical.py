@@ -58,7 +58,7 @@ import torch
 import torch.nn.functional as F
 from kornia.filters import box_blur, gaussian_blur2d
 
-from .._check import check_in, check_range
+from .._check import check_in, check_int, check_range
 from ..device import spawn_seed
 from ..errors import MstoolWarning, ParameterError
 from ._base import METHODS, Segmentation, check_images_and_prior
@@ -115,8 +115,8 @@ def otsu_thresholds(x: torch.Tensor, *, classes: int = 2, bins: int = 256) -> to
         >>> otsu_thresholds(torch.tensor([[0.0, 0.0, 1.0, 1.0, 2.0, 2.0]]), classes=3, bins=4)
         tensor([[0.2500, 1.2500]])
     """
-    classes = _check_int(classes, "classes", 2)
-    bins = _check_int(bins, "bins", classes)
+    classes = check_int(classes, "classes", low=2)
+    bins = check_int(bins, "bins", low=classes)
     counts, centres, lo, width = _histograms(x, bins)
     cuts = _optimal_cuts(counts, centres, classes)
     thresholds = centres.gather(1, cuts - 1)
@@ -175,7 +175,7 @@ def choose_foreground(images: torch.Tensor, *, smooth: float = 1.0, bins: int = 
     """
     check_images_and_prior(images, None)
     sigma = check_range(smooth, "smooth", 0)
-    bins = _check_int(bins, "bins", 2)
+    bins = check_int(bins, "bins", low=2)
     x = images.mean(1, keepdim=True)
     n, _, h, w = x.shape
     structured = ~_constant(images) if n else torch.zeros(0, dtype=torch.bool)
@@ -309,7 +309,8 @@ def otsu(images: torch.Tensor, *, foreground: str = "auto", bins: int = 256,
         and, with a prior, ``fraction``.
 
     Raises:
-        ShapeError: bad ``images`` or ``prior``.
+        ShapeError, DTypeError: bad ``images`` or ``prior``.
+        DataError: a negative or non-finite ``prior``.
         ParameterError: a bad ``foreground`` or ``bins``.
 
     Example:
@@ -325,7 +326,7 @@ def otsu(images: torch.Tensor, *, foreground: str = "auto", bins: int = 256,
         Otsu, IEEE TSMC 9 (1979).
     """
     check_images_and_prior(images, prior)
-    _check_binary(foreground, bins)
+    bins = _check_binary(foreground, bins)
     foreground, info = resolve_foreground(images, foreground)
     x = _signed_intensity(images, foreground)
     if prior is None:
@@ -353,7 +354,7 @@ def multiotsu(images: torch.Tensor, *, classes: int = 3, bins: int = 256) -> Seg
         ascending values in intensity units).
 
     Raises:
-        ShapeError: bad ``images``.
+        ShapeError, DTypeError: bad ``images``.
         ParameterError: ``classes < 2`` or bad ``bins``.
 
     Example:
@@ -368,8 +369,8 @@ def multiotsu(images: torch.Tensor, *, classes: int = 3, bins: int = 256) -> Seg
         Liao, Chen, Chung, J. Inf. Sci. Eng. 17 (2001).
     """
     check_images_and_prior(images, None)
-    classes = _check_int(classes, "classes", 2)
-    bins = _check_int(bins, "bins", 2)
+    classes = check_int(classes, "classes", low=2)
+    bins = check_int(bins, "bins", low=2)
     x = images.mean(1)
     n = x.shape[0]
     t = otsu_thresholds(x, classes=classes, bins=bins) if n else x.new_zeros(0, classes - 1)
@@ -406,7 +407,8 @@ def local_threshold(images: torch.Tensor, *, block_size: int = 51, kind: str = "
         ``prior_fraction``) and, with a prior, ``fraction``.
 
     Raises:
-        ShapeError: bad ``images`` or ``prior``.
+        ShapeError, DTypeError: bad ``images`` or ``prior``.
+        DataError: a negative or non-finite ``prior``.
         ParameterError: a bad ``block_size``, ``kind``, ``offset`` or ``foreground``.
 
     Example:
@@ -477,7 +479,8 @@ def kmeans(
         ``prior_odds``).
 
     Raises:
-        ShapeError: bad ``images`` or ``prior``.
+        ShapeError, DTypeError: bad ``images`` or ``prior``.
+        DataError: a negative or non-finite ``prior``.
         ParameterError: a bad option.
 
     Example:
@@ -560,7 +563,8 @@ def gmm(
         ``foreground_clusters``, ``converged`` (per image), ``rule`` (``clusters`` or ``prior_odds``).
 
     Raises:
-        ShapeError: bad ``images`` or ``prior``.
+        ShapeError, DTypeError: bad ``images`` or ``prior``.
+        DataError: a negative or non-finite ``prior``.
         ParameterError: a bad option.
 
     Example:
@@ -620,7 +624,7 @@ class Otsu:
     bins: int = 256
 
     def __post_init__(self) -> None:
-        _check_binary(self.foreground, self.bins)
+        self.bins = _check_binary(self.foreground, self.bins)
 
     def segment(self, images: torch.Tensor, *, prior: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> Segmentation:
@@ -637,8 +641,8 @@ class MultiOtsu:
     bins: int = 256
 
     def __post_init__(self) -> None:
-        _check_int(self.classes, "classes", 2)
-        _check_int(self.bins, "bins", 2)
+        self.classes = check_int(self.classes, "classes", low=2)
+        self.bins = check_int(self.bins, "bins", low=2)
 
     def segment(self, images: torch.Tensor, *, prior: torch.Tensor | None = None,
                 generator: torch.Generator | None = None) -> Segmentation:
@@ -661,7 +665,7 @@ class LocalThreshold:
     foreground: str = "auto"
 
     def __post_init__(self) -> None:
-        _check_local(self.block_size, self.kind, self.offset)
+        self.block_size = _check_local(self.block_size, self.kind, self.offset)[0]
         check_in(self.foreground, "foreground", FOREGROUND_RULES)
 
     def segment(self, images: torch.Tensor, *, prior: torch.Tensor | None = None,
@@ -685,7 +689,7 @@ class KMeans:
     prior_clip: float = 0.01
 
     def __post_init__(self) -> None:
-        _check_kmeans(self.clusters, self.iterations, self.init)
+        self.clusters, self.iterations, _ = _check_kmeans(self.clusters, self.iterations, self.init)
         _check_features(self.smooth, self.position, self.prior_clip)
         check_in(self.foreground, "foreground", FOREGROUND_RULES)
 
@@ -712,7 +716,8 @@ class GaussianMixture:
     prior_clip: float = 0.01
 
     def __post_init__(self) -> None:
-        _check_gmm(self.clusters, self.covariance, self.max_samples, self.iterations)
+        self.clusters, _, self.max_samples, self.iterations = _check_gmm(self.clusters, self.covariance,
+                                                                         self.max_samples, self.iterations)
         _check_features(self.smooth, self.position, self.prior_clip)
         check_in(self.foreground, "foreground", FOREGROUND_RULES)
 
@@ -906,33 +911,27 @@ def _warn_constant(constant: torch.Tensor, what: str) -> None:
                       MstoolWarning, stacklevel=4)
 
 
-def _check_int(value: object, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ParameterError(f"`{name}` must be an integer >= {low}; got {value!r}")
-    return value
-
-
-def _check_binary(foreground: str, bins: int) -> None:
+def _check_binary(foreground: str, bins: int) -> int:
     check_in(foreground, "foreground", FOREGROUND_RULES)
-    _check_int(bins, "bins", 2)
+    return check_int(bins, "bins", low=2)
 
 
 def _check_local(block_size: int, kind: str, offset: float) -> tuple[int, str, float]:
-    _check_int(block_size, "block_size", 3)
+    block_size = check_int(block_size, "block_size", low=3)
     if block_size % 2 == 0:
         raise ParameterError(f"`block_size` must be odd; got {block_size}")
     return block_size, check_in(kind, "kind", _LOCAL_KINDS), check_range(offset, "offset")
 
 
 def _check_kmeans(clusters: int, iterations: int, init: str) -> tuple[int, int, str]:
-    return (_check_int(clusters, "clusters", 2), _check_int(iterations, "iterations", 1),
+    return (check_int(clusters, "clusters", low=2), check_int(iterations, "iterations", low=1),
             check_in(init, "init", _KMEANS_INITS))
 
 
 def _check_gmm(clusters: int, covariance: str, max_samples: int, iterations: int) -> tuple[int, str, int, int]:
-    clusters = _check_int(clusters, "clusters", 2)
+    clusters = check_int(clusters, "clusters", low=2)
     return (clusters, check_in(covariance, "covariance", _COVARIANCES),
-            _check_int(max_samples, "max_samples", clusters), _check_int(iterations, "iterations", 1))
+            check_int(max_samples, "max_samples", low=clusters), check_int(iterations, "iterations", low=1))
 
 
 def _check_features(smooth: float, position: float, prior_clip: float) -> None:

@@ -62,13 +62,12 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import IGNORE_INDEX
-from .._check import check_in, check_labels, check_range, check_shape
+from .._check import check_in, check_int, check_labels, check_range, check_shape
 from ..device import spawn_seed
-from ..errors import ShapeError
+from ..errors import DataError, ShapeError
 from ._base import METHODS, Segmentation, check_images_and_prior
 from ._classical import (
     FOREGROUND_RULES,
-    _check_int,
     _constant,
     _empty,
     _warn_constant,
@@ -101,10 +100,11 @@ class DFCNet(nn.Module):
                  generator: torch.Generator | None = None):
         super().__init__()
         blocks: list[nn.Module] = []
-        width = _check_int(in_channels, "in_channels", 1)
-        for _ in range(_check_int(layers, "layers", 1)):
+        width = check_int(in_channels, "in_channels", low=1)
+        channels = check_int(channels, "channels", low=2)
+        for _ in range(check_int(layers, "layers", low=1)):
             blocks += [nn.Conv2d(width, channels, 3, padding=1), nn.ReLU(inplace=True), nn.BatchNorm2d(channels)]
-            width = _check_int(channels, "channels", 2)
+            width = channels
         self.features = nn.Sequential(*blocks)
         self.response = nn.Sequential(nn.Conv2d(channels, channels, 1), nn.BatchNorm2d(channels))
         for m in self.modules():
@@ -140,7 +140,9 @@ def prior_scribbles(prior: torch.Tensor, *, top: float = 0.1, bottom: float = 0.
         ``(N, H, W)`` int64 scribbles: 1 foreground, 0 background, 255 unlabelled.
 
     Raises:
-        ShapeError: ``prior`` is not ``(N, 1, H, W)`` finite and non-negative.
+        ShapeError: ``prior`` is not ``(N, 1, H, W)``.
+        DTypeError: ``prior`` is not a float tensor.
+        DataError: ``prior`` is not finite and non-negative.
         ParameterError: a fraction outside ``[0, 1]``.
 
     Example:
@@ -151,7 +153,7 @@ def prior_scribbles(prior: torch.Tensor, *, top: float = 0.1, bottom: float = 0.
     """
     check_shape(prior, "prior", "N 1 H W", dtype="float")
     if prior.numel() and (not bool(torch.isfinite(prior).all()) or float(prior.min()) < 0):
-        raise ShapeError("`prior` must be finite and non-negative")
+        raise DataError("`prior` must be finite and non-negative")
     top = check_range(top, "top", 0, 1)
     bottom = check_range(bottom, "bottom", 0, 1)
     keep = check_range(keep, "keep", 0, 1)
@@ -229,7 +231,8 @@ def dfc(
         batch, ``foreground`` (the side), ``foreground_rule`` and, for ``auto``, its votes and reason.
 
     Raises:
-        ShapeError: bad ``images``, ``scribbles`` or ``prior``.
+        ShapeError, DTypeError: bad ``images``, ``scribbles`` or ``prior``.
+        DataError: a negative or non-finite ``prior``.
         ParameterError: a bad option or a scribble value other than 0, 1 or 255.
 
     Example:
@@ -324,8 +327,12 @@ class DFC:
     tile: int | None = 512
 
     def __post_init__(self) -> None:
-        _check_dfc(self.channels, self.layers, self.iterations, self.min_labels, self.lr, self.momentum,
-                   self.continuity, self.scribble_continuity, self.scribble_weight, self.foreground, self.tile)
+        checked = _check_dfc(self.channels, self.layers, self.iterations, self.min_labels, self.lr, self.momentum,
+                             self.continuity, self.scribble_continuity, self.scribble_weight, self.foreground,
+                             self.tile)
+        # the counts are kept as Python ints (a numpy integer passes the check but not a JSON record)
+        for name in ("tile", "channels", "layers", "iterations", "min_labels"):
+            setattr(self, name, checked[name])
         check_range(self.prior_top, "prior_top", 0, 1)
         check_range(self.prior_bottom, "prior_bottom", 0, 1)
         check_range(self.prior_keep, "prior_keep", 0, 1)
@@ -488,11 +495,11 @@ def _check_dfc(channels: int, layers: int, iterations: int, min_labels: int, lr:
     """Validate the training settings; return those :func:`_train` takes."""
     check_in(foreground, "foreground", FOREGROUND_RULES)
     return {
-        "tile": None if tile is None else _check_int(tile, "tile", 16),
-        "channels": _check_int(channels, "channels", 2),
-        "layers": _check_int(layers, "layers", 1),
-        "iterations": _check_int(iterations, "iterations", 0),
-        "min_labels": _check_int(min_labels, "min_labels", 1),
+        "tile": None if tile is None else check_int(tile, "tile", low=16),
+        "channels": check_int(channels, "channels", low=2),
+        "layers": check_int(layers, "layers", low=1),
+        "iterations": check_int(iterations, "iterations", low=0),
+        "min_labels": check_int(min_labels, "min_labels", low=1),
         "lr": check_range(lr, "lr", 0, math.inf, low_open=True),
         "momentum": check_range(momentum, "momentum", 0, 1, high_open=True),
         "continuity": check_range(continuity, "continuity", 0),

@@ -100,7 +100,6 @@ References:
 from __future__ import annotations
 
 import math
-import numbers
 import time
 import warnings
 from collections.abc import Callable
@@ -112,10 +111,10 @@ import torch.nn.functional as F
 from kornia.filters import gaussian_blur2d
 
 from .. import __version__
-from .._check import check_in, check_labels, check_range, check_shape
+from .._check import check_in, check_int, check_labels, check_range, check_shape
 from .._fs import atomic_path
 from ..device import make_generator, resolve_device
-from ..errors import FileMissingError, FileReadError, MstoolWarning, ParameterError, ShapeError
+from ..errors import DataError, DTypeError, FileMissingError, FileReadError, MstoolWarning, ParameterError, ShapeError
 from ..labels import apply_spec, parse_spec, skeletonize
 from ..losses import bce_loss, soft_iou_loss
 from ..metastructure import EMS_DEFAULT
@@ -208,7 +207,7 @@ def candidate_thresholds(probs: torch.Tensor, num: int) -> torch.Tensor:
         [[0.25, 0.5, 0.75]]
     """
     check_shape(probs, "probs", "N 1 H W", dtype="float")
-    num = _check_int(num, "num", 1)
+    num = check_int(num, "num", low=1)
     return _thresholds(*_range(probs.flatten(1)), num)
 
 
@@ -260,7 +259,9 @@ def select_candidate(
         :class:`Selection`.
 
     Raises:
-        ShapeError: ``probs`` is not ``(N, 1, H, W)`` float with pixels, or a bad ``prior``.
+        ShapeError: ``probs`` is not ``(N, 1, H, W)`` with pixels, or a ``prior`` of another shape.
+        DTypeError: ``probs`` or ``prior`` is not a float tensor.
+        DataError: a negative or non-finite ``prior``.
         ParameterError: a bad ``num``, ``prior_weight``, ``bandwidth`` or ``rule``.
 
     References:
@@ -275,10 +276,10 @@ def select_candidate(
     """
     check_shape(probs, "probs", "N 1 H W", dtype="float")
     _check_prior(prior, probs, "probs")
-    num = _check_int(num, "num", 1)
+    num = check_int(num, "num", low=1)
     check_in(rule, "rule", SELECTION_RULES)
     weight = check_range(prior_weight, "prior_weight", 0)
-    bandwidth = _check_int(bandwidth, "bandwidth", 0)
+    bandwidth = check_int(bandwidth, "bandwidth", low=0)
     n, _, h, w = probs.shape
     flat = probs.flatten(1)
     lo, hi = _range(flat)
@@ -362,7 +363,7 @@ def _check_prior(prior: torch.Tensor | None, like: torch.Tensor, like_name: str)
     if prior.shape[0] != like.shape[0] or prior.shape[-2:] != like.shape[-2:]:
         raise ShapeError(f"`prior` {tuple(prior.shape)} must match `{like_name}` {tuple(like.shape)} in N, H and W")
     if prior.numel() and (not bool(torch.isfinite(prior).all()) or float(prior.min()) < 0):
-        raise ShapeError("`prior` must be finite and non-negative")
+        raise DataError("`prior` must be finite and non-negative")
 
 
 def _prior_consistency(maps: torch.Tensor, thresholds: torch.Tensor, prior: torch.Tensor,
@@ -438,7 +439,7 @@ def fix_polarity(masks: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """
     check_shape(masks, "masks", "N H W")
     if masks.is_floating_point():
-        raise ShapeError(f"`masks` must be an integer or bool tensor; got {masks.dtype}")
+        raise DTypeError(f"`masks` must be an integer or bool tensor; got {masks.dtype}")
     fg = masks.bool()
     inverted = fg.flatten(1).count_nonzero(1) * 2 > fg[0].numel() if fg.shape[0] else fg.new_zeros(0)
     if bool(inverted.any()):
@@ -480,7 +481,7 @@ def otsu_masks(images: torch.Tensor, *, smooth: float = 1.0, bins: int = 256,
     """
     check_shape(images, "images", "N C H W", dtype="float")
     sigma = check_range(smooth, "smooth", 0)
-    bins = _check_int(bins, "bins", 2)
+    bins = check_int(bins, "bins", low=2)
     check_in(foreground, "foreground", ("bright", "dark", "minority"))
     n, _, h, w = images.shape
     if n == 0 or h * w == 0:
@@ -697,9 +698,9 @@ class IGTT:
         jitter: float = 0.3,
         prior_gate: float = 0.0,
     ):
-        self.rounds = _check_int(rounds, "rounds", 1)
-        self.steps = _check_int(steps, "steps", 1)
-        self.thresholds = _check_int(thresholds, "thresholds", 1)
+        self.rounds = check_int(rounds, "rounds", low=1)
+        self.steps = check_int(steps, "steps", low=1)
+        self.thresholds = check_int(thresholds, "thresholds", low=1)
         self.selection = check_in(selection, "selection", SELECTION_RULES)
         if not isinstance(ems, str):
             raise ParameterError(f"`ems` must be 'auto', 'paper' or a label spec string; got {ems!r}")
@@ -716,16 +717,16 @@ class IGTT:
         parse_spec(thick_ems)
         self.thick_ems = thick_ems
         self.smooth = check_range(smooth, "smooth", 0)
-        self.bandwidth = _check_int(bandwidth, "bandwidth", 0)
+        self.bandwidth = check_int(bandwidth, "bandwidth", low=0)
         self.model_options = {"base": 16, "depth": 3, **(model_options or {})}
         self.lr = check_range(lr, "lr", 0, low_open=True)
         self.schedule = check_in(schedule, "schedule", ("cosine", "constant"))
-        self.batch_size = _check_int(batch_size, "batch_size", 1)
-        self.crop = None if crop is None else _check_int(crop, "crop", 8)
+        self.batch_size = check_int(batch_size, "batch_size", low=1)
+        self.crop = None if crop is None else check_int(crop, "crop", low=8)
         self.dmi_weight = check_range(dmi_weight, "dmi_weight", 0)
         self.iou_weight = check_range(iou_weight, "iou_weight", 0)
         self.loss = check_in(loss, "loss", LOSSES)
-        self.tile = None if tile is None else _check_int(tile, "tile", 16)
+        self.tile = None if tile is None else check_int(tile, "tile", low=16)
         self.foreground = check_in(foreground, "foreground", FOREGROUND_RULES)
         self.jitter = check_range(jitter, "jitter", 0, 1, high_open=True)
         self.prior_gate = check_range(prior_gate, "prior_gate", 0, 0.5)
@@ -796,7 +797,9 @@ class IGTT:
             ``threshold`` (median), ``constant_images``, ``seconds``.
 
         Raises:
-            ShapeError: bad ``images``, ``prior`` or ``labels``; channels other than a loaded network's.
+            ShapeError, DTypeError: bad ``images``, ``prior`` or ``labels``; channels other than a loaded
+                network's.
+            DataError: a negative or non-finite ``prior``.
 
         Warns:
             MstoolWarning: constant images (they get an empty mask).
@@ -1065,12 +1068,6 @@ _DEFAULTS = {**(IGTT.__init__.__kwdefaults__ or {}), "model_options": {"base": 1
 # ------------------------------------------------------------------------------------------------------------
 # Helpers
 # ------------------------------------------------------------------------------------------------------------
-
-
-def _check_int(value: int, name: str, low: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
-        raise ParameterError(f"`{name}` must be an integer >= {low}; got {value!r}")
-    return int(value)
 
 
 def _crop_windows(images: torch.Tensor, targets: torch.Tensor, pick: torch.Tensor, crop: tuple[int, int],
