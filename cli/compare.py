@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from mstool import names
+
 from .options import (
     device_option,
     echo,
@@ -18,7 +20,8 @@ from .options import (
 
 @click.command("compare")
 @click.option("--data", default=None, metavar="ROOT|synth:KIND",
-              help="A dataset folder, or synth:er|mito|nuc|shapes (generated into OUT/data). [default: synth:er]")
+              help=f"A dataset folder, or synth:{'|'.join(names.SYNTH_KINDS)} (generated into OUT/data). "
+                   "[default: synth:er]")
 @click.option("--labels", "labels", multiple=True,
               help="Label specs, comma-separated (a comma before a letter starts the next spec, so flip:0.2,0.2 "
                    "stays one) or repeated. [default: clean, sample:0.1, sample:0.5, flip:0.2,0.2, flip:0.45,0.45, "
@@ -29,11 +32,12 @@ from .options import (
               help="Unsupervised methods evaluated beside the supervised rows on the same test images, "
                    "comma-separated or repeated: NAME[:OPTION,...], e.g. otsu,local,kmeans,dfc,igtt,igtt:no-ems,"
                    "igtt:prior=otsu (prior=M: a prior bootstrapped from M's masks, no labels).")
-@click.option("--model", "models", multiple=True, help="Networks, comma-separated or repeated. [default: unet]")
+@click.option("--model", "models", multiple=True,
+              help=f"Networks ({', '.join(names.MODELS)}), comma-separated or repeated. [default: unet]")
 @click.option("--seeds", default=None, help="Seeds, comma-separated. [default: 0,1,2]")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
 @train_options
-@click.option("--layout", type=click.Choice(("auto", "paper", "voc", "cellpose")), default=None,
+@click.option("--layout", type=click.Choice(names.LAYOUT_CHOICES), default=None,
               help="Dataset layout. [default: auto]")
 @click.option("--synth-n", type=click.IntRange(min=3), default=None,
               help="Images of a synth: dataset. [default: 24 (quick) or 64 (paper)]")

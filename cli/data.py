@@ -6,6 +6,8 @@ import json
 
 import click
 
+from mstool import names
+
 from .options import (
     device_option,
     echo,
@@ -19,8 +21,6 @@ from .options import (
 
 # Kept in step with mstool.data.SYNTH_KINDS and LAYOUTS by tests/cli/test_data.py; listed here so that
 # `mstool data --help` does not import torch.
-SYNTH_KIND_NAMES = ("er", "mito", "nuc", "shapes", "em")
-LAYOUT_NAMES = ("auto", "paper", "voc", "cellpose")
 
 
 @click.group()
@@ -29,7 +29,7 @@ def data():
 
 
 @data.command("synth")
-@click.option("--kind", type=click.Choice(SYNTH_KIND_NAMES), default="er", show_default=True,
+@click.option("--kind", type=click.Choice(names.SYNTH_KINDS), default="er", show_default=True,
               help="er: tubular network; mito: rods and blobs; nuc: textured nuclei; shapes: multi-class scene; "
                    "em: dark cell membranes in an electron micrograph.")
 @click.option("--n", "n", type=click.IntRange(min=3), default=64, show_default=True, help="Number of images.")
@@ -60,7 +60,7 @@ def synth(kind, n, size, snr, invert, seed, device, threads, overwrite, quiet, o
 
 @data.command("check")
 @click.argument("root", type=click.Path())
-@click.option("--layout", type=click.Choice(LAYOUT_NAMES), default="auto", show_default=True,
+@click.option("--layout", type=click.Choice(names.LAYOUT_CHOICES), default="auto", show_default=True,
               help="Folder layout; auto finds it.")
 @click.option("--mask-suffix", default="_masks", show_default=True, help="Mask suffix of the cellpose layout.")
 @mask_mode_option

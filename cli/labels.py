@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 import math
 
 import click
+
+from mstool import names
 
 from .options import (
     device_option,
@@ -17,8 +18,6 @@ from .options import (
     seed_option,
     threads_option,
 )
-
-LAYOUT_NAMES = ("auto", "paper", "voc", "cellpose")
 
 
 @click.group()
@@ -32,7 +31,7 @@ def _layout_options(func):
                         help="Mask suffix of the cellpose layout.")(func)
     func = click.option("--split", "splits", multiple=True,
                         help="Only these splits (repeatable; default: every split).")(func)
-    func = click.option("--layout", type=click.Choice(LAYOUT_NAMES), default="auto", show_default=True,
+    func = click.option("--layout", type=click.Choice(names.LAYOUT_CHOICES), default="auto", show_default=True,
                         help="Folder layout of the clean labels; auto also accepts a plain folder of masks.")(func)
     return func
 
@@ -62,7 +61,7 @@ def specs():
 @handle_errors
 def make(clean, spec, out, layout, splits, mask_suffix, mask_mode, seed, device, threads, overwrite, quiet):
     """Write a noisy copy of a label set, mask for mask, with noise.json recording how."""
-    from mstool.labelsets import make_label_set
+    from mstool.runs import make_label_set
 
     from .options import runtime
 
@@ -98,22 +97,15 @@ def _pair_options(func):
 def analyze(clean, noisy, layout, splits, mask_suffix, mask_mode, distance, bandwidths, json_path, overwrite, device,
             threads):
     """A table per noisy label set: NTM, rank, det, MI, boundary fraction, meta-structure similarity, taxonomy."""
-    from mstool._fs import atomic_path, check_output_file
-    from mstool.labelsets import analyze_label_sets
+    from mstool.runs import analyze_label_sets
 
     from .options import runtime
 
-    if json_path:
-        check_output_file(json_path, overwrite=overwrite, inputs=[clean, *noisy], suffixes=(".json",))
-    dev = runtime(device, threads)
     reports = analyze_label_sets(clean, list(noisy), layout=layout, splits=splits or None, mask_suffix=mask_suffix,
                                  mask_mode=mask_mode, distance=distance, bandwidths=tuple(bandwidths) or (2, 4, 8),
-                                 device=dev)
+                                 json_path=json_path, overwrite=overwrite, device=runtime(device, threads))
     for rep in reports:
         click.echo(_format_report(rep))
-    if json_path:
-        with atomic_path(json_path) as tmp:
-            tmp.write_text(json.dumps([r.as_dict() for r in reports], indent=2) + "\n")
 
 
 @labels.command("audit")
@@ -139,17 +131,14 @@ def audit(clean, noisy, layout, splits, mask_suffix, mask_mode, bandwidth, boots
     their pixel noise) and the clean density are; the one-draw similarity beside it is what the labels look like.
     The clean labels may cover only some of the noisy set's images: those are used, and counted.
     """
-    from mstool._fs import atomic_path, check_output_file
-    from mstool.labelsets import audit_label_sets
+    from mstool.runs import audit_label_sets
 
     from .options import runtime
 
-    if json_path:
-        check_output_file(json_path, overwrite=overwrite, inputs=[clean, *noisy], suffixes=(".json",))
-    dev = runtime(device, threads)
     audits = audit_label_sets(clean, list(noisy), layout=layout, splits=splits or None, mask_suffix=mask_suffix,
                               mask_mode=mask_mode, bandwidth=bandwidth, bootstrap=bootstrap, seed=seed,
-                              pictures=pictures, overwrite=overwrite, device=dev)
+                              pictures=pictures, json_path=json_path, overwrite=overwrite,
+                              device=runtime(device, threads))
     for a in audits:
         e = a.expected
         if math.isnan(e.score):
@@ -161,9 +150,6 @@ def audit(clean, noisy, layout, splits, mask_suffix, mask_mode, bandwidth, boots
                    f"  {score}\n  {a.taxonomy}: {a.verdict}")
     if pictures:
         click.echo(f"pictures: {pictures}")
-    if json_path:
-        with atomic_path(json_path) as tmp:
-            tmp.write_text(json.dumps([a.as_dict() for a in audits], indent=2) + "\n")
 
 
 def _fmt(v, digits=3) -> str:

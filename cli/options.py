@@ -12,6 +12,8 @@ import warnings
 
 import click
 
+from mstool import names
+
 __all__ = ["device_option", "seed_option", "threads_option", "overwrite_option", "quiet_option", "mask_mode_option",
            "runtime", "handle_errors", "WarningPrinter", "one_line", "echo"]
 
@@ -29,9 +31,8 @@ overwrite_option = click.option(
     help="Replace an existing output that mstool wrote, once the new one is complete (never an input, never a "
          "folder mstool did not write).")
 # Kept in step with mstool.io.MASK_MODES by tests/cli/test_data.py; listed here so that --help does not import torch.
-MASK_MODE_NAMES = ("auto", "binary", "instance", "multiclass")
 mask_mode_option = click.option(
-    "--mask-mode", type=click.Choice(MASK_MODE_NAMES), default=None,
+    "--mask-mode", type=click.Choice(names.MASK_MODES), default=None,
     help="How to read masks: binary (0/1, 0/255), instance (object ids: > 0 is foreground), multiclass (class "
          "indices, 255 = ignore), auto. [default: the layout's: multiclass for VOC, instance for cellpose, auto]")
 quiet_option = click.option("-q", "--quiet", is_flag=True,
@@ -127,7 +128,7 @@ def train_options(func):
     """Training overrides shared by `mstool train` and `mstool compare` (every TrainConfig field is reachable
     through --set KEY=VALUE or a config file; the common ones have their own flag)."""
     opts = [
-        click.option("--preset", type=click.Choice(("quick", "paper")), default=None,
+        click.option("--preset", type=click.Choice(names.PRESETS), default=None,
                      help="Training preset: quick (CPU-friendly small U-Net) or paper (Luo et al.). [default: quick]"),
         click.option("--config", "config_file", type=click.Path(exists=True, dir_okay=False), default=None,
                      help="A TOML file of settings (top-level suite keys and a [train] table); flags override it."),
@@ -135,7 +136,7 @@ def train_options(func):
         click.option("--batch-size", type=click.IntRange(min=1), default=None, help="Images per step."),
         click.option("--crop", type=click.IntRange(min=8), default=None, help="Side of the random training crop."),
         click.option("--lr", type=click.FloatRange(min=0, min_open=True), default=None, help="Learning rate."),
-        click.option("--noise-mode", type=click.Choice(("offline", "online")), default=None,
+        click.option("--noise-mode", type=click.Choice(names.NOISE_MODES), default=None,
                      help="offline: one noisy draw per image; online: a fresh draw every epoch (the paper's flips)."),
         click.option("--set", "settings", multiple=True, metavar="KEY=VALUE",
                      help="Any training setting, e.g. --set optimizer=sgd --set model_options.base=32 (repeatable)."),

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import click
 
+from mstool import names
+
 from .options import (
     device_option,
     echo,
@@ -27,18 +29,19 @@ def prior():
 @click.option("--images", "images", type=click.Path(exists=True, file_okay=False), default=None,
               help="No labels at all: a folder of images to bootstrap the prior from (with --from).")
 @click.option("--from", "from_method", default="otsu", show_default=True, metavar="METHOD[,METHOD...]",
-              help="Unsupervised method that bootstraps a prior from --images (otsu, local, kmeans, gmm, dfc, igtt), "
-                   "or several, comma-separated, for a consensus prior: the mean of their densities.")
-@click.option("--foreground", type=click.Choice(("auto", "bright", "dark")), default=None,
+              help="Unsupervised method that bootstraps a prior from --images (a binary method of `mstool segment "
+                   "--method`), or several, comma-separated, for a consensus prior: the mean of their densities.")
+@click.option("--foreground", type=click.Choice(names.FOREGROUND_RULES), default=None,
               help="With --images: which side of the intensity is foreground for the --from method. "
                    "[default: auto]")
 @click.option("--ems", default=None, metavar="SPEC",
               help="Label spec applied before the density; 'paper' is the paper's EMS skeleton+shift:1+sample:0.1.")
-@click.option("--kernel", type=click.Choice(("box", "gaussian")), default="box", show_default=True,
+@click.option("--kernel", type=click.Choice(names.KERNELS), default="box", show_default=True,
               help="Parzen window: the paper's box of half-width H, or a Gaussian of sigma H.")
-@click.option("--bandwidth", type=click.FloatRange(min=0), default=5, show_default=True,
-              help="Window size H in pixels.")
-@click.option("--layout", type=click.Choice(("auto", "paper", "voc", "cellpose")), default="auto", show_default=True)
+@click.option("--bandwidth", type=click.FloatRange(min=0), default=None,
+              help="Window half-width in pixels. [default: 5 with --labels; 1 with --images, a pixel-level window "
+                   "that keeps the methods' masks sharp]")
+@click.option("--layout", type=click.Choice(names.LAYOUT_CHOICES), default="auto", show_default=True)
 @click.option("--split", "splits", multiple=True, help="Only these splits (repeatable).")
 @mask_mode_option
 @click.option("--page", type=click.IntRange(min=0), default=None,
@@ -55,9 +58,8 @@ def estimate(labels, images, from_method, foreground, ems, kernel, bandwidth, la
     """Estimate per-class spatial densities from labels (--labels), or bootstrap them from images with no labels
     (--images --from otsu, or a consensus such as --from otsu,local,kmeans,dfc; a folder of images or a dataset
     folder), and save them as a density.npz prior."""
-    from mstool._fs import check_output_file
-    from mstool.labelsets import estimate_prior_from_images, estimate_prior_from_labels
-    from mstool.metastructure import EMS_DEFAULT, save_prior
+    from mstool.metastructure import EMS_DEFAULT
+    from mstool.runs import estimate_prior_from_images, estimate_prior_from_labels
 
     from .options import runtime
 
@@ -74,18 +76,18 @@ def estimate(labels, images, from_method, foreground, ems, kernel, bandwidth, la
             parse_bootstrap(from_method)
         except ParameterError as exc:
             raise click.BadParameter(str(exc), param_hint="--from") from None
-    check_output_file(out, overwrite=overwrite, inputs=[labels, images], suffixes=(".npz",))
     dev = runtime(device, threads)
     spec = EMS_DEFAULT if ems == "paper" else ems
+    window = {} if bandwidth is None else {"bandwidth": bandwidth}  # each estimate has its own default window
     if labels is not None:
-        result = estimate_prior_from_labels(labels, ems=spec, kernel=kernel, bandwidth=bandwidth, seed=seed,
-                                            layout=layout, splits=splits or None, mask_mode=mask_mode, device=dev)
+        result = estimate_prior_from_labels(labels, ems=spec, kernel=kernel, seed=seed, layout=layout,
+                                            splits=splits or None, mask_mode=mask_mode, out=out,
+                                            overwrite=overwrite, device=dev, **window)
     else:
         result = estimate_prior_from_images(images, method=from_method, ems=spec, kernel=kernel,
                                             options=None if foreground is None else {"foreground": foreground},
-                                            bandwidth=bandwidth, seed=seed, layout=layout, splits=splits or None,
-                                            page=page, device=dev)
-    save_prior(out, result)
+                                            seed=seed, layout=layout, splits=splits or None, page=page, out=out,
+                                            overwrite=overwrite, device=dev, **window)
     n, c, h, w = result.density.shape
     echo(f"wrote {out}: {n} densities of {h} x {w}, classes {', '.join(result.classes)}; {result.source}",
          quiet=quiet)
@@ -106,7 +108,7 @@ def estimate(labels, images, from_method, foreground, ems, kernel, bandwidth, la
 @handle_errors
 def show(prior_file, out, images, labels, names, rows, overwrite, quiet):
     """Draw a prior: image, label and the density of each class, one row per entry."""
-    from mstool.labelsets import show_prior
+    from mstool.runs import show_prior
 
     drawn = show_prior(prior_file, out, images=images, labels=labels, names=list(names) or None, max_rows=rows,
                        overwrite=overwrite)

@@ -4,23 +4,20 @@ from __future__ import annotations
 
 import click
 
-from .options import device_option, echo, handle_errors, overwrite_option, quiet_option, seed_option, threads_option
+from mstool import names
 
-# Kept in step with mstool.unsupervised.METHODS by tests/cli/test_segment.py; listed here so that --help does not
-# import torch.
-METHOD_NAMES = ("otsu", "multiotsu", "local", "kmeans", "gmm", "dfc", "igtt")
-FOREGROUND_NAMES = ("auto", "bright", "dark")  # mstool.unsupervised.FOREGROUND_RULES, kept in step by a test
+from .options import device_option, echo, handle_errors, overwrite_option, quiet_option, seed_option, threads_option
 
 
 @click.command("segment")
 @click.argument("images", type=click.Path(exists=True))
-@click.option("--method", type=click.Choice(METHOD_NAMES), default="otsu", show_default=True,
+@click.option("--method", type=click.Choice(names.UNSUPERVISED_METHODS), default="otsu", show_default=True,
               help="Unsupervised method (see the README for what each does with a prior).")
 @click.option("--prior", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A density.npz whose entries match the image names (from `mstool prior estimate`).")
 @click.option("--prior-weight", type=click.FloatRange(min=0), default=None,
               help="iGTT: weight of the prior-consistency term in candidate selection.")
-@click.option("--foreground", type=click.Choice(FOREGROUND_NAMES), default=None,
+@click.option("--foreground", type=click.Choice(names.FOREGROUND_RULES), default=None,
               help="Which side of the intensity is foreground, for every binary method (iGTT included); auto "
                    "decides for each group of images: background is the side of the most common intensity. "
                    "[default: auto]")
@@ -39,7 +36,7 @@ FOREGROUND_NAMES = ("auto", "bright", "dark")  # mstool.unsupervised.FOREGROUND_
               help="The page to read of multi-page TIFF images (0-based).")
 @click.option("--scores", is_flag=True, help="Also write float score maps (scores/NAME.tif).")
 @click.option("--no-overlays", is_flag=True, help="Do not draw image | mask | prior pictures.")
-@click.option("--format", "mask_format", type=click.Choice(("png", "tif")), default="png", show_default=True,
+@click.option("--format", "mask_format", type=click.Choice(names.MASK_FORMATS), default="png", show_default=True,
               help="Mask file format.")
 @seed_option
 @device_option
@@ -56,7 +53,7 @@ def segment(images, method, prior, prior_weight, foreground, no_ems, checkpoint,
     4096 x 4096 image needs no more memory than a few 512 x 512 ones. Progress: a bar for the images and, for
     igtt and dfc, one for the rounds (updates) of the current network.
     """
-    from mstool.unsupervised import segment_folder
+    from mstool.runs import segment_folder
 
     from .options import parse_settings, runtime
 

@@ -1,6 +1,8 @@
 """A name -> object registry, one per family (label zoo, models, unsupervised methods, synthetic kinds).
 
-The CLI's choices and the comparison suite's lists are read from a registry, never copied.
+The names a user types are declared once, in :mod:`mstool.names`; a registry made with ``declared=`` accepts only
+those, so the command line (which reads :mod:`mstool.names` without importing torch) and the registry cannot drift
+apart.
 """
 
 from __future__ import annotations
@@ -30,14 +32,18 @@ class Registry(Generic[T]):
         mstool.errors.ParameterError: unknown model 'huge'; choose one of: tiny
     """
 
-    def __init__(self, family: str):
+    def __init__(self, family: str, *, declared: tuple[str, ...] | None = None):
         self.family = family
+        self.declared = declared
         self._entries: dict[str, T] = {}
 
     def register(self, name: str) -> Callable[[T], T]:
         def decorator(obj: T) -> T:
             if name in self._entries:
                 raise ParameterError(f"{self.family} {name!r} is registered twice")
+            if self.declared is not None and name not in self.declared:
+                raise ParameterError(f"{self.family} {name!r} is not declared in mstool.names (declared: "
+                                     f"{', '.join(self.declared)}); add it there first")
             self._entries[name] = obj
             return obj
 

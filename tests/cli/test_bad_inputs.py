@@ -22,8 +22,8 @@ from PIL import Image
 from mstool.cli.main import cli
 from mstool.data import write_synthetic_dataset
 from mstool.io import write_mask
-from mstool.labelsets import estimate_prior_from_images
 from mstool.metastructure import Prior, save_prior
+from mstool.runs import estimate_prior_from_images
 
 
 @pytest.fixture(scope="module")

@@ -2,19 +2,10 @@ import json
 
 from click.testing import CliRunner
 
-from mstool.cli import data as data_cli
-from mstool.cli import options
 from mstool.cli.main import cli
-from mstool.data import SegmentationDataset, layout_names, synth_kinds
-from mstool.io import MASK_MODES
+from mstool.data import SegmentationDataset
 
 from ..data.helpers import make_paper
-
-
-def test_cli_choices_follow_the_registries():
-    assert list(data_cli.SYNTH_KIND_NAMES) == synth_kinds()
-    assert list(data_cli.LAYOUT_NAMES) == ["auto", *layout_names()]
-    assert options.MASK_MODE_NAMES == MASK_MODES
 
 
 def test_check_json_is_an_output_like_any_other(tmp_path):

@@ -7,6 +7,8 @@ from mstool.cli.main import cli
 from mstool.data import write_synthetic_dataset
 from mstool.metastructure import load_prior
 
+from ..pictures import assert_picture_has_content
+
 
 @pytest.fixture(scope="module")
 def er_root(tmp_path_factory):
@@ -58,7 +60,7 @@ def test_prior_estimate_and_show(er_root, tmp_path):
     r = runner.invoke(cli, ["prior", "show", str(out), "-o", str(tmp_path / "p.png"), "--images", str(er_root),
                             "--labels", str(er_root), "--rows", "2"])
     assert r.exit_code == 0, r.output
-    assert (tmp_path / "p.png").exists()
+    assert_picture_has_content(tmp_path / "p.png")
 
 
 def test_prior_show_rejects_a_bad_file(tmp_path):
@@ -175,6 +177,8 @@ def test_labels_audit_scores_classifies_and_draws(nuc_sets, tmp_path):
     assert "moves the meta-structure: expect a loss" in r.output
     assert "6 of 6 masks have clean labels" in r.output
     assert sorted(p.name for p in (tmp_path / "pics").glob("*.png")) == ["d.png", "k.png", "s.png"]
+    for picture in (tmp_path / "pics").glob("*.png"):
+        assert_picture_has_content(picture)
     # `labels analyze` reports the score too, and calls a blob skeleton PCL through it
     r = CliRunner().invoke(cli, ["labels", "analyze", "--clean", str(clean), "--noisy", str(root / "k")])
     assert r.exit_code == 0 and "taxonomy PCL" in r.output and "expected-density score" in r.output

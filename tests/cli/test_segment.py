@@ -9,7 +9,6 @@ from mstool.data import synthesize
 from mstool.device import make_generator
 from mstool.io import read_mask, write_image
 from mstool.metastructure import load_prior
-from mstool.unsupervised import FOREGROUND_RULES, METHODS
 
 
 def _images(root, n=3, size=48, kind="nuc"):
@@ -17,11 +16,6 @@ def _images(root, n=3, size=48, kind="nuc"):
     for i in range(n):
         write_image(root / f"img{i}.tif", data.images[i, 0].numpy().astype(np.uint16))
     return data.labels
-
-
-def test_cli_method_choices_follow_the_registry():
-    assert set(segment_cli.METHOD_NAMES) == set(METHODS.names())
-    assert segment_cli.FOREGROUND_NAMES == FOREGROUND_RULES
 
 
 def test_segment_otsu_and_bootstrapped_prior(tmp_path):

@@ -13,7 +13,7 @@ from mstool.compare import SuiteConfig, prepare_data, run_suite
 from mstool.data import write_synthetic_dataset
 from mstool.errors import DataError, ParameterError
 from mstool.io import write_mask
-from mstool.labelsets import make_label_set
+from mstool.runs import make_label_set
 
 from .test_runner import TINY
 

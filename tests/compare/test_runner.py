@@ -9,6 +9,7 @@ from mstool.data import write_synthetic_dataset
 from mstool.errors import FileReadError, LayoutError, OutputError, ParameterError
 
 from ..data.helpers import make_cellpose
+from ..pictures import assert_picture_has_content
 
 TINY = {"epochs": 1, "model_options": {"base": 4, "depth": 2}, "crop": 32, "batch_size": 4, "probe": False}
 
@@ -46,6 +47,8 @@ def test_results_report_and_resume(tiny_run):
     for name in ("results.csv", "results.json", "summary.md", "report.html", "plots/noise_level.png",
                  "plots/similarity.png", "plots/learning_curves.png", "plots/examples.png"):
         assert (run / name).exists(), name
+    for picture in sorted((run / "plots").glob("*.png")):
+        assert_picture_has_content(picture)
     md = (run / "summary.md").read_text()
     assert "| clean | unet | CL |" in md and "flip:0.9,0.9" in md
     html = (run / "report.html").read_text()
@@ -79,9 +82,9 @@ def test_interrupted_cell_resumes_to_the_same_result(tmp_path):
 
     def stop_after_first_epoch(event):
         if event.get("event") == "epoch" and event["epoch"] == 1:
-            raise Stop
+            raise Stop("stopped at the end of epoch 1")
 
-    with pytest.raises(Stop):
+    with pytest.raises(Stop, match="stopped at the end of epoch 1"):
         run_suite(cfg, tmp_path / "cut", progress=stop_after_first_epoch)
     assert not (tmp_path / "cut" / "cells" / "sample-0.5__unet__seed3" / "metrics.json").exists()
     assert (tmp_path / "cut" / "cells" / "sample-0.5__unet__seed3" / "checkpoint.pt").exists()
@@ -148,7 +151,7 @@ def test_a_synthetic_suite_can_be_turned_over(tmp_path):
 
 
 def test_rank_agreement_ranks_cells_and_names_what_it_cannot_rank():
-    from mstool.compare._report import rank_agreement
+    from mstool.compare import rank_agreement
 
     rows = [{"spec": s, "label/expected_score": x, "val/dice": y}
             for s, x, y in (("a", 1.0, 0.95), ("b", 0.9, 0.90), ("c", 0.8, 0.70), ("d", 0.1, 0.40))]

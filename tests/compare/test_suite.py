@@ -37,7 +37,7 @@ def test_suite_config_defaults_and_plan():
     ({"preset": "huge"}, ParameterError, "preset"),
     ({"data": "synth:golgi"}, ParameterError, "synthetic kind"),
     ({"train": {"lr": -1}}, ParameterError, "lr"),
-    ({"train": {"label_spec": "clean"}}, ParameterError, "set per cell"),
+    ({"train": {"label_spec": "clean"}}, ParameterError, "set per run"),
     ({"colour": "red"}, ParameterError, "unknown suite setting"),
 ])
 def test_suite_config_errors(values, error, match):

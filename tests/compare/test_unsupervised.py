@@ -12,6 +12,8 @@ from mstool.compare import (
 )
 from mstool.errors import DataError, ParameterError
 
+from ..pictures import assert_picture_has_content
+
 TINY = {"epochs": 1, "model_options": {"base": 4, "depth": 2}, "crop": 32, "batch_size": 4, "probe": False}
 TINY_IGTT = "igtt:rounds=1,steps=2,model-options.base=4,model-options.depth=2"
 
@@ -101,7 +103,8 @@ def test_report_sets_unsupervised_rows_beside_the_supervised_clean_row(mixed_run
     # the supervised table holds only the label specs
     supervised_table = md.split("## Unsupervised")[0]
     assert "igtt" not in supervised_table
-    assert (run / "plots" / "unsupervised.png").exists() and (run / "plots" / "unsupervised_examples.png").exists()
+    assert_picture_has_content(run / "plots" / "unsupervised.png")
+    assert_picture_has_content(run / "plots" / "unsupervised_examples.png")
     assert "Unsupervised methods beside supervised training" in (run / "report.html").read_text()
     summary = summarize_unsupervised(rows)
     assert [e["spec"] for e in summary] == [

@@ -10,8 +10,8 @@ import pytest
 import torch
 from torch import nn
 
-from mstool.data import write_synthetic_dataset
-from mstool.engine import evaluate, fit_probe, load_split_tensors, train
+from mstool.data import load_split_tensors, write_synthetic_dataset
+from mstool.engine import evaluate, fit_probe, train
 from mstool.errors import DataError, ParameterError, ShapeError
 from mstool.io import write_image, write_mask
 from mstool.models import build_model
@@ -149,7 +149,7 @@ def test_fit_probe_errors():
         fit_probe(_Identity(), images, torch.full_like(labels, 255))
     with pytest.raises(ParameterError, match="`steps` must be an integer >= 1"):
         fit_probe(_Identity(), images, labels, steps=0)
-    with pytest.raises(ParameterError, match="`weight_decay` must be a number >= 0"):
+    with pytest.raises(ParameterError, match=r"`weight_decay` must be in \[0, inf\]; got -1"):
         fit_probe(_Identity(), images, labels, weight_decay=-1)
     with pytest.raises(ShapeError, match=r"`labels` must be \(N, H, W\)"):
         fit_probe(_Identity(), images, labels[:, :4])

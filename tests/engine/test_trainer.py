@@ -216,17 +216,17 @@ def test_schedules_set_the_rate(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ noise
 def _record_draws(monkeypatch):
-    import mstool.labels._spec as spec_module
+    import mstool.engine._trainer as trainer_module
 
     draws = []
-    original = spec_module.apply_spec
+    original = trainer_module.apply_spec
 
     def recording(labels, spec, **kwargs):
         out = original(labels, spec, **kwargs)
         draws.append(out.clone())
         return out
 
-    monkeypatch.setattr(spec_module, "apply_spec", recording)
+    monkeypatch.setattr(trainer_module, "apply_spec", recording)
     return draws
 
 

@@ -419,3 +419,22 @@ def test_auto_finds_em_membranes():
     assert auto.info["foreground"] == "dark"
     assert torch.equal(auto.masks, Otsu(foreground="dark").segment(images).masks)
     assert dice(auto.masks, data.labels) > 0.6 > dice(Otsu(foreground="bright").segment(images).masks, data.labels)
+
+
+def test_every_method_declares_what_it_is_and_takes_the_same_keywords():
+    """One interface: each registry entry says whether it is deterministic, binary, learned and takes scribbles,
+    and every segment() takes prior, generator, labels and progress."""
+    import inspect
+
+    from mstool.unsupervised import METHODS
+
+    declared = {name: (cls.deterministic, cls.binary, cls.learned, cls.scribbles)
+                for name, cls in ((n, METHODS.get(n)) for n in METHODS.names())}
+    assert declared == {"otsu": (True, True, False, False), "multiotsu": (True, False, False, False),
+                        "local": (True, True, False, False), "kmeans": (False, True, False, False),
+                        "gmm": (False, True, False, False), "dfc": (False, True, True, True),
+                        "igtt": (False, True, True, False)}
+    for name in METHODS.names():
+        params = inspect.signature(METHODS.get(name).segment).parameters
+        assert {"prior", "generator", "labels", "progress"} <= set(params), name
+        assert ("scribbles" in params) == METHODS.get(name).scribbles, name

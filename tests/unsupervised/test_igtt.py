@@ -278,7 +278,8 @@ def test_save_load_round_trip(tmp_path):
     x, _ = _blobs(2, 32)
     method = IGTT(**TINY, thresholds=7)
     out = method.segment(x, generator=torch.Generator().manual_seed(0))
-    path = method.save(tmp_path / "igtt.pt")
+    assert not method.trained and out.trained.trained  # the network is returned, not kept on the method
+    path = out.trained.save(tmp_path / "igtt.pt")
     blob = torch.load(path, weights_only=True)
     assert blob["settings"]["thresholds"] == 7 and blob["in_channels"] == 1
     loaded = IGTT.load(path)
@@ -290,7 +291,7 @@ def test_save_load_round_trip(tmp_path):
 
 
 def test_save_load_errors(tmp_path):
-    with pytest.raises(ParameterError, match="segment"):
+    with pytest.raises(ParameterError, match=r"save the `trained` of a segment\(\) result"):
         IGTT().save(tmp_path / "a.pt")
     with pytest.raises(FileMissingError, match="does not exist"):
         IGTT.load(tmp_path / "missing.pt")
@@ -465,7 +466,7 @@ def test_a_loaded_network_keeps_its_side(tmp_path):
     x, _ = _blobs(2, 32)
     method = IGTT(**TINY, foreground="dark")
     out = method.segment(-x, generator=torch.Generator().manual_seed(0))
-    loaded = IGTT.load(method.save(tmp_path / "dark.pt"))
+    loaded = IGTT.load(out.trained.save(tmp_path / "dark.pt"))
     again = loaded.segment(-x)
     assert torch.equal(again.masks, out.masks) and again.info["foreground"] == "dark"
     assert again.info["foreground_rule"] == "trained"
@@ -488,3 +489,16 @@ def test_no_minority_inversion_when_the_side_is_known():
 def test_bad_foreground_setting():
     with pytest.raises(ParameterError, match="`foreground` must be one of auto, bright, dark"):
         IGTT(foreground="up")
+
+
+def test_one_instance_serves_several_groups_and_keeps_no_state():
+    """The trained network comes back in the result, so one instance segments groups of any size in turn, and a
+    group's result does not depend on what the instance segmented before."""
+    method = IGTT(**TINY)
+    small, _ = _blobs(2, 32)
+    large, _ = _blobs(2, 48)
+    first = method.segment(small, generator=torch.Generator().manual_seed(0))
+    method.segment(large, generator=torch.Generator().manual_seed(0))
+    again = method.segment(small, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(first.masks, again.masks) and not method.trained
+    assert first.trained is not again.trained and first.trained.model is not again.trained.model

@@ -7,31 +7,25 @@ Unsupervised methods (``unsupervised=["otsu", "igtt", "igtt:no-ems", "igtt:prior
 own on the same test images, and the report sets them beside the supervised rows.
 """
 
-from ._report import gap_closed, headline_metric, is_unsupervised, summarize, summarize_unsupervised, write_results
-from ._runner import SuiteData, cell_done, load_run_config, prepare_data, run_cell, run_suite, spec_family
-from ._suite import (
-    DEFAULT_LABELS,
-    Cell,
-    SuiteConfig,
-    cell_id,
-    default_noise_mode,
-    parse_list,
-    plan_cells,
-    read_config_file,
-    write_toml,
-)
-from ._unsupervised import (
-    DETERMINISTIC_METHODS,
-    MethodSpec,
-    parse_method_spec,
+from ._methods import MethodSpec, parse_method_spec, split_method_list
+from ._report import gap_closed, summarize, summarize_unsupervised, write_results
+from ._rows import PREDICTORS, headline_metric, is_unsupervised, rank_agreement
+from ._runner import (
+    cell_done,
+    load_run_config,
+    prepare_data,
+    run_cell,
+    run_suite,
     run_unsupervised_cell,
-    split_method_list,
+    spec_family,
+    training_labels,
 )
+from ._suite import DEFAULT_LABELS, Cell, SuiteConfig, cell_id, parse_list, plan_cells, read_config_file, write_toml
 
 __all__ = [
-    "SuiteConfig", "Cell", "DEFAULT_LABELS", "default_noise_mode", "plan_cells", "cell_id", "parse_list",
-    "read_config_file", "write_toml",
+    "SuiteConfig", "Cell", "DEFAULT_LABELS", "plan_cells", "cell_id", "parse_list", "read_config_file", "write_toml",
     "write_results", "summarize", "summarize_unsupervised", "gap_closed", "headline_metric", "is_unsupervised",
-    "MethodSpec", "parse_method_spec", "split_method_list", "run_unsupervised_cell", "DETERMINISTIC_METHODS",
-    "SuiteData", "prepare_data", "run_cell", "run_suite", "cell_done", "load_run_config", "spec_family",
+    "PREDICTORS", "rank_agreement",
+    "MethodSpec", "parse_method_spec", "split_method_list", "run_unsupervised_cell",
+    "prepare_data", "training_labels", "run_cell", "run_suite", "cell_done", "load_run_config", "spec_family",
 ]

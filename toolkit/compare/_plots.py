@@ -13,7 +13,9 @@ from typing import Any
 
 import numpy as np
 
+from ..unsupervised import METHODS
 from ..viz import _plt, _show_label, save_figure
+from ._rows import PREDICTORS, rank_agreement
 from ._suite import SuiteConfig
 
 __all__ = ["draw_all"]
@@ -64,7 +66,7 @@ def _unsupervised(path, rows) -> bool:
     for r in rows:
         if r.get("kind") == "unsupervised":
             key, value, colour = r["spec"], r.get("mask/dice"), "#1f77b4" if r.get("prior") else "#4c72b0"
-            if r["model"] in ("otsu", "multiotsu", "local", "kmeans", "gmm"):
+            if r["model"] in METHODS and not METHODS.get(r["model"]).learned:  # a classical rule: grey
                 colour = "#7f7f7f"
         elif r["spec"] == "clean":
             key, value, colour = f"supervised {r['model']} (clean labels)", r.get("val/dice"), "#222222"
@@ -152,8 +154,6 @@ def _noise_level(path, run_dir, config, rows, metric) -> bool:
 
 
 def _similarity(path, run_dir, config, rows, metric) -> bool:
-    from ._report import PREDICTORS, rank_agreement
-
     plt = _plt()
     fig, axes = plt.subplots(1, len(PREDICTORS), figsize=(5 * len(PREDICTORS), 4.2))
     any_drawn = False

@@ -17,27 +17,17 @@ import numpy as np
 
 from .._fs import atomic_path
 from .._version import __version__
+from ._plots import draw_all
+from ._rows import PREDICTORS, headline_metric, is_unsupervised, rank_agreement
 from ._runner import load_run_config
 
-__all__ = ["write_results", "summarize", "summarize_unsupervised", "gap_closed", "headline_metric", "is_unsupervised",
-           "SUMMARY_COLUMNS"]
+__all__ = ["write_results", "summarize", "summarize_unsupervised", "gap_closed", "SUMMARY_COLUMNS"]
 
 SUMMARY_COLUMNS = ("val", "oracle", "fixed")
 
 UNSUPERVISED_METRICS = (("mask/dice", "Dice (own mask)"), ("mask/iou", "IoU (own mask)"),
                         ("mask/precision", "precision"), ("mask/recall", "recall"),
                         ("oracle/dice", "Dice (oracle)"), ("auc", "AUC"))
-
-
-def is_unsupervised(row: dict[str, Any]) -> bool:
-    """Whether a result row is an unsupervised method's (rows written before the field existed are supervised)."""
-    return row.get("kind") == "unsupervised"
-
-
-def headline_metric(rows: list[dict[str, Any]]) -> str:
-    """``val/dice`` for binary suites, ``argmax/miou`` for multi-class ones (of the supervised rows)."""
-    rows = [r for r in rows if not is_unsupervised(r)]
-    return "argmax/miou" if rows and rows[0].get("num_classes", 2) > 2 else "val/dice"
 
 
 def _metric_names(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -172,38 +162,6 @@ def _summary_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str
     return header, body
 
 
-PREDICTORS = (
-    ("label/expected_score", "expected-density score (h=1)"),
-    ("label/similarity_pearson_h4", "one-draw meta-structure similarity (h=4)"),
-    ("label/mutual_information", "mutual information"),
-)
-"""Label statistics the suite ranks against trained scores: the estimated expected-density similarity
-(:func:`mstool.metastructure.expected_similarity`), the similarity of the one draw, and mutual information."""
-
-
-def rank_agreement(rows: list[dict[str, Any]], metric: str, key: str) -> dict[str, Any]:
-    """Spearman's rho and Kendall's tau between a label statistic ``key`` and a trained score ``metric``, over cells.
-
-    Returns ``{"n", "rho", "tau", "note"}``: with fewer than 3 cells, or no spread on either side (one label spec
-    alone), rho and tau are NaN and ``note`` says why.
-    """
-    from scipy.stats import kendalltau, spearmanr
-
-    pts = [(float(r[key]), float(r[metric])) for r in rows
-           if not is_unsupervised(r) and _number(r.get(key)) and _number(r.get(metric))]
-    xs, ys = [p[0] for p in pts], [p[1] for p in pts]
-    if len(pts) < 3:
-        return {"n": len(pts), "rho": math.nan, "tau": math.nan, "note": f"too few cells ({len(pts)})"}
-    if len(set(xs)) < 2 or len(set(ys)) < 2:
-        return {"n": len(pts), "rho": math.nan, "tau": math.nan, "note": "no spread to rank"}
-    return {"n": len(pts), "rho": float(spearmanr(xs, ys).statistic), "tau": float(kendalltau(xs, ys).statistic),
-            "note": ""}
-
-
-def _number(v: Any) -> bool:
-    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-
-
 def _agreement_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[list[str]]]:
     metric = headline_metric(rows)
     header = ["label statistic", f"Spearman's rho with {metric}", "Kendall's tau", "cells"]
@@ -312,8 +270,6 @@ def write_results(run_dir: str | Path, rows: list[dict[str, Any]] | None = None,
     files.append(run_dir / "summary.md")
     images: list[tuple[str, Path]] = []
     if plots and rows:
-        from ._plots import draw_all
-
         images = draw_all(run_dir, config, rows, headline_metric(rows))
         files += [p for _, p in images]
     _write_html(run_dir, config, rows, header, body, notes, images, planned, (unsup_header, unsup_body, unsup_note),

@@ -11,171 +11,36 @@ A run folder holds ``config.toml`` (every suite setting), ``log.txt``, ``data/``
 from __future__ import annotations
 
 import json
-import math
-import time
-from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
-from .._fs import atomic_path, check_run_dir, open_run_dir
+from .._fs import check_run_dir, open_run_dir
+from .._types import Progress
 from .._version import __version__
-from ..data import find_masks_by_stem
-from ..device import make_generator, resolve_device
+from ..data import Splits, prepare_splits
 from ..engine import CHECKPOINT_NAME
-from ..errors import DataError, LayoutError, ParameterError
-from ..io import read_mask
+from ..errors import ParameterError
+from ..labels import parse_spec, taxonomy_of
+from ..runs import log_line, segment_cell, train_cell, versions, write_json, write_text
+from ._methods import nest_options, parse_method_spec
 from ._suite import Cell, SuiteConfig, label_folder, read_config_file, write_toml
 
-__all__ = ["SuiteData", "prepare_data", "run_cell", "run_suite", "cell_done", "load_run_config", "spec_family"]
-
-Progress = Callable[[dict[str, Any]], None]
-
-
-@dataclass
-class SuiteData:
-    """The tensors every cell trains and evaluates on, and how they were obtained (``notes``)."""
-
-    root: Path
-    train_images: torch.Tensor
-    train_labels: torch.Tensor
-    val_images: torch.Tensor
-    val_labels: torch.Tensor
-    test_images: torch.Tensor
-    test_labels: torch.Tensor
-    test_names: list[str]
-    num_classes: int
-    notes: list[str] = field(default_factory=list)
-    train_names: list[str] = field(default_factory=list)
-    other_names: list[str] = field(default_factory=list)
-    label_folders: dict[str, torch.Tensor] = field(default_factory=dict)
-
-    def training_labels(self, spec: str) -> torch.Tensor:
-        """The labels a cell of ``spec`` trains on: a folder's masks, or the clean ones (the zoo adds the noise)."""
-        folder = label_folder(spec)
-        return self.train_labels if folder is None else self.label_folders[folder[0]]
+__all__ = ["prepare_data", "training_labels", "run_cell", "run_unsupervised_cell", "run_suite", "cell_done",
+           "load_run_config", "spec_family", "cell_record"]
 
 
-def _log(run_dir: Path, message: str) -> None:
-    with open(run_dir / "log.txt", "a") as fh:
-        fh.write(f"{time.strftime('%Y-%m-%d %H:%M:%S')} {message}\n")
+def prepare_data(config: SuiteConfig, run_dir: str | Path) -> Splits:
+    """The suite's data (:func:`mstool.data.prepare_splits` of :attr:`SuiteConfig.source`, with its label
+    folders); a ``synth:`` dataset is generated into ``run_dir/data`` once."""
+    return prepare_splits(config.source, run_dir, label_folders=config.label_folders)
 
 
-def prepare_data(config: SuiteConfig, run_dir: str | Path) -> SuiteData:
-    """Load (or, for ``synth:KIND``, first generate into ``run_dir/data``) the train, val and test sets.
-
-    Fallbacks, recorded in ``notes`` and in the report:
-
-    - no ``val`` split: a share ``config.val_fraction`` of the training images (at least one) is held out as
-      validation, drawn with ``config.synth_seed``; thresholds and polarity are still never chosen on test;
-    - a single split (a flat cellpose folder ``all``, or only ``train``): it is divided 60/20/20 into train, val
-      and test the same way;
-    - VOC, whose test masks are not public: ``val`` is the test set and validation is held out of ``train``.
-    """
-    from ..data import discover_layout, write_synthetic_dataset
-    from ..engine import load_split_tensors
-
-    run_dir = Path(run_dir)
-    notes: list[str] = []
-    if config.is_synthetic:
-        root = run_dir / "data"
-        if not (root / "dataset.json").exists():
-            write_synthetic_dataset(root, config.data.split(":", 1)[1], config.synth_n, config.synth_size,
-                                    seed=config.synth_seed, invert=config.synth_invert, overwrite=True)
-        notes.append(f"built-in synthetic data {config.data}{' turned over' if config.synth_invert else ''}: "
-                     f"{config.synth_n} images of {config.synth_size} px, seed {config.synth_seed}, split 60/20/20")
-    else:
-        root = Path(config.data)
-    layout = discover_layout(root, config.layout)
-    splits = set(layout.splits)
-
-    def load(split: str):
-        images, labels, names = load_split_tensors(layout, split, fit=config.fit, mask_mode=config.mask_mode)
-        return images, labels, names
-
-    g = make_generator(config.synth_seed)
-    if {"train", "val", "test"} <= splits:
-        train, val, test = load("train"), load("val"), load("test")
-    elif layout.kind == "voc" and {"train", "val"} <= splits:
-        test = load("val")
-        train, val = _hold_out(load("train"), config.val_fraction, g)
-        notes.append("VOC: the val split is the test set; validation is held out of train "
-                     f"({config.val_fraction:.0%})")
-    elif {"train", "test"} <= splits:
-        train, val = _hold_out(load("train"), config.val_fraction, g)
-        test = load("test")
-        notes.append(f"no val split: {config.val_fraction:.0%} of train held out as validation (seed "
-                     f"{config.synth_seed})")
-    elif len(splits) >= 1:
-        only = "all" if "all" in splits else ("train" if "train" in splits else sorted(splits)[0])
-        rest, test = _hold_out(load(only), 0.2, g)
-        train, val = _hold_out(rest, 0.25, g)
-        notes.append(f"one split ({only!r}): divided 60/20/20 into train/val/test (seed {config.synth_seed})")
-    else:  # pragma: no cover - discover_layout never returns a layout without splits
-        raise LayoutError(f"{root}: no split found")
-    folders = {}
-    for entry in config.labels:
-        folder = label_folder(entry)
-        if folder is not None:
-            folders[folder[0]] = _read_label_folder(folder[1], train[2], train[1], val[2] + test[2], config)
-    labels = torch.cat([t[1].flatten() for t in (train, val, test)] + [t.flatten() for t in folders.values()])
-    valid = labels[labels != 255]
-    num_classes = max(int(valid.max()) + 1 if valid.numel() else 2, 2)
-    return SuiteData(root, train[0], train[1], val[0], val[1], test[0], test[1], test[2], num_classes, notes,
-                     train_names=list(train[2]), other_names=list(val[2]) + list(test[2]), label_folders=folders)
-
-
-def _read_label_folder(path: str, names: list[str], clean: torch.Tensor, others: list[str],
-                       config: SuiteConfig) -> torch.Tensor:
-    """The masks of a real noisy label folder for the training images, ``(N, H, W)`` int64 like ``clean``.
-
-    Masks are found by file stem anywhere under ``path``; a mask of a validation or test image is allowed and
-    left unused. With ``fit="center"`` a larger mask is cropped about its centre as its image was.
-
-    Raises:
-        DataError: missing masks, masks named like no image of the dataset, two masks for one image, or a mask of
-            the wrong size; the message names the files.
-    """
-    found = find_masks_by_stem(path)
-    twice = sorted(stem for stem, files in found.items() if len(files) > 1)
-    if twice:
-        raise DataError(f"{path}: two masks for image {twice[0]!r}: {', '.join(map(str, found[twice[0]][:2]))}")
-    missing = [n for n in names if n not in found]
-    if missing:
-        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        raise DataError(f"{path}: no mask for training image(s) {', '.join(missing[:3])}{more}")
-    known = set(names) | set(others)
-    extra = sorted(stem for stem in found if stem not in known)
-    if extra:
-        more = f" and {len(extra) - 3} more" if len(extra) > 3 else ""
-        raise DataError(f"{path}: mask(s) named like no image of the dataset: "
-                        f"{', '.join(str(found[s][0].name) for s in extra[:3])}{more}")
-    h, w = clean.shape[-2:]
-    masks = []
-    for name in names:
-        file = found[name][0]
-        mask = torch.from_numpy(read_mask(file, mode=config.mask_mode or "auto").astype(np.int64))
-        mh, mw = mask.shape
-        if (mh, mw) != (h, w) and not (config.fit == "center" and mh >= h and mw >= w):
-            raise DataError(f"{file}: mask is {mh} x {mw} but training image {name!r} is {h} x {w}")
-        top, left = (mh - h) // 2, (mw - w) // 2
-        masks.append(mask[top:top + h, left:left + w])
-    return torch.stack(masks)
-
-
-def _hold_out(split: tuple, fraction: float, generator: torch.Generator) -> tuple[tuple, tuple]:
-    images, labels, names = split
-    n = images.shape[0]
-    if n < 2:
-        raise LayoutError(f"cannot hold out a validation or test set from {n} image(s); add images or splits")
-    k = min(max(1, round(n * fraction)), n - 1)
-    perm = torch.randperm(n, generator=generator)
-    keep, held = perm[k:].sort().values, perm[:k].sort().values
-    pick = lambda idx: (images[idx], labels[idx], [names[i] for i in idx.tolist()])  # noqa: E731
-    return pick(keep), pick(held)
+def training_labels(data: Splits, spec: str) -> torch.Tensor:
+    """The labels a cell of ``spec`` trains on: a folder's masks, or the clean ones (the zoo adds the noise)."""
+    folder = label_folder(spec)
+    return data.train_labels if folder is None else data.label_folders[folder[0]]
 
 
 def spec_family(spec: str) -> tuple[str, float | None]:
@@ -185,8 +50,6 @@ def spec_family(spec: str) -> tuple[str, float | None]:
         >>> spec_family("flip:0.45,0.45"), spec_family("clean"), spec_family("skeleton+shift:1+sample:0.1")
         (('flip', 0.45), ('clean', 0.0), ('skeleton+shift:1+sample:0.1', None))
     """
-    from ..labels import parse_spec
-
     folder = label_folder(spec)
     if folder is not None:
         return folder[0], None
@@ -208,106 +71,55 @@ def run_cell(
     config: SuiteConfig,
     cell: Cell,
     run_dir: str | Path,
-    data: SuiteData,
+    data: Splits,
     *,
     device: str | torch.device = "cpu",
     progress: Progress | None = None,
     examples: int = 3,
 ) -> dict[str, Any]:
-    """Train and evaluate one cell; write ``cells/<id>/metrics.json`` last and return its row.
-
-    A killed cell resumes from its last checkpoint on the next call. The row holds the cell's settings, the
-    statistics of its actual training labels against the clean ones (NTM, rank, det, mutual information,
-    boundary fraction, meta-structure similarity, taxonomy), the learning curve's summary and every metric of
-    :func:`mstool.engine.evaluate`.
-    """
-    from ..engine import convergence, evaluate, train
-    from ..labels import label_info, taxonomy_of
-    from ..metastructure import expected_similarity, meta_similarity
-
-    run_dir = Path(run_dir)
-    cell_dir = run_dir / "cells" / cell.id
-    dev = resolve_device(device)
-    cfg = config.train_config(cell)
-    started = time.perf_counter()
+    """Train and evaluate one supervised cell (:func:`mstool.runs.train_cell`); write ``cells/<id>/metrics.json``
+    last and return its row: the cell's identity, then everything measured."""
     folder = label_folder(cell.spec)
-    result = train(cfg, data.train_images, data.training_labels(cell.spec), out_dir=cell_dir,
-                   val_images=data.val_images, val_labels=data.val_labels, num_classes=data.num_classes, device=dev,
-                   progress=progress)
-    clean, noisy = data.train_labels, result.noisy_labels
-    expected = expected_similarity(clean.to(dev), noisy.to(dev), data.num_classes,
-                                   generator=make_generator(cell.seed))
-    info = label_info(clean.to(dev), noisy.to(dev), data.num_classes, expected_score=expected.score,
-                      expected_signal=expected.signal).as_dict()
-    similarity = meta_similarity(clean.to(dev), noisy.to(dev), data.num_classes, bandwidths=(2, 4, 8)).mean()
-    ev = evaluate(result.model, data.test_images, data.test_labels, val_images=data.val_images,
-                  val_labels=data.val_labels, train_images=data.train_images, train_labels=clean,
-                  allow_inversion=_inverts(result.label_stats, info, folder is not None), num_classes=data.num_classes,
-                  device=dev, num_thresholds=cfg.num_thresholds, probe=cfg.probe, tile=cfg.tile,
-                  generator=make_generator(cell.seed))
     family, level = spec_family(cell.spec)
-    k = min(examples, data.test_images.shape[0])
-    with atomic_path(cell_dir / "examples.npz") as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, probs=ev.test_probs[:k].float().cpu().numpy().astype(np.float16),
-                                images=data.test_images[:k, 0].float().cpu().numpy().astype(np.float16),
-                                labels=data.test_labels[:k].cpu().numpy().astype(np.uint8),
-                                names=np.array(data.test_names[:k]),
-                                train_label=noisy[:1].cpu().numpy().astype(np.uint8))
-    best = max((r.get("val_dice") or r.get("val_miou") or -1.0) for r in result.history)
-    row: dict[str, Any] = {
-        **cell_record(config, cell, dev),
-        "family": family,
-        "level": level,
-        "taxonomy_spec": None if folder else taxonomy_of(cell.spec),
-        "label_folder": folder[1] if folder else None,
-        "epochs": cfg.epochs,
-        "train_seconds": round(result.seconds, 3),
-        "seconds": round(time.perf_counter() - started, 3),
-        "final_train_loss": result.history[-1]["train_loss"],
-        "best_val_curve": best,
-        **{f"curve/{key}": value for key, value in convergence(result.history).items()},
-        **{f"label/{key}": value for key, value in info.items()},
-        **{f"label/similarity_{key}": (None if not math.isfinite(v) else v) for key, v in similarity.items()},
-        **{f"label/expected_{key}": v for key, v in expected.as_dict().items()},
-        **{key: _json_value(v) for key, v in ev.metrics.items()},
-        "settings": cfg.to_dict(),
-    }
-    return write_cell_metrics(cell_dir, row)
+    identity = {**cell_record(config, cell, device), "family": family, "level": level,
+                "taxonomy_spec": None if folder else taxonomy_of(cell.spec),
+                "label_folder": folder[1] if folder else None}
+    measured = train_cell(Path(run_dir) / "cells" / cell.id, config.train_config(cell), data,
+                          training_labels(data, cell.spec), from_folder=folder is not None, device=device,
+                          progress=progress, examples=examples)
+    return write_json(Path(run_dir) / "cells" / cell.id / "metrics.json", {**identity, **measured})
 
 
-def _inverts(label_stats: dict[str, Any], info: dict[str, Any], is_folder: bool) -> bool:
-    """Whether evaluation may choose the inverted polarity: the trainer's word for zoo labels; for a folder of
-    masks (trained as given) the measured binary NTM determinant."""
-    if is_folder:
-        return info.get("det") is not None and info["det"] < 0
-    return bool(label_stats.get("inverts", False))
+def run_unsupervised_cell(
+    config: SuiteConfig,
+    cell: Cell,
+    run_dir: str | Path,
+    data: Splits,
+    *,
+    device: str | torch.device = "cpu",
+    progress: Progress | None = None,
+    examples: int = 3,
+) -> dict[str, Any]:
+    """Segment the test images with the cell's method entry and evaluate (:func:`mstool.runs.segment_cell`);
+    write ``cells/<id>/metrics.json`` last and return its row.
+
+    Raises:
+        DataError: a multi-class suite (the methods' cluster-to-class rules are label-free and binary).
+    """
+    spec = parse_method_spec(cell.spec)
+    measured = segment_cell(Path(run_dir) / "cells" / cell.id, data, spec.name, nest_options(dict(spec.options)),
+                            prior=spec.prior, seed=cell.seed, device=device, progress=progress, examples=examples,
+                            num_thresholds=config.base_train_config().num_thresholds)
+    row = {**cell_record(config, cell, device), "family": "unsupervised", "level": None, **measured}
+    return write_json(Path(run_dir) / "cells" / cell.id / "metrics.json", row)
 
 
-def cell_record(config: SuiteConfig, cell: Cell, device: torch.device) -> dict[str, Any]:
+def cell_record(config: SuiteConfig, cell: Cell, device: str | torch.device) -> dict[str, Any]:
     """The fields every result row starts with: which cell, of which suite, run where, by which versions."""
+    made = versions(device)
     return {"cell": cell.id, "kind": cell.kind, "spec": cell.spec, "model": cell.model, "seed": cell.seed,
-            "data": config.data, "preset": config.preset, "device": str(device), "threads": torch.get_num_threads(),
-            "mstool_version": __version__, "torch_version": torch.__version__}
-
-
-def write_cell_metrics(cell_dir: Path, row: dict[str, Any]) -> dict[str, Any]:
-    """Write ``cell_dir/metrics.json`` atomically (it marks the cell finished, so it comes last); return ``row``."""
-    with atomic_path(cell_dir / "metrics.json") as tmp:
-        tmp.write_text(json.dumps(row, indent=1, default=_json_value) + "\n")
-    return row
-
-
-def _json_value(v: Any) -> Any:
-    if isinstance(v, float) and not math.isfinite(v):
-        return None
-    if isinstance(v, torch.Tensor):
-        return v.tolist()
-    if isinstance(v, (np.floating, np.integer)):
-        return v.item()
-    if isinstance(v, Path):
-        return str(v)
-    return v
+            "data": config.data, "preset": config.preset, "device": made["device"], "threads": made["threads"],
+            "mstool_version": made["mstool_version"], "torch_version": made["torch_version"]}
 
 
 def load_run_config(run_dir: str | Path) -> SuiteConfig:
@@ -390,8 +202,7 @@ def run_suite(
     if not config.is_synthetic and not all(cell_done(run_dir, cell) for cell in todo):
         data = prepare_data(config, run_dir)  # a bad dataset fails here, before the run folder is touched
     open_run_dir(run_dir, kind="compare", inputs=inputs)
-    with atomic_path(run_dir / "config.toml") as tmp:
-        tmp.write_text(f"# mstool {__version__} comparison suite\n" + write_toml(config.to_dict()))
+    write_text(run_dir / "config.toml", f"# mstool {__version__} comparison suite\n" + write_toml(config.to_dict()))
     emit = progress if progress is not None else (lambda event: None)
     logged = False
     for index, cell in enumerate(todo, 1):
@@ -401,24 +212,21 @@ def run_suite(
         if data is None:
             data = prepare_data(config, run_dir)
         if not logged:
-            _log(run_dir, f"data {data.root}: train {len(data.train_images)}, val {len(data.val_images)}, "
+            log_line(run_dir, f"data {data.root}: train {len(data.train_images)}, val {len(data.val_images)}, "
                           f"test {len(data.test_images)}, {data.num_classes} classes; " + "; ".join(data.notes))
-            with atomic_path(run_dir / "data_notes.json") as tmp:
-                tmp.write_text(json.dumps(data.notes) + "\n")
+            write_json(run_dir / "data_notes.json", data.notes, indent=None)
             logged = True
         emit({"event": "cell", "cell": cell.id, "index": index, "total": len(todo), "status": "start"})
         forward = _logging_progress(run_dir, cell, device, emit if progress is not None else None)
         if cell.kind == "unsupervised":
-            from ._unsupervised import run_unsupervised_cell
-
-            _log(run_dir, f"cell {cell.id}: start on {device}")
+            log_line(run_dir, f"cell {cell.id}: start on {device}")
             row = run_unsupervised_cell(config, cell, run_dir, data, device=device, progress=forward)
-            _log(run_dir, f"cell {cell.id}: done in {row['seconds']:.1f} s, mask/dice {row.get('mask/dice')}")
+            log_line(run_dir, f"cell {cell.id}: done in {row['seconds']:.1f} s, mask/dice {row.get('mask/dice')}")
         else:
             row = run_cell(config, cell, run_dir, data, device=device, progress=forward)
             if not keep_checkpoints:
                 (run_dir / "cells" / cell.id / CHECKPOINT_NAME).unlink(missing_ok=True)
-            _log(run_dir, f"cell {cell.id}: done in {row['seconds']:.1f} s, val/dice {row.get('val/dice')}")
+            log_line(run_dir, f"cell {cell.id}: done in {row['seconds']:.1f} s, val/dice {row.get('val/dice')}")
         emit({"event": "cell", "cell": cell.id, "index": index, "total": len(todo), "status": "done"})
     rows = []
     for cell in plan:
@@ -436,7 +244,7 @@ def _logging_progress(run_dir: Path, cell: Cell, device: str | torch.device,
     def forward(event: dict[str, Any]) -> None:
         if event.get("event") == "start":
             start, total = event.get("start_epoch", 0), event.get("epochs")
-            _log(run_dir, f"cell {cell.id}: " + (f"resumed from epoch {start} of {total} on {device}" if start else
+            log_line(run_dir, f"cell {cell.id}: " + (f"resumed from epoch {start} of {total} on {device}" if start else
                                                   f"start on {device}"))
         if emit is not None:
             emit({**event, "cell": cell.id})

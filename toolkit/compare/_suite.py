@@ -14,21 +14,23 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .._check import check_in
+from .._check import check_in, check_int
+from ..data import DataSource
+from ..engine import PRESETS, TrainConfig
 from ..errors import FileReadError, ParameterError
 from ..labels import LABEL_ZOO, parse_spec, split_spec_list
 from ..models import MODELS
+from ..runs import run_config, run_source
+from ._methods import UNSUPERVISED_PREFIX, parse_method_spec
 
-__all__ = ["SuiteConfig", "Cell", "plan_cells", "default_noise_mode", "cell_id", "parse_list", "write_toml",
-           "read_config_file", "DEFAULT_LABELS", "label_folder"]
+__all__ = ["SuiteConfig", "Cell", "plan_cells", "cell_id", "parse_list", "write_toml", "read_config_file",
+           "DEFAULT_LABELS", "label_folder"]
 
 DEFAULT_LABELS = (
     "clean", "sample:0.1", "sample:0.5", "flip:0.2,0.2", "flip:0.45,0.45", "flip:0.9,0.9",
     "dilate:2", "erode:1", "skeleton", "random:0.3",
 )
 """The paper's label families: CL, RCL (sampled, flipped, inverted), PCL (dilated, eroded, skeleton), RL."""
-
-_SYNTH_DEFAULTS = {"quick": (24, 128), "paper": (64, 256)}
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,6 @@ class Cell:
     @property
     def id(self) -> str:
         if self.kind == "unsupervised":
-            from ._unsupervised import UNSUPERVISED_PREFIX
-
             return UNSUPERVISED_PREFIX + _slug(self.spec) + f"__seed{self.seed}"
         return cell_id(self.spec, self.model, self.seed)
 
@@ -111,10 +111,11 @@ class SuiteConfig:
         preset: the :class:`~mstool.engine.TrainConfig` preset (``quick`` or ``paper``).
         train: overrides of the preset's training settings (any :class:`~mstool.engine.TrainConfig` field).
             Without a ``noise_mode`` override, flipped labels are drawn online and the rest offline
-            (:func:`default_noise_mode`).
+            (:attr:`mstool.labels.LabelSpec.noise_mode`).
         layout: the dataset layout (``auto``, ``paper``, ``cellpose``, ``voc``).
-        synth_n, synth_size, synth_seed: size of a ``synth:`` dataset (default per preset: 24 images of 128 px
-            for ``quick``, 64 of 256 px for ``paper``) and its seed.
+        synth_n, synth_size, synth_seed: size of a ``synth:`` dataset (default per preset,
+            :data:`mstool.runs.SYNTH_DEFAULTS`: 24 images of 128 px for ``quick``, 64 of 256 px for ``paper``) and
+            its seed.
         synth_invert: turn a ``synth:`` dataset over (dark objects on a bright background).
         val_fraction: when the data has no validation split, this share of the training images (at least one)
             becomes the validation set, drawn with ``synth_seed`` (documented fallback; the report says so).
@@ -122,6 +123,8 @@ class SuiteConfig:
             :func:`mstool.engine.load_split_tensors`), ``None`` requires one size.
         unsupervised: unsupervised method entries evaluated beside the supervised cells on the same test images
             (``otsu``, ``igtt:no-ems``, ``igtt:prior=otsu``; see :func:`mstool.compare.parse_method_spec`).
+    The data settings (``data``, ``layout``, ``fit``, ``mask_mode``, ``val_fraction``, ``synth_*``) make one
+    :class:`~mstool.data.DataSource` (:attr:`source`), checked when the suite is made.
         mask_mode: how the dataset's masks are read (:func:`mstool.io.read_mask`); ``None``: the layout's default.
     """
 
@@ -142,9 +145,6 @@ class SuiteConfig:
     mask_mode: str | None = None
 
     def __post_init__(self) -> None:
-        from ..engine import PRESETS, TrainConfig
-        from ._unsupervised import parse_method_spec
-
         check_in(self.preset, "preset", list(PRESETS))
         self.unsupervised = _unique([str(parse_method_spec(s)) for s in self.unsupervised])
         if not self.labels and not self.unsupervised:
@@ -159,55 +159,38 @@ class SuiteConfig:
         if not self.models:
             raise ParameterError("`models` must name at least one model")
         self.models = _unique(list(self.models))
-        if not self.seeds or any(not isinstance(s, int) or isinstance(s, bool) or s < 0 for s in self.seeds):
-            raise ParameterError(f"`seeds` must be non-negative integers; got {self.seeds!r}")
-        self.seeds = _unique(list(self.seeds))
-        for key in ("label_spec", "seed", "model"):
-            if key in self.train:
-                raise ParameterError(f"training override `{key}` is set per cell by the suite; use --labels, "
-                                     "--seeds or --model instead")
-        TrainConfig.from_preset(self.preset, **self.train)  # validates the overrides now, not mid-suite
-        if self.data.startswith("synth:"):
-            from ..data import synth_kinds
+        if not self.seeds:
+            raise ParameterError("`seeds` must name at least one seed")
+        self.seeds = _unique([check_int(s, "seeds", low=0) for s in self.seeds])
+        run_config(self.preset, self.train)  # validates the overrides now, not mid-suite
+        source = self.source  # checks the data settings now
+        if source.is_synthetic:
+            self.synth_n, self.synth_size = source.synth_n, source.synth_size
 
-            check_in(self.data.split(":", 1)[1], "synthetic kind", synth_kinds())
-            n, size = _SYNTH_DEFAULTS[self.preset]
-            self.synth_n = n if self.synth_n is None else self.synth_n
-            self.synth_size = size if self.synth_size is None else self.synth_size
-            if self.synth_n < 3:
-                raise ParameterError(f"`synth_n` must be at least 3; got {self.synth_n}")
-        if not isinstance(self.synth_invert, bool):
-            raise ParameterError(f"`synth_invert` must be true or false; got {self.synth_invert!r}")
-        if not 0 < self.val_fraction < 1:
-            raise ParameterError(f"`val_fraction` must be in (0, 1); got {self.val_fraction}")
-        if self.fit is not None:
-            check_in(self.fit, "fit", ["center"])
-        if self.mask_mode is not None:
-            from ..io import MASK_MODES
+    @property
+    def source(self) -> DataSource:
+        """Where the suite's data comes from and how it is read."""
+        return run_source(self.data, self.preset, layout=self.layout, fit=self.fit, mask_mode=self.mask_mode,
+                          val_fraction=self.val_fraction, seed=self.synth_seed, synth_n=self.synth_n,
+                          synth_size=self.synth_size, synth_invert=self.synth_invert)
 
-            check_in(self.mask_mode, "mask_mode", MASK_MODES)
+    @property
+    def label_folders(self) -> dict[str, str]:
+        """The real noisy label folders among ``labels``, by name."""
+        return dict(folder for folder in map(label_folder, self.labels) if folder is not None)
 
     @property
     def is_synthetic(self) -> bool:
         return self.data.startswith("synth:")
 
-    def train_config(self, cell: Cell):
+    def train_config(self, cell: Cell) -> TrainConfig:
         """The :class:`~mstool.engine.TrainConfig` of one cell."""
-        from ..engine import TrainConfig
-
-        overrides = dict(self.train)
-        if cell.model != TrainConfig.from_preset(self.preset).model:
-            overrides["model"] = cell.model
-        if "noise_mode" not in overrides:
-            overrides["noise_mode"] = default_noise_mode(cell.spec)
         # A folder of masks is trained on as it is: the suite hands its labels to the trainer as clean ones.
         spec = "clean" if label_folder(cell.spec) else cell.spec
-        return TrainConfig.from_preset(self.preset, **overrides, label_spec=spec, seed=cell.seed)
+        return run_config(self.preset, self.train, labels=spec, model=cell.model, seed=cell.seed)
 
-    def base_train_config(self):
+    def base_train_config(self) -> TrainConfig:
         """The preset with this suite's overrides (the settings every cell shares)."""
-        from ..engine import TrainConfig
-
         return TrainConfig.from_preset(self.preset, **self.train)
 
     def cells(self) -> list[Cell]:
@@ -225,25 +208,9 @@ class SuiteConfig:
         return cls(**values)
 
 
-def default_noise_mode(spec: str) -> str:
-    """``online`` for flipped labels (the paper's online flipping: a fresh draw every epoch), ``offline`` for the
-    rest (a sampled, perturbed or random label is one fixed label per image, as an annotator would give it).
-
-    Example:
-        >>> default_noise_mode("flip:0.45,0.45"), default_noise_mode("sample:0.1")
-        ('online', 'offline')
-    """
-    if label_folder(spec):
-        return "offline"
-    steps = parse_spec(spec).steps
-    return "online" if steps and all(step.name in ("flip", "pairflip") for step in steps) else "offline"
-
-
 def plan_cells(config: SuiteConfig) -> list[Cell]:
     """Every cell of a suite, ordered spec by spec (so a partial run already covers each seed of the first specs),
     then the unsupervised entries (a deterministic method once, with the first seed)."""
-    from ._unsupervised import parse_method_spec
-
     cells = [Cell(spec, model, seed) for spec in config.labels for model in config.models for seed in config.seeds]
     for entry in config.unsupervised:
         method = parse_method_spec(entry)

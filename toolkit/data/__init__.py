@@ -1,12 +1,23 @@
-"""Data: built-in synthetic microscopy, dataset folder layouts, the torch Dataset, augmentation and checks.
+"""Data: built-in synthetic microscopy, dataset folder layouts, label sets on disk, the torch Dataset,
+augmentation, checks, and a dataset as the train/val/test tensors of a run (:func:`prepare_splits`).
 
 Legend: N batch · C channels · K classes · H, W pixels.
 """
 
-from ._collect import ImageEntry, collect_images, find_masks_by_stem
+from ._collect import (
+    ImageEntry,
+    MaskEntry,
+    collect_images,
+    collect_masks,
+    find_counterparts,
+    find_masks_by_stem,
+    read_label_set,
+    stack_labels,
+)
 from ._dataset import RandomCropFlip, SegmentationDataset, random_crop_flip
 from ._inspect import DatasetReport, SplitReport, check_dataset
 from ._layouts import LAYOUTS, SPLITS, Layout, Sample, discover_layout, layout_names
+from ._splits import DataSource, Splits, load_split_tensors, prepare_splits, read_label_folder
 from ._writer import split_counts, write_synthetic_dataset, write_tiled_dataset
 from .synthetic import SYNTH_KINDS, Synthetic, synth_kinds, synthesize
 
@@ -16,5 +27,6 @@ __all__ = [
     "LAYOUTS", "SPLITS", "Layout", "Sample", "discover_layout", "layout_names",
     "SegmentationDataset", "RandomCropFlip", "random_crop_flip",
     "DatasetReport", "SplitReport", "check_dataset", "ImageEntry", "collect_images",
-    "find_masks_by_stem",
+    "find_masks_by_stem", "MaskEntry", "collect_masks", "find_counterparts", "read_label_set", "stack_labels",
+    "DataSource", "Splits", "prepare_splits", "load_split_tensors", "read_label_folder",
 ]

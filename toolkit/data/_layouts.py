@@ -22,6 +22,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from .. import names
 from .._registry import Registry
 from ..errors import FileMissingError, LayoutError, ParameterError
 from ..io import IMAGE_SUFFIXES
@@ -79,7 +80,7 @@ class Layout:
         return samples
 
 
-LAYOUTS: Registry[Callable[[Path, str], Layout | None]] = Registry("dataset layout")
+LAYOUTS: Registry[Callable[[Path, str], Layout | None]] = Registry("dataset layout", declared=names.LAYOUTS)
 
 
 def layout_names() -> list[str]:

@@ -13,7 +13,7 @@ from .._fs import atomic_dir
 from .._version import __version__
 from ..device import make_generator, resolve_device
 from ..errors import ParameterError
-from ..io import write_image, write_mask
+from ..io import check_pair, read_image, read_mask, write_image, write_mask
 from ._layouts import SPLITS
 from .synthetic import synthesize
 
@@ -139,8 +139,6 @@ def write_tiled_dataset(
     Raises:
         ParameterError: fewer than 3 tiles fit, or image and mask differ in size.
     """
-    from ..io import check_pair, read_image, read_mask
-
     tile = check_int(tile, "tile", low=1, note="pixels")
     seed = check_int(seed, "seed", low=0)  # a plain int for tiles.json
     pixels, labels = read_image(image), read_mask(mask, mode=mask_mode)

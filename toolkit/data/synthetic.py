@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from kornia.filters import gaussian_blur2d
 
+from .. import names
 from .._check import check_int, check_range, check_shape
 from .._registry import Registry
 from ..device import make_generator, resolve_device
@@ -46,7 +47,7 @@ __all__ = ["Synthetic", "SYNTH_KINDS", "synthesize", "synth_kinds", "render"]
 
 Geometry = Callable[[int, int, int, torch.Generator], tuple[torch.Tensor, torch.Tensor]]
 
-SYNTH_KINDS: Registry[Geometry] = Registry("synthetic kind")
+SYNTH_KINDS: Registry[Geometry] = Registry("synthetic kind", declared=names.SYNTH_KINDS)
 """Scene geometries by name. An entry is ``geometry(n, height, width, generator) -> (labels, density)``
 with labels ``(n, H, W)`` int64 and density ``(n, 1, H, W)`` float32 (0 outside the objects of binary
 kinds), and carries a ``classes`` attribute (class names, index = class id)."""

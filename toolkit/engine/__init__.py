@@ -7,8 +7,10 @@ Legend: N batch · C channels · K classes · H, W pixels.
   checkpoints every few epochs and bitwise-exact resume on the CPU; :func:`load_model` reads its ``model.pt``;
 - :func:`predict`: probability maps, whole or in blended overlapping tiles;
 - :func:`evaluate`: the ``val`` / ``oracle`` / ``fixed`` protocols with polarity (binary) or mIoU
-  (multi-class), and the linear feature probe (:func:`fit_probe`);
-- :func:`load_split_tensors`: one split of a dataset folder as stacked tensors.
+  (multi-class), and the linear feature probe (:func:`fit_probe`).
+
+Datasets reach these functions as tensors (:func:`mstool.data.prepare_splits`); the folders a run reads and writes
+are :mod:`mstool.runs`'s.
 
 Example:
     >>> cfg = TrainConfig.from_preset("paper")
@@ -17,7 +19,7 @@ Example:
 """
 
 from ._config import NOISE_MODES, OPTIMIZERS, PRESETS, SCHEDULES, TrainConfig
-from ._evaluate import EvalResult, LinearProbe, evaluate, fit_probe, load_split_tensors
+from ._evaluate import EvalResult, LinearProbe, evaluate, fit_probe
 from ._predict import predict
 from ._trainer import CHECKPOINT_NAME, CURVES_NAME, MODEL_NAME, TrainResult, convergence, load_model, train
 
@@ -39,5 +41,4 @@ __all__ = [
     "EvalResult",
     "fit_probe",
     "LinearProbe",
-    "load_split_tensors",
 ]

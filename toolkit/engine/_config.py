@@ -12,8 +12,12 @@ import math
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import names
 from .._check import check_in, check_int
 from ..errors import ParameterError, SpecError
+from ..labels import parse_spec
+from ..losses import LOSSES
+from ..models import MODELS, model_options
 
 __all__ = ["TrainConfig", "PRESETS", "OPTIMIZERS", "SCHEDULES", "NOISE_MODES"]
 
@@ -24,7 +28,7 @@ SCHEDULES = ("step", "cosine", "none")
 """Learning-rate schedules, stepped once per epoch: ``step`` multiplies by ``gamma`` every ``step_size``
 epochs, ``cosine`` anneals to 0 over ``epochs``, ``none`` keeps ``lr``."""
 
-NOISE_MODES = ("offline", "online")
+NOISE_MODES = names.NOISE_MODES
 """``offline``: one noisy draw per image, made once before training; ``online``: a fresh draw every epoch."""
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -264,10 +268,6 @@ def _str(cfg: TrainConfig, name: str, allowed: list[str]) -> None:
 
 
 def _validate(cfg: TrainConfig) -> None:
-    from ..labels._spec import parse_spec
-    from ..losses import LOSSES
-    from ..models import MODELS, model_options
-
     _str(cfg, "model", MODELS.names())
     if not isinstance(cfg.model_options, dict):
         raise ParameterError(f"`model_options` must be a dict; got {type(cfg.model_options).__name__}")

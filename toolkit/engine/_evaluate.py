@@ -28,13 +28,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._check import check_in, check_labels, check_shape
+from .._check import check_int, check_labels, check_range, check_shape
 from ..device import resolve_device
 from ..errors import DataError, ParameterError, ShapeError
+from ..metrics import evaluate_binary, multiclass_report
 from ._predict import predict
 from ._trainer import TrainResult, load_model
 
-__all__ = ["EvalResult", "LinearProbe", "evaluate", "fit_probe", "load_split_tensors"]
+__all__ = ["EvalResult", "LinearProbe", "evaluate", "fit_probe"]
 
 
 @dataclass
@@ -262,11 +263,9 @@ def fit_probe(
         (torch.Size([2, 1, 16, 16]), 512)
     """
     _check_set("train", images, labels, num_classes, names=("images", "labels"))
-    for value, name, low in ((steps, "steps", 1), (max_pixels, "max_pixels", 1), (batch_size, "batch_size", 1)):
-        if isinstance(value, bool) or not isinstance(value, int) or value < low:
-            raise ParameterError(f"`{name}` must be an integer >= {low}; got {value!r}")
-    if not isinstance(weight_decay, int | float) or weight_decay < 0:
-        raise ParameterError(f"`weight_decay` must be a number >= 0; got {weight_decay!r}")
+    steps, max_pixels, batch_size = (check_int(steps, "steps", low=1), check_int(max_pixels, "max_pixels", low=1),
+                                      check_int(batch_size, "batch_size", low=1))
+    check_range(weight_decay, "weight_decay", 0)
     dev = _model_device(model)
     x_all, y_all = _probe_pixels(model, images, labels, max_pixels, batch_size, generator, dev)
     mean, std = x_all.mean(dim=0), x_all.std(dim=0, unbiased=False).clamp_min(1e-6)
@@ -299,74 +298,7 @@ def fit_probe(
     return LinearProbe(model, conv, pixels=int(y_all.numel())).eval()
 
 
-# ------------------------------------------------------------------------------------------ load split
-def load_split_tensors(
-    root: str | os.PathLike | Any,
-    split: str,
-    *,
-    layout: str = "auto",
-    channels: int | None = 1,
-    mask_mode: str | None = None,
-    mask_suffix: str = "_masks",
-    fit: str | None = None,
-) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    """One labelled split of a dataset folder as stacked tensors, for :func:`train` and :func:`evaluate`.
-
-    Images are read and z-scored as :class:`~mstool.data.SegmentationDataset` gives them. A batch tensor needs
-    one size, so images of different sizes are an error unless ``fit="center"``, which crops every image and
-    mask about its centre to the smallest height and the smallest width of the split (pixels at the borders
-    of larger images are dropped; nothing is resampled, so labels stay exact).
-
-    Args:
-        root: a dataset folder or a :class:`~mstool.data.Layout`.
-        split: ``train``, ``val``, ``test`` (or ``all`` / ``trainval`` for the layouts that have them).
-        layout: ``auto`` or a layout name.
-        channels: image channels (1: luminance), ``None`` keeps the files'.
-        mask_mode: how masks are read (see :func:`mstool.io.read_mask`); ``None``: the layout's default.
-        mask_suffix: the cellpose mask suffix.
-        fit: ``None`` (sizes must agree) or ``"center"``.
-
-    Returns:
-        ``(images (N, C, H, W) float32, labels (N, H, W) int64, names)``.
-
-    Raises:
-        LayoutError: no such split, or it has images without masks.
-        DataError: the split is empty, or its images differ in size and ``fit`` is None.
-        ParameterError: an unknown ``fit``.
-
-    Example:
-        >>> from mstool.data import write_synthetic_dataset
-        >>> root = write_synthetic_dataset("er", "er", n=5, size=32, seed=0)
-        >>> images, labels, names = load_split_tensors(root, "train")
-        >>> images.shape[1:], labels.dtype, len(names) == images.shape[0]
-        (torch.Size([1, 32, 32]), torch.int64, True)
-    """
-    from ..data import SegmentationDataset
-
-    if fit is not None:
-        check_in(fit, "fit", ["center"])
-    ds = SegmentationDataset(root, split, layout=layout, mask_mode=mask_mode, channels=channels,
-                             mask_suffix=mask_suffix, require_masks=True)
-    items = [ds[i] for i in range(len(ds))]
-    if not items:
-        raise DataError(f"{ds.layout.root}: split {split!r} holds no images")
-    sizes = sorted({tuple(item["image"].shape[-2:]) for item in items})
-    if len(sizes) > 1 and fit is None:
-        shown = ", ".join(f"{h} x {w}" for h, w in sizes[:4]) + (" ..." if len(sizes) > 4 else "")
-        raise DataError(f"{ds.layout.root}: split {split!r} has images of {len(sizes)} sizes ({shown}); pass "
-                        "fit='center' to crop them to a common size, or predict them one at a time")
-    h, w = min(s[0] for s in sizes), min(s[1] for s in sizes)
-    images = torch.stack([_center(item["image"], h, w) for item in items])
-    labels = torch.stack([_center(item["mask"], h, w) for item in items]).long()
-    return images, labels, [item["name"] for item in items]
-
-
 # ---------------------------------------------------------------------------------------------- helpers
-def _center(x: torch.Tensor, h: int, w: int) -> torch.Tensor:
-    top, left = (x.shape[-2] - h) // 2, (x.shape[-1] - w) // 2
-    return x[..., top:top + h, left:left + w]
-
-
 def _resolve_model(model_or_path: nn.Module | TrainResult | str | os.PathLike,
                    device: str | torch.device | None) -> tuple[nn.Module, dict[str, Any]]:
     meta: dict[str, Any] = {}
@@ -395,8 +327,7 @@ def _resolve_classes(model: nn.Module, meta: dict[str, Any], num_classes: int | 
         if known is None:
             raise ParameterError("`num_classes` must be given: the network does not say how many classes it has")
         return known
-    if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
-        raise ParameterError(f"`num_classes` must be an integer >= 2 (2 for binary data); got {num_classes!r}")
+    num_classes = check_int(num_classes, "num_classes", low=2, note="2 for binary data")
     if known is not None and known != num_classes:
         raise ParameterError(f"`num_classes` is {num_classes} but the network was made for {known} classes")
     return num_classes
@@ -459,8 +390,6 @@ def _probe_pixels(model: nn.Module, images: torch.Tensor, labels: torch.Tensor, 
 
 def _binary(test_probs: torch.Tensor, test_labels: torch.Tensor, val_probs: torch.Tensor | None,
             val_labels: torch.Tensor | None, num_thresholds: int, allow_inversion: bool) -> Any:
-    from ..metrics import evaluate_binary
-
     labels = test_labels.to(test_probs.device)
     vl = None if val_labels is None else val_labels.to(test_probs.device)
     return evaluate_binary(test_probs, labels, val_probs=val_probs, val_labels=vl, num_thresholds=num_thresholds,
@@ -468,8 +397,6 @@ def _binary(test_probs: torch.Tensor, test_labels: torch.Tensor, val_probs: torc
 
 
 def _multiclass(probs: torch.Tensor, labels: torch.Tensor, num_classes: int) -> dict[str, Any]:
-    from ..metrics import multiclass_report
-
     return multiclass_report(probs, labels.to(probs.device), num_classes)
 
 

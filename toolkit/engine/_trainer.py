@@ -29,7 +29,7 @@ import csv
 import math
 import time
 import warnings
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -40,9 +40,15 @@ from torch import nn
 from .. import IGNORE_INDEX
 from .._check import check_int, check_labels, check_shape
 from .._fs import atomic_path
+from .._types import Progress
 from .._version import __version__
+from ..data import random_crop_flip
 from ..device import make_generator, resolve_device, spawn_seed
 from ..errors import DataError, FileMissingError, FileReadError, MstoolWarning, ParameterError, ShapeError
+from ..labels import apply_spec, noise_transition_matrix, ntm_det, parse_spec
+from ..losses import make_loss
+from ..metrics import binary_scores, confusion_at_thresholds, multiclass_report
+from ..models import build_model
 from ._config import TrainConfig
 from ._predict import predict
 
@@ -57,7 +63,6 @@ _FORMAT_VERSION = 1
 _RESUME_FREE = ("checkpoint_every", "val_every", "num_thresholds", "probe", "tile")
 """Config fields that may change between a checkpoint and its resumption (they do not affect training)."""
 
-Progress = Callable[[dict[str, Any]], None]
 
 
 @dataclass
@@ -252,9 +257,6 @@ class _Run:
     def __init__(self, config: TrainConfig, images: torch.Tensor, labels: torch.Tensor,
                  val_images: torch.Tensor | None, val_labels: torch.Tensor | None, num_classes: int,
                  dev: torch.device) -> None:
-        from ..labels._spec import parse_spec
-        from ..losses import make_loss
-
         self.config, self.num_classes, self.dev = config, num_classes, dev
         self.n, self.in_channels = images.shape[0], images.shape[1]
         self.out_channels = _out_channels(num_classes)
@@ -296,8 +298,6 @@ class _Run:
 
     # ------------------------------------------------------------------------------------- labels
     def _draw(self) -> torch.Tensor:
-        from ..labels._spec import apply_spec
-
         if not self.noisy:
             return self.clean
         return apply_spec(self.clean, self.config.label_spec, generator=self.g_noise, num_classes=self.num_classes)
@@ -350,8 +350,6 @@ class _Run:
 
     def _batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The images and labels of one step, cropped and flipped on the device."""
-        from ..data import random_crop_flip
-
         x, y = self.images.index_select(0, index), self.targets.index_select(0, index)
         if self.crop is not None or self.config.flip:
             x, y = random_crop_flip(x, y, self.crop, flip=self.config.flip, generator=self.g_data)
@@ -384,8 +382,6 @@ class _Run:
         ``num_thresholds`` thresholds (``val_dice_best``: what the ``val`` protocol would pick, so a sparse label
         whose probabilities sit near its sampling rate is not read as collapsed), or mIoU (multi-class); empty
         without a validation set."""
-        from ..metrics import binary_scores, confusion_at_thresholds, multiclass_report
-
         if self.val_images is None:
             return {}
         probs = predict(self.model, self.val_images, batch_size=self.config.batch_size, tile=self.config.tile)
@@ -567,8 +563,6 @@ def _build(name: str, options: dict[str, Any], in_channels: int, out_channels: i
            generator: torch.Generator) -> nn.Module:
     """Build a network; torch's constructors draw their default init from the global generator, which is
     forked so that the caller's random state stays as it was."""
-    from ..models import build_model
-
     with torch.random.fork_rng(devices=[]):
         return build_model(name, in_channels=in_channels, num_classes=out_channels, options=dict(options),
                            generator=generator)
@@ -620,8 +614,6 @@ def _forked_rng(dev: torch.device, seed: int) -> Iterator[None]:
 
 
 def _label_stats(clean: torch.Tensor, noisy: torch.Tensor, num_classes: int) -> dict[str, Any]:
-    from ..labels._info import noise_transition_matrix, ntm_det
-
     ntm = noise_transition_matrix(clean, noisy, num_classes)
     det = float(ntm_det(ntm))
     both = (clean != 255) & (noisy != 255)

@@ -18,6 +18,7 @@ import tifffile
 import torch
 from PIL import Image
 
+from .. import names
 from .._check import check_in
 from .._fs import atomic_path
 from ..errors import DataError, DTypeError, MstoolWarning, ParameterError, ShapeError
@@ -25,7 +26,7 @@ from .images import _read_pixels
 
 __all__ = ["MASK_MODES", "read_mask", "write_mask", "voc_palette", "check_pair"]
 
-MASK_MODES = ("auto", "binary", "instance", "multiclass")
+MASK_MODES = names.MASK_MODES
 """How :func:`read_mask` interprets the stored values."""
 
 # mstool.IGNORE_INDEX (a test keeps them equal); a literal keeps this floor free of the top-level package

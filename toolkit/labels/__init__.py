@@ -22,6 +22,7 @@ from ._info import (
     boundary_fraction,
     classify_label,
     confusion_counts,
+    count_classes,
     label_info,
     mutual_information,
     noise_transition_matrix,
@@ -61,7 +62,7 @@ __all__ = [
     # morphology
     "disk", "dilate", "erode", "boundary", "skeletonize",
     # information
-    "TAXONOMY", "RCL_MIN_SCORE", "MIN_SIGNAL", "LabelInfo", "confusion_counts",
+    "TAXONOMY", "RCL_MIN_SCORE", "MIN_SIGNAL", "LabelInfo", "confusion_counts", "count_classes",
     "noise_transition_matrix", "ntm_rank", "ntm_det", "ntm_condition",
     "mutual_information", "boundary_fraction", "boundary_distance", "label_info", "classify_label",
 ]

@@ -45,6 +45,7 @@ __all__ = [
     "RCL_MIN_SCORE",
     "MIN_SIGNAL",
     "LabelInfo",
+    "count_classes",
     "confusion_counts",
     "noise_transition_matrix",
     "ntm_rank",
@@ -69,6 +70,19 @@ TAXONOMY = {
 _REDUCTIONS = ("pooled", "none")
 _SAMPLING_Z = 2.0
 """How many root-mean-square sampling errors a singular value must clear to count (see :func:`ntm_rank`)."""
+
+
+def count_classes(labels: torch.Tensor, *, ignore_index: int = 255) -> int:
+    """How many classes a label tensor (any shape, integer) holds: its highest class + 1, at least 2.
+
+    A set without any labelled pixel counts as binary.
+
+    Example:
+        >>> count_classes(torch.tensor([[0, 2], [255, 1]])), count_classes(torch.tensor([255]))
+        (3, 2)
+    """
+    valid = labels[labels != ignore_index]
+    return max(int(valid.max()) + 1 if valid.numel() else 2, 2)
 
 
 # ---------------------------------------------------------------------------------------------- checks

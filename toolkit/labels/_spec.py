@@ -115,6 +115,17 @@ class LabelSpec:
         """Whether any step draws random numbers (so the output depends on the generator)."""
         return any(LABEL_ZOO.get(s.name).stochastic for s in self.steps)
 
+    @property
+    def noise_mode(self) -> str:
+        """How training draws this label by default: ``online`` (afresh every epoch) when every step is an online
+        operation of the zoo (the flips), else ``offline`` (one fixed label per image).
+
+        Example:
+            >>> parse_spec("flip:0.45,0.45").noise_mode, parse_spec("sample:0.1").noise_mode
+            ('online', 'offline')
+        """
+        return "online" if all(LABEL_ZOO.get(s.name).online for s in self.steps) else "offline"
+
 
 def _empty_message() -> str:
     return (

@@ -1104,6 +1104,8 @@ class ZooOp:
         function: the plain public function behind it.
         stochastic: whether it draws random numbers.
         usage: how to write it (``flip:f,b or flip:f``).
+        online: drawn afresh every epoch by default in training (the paper flips labels online); the other
+            operations give one fixed label per image, as an annotator would.
     """
 
     name: str
@@ -1114,6 +1116,7 @@ class ZooOp:
     function: Callable[..., torch.Tensor]
     stochastic: bool
     usage: str
+    online: bool = False
 
 
 LABEL_ZOO: Registry[ZooOp] = Registry("label spec")
@@ -1129,6 +1132,7 @@ def _register(
     *,
     stochastic: bool,
     usage: str | None = None,
+    online: bool = False,
 ) -> Callable[[Callable[..., torch.Tensor]], Callable[..., torch.Tensor]]:
     if usage is None:
         required = [p.name for p in params if p.required]
@@ -1136,7 +1140,7 @@ def _register(
         usage = name + (":" + ",".join(required) if required else "") + optional
 
     def decorator(run: Callable[..., torch.Tensor]) -> Callable[..., torch.Tensor]:
-        LABEL_ZOO.add(name, ZooOp(name, params, taxonomy, help, run, function, stochastic, usage))
+        LABEL_ZOO.add(name, ZooOp(name, params, taxonomy, help, run, function, stochastic, usage, online))
         return run
 
     return decorator
@@ -1187,6 +1191,7 @@ def _run_sample(labels, s, unlabeled, *, generator, num_classes):
     flip_labels,
     stochastic=True,
     usage="flip:f,b or flip:f",
+    online=True,
 )
 def _run_flip(labels, f, b, *, generator, num_classes):
     if b is None:
@@ -1201,6 +1206,7 @@ def _run_flip(labels, f, b, *, generator, num_classes):
     "move exactly a fraction f of each class i to class i+1 (K-1 -> 0) per image",
     pair_flip_labels,
     stochastic=True,
+    online=True,
 )
 def _run_pairflip(labels, f, *, generator, num_classes):
     return pair_flip_labels(labels, f, num_classes=num_classes, generator=generator)

@@ -24,6 +24,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import IGNORE_INDEX as IGNORE
+from .. import names
 from .._check import check_int, check_labels, check_range, check_same_device, check_shape
 from .._registry import Registry
 from ..errors import ParameterError, ShapeError
@@ -410,7 +411,7 @@ class LossFromLogits(nn.Module):
 
 
 # --------------------------------------------------------------------------------------------- registry
-LOSSES: Registry[Callable[[int], nn.Module]] = Registry("loss")
+LOSSES: Registry[Callable[[int], nn.Module]] = Registry("loss", declared=names.LOSSES)
 """Loss name -> factory ``(num_classes) -> nn.Module`` taking logits; read by the trainer and the CLI."""
 
 

@@ -35,13 +35,13 @@ import math
 import torch
 import torch.nn.functional as F
 
-from .. import IGNORE_INDEX
+from .. import IGNORE_INDEX, names
 from .._check import check_in, check_int, check_labels, check_range, check_shape
 from ..errors import ParameterError
 
 __all__ = ["KERNELS", "class_onehot", "density", "foreground_density", "normalized_density"]
 
-KERNELS = ("box", "gaussian")
+KERNELS = names.KERNELS
 """Window kernels of :func:`density`: ``box`` (side ``2h + 1``), ``gaussian`` (sigma ``h``, cut at ``3h``)."""
 
 def class_onehot(labels: torch.Tensor, num_classes: int | None = None, *,

@@ -8,8 +8,7 @@ from __future__ import annotations
 import torch
 
 from .._check import check_range
-from ..labels import apply_spec, parse_spec
-from ..labels._spec import LabelSpec
+from ..labels import LabelSpec, apply_spec, parse_spec
 
 __all__ = ["EMS_DEFAULT", "ems_spec", "ems"]
 

@@ -10,6 +10,7 @@ import inspect
 import torch
 from torch import nn
 
+from .. import names
 from .._registry import Registry
 from ..errors import ParameterError
 from ._deeplab import DeepLabV3Plus
@@ -18,7 +19,7 @@ from ._unet import UNet
 
 __all__ = ["MODELS", "build_model", "count_parameters", "model_options"]
 
-MODELS: Registry[type[nn.Module]] = Registry("model")
+MODELS: Registry[type[nn.Module]] = Registry("model", declared=names.MODELS)
 """Model name -> class; the trainer, the CLI's ``--model`` choices and the comparison suite read it."""
 MODELS.add("unet", UNet)
 MODELS.add("deeplabv3plus", DeepLabV3Plus)

@@ -9,7 +9,8 @@ k-means, Gaussian mixture), DFC (Kim et al. 2020) and iGTT (Luo et al. 2022, wit
 """
 
 from ._base import METHODS, Method, Segmentation, check_images_and_prior
-from ._bootstrap import bootstrap_prior, parse_bootstrap
+from ._bootstrap import BOOTSTRAP_BANDWIDTH, bootstrap_prior, parse_bootstrap
+from ._build import build_method, check_loadable, method_options
 from ._classical import (
     FOREGROUND_RULES,
     GaussianMixture,
@@ -21,12 +22,12 @@ from ._classical import (
     resolve_foreground,
 )
 from ._dfc import DFC
-from ._folder import build_method, method_options, segment_folder
 from ._igtt import IGTT
 
 __all__ = [
     "METHODS", "Method", "Segmentation", "check_images_and_prior",
     "Otsu", "MultiOtsu", "LocalThreshold", "KMeans", "GaussianMixture", "DFC", "IGTT",
     "FOREGROUND_RULES", "choose_foreground", "resolve_foreground", "bootstrap_prior", "parse_bootstrap",
-    "segment_folder", "build_method", "method_options",
+    "BOOTSTRAP_BANDWIDTH",
+    "build_method", "method_options", "check_loadable",
 ]

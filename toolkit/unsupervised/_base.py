@@ -6,12 +6,14 @@ Legend: N batch · C channels · K classes · H, W pixels.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, ClassVar, Protocol
 
 import torch
 
+from .. import names
 from .._check import check_shape
 from .._registry import Registry
+from .._types import Progress
 from ..errors import DataError, ShapeError
 
 __all__ = ["Segmentation", "Method", "METHODS", "check_images_and_prior"]
@@ -27,27 +29,49 @@ class Segmentation:
             thresholded (or arg-maxed) to give ``masks``.
         info: what the method chose, per image or overall (thresholds, cluster means, rounds, the EMS spec ...),
             JSON-friendly.
+        trained: what a learned method trained on these images (iGTT: a new instance holding the network, which
+            :meth:`~mstool.unsupervised.IGTT.save` writes and whose ``segment`` predicts new images without
+            training); ``None`` for the others. The method instance that made it is never changed, so one
+            instance may segment several groups of images, one after another or at once.
     """
 
     masks: torch.Tensor
     scores: torch.Tensor
     info: dict[str, Any] = field(default_factory=dict)
+    trained: Any = None
 
 
 class Method(Protocol):
-    """An unsupervised method: settings in the constructor, work in :meth:`segment`.
+    """An unsupervised method: settings in the constructor, work in :meth:`segment`, what it is in class
+    attributes.
 
-    ``segment(images, *, prior=None, generator=None)`` takes ``images`` ``(N, C, H, W)`` float, z-scored per image
-    (as :func:`mstool.io.normalize_image` gives them), and optionally a foreground density ``prior`` ``(N, 1, H, W)``
-    (non-negative; any scale; e.g. :meth:`mstool.metastructure.Prior.foreground`), on the images' device. Methods
-    that cannot use a prior say so in their docstring and ignore it with a warning.
+    ``segment(images, *, prior=None, generator=None, labels=None, progress=None)`` takes ``images``
+    ``(N, C, H, W)`` float, z-scored per image (as :func:`mstool.io.normalize_image` gives them), and optionally a
+    foreground density ``prior`` ``(N, 1, H, W)`` (non-negative; any scale; e.g.
+    :meth:`mstool.metastructure.Prior.foreground`), on the images' device. Methods that cannot use a prior say so
+    in their docstring and ignore it with a warning. ``labels`` ``(N, H, W)`` are for evaluation only (a method may
+    log its agreement with them per round, never use them for a choice); ``progress`` receives the method's round
+    events (methods without rounds send none). A method whose class says ``scribbles = True`` also takes
+    ``scribbles=`` (user scribbles, ``(N, H, W)`` 0/1/255).
+
+    Attributes:
+        deterministic: the result does not depend on ``generator`` (a comparison runs it once, whatever the seeds).
+        binary: it separates foreground from background (else it returns ``K`` intensity classes).
+        scribbles: ``segment`` takes user scribbles.
+        learned: it trains a network on the images (DFC, iGTT), rather than a classical rule.
     """
 
+    deterministic: ClassVar[bool]
+    binary: ClassVar[bool]
+    scribbles: ClassVar[bool]
+    learned: ClassVar[bool]
+
     def segment(self, images: torch.Tensor, *, prior: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> Segmentation: ...
+                generator: torch.Generator | None = None, labels: torch.Tensor | None = None,
+                progress: Progress | None = None) -> Segmentation: ...
 
 
-METHODS: Registry[type] = Registry("unsupervised method")
+METHODS: Registry[type] = Registry("unsupervised method", declared=names.UNSUPERVISED_METHODS)
 """Method classes by name (``otsu``, ``multiotsu``, ``local``, ``kmeans``, ``gmm``, ``dfc``, ``igtt``)."""
 
 

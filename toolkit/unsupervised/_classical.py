@@ -53,12 +53,15 @@ from __future__ import annotations
 import math
 import warnings
 from dataclasses import dataclass
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
 from kornia.filters import box_blur, gaussian_blur2d
 
+from .. import names
 from .._check import check_in, check_int, check_range
+from .._types import Progress
 from ..device import spawn_seed
 from ..errors import MstoolWarning, ParameterError
 from ._base import METHODS, Segmentation, check_images_and_prior
@@ -82,7 +85,7 @@ __all__ = [
     "GaussianMixture",
 ]
 
-FOREGROUND_RULES = ("auto", "bright", "dark")
+FOREGROUND_RULES = names.FOREGROUND_RULES
 """Values of ``foreground``: which side of the intensity is foreground; ``auto`` decides per batch by
 :func:`choose_foreground`."""
 
@@ -620,6 +623,11 @@ def gmm(
 class Otsu:
     """Otsu's threshold (:func:`otsu`); a prior sets the threshold to match its foreground fraction."""
 
+    deterministic: ClassVar[bool] = True
+    binary: ClassVar[bool] = True
+    scribbles: ClassVar[bool] = False
+    learned: ClassVar[bool] = False
+
     foreground: str = "auto"
     bins: int = 256
 
@@ -627,7 +635,8 @@ class Otsu:
         self.bins = _check_binary(self.foreground, self.bins)
 
     def segment(self, images: torch.Tensor, *, prior: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> Segmentation:
+                generator: torch.Generator | None = None, labels: torch.Tensor | None = None,
+                progress: Progress | None = None) -> Segmentation:
         """:func:`otsu` with these settings (deterministic: ``generator`` is not used)."""
         return otsu(images, foreground=self.foreground, bins=self.bins, prior=prior)
 
@@ -637,6 +646,11 @@ class Otsu:
 class MultiOtsu:
     """Multi-level Otsu (:func:`multiotsu`), ``K`` classes by intensity; does not use a prior (warns, ignores)."""
 
+    deterministic: ClassVar[bool] = True
+    binary: ClassVar[bool] = False
+    scribbles: ClassVar[bool] = False
+    learned: ClassVar[bool] = False
+
     classes: int = 3
     bins: int = 256
 
@@ -645,7 +659,8 @@ class MultiOtsu:
         self.bins = check_int(self.bins, "bins", low=2)
 
     def segment(self, images: torch.Tensor, *, prior: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> Segmentation:
+                generator: torch.Generator | None = None, labels: torch.Tensor | None = None,
+                progress: Progress | None = None) -> Segmentation:
         """:func:`multiotsu` with these settings; a ``prior`` is checked, then ignored with a warning."""
         check_images_and_prior(images, prior)
         if prior is not None:
@@ -659,6 +674,11 @@ class MultiOtsu:
 class LocalThreshold:
     """Local threshold (:func:`local_threshold`); a prior sets the offset to match its foreground fraction."""
 
+    deterministic: ClassVar[bool] = True
+    binary: ClassVar[bool] = True
+    scribbles: ClassVar[bool] = False
+    learned: ClassVar[bool] = False
+
     block_size: int = 51
     kind: str = "gaussian"
     offset: float = 0.5
@@ -669,7 +689,8 @@ class LocalThreshold:
         check_in(self.foreground, "foreground", FOREGROUND_RULES)
 
     def segment(self, images: torch.Tensor, *, prior: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> Segmentation:
+                generator: torch.Generator | None = None, labels: torch.Tensor | None = None,
+                progress: Progress | None = None) -> Segmentation:
         """:func:`local_threshold` with these settings (deterministic: ``generator`` is not used)."""
         return local_threshold(images, block_size=self.block_size, kind=self.kind, offset=self.offset,
                                foreground=self.foreground, prior=prior)
@@ -679,6 +700,11 @@ class LocalThreshold:
 @dataclass
 class KMeans:
     """k-means on pixel features (:func:`kmeans`); a prior is a pixel-wise foreground probability."""
+
+    deterministic: ClassVar[bool] = False
+    binary: ClassVar[bool] = True
+    scribbles: ClassVar[bool] = False
+    learned: ClassVar[bool] = False
 
     clusters: int = 2
     smooth: float = 0.0
@@ -694,7 +720,8 @@ class KMeans:
         check_in(self.foreground, "foreground", FOREGROUND_RULES)
 
     def segment(self, images: torch.Tensor, *, prior: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> Segmentation:
+                generator: torch.Generator | None = None, labels: torch.Tensor | None = None,
+                progress: Progress | None = None) -> Segmentation:
         """:func:`kmeans` with these settings."""
         return kmeans(images, clusters=self.clusters, smooth=self.smooth, position=self.position,
                       iterations=self.iterations, init=self.init, foreground=self.foreground, prior=prior,
@@ -705,6 +732,11 @@ class KMeans:
 @dataclass
 class GaussianMixture:
     """Gaussian mixture on pixel features (:func:`gmm`); a prior is a pixel-wise foreground probability."""
+
+    deterministic: ClassVar[bool] = False
+    binary: ClassVar[bool] = True
+    scribbles: ClassVar[bool] = False
+    learned: ClassVar[bool] = False
 
     clusters: int = 2
     covariance: str = "full"
@@ -722,7 +754,8 @@ class GaussianMixture:
         check_in(self.foreground, "foreground", FOREGROUND_RULES)
 
     def segment(self, images: torch.Tensor, *, prior: torch.Tensor | None = None,
-                generator: torch.Generator | None = None) -> Segmentation:
+                generator: torch.Generator | None = None, labels: torch.Tensor | None = None,
+                progress: Progress | None = None) -> Segmentation:
         """:func:`gmm` with these settings."""
         return gmm(images, clusters=self.clusters, covariance=self.covariance, smooth=self.smooth,
                    position=self.position, max_samples=self.max_samples, iterations=self.iterations,

@@ -55,7 +55,7 @@ import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from functools import partial
-from typing import Any
+from typing import ClassVar
 
 import torch
 import torch.nn.functional as F
@@ -63,6 +63,7 @@ from torch import nn
 
 from .. import IGNORE_INDEX
 from .._check import check_in, check_int, check_labels, check_range, check_shape
+from .._types import Progress
 from ..device import spawn_seed
 from ..errors import DataError, ShapeError
 from ._base import METHODS, Segmentation, check_images_and_prior
@@ -77,7 +78,6 @@ from ._classical import (
 
 __all__ = ["DFCNet", "prior_scribbles", "dfc", "DFC"]
 
-Progress = Callable[[dict[str, Any]], None]
 
 
 class DFCNet(nn.Module):
@@ -311,6 +311,11 @@ class DFC:
     1.3 GB (process RSS, CPU), where a whole-image pass would need tens of GB.
     """
 
+    deterministic: ClassVar[bool] = False
+    binary: ClassVar[bool] = True
+    scribbles: ClassVar[bool] = True
+    learned: ClassVar[bool] = True
+
     channels: int = 32
     layers: int = 2
     iterations: int = 200
@@ -338,10 +343,10 @@ class DFC:
         check_range(self.prior_keep, "prior_keep", 0, 1)
 
     def segment(self, images: torch.Tensor, *, prior: torch.Tensor | None = None,
-                generator: torch.Generator | None = None, scribbles: torch.Tensor | None = None,
-                progress: Progress | None = None) -> Segmentation:
+                generator: torch.Generator | None = None, labels: torch.Tensor | None = None,
+                progress: Progress | None = None, scribbles: torch.Tensor | None = None) -> Segmentation:
         """:func:`dfc` with these settings (``scribbles``: optional ``(N, H, W)`` 0/1/255 user scribbles;
-        ``progress``: called after every update, see :func:`dfc`)."""
+        ``progress``: called after every update, see :func:`dfc`; ``labels`` are not used)."""
         return dfc(images, scribbles=scribbles, prior=prior, channels=self.channels, layers=self.layers,
                    iterations=self.iterations, min_labels=self.min_labels, lr=self.lr, momentum=self.momentum,
                    continuity=self.continuity, scribble_continuity=self.scribble_continuity,

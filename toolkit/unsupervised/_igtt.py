@@ -102,9 +102,8 @@ from __future__ import annotations
 import math
 import time
 import warnings
-from collections.abc import Callable
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any, ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
@@ -113,11 +112,15 @@ from kornia.filters import gaussian_blur2d
 from .. import __version__
 from .._check import check_in, check_int, check_labels, check_range, check_shape
 from .._fs import atomic_path
+from .._types import Progress
 from ..device import make_generator, resolve_device
+from ..engine import predict
 from ..errors import DataError, DTypeError, FileMissingError, FileReadError, MstoolWarning, ParameterError, ShapeError
 from ..labels import apply_spec, parse_spec, skeletonize
 from ..losses import bce_loss, soft_iou_loss
 from ..metastructure import EMS_DEFAULT
+from ..models import build_model
+from ..models import model_options as network_options  # `model_options` names a setting in this module
 from ._base import METHODS, Segmentation, check_images_and_prior
 from ._classical import FOREGROUND_RULES, otsu_thresholds, resolve_foreground
 
@@ -157,7 +160,6 @@ _FORMAT_VERSION = 1
 _DMI_EPS = 1e-6  # as in mstool.losses.dmi_loss
 _CHUNK = 1 << 24  # candidate pixels per chunk when the densities of candidates are needed
 
-Progress = Callable[[dict[str, Any]], None]
 
 
 # ------------------------------------------------------------------------------------------------------------
@@ -602,9 +604,10 @@ class IGTT:
     ``segment`` trains one fresh U-Net on the batch it segments (the paper's transductive setting): a
     label-free bootstrap gives the first targets, then every round trains ``steps`` steps, predicts, selects
     one candidate mask per image (:func:`select_candidate`), fixes polarity and extracts the next targets. The
-    result is the last round's selection. The trained network stays in ``model``; :meth:`save` writes it, and an
-    instance from :meth:`load` segments new images with it without training (predict, then select with the same
-    rule). The module docstring lists what differs from the paper's loop and why; ``selection="dmi"``,
+    result is the last round's selection. The trained network comes back in the result's ``trained``: a new
+    instance holding it, which :meth:`save` writes and whose ``segment`` predicts new images without training
+    (predict, then select with the same rule), as does an instance from :meth:`load`. The instance that trained
+    it is never changed. The module docstring lists what differs from the paper's loop and why; ``selection="dmi"``,
     ``loss="dmi+iou"``, ``ems="paper"``, ``bootstrap="blank"``, ``schedule="constant"`` give the paper's.
 
     The defaults are quick settings for the CPU (U-Net base 16, depth 3, 64 x 64 crops, 8 rounds of 40 Adam
@@ -667,7 +670,14 @@ class IGTT:
         >>> out = method.segment(x, generator=torch.Generator().manual_seed(0))
         >>> out.masks.shape, len(out.info["rounds"]), out.info["ems"]
         (torch.Size([2, 32, 32]), 2, 'skeleton+shift:1+sample:0.1')
+        >>> out.trained.pretrained, method.trained  # the network is in the result; the method is unchanged
+        (True, False)
     """
+
+    deterministic: ClassVar[bool] = False
+    binary: ClassVar[bool] = True
+    scribbles: ClassVar[bool] = False
+    learned: ClassVar[bool] = True
 
     def __init__(
         self,
@@ -730,12 +740,10 @@ class IGTT:
         self.foreground = check_in(foreground, "foreground", FOREGROUND_RULES)
         self.jitter = check_range(jitter, "jitter", 0, 1, high_open=True)
         self.prior_gate = check_range(prior_gate, "prior_gate", 0, 0.5)
-        from ..models import model_options
-
-        unknown = sorted(set(self.model_options) - set(model_options("unet")))
+        unknown = sorted(set(self.model_options) - set(network_options("unet")))
         if unknown:  # fail here, not when segment() starts (values are checked when the network is built)
             raise ParameterError(f"`model_options` has unknown option(s) {', '.join(unknown)}; the U-Net takes "
-                                 f"{', '.join(model_options('unet'))}")
+                                 f"{', '.join(network_options('unet'))}")
         self.model: torch.nn.Module | None = None
         self.in_channels: int | None = None
         self.pretrained = False
@@ -744,8 +752,8 @@ class IGTT:
 
     @property
     def trained(self) -> bool:
-        """Whether the instance holds a network (from its last :meth:`segment` call, or loaded): what
-        :meth:`save` writes. A call on constant images only trains nothing."""
+        """Whether the instance holds a network (it is a segmentation's ``trained``, or loaded): what
+        :meth:`save` writes."""
         return self.model is not None
 
     # -------------------------------------------------------------------------------------------- settings
@@ -822,9 +830,7 @@ class IGTT:
                           "their masks are empty", MstoolWarning, stacklevel=2)
         info: dict[str, Any] = {"method": "igtt", "settings": self.settings(),
                                 "constant_images": constant.nonzero().flatten().tolist(), "rounds": []}
-        if n == 0 or bool(constant.all()):
-            if not self.pretrained:  # nothing was trained on these images: no network of another call is theirs
-                self.model = None
+        if n == 0 or bool(constant.all()):  # nothing to train on: no network comes back
             info.update(ems=self.ems_chosen or "none", object_width=None, bootstrap=None, loss=None, thresholds=[],
                         inverted=[], threshold=None, seconds=time.perf_counter() - start)
             return Segmentation(torch.zeros(n, h, w, dtype=torch.long, device=images.device),
@@ -837,9 +843,17 @@ class IGTT:
                         foreground=self.side or "minority", foreground_rule="trained")
             return self._result(probs, sel, info, start)
 
-        g = generator if generator is not None else make_generator(None)
-        from ..models import build_model
+        # the trained state goes to a new instance, so this one can serve any number of calls, even at once
+        fitted = IGTT(**self.settings())
+        return fitted._fit(images, prior, constant, labels, generator, emit, info, start)
 
+    def _fit(self, images: torch.Tensor, prior: torch.Tensor | None, constant: torch.Tensor,
+             labels: torch.Tensor | None, generator: torch.Generator | None, emit: Progress,
+             info: dict[str, Any], start: float) -> Segmentation:
+        """Train this fresh instance's network on ``images`` round by round; the result's ``trained`` is the
+        instance, now holding the network."""
+        c = images.shape[1]
+        g = generator if generator is not None else make_generator(None)
         self.side, why = resolve_foreground(images[~constant], self.foreground)
         info.update(why)
         images = self._oriented(images)  # from here on the foreground is bright, whichever side it was
@@ -867,7 +881,10 @@ class IGTT:
             emit({"event": "round", "rounds": self.rounds, **entry})
             if r + 1 < self.rounds:
                 targets = self._extract(sel.masks, spec, g, prior)
-        return self._result(probs, sel, info, start)
+        self.pretrained = True
+        result = self._result(probs, sel, info, start)
+        result.trained = self
+        return result
 
     # ---------------------------------------------------------------------------------------- the steps
     def _choose_ems(self, images: torch.Tensor, constant: torch.Tensor) -> tuple[str | None, float | None]:
@@ -965,8 +982,6 @@ class IGTT:
         return total / self.steps
 
     def _predict(self, images: torch.Tensor) -> torch.Tensor:
-        from ..engine import predict
-
         # an image that fits in one tile is predicted whole: the same batches, and so the same bits, as untiled
         return predict(self.model, images, batch_size=self.batch_size,
                        tile=self.tile if self._tiled(images) else None).clone()
@@ -1013,7 +1028,8 @@ class IGTT:
             ParameterError: nothing to save yet (call :meth:`segment` first).
         """
         if self.model is None:
-            raise ParameterError("`save` needs a trained network: call segment() first")
+            raise ParameterError("`save` needs a trained network: save the `trained` of a segment() result, or "
+                                 "an instance from IGTT.load")
         path = Path(path)
         blob = {
             "format": _FORMAT,
@@ -1049,8 +1065,6 @@ class IGTT:
             raise FileReadError(f"{path}: not an iGTT model written by mstool (format "
                                 f"{blob.get('format') if isinstance(blob, dict) else type(blob).__name__!r})")
         method = cls(**blob["settings"])
-        from ..models import build_model
-
         model = build_model("unet", in_channels=int(blob["in_channels"]), num_classes=1,
                             options=method.model_options)
         model.load_state_dict(blob["state_dict"])

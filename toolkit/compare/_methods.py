@@ -1,8 +1,7 @@
-"""Unsupervised rows of the comparison suite: methods of :mod:`mstool.unsupervised` evaluated beside the
+"""Unsupervised entries of a comparison suite: methods of :mod:`mstool.unsupervised` evaluated beside the
 supervised cells, with the same test images and metrics, so one report holds the paper's table (supervised U-Net |
-iGTT with EMS | without EMS | DFC | adaptive threshold | Otsu).
-
-Legend: N batch · H, W pixels.
+iGTT with EMS | without EMS | DFC | adaptive threshold | Otsu). This module parses the entries; a cell runs with
+:func:`mstool.runs.segment_cell`.
 
 A method entry is ``NAME[:ITEM,ITEM...]``: ``NAME`` a method of :data:`mstool.unsupervised.METHODS`, each ``ITEM``
 either ``key=value`` (a constructor option, ``-`` read as ``_``: ``prior-weight=2``; a dotted key sets one entry
@@ -23,35 +22,15 @@ run once.
 from __future__ import annotations
 
 import dataclasses
-import inspect
-import json
-import time
-import warnings
-from pathlib import Path
 from typing import Any
 
-import numpy as np
-import torch
+from ..errors import ParameterError
+from ..unsupervised import METHODS, build_method, parse_bootstrap
 
-from .._fs import atomic_path
-from ..device import make_generator, resolve_device
-from ..errors import DataError, MstoolWarning, ParameterError
-from ._runner import _json_value, cell_record, write_cell_metrics
-
-__all__ = ["MethodSpec", "parse_method_spec", "split_method_list", "DETERMINISTIC_METHODS", "run_unsupervised_cell",
-           "UNSUPERVISED_PREFIX"]
-
-DETERMINISTIC_METHODS = ("otsu", "multiotsu", "local")
-"""Methods without random draws: one cell each, whatever the seeds."""
+__all__ = ["MethodSpec", "parse_method_spec", "split_method_list", "nest_options", "UNSUPERVISED_PREFIX"]
 
 UNSUPERVISED_PREFIX = "unsup-"
 """Cell ids of unsupervised rows start with this (``unsup-igtt-no-ems__seed0``)."""
-
-# A pixel-level window: DFC turns the prior into pseudo-scribbles pixel by pixel, and a wide window marks the
-# background beside dense tubules as foreground (synth:er, 5 test images, seed 0: DFC 0.695 without a prior, 0.661
-# with a bandwidth-5 prior, 0.768 with bandwidth 1); for iGTT the difference stayed within its seed spread.
-_BOOTSTRAP_BANDWIDTH = 1
-
 
 @dataclasses.dataclass(frozen=True)
 class MethodSpec:
@@ -63,8 +42,10 @@ class MethodSpec:
 
     @property
     def deterministic(self) -> bool:
-        return self.name in DETERMINISTIC_METHODS and all(
-            m in DETERMINISTIC_METHODS for m in ([] if self.prior is None else self.prior.split("+")))
+        """Whether the entry has no random draws (its method and its prior's methods are deterministic, as their
+        registry entries say): a comparison runs it once, whatever the seeds."""
+        used = [self.name] + ([] if self.prior is None else self.prior.split("+"))
+        return all(METHODS.get(name).deterministic for name in used)
 
     def __str__(self) -> str:
         items = [] if self.prior is None else [f"prior={self.prior}"]
@@ -106,8 +87,6 @@ def parse_method_spec(text: str) -> MethodSpec:
         >>> parse_method_spec("dfc:prior=local").prior
         'local'
     """
-    from ..unsupervised import METHODS, build_method, parse_bootstrap
-
     if not isinstance(text, str) or not text.strip():
         raise ParameterError(f"an unsupervised method entry must be NAME[:OPTIONS]; got {text!r}")
     name, _, rest = text.strip().partition(":")
@@ -132,7 +111,7 @@ def parse_method_spec(text: str) -> MethodSpec:
         if not eq:
             flags.append(item)
     try:
-        build_method(name, _nest(options))  # a bad option fails now, naming the method, not when the cell runs
+        build_method(name, nest_options(options))  # a bad option fails now, naming the method, not in its cell
     except ParameterError as exc:
         if not flags:
             raise
@@ -141,7 +120,7 @@ def parse_method_spec(text: str) -> MethodSpec:
     return MethodSpec(name, tuple(sorted(options.items())), prior)
 
 
-def _nest(options: dict[str, Any]) -> dict[str, Any]:
+def nest_options(options: dict[str, Any]) -> dict[str, Any]:
     """``{"model_options.base": 4}`` -> ``{"model_options": {"base": 4}}``."""
     out: dict[str, Any] = {}
     for key, value in options.items():
@@ -164,8 +143,6 @@ def split_method_list(values: str | list[str] | tuple[str, ...]) -> list[str]:
         >>> split_method_list("otsu,local,igtt:no-ems,rounds=4,igtt:prior=otsu,dfc")
         ['otsu', 'local', 'igtt:no-ems,rounds=4', 'igtt:prior=otsu', 'dfc']
     """
-    from ..unsupervised import METHODS
-
     names = set(METHODS.names())
     out: list[str] = []
     for value in [values] if isinstance(values, str) else list(values):
@@ -177,81 +154,3 @@ def split_method_list(values: str | list[str] | tuple[str, ...]) -> list[str]:
             else:
                 out[-1] += ("," if ":" in out[-1] else ":") + piece
     return out
-
-
-def _accepts(function: Any, name: str) -> bool:
-    return name in inspect.signature(function).parameters
-
-
-def run_unsupervised_cell(config, cell, run_dir: str | Path, data, *, device: str | torch.device = "cpu",
-                          progress=None, examples: int = 3) -> dict[str, Any]:
-    """Segment the test images of ``data`` with the cell's method, evaluate, write ``cells/<id>/metrics.json``.
-
-    Binary data only: the methods' cluster-to-class rules are label-free and binary (a multi-class suite has no
-    label-free way to name the clusters). A multi-class method (``multiotsu``) is read as binary by the same kind
-    of rule: its brightest class is the foreground.
-
-    Raises:
-        DataError: a multi-class suite.
-    """
-    from ..metrics import binary_report, evaluate_binary
-    from ..unsupervised import bootstrap_prior, build_method
-
-    if data.num_classes != 2:
-        raise DataError(f"unsupervised rows need binary data; this suite has {data.num_classes} classes")
-    run_dir = Path(run_dir)
-    cell_dir = run_dir / "cells" / cell.id
-    cell_dir.mkdir(parents=True, exist_ok=True)
-    dev = resolve_device(device)
-    spec = parse_method_spec(cell.spec)
-    images, labels = data.test_images.to(dev), data.test_labels.to(dev)
-    g = make_generator(cell.seed)
-    started = time.perf_counter()
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", MstoolWarning)
-        prior = None
-        if spec.prior is not None:
-            side = dict(spec.options).get("foreground", "auto")
-            prior = bootstrap_prior(images, data.test_names, spec.prior, foreground=side,
-                                    bandwidth=_BOOTSTRAP_BANDWIDTH, generator=g).foreground()
-        method = build_method(spec.name, _nest(dict(spec.options)), device=dev)
-        kwargs: dict[str, Any] = {}
-        if _accepts(method.segment, "labels"):
-            kwargs["labels"] = labels  # logged per round, never used for a choice
-        if progress is not None and _accepts(method.segment, "progress"):
-            kwargs["progress"] = progress
-        result = method.segment(images, prior=prior, generator=g, **kwargs)
-    seconds = time.perf_counter() - started
-    masks, scores = result.masks.to(dev), result.scores.float().to(dev)
-    if scores.shape[1] > 1:  # a multi-class method (multi-Otsu): its brightest class is the foreground, label-free
-        masks, scores = (masks == scores.shape[1] - 1).long(), scores[:, -1:].contiguous()
-    mask_report = binary_report(masks[:, None].float(), labels, threshold=0.5)
-    protocols = evaluate_binary(scores, labels, num_thresholds=config.base_train_config().num_thresholds)
-    oracle = {k: v for k, v in protocols.as_dict().items() if k.startswith("oracle/")}
-    k = min(examples, images.shape[0])
-    with atomic_path(cell_dir / "examples.npz") as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, probs=scores[:k].cpu().numpy().astype(np.float16),
-                                masks=masks[:k].cpu().numpy().astype(np.uint8),
-                                images=data.test_images[:k, 0].float().cpu().numpy().astype(np.float16),
-                                labels=data.test_labels[:k].cpu().numpy().astype(np.uint8),
-                                names=np.array(data.test_names[:k]))
-    info = {key: value for key, value in result.info.items() if key != "settings"}
-    row: dict[str, Any] = {
-        **cell_record(config, cell, dev),
-        "family": "unsupervised",
-        "level": None,
-        "prior": spec.prior,
-        "options": _nest(dict(spec.options)),
-        "seconds": round(seconds, 3),
-        "seconds_per_image": round(seconds / max(1, images.shape[0]), 3),
-        "num_classes": 2,
-        "n_images": int(images.shape[0]),
-        **{f"mask/{key}": _json_value(value) for key, value in mask_report.items()},
-        **{key: _json_value(value) for key, value in oracle.items()},
-        "auc": _json_value(protocols.as_dict().get("oracle/auc")),
-        "method_info": json.loads(json.dumps(info, default=str)),
-        "warnings": [str(w.message) for w in caught],
-    }
-    return write_cell_metrics(cell_dir, row)
-

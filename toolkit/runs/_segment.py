@@ -5,61 +5,32 @@ overlays, ``run.json`` with every setting, and the trained networks (iGTT). The 
 
 from __future__ import annotations
 
-import inspect
-import json
 import math
 import os
 import time
 import warnings
 from collections import defaultdict
-from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
-from .._fs import atomic_dir, atomic_path, check_output_dir
-from .._version import __version__
-from ..device import resolve_device
+from .._fs import atomic_dir, check_output_dir
+from .._types import Progress
+from ..data import collect_images
+from ..device import make_generator, resolve_device
 from ..errors import FileMissingError, MstoolError, MstoolWarning, ParameterError
 from ..io import normalize_image, read_image, write_mask, write_score_map
-from ._base import METHODS
+from ..metastructure import load_prior
+from ..unsupervised import build_method, check_loadable
+from ..viz import plot_label_panel
+from ._records import versions, write_json
 
-__all__ = ["segment_folder", "build_method", "method_options"]
-
-Progress = Callable[[dict[str, Any]], None]
+__all__ = ["segment_folder"]
 
 _OVERLAY_SIDE = 1024  # overlays show at most this many pixels a side: a 4096 x 4096 panel would cost GBs to draw
-
-
-def build_method(name: str, options: dict[str, Any] | None = None, *, checkpoint: str | os.PathLike | None = None,
-                 device: str | torch.device = "cpu"):
-    """An unsupervised method by registry name, with options; ``checkpoint`` loads a trained one (iGTT).
-
-    Raises:
-        ParameterError: an unknown method, or an option the method does not take (the message lists the ones it
-            takes).
-    """
-    cls = METHODS.get(name)
-    if checkpoint is not None:
-        _check_loadable(name)
-        return cls.load(checkpoint, device=device)
-    known = method_options(name)
-    if "foreground" in (options or {}) and "foreground" not in known:
-        raise ParameterError(f"`foreground`: method {name!r} is multi-class (it returns intensity classes, with no "
-                             "foreground side); leave --foreground out or choose a binary method")
-    unknown = sorted(set(options or {}) - set(known))
-    if unknown:
-        raise ParameterError(f"method {name!r} has no option {', '.join(map(repr, unknown))}; its options are: "
-                             f"{', '.join(known) or 'none'}")
-    return cls(**(options or {}))
-
-
-def method_options(name: str) -> list[str]:
-    """The option names an unsupervised method's constructor takes."""
-    params = inspect.signature(METHODS.get(name).__init__).parameters.values()
-    return [p.name for p in params if p.name != "self" and p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)]
 
 
 def segment_folder(
@@ -131,18 +102,57 @@ def segment_folder(
         MstoolWarning: a skipped image, a constant image, a prior with almost no mass, a prior the method
             ignores; each also lands in ``run.json``.
     """
-    from ..data import collect_images
-    from ..device import make_generator
-
     if mask_format not in ("png", "tif"):
         raise ParameterError(f"`mask_format` must be png or tif; got {mask_format!r}")
     inputs = [images, prior, checkpoint]
     check_output_dir(out, overwrite=overwrite, inputs=inputs)
-    entries = collect_images(images, layout=layout, splits=splits)
     dev = resolve_device(device)
+    job = _read_inputs(images, prior, layout=layout, splits=splits, page=page)
+    segmenters, used = _segmenters(method, options, checkpoint, list(job.groups), dev)
     emit = progress if progress is not None else (lambda event: None)
+    generator = make_generator(seed)
+    started = time.perf_counter()
+    with atomic_dir(out, overwrite=overwrite, inputs=inputs, kind="segment") as tmp:
+        emit({"event": "start", "images": len(job.loaded), "groups": len(job.groups)})
+        for size, names in job.groups.items():
+            emit({"event": "group", "size": list(size), "images": len(names)})
+            file = None
+            if save_checkpoint and checkpoint is None:
+                # one network per size group: keep each, not only the last one trained
+                file = "model.pt" if len(job.groups) == 1 else f"model-{size[0]}x{size[1]}.pt"
+            _segment_group(job, tmp, size, names, segmenters[size], generator, dev, progress, model_file=file,
+                           checkpoint=used[size], scores=scores, overlays=overlays, mask_format=mask_format,
+                           title=method)
+        made = versions(dev)
+        run = {"mstool_version": made["mstool_version"], "torch_version": made["torch_version"], "method": method,
+               "options": options or {}, "prior": None if prior is None else str(prior),
+               "checkpoint": None if checkpoint is None else str(checkpoint), "checkpoints": job.saved,
+               "seed": seed, "device": made["device"], "threads": made["threads"], "images": job.per_image,
+               "warnings": list(dict.fromkeys(job.given)), "problems": job.problems,
+               "seconds": round(time.perf_counter() - started, 3)}
+        write_json(tmp / "run.json", run)
+    return run
+
+
+@dataclass
+class _Job:
+    """The inputs of a segmentation, read and checked, and what the groups have produced so far."""
+
+    loaded: dict[str, tuple[Path, np.ndarray]]
+    groups: dict[tuple[int, int], list[str]]
+    density: dict[str, torch.Tensor] | None
+    problems: list[str]
+    given: list[str]  # every warning, for run.json
+    per_image: dict[str, Any] = field(default_factory=dict)
+    saved: dict[str, str] = field(default_factory=dict)
+
+
+def _read_inputs(images: str | os.PathLike, prior: str | os.PathLike | None, *, layout: str,
+                 splits: tuple[str, ...] | None, page: int | None) -> _Job:
+    """Read every image (skipping, with a warning, those that cannot be read), match the prior to them and group
+    them by size."""
+    entries = collect_images(images, layout=layout, splits=splits)
     problems: list[str] = []
-    given: list[str] = []  # every warning, for run.json
     loaded: dict[str, tuple[Path, np.ndarray]] = {}
     for entry in entries:
         try:
@@ -151,11 +161,9 @@ def segment_folder(
             problems.append(str(exc))
     if not loaded:
         raise ParameterError(f"{images}: no readable image; {'; '.join(problems)}")
-    given.extend(_warn(f"skipped {problem}") for problem in problems)
+    given = [_warn(f"skipped {problem}") for problem in problems]
     density = None
     if prior is not None:
-        from ..metastructure import load_prior
-
         # match() returns the entries in the images' order, and fails naming the images it cannot match
         matched = load_prior(prior).match(list(loaded), [a.shape[:2] for _, a in loaded.values()]).foreground()
         density = {name: matched[i] for i, name in enumerate(loaded)}
@@ -163,88 +171,68 @@ def segment_folder(
     groups: dict[tuple[int, int], list[str]] = defaultdict(list)
     for name, (_, array) in loaded.items():
         groups[array.shape[:2]].append(name)
+    return _Job(loaded, dict(groups), density, problems, given)
+
+
+def _segmenters(method: str, options: dict[str, Any] | None, checkpoint: str | os.PathLike | None,
+                sizes: list[tuple[int, int]], device: torch.device) -> tuple[dict, dict]:
+    """The method for each size group (one instance serves all: a trained network comes back in each group's
+    result), or the trained ones a checkpoint holds; and the model file each group uses (``None``: trained here)."""
     if checkpoint is None:
-        models = {size: build_method(method, options, device=dev) for size in groups}
-        used = dict.fromkeys(groups)
-    else:
-        _check_loadable(method)
-        used = _checkpoint_files(checkpoint, list(groups))
-        cache = {path: build_method(method, options, checkpoint=path, device=dev) for path in set(used.values())}
-        models = {size: cache[used[size]] for size in groups}
-    saving = save_checkpoint and checkpoint is None
-    saved: dict[str, str] = {}
-    generator = make_generator(seed)
-    per_image: dict[str, Any] = {}
-    started = time.perf_counter()
-    with atomic_dir(out, overwrite=overwrite, inputs=inputs, kind="segment") as tmp:
-        emit({"event": "start", "images": len(loaded), "groups": len(groups)})
-        for size, names in groups.items():
-            emit({"event": "group", "size": list(size), "images": len(names)})
-            model = models[size]
-            extra = {}
-            if progress is not None and "progress" in inspect.signature(model.segment).parameters:
-                extra["progress"] = lambda event, size=list(size): progress({**event, "size": size})
-            with warnings.catch_warnings(record=True) as caught:
-                warnings.simplefilter("always", MstoolWarning)
-                batch = torch.stack([normalize_image(loaded[n][1], channels=1, name=str(loaded[n][0]))
-                                     for n in names]).to(dev)
-                fg = None if density is None else torch.stack([density[n] for n in names]).to(dev)
-                result = model.segment(batch, prior=fg, generator=generator, **extra)
-            notes = [str(w.message) for w in caught]
-            for w in caught:  # recorded for run.json, then passed on to the caller (the CLI prints them)
-                warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
-            given.extend(notes)
-            if saving and getattr(model, "trained", False):
-                # one network per size group: keep each, not only the last one trained
-                file = "model.pt" if len(groups) == 1 else f"model-{size[0]}x{size[1]}.pt"
-                model.save(tmp / file)
-                saved[f"{size[0]}x{size[1]}"] = file
-            for i, name in enumerate(names):
-                mask = result.masks[i].cpu().numpy()
-                write_mask(tmp / "masks" / f"{name}.{mask_format}", mask)
-                if scores:
-                    write_score_map(tmp / "scores" / f"{name}.tif", result.scores[i].float().cpu())
-                if overlays:
-                    _overlay(tmp / "overlays" / f"{name}.png", loaded[name][1], mask,
-                             None if fg is None else fg[i, 0].cpu().numpy(), f"{name}: {method}")
-                per_image[name] = {"file": str(loaded[name][0]), "size": list(size),
-                                   "foreground_fraction": float((mask > 0).mean()),
-                                   "checkpoint": saved.get(f"{size[0]}x{size[1]}",
-                                                           None if used[size] is None else str(used[size])),
-                                   "warnings": notes}
-                emit({"event": "image", "name": name})
-            per_image_info = {k: v for k, v in result.info.items() if k != "rounds"}
-            for name in names:
-                per_image[name]["method_info"] = per_image_info
-            if "rounds" in result.info:
-                per_image[names[0]]["rounds"] = result.info["rounds"]
-        run = {
-            "mstool_version": __version__,
-            "torch_version": torch.__version__,
-            "method": method,
-            "options": options or {},
-            "prior": None if prior is None else str(prior),
-            "checkpoint": None if checkpoint is None else str(checkpoint),
-            "checkpoints": saved,
-            "seed": seed,
-            "device": str(dev),
-            "threads": torch.get_num_threads(),
-            "images": per_image,
-            "warnings": list(dict.fromkeys(given)),
-            "problems": problems,
-            "seconds": round(time.perf_counter() - started, 3),
-        }
-        with atomic_path(tmp / "run.json") as path:
-            path.write_text(json.dumps(run, indent=1, default=str) + "\n")
-    return run
+        segmenter = build_method(method, options, device=device)
+        return dict.fromkeys(sizes, segmenter), dict.fromkeys(sizes)
+    check_loadable(method)
+    used = _checkpoint_files(checkpoint, sizes)
+    cache = {path: build_method(method, options, checkpoint=path, device=device) for path in set(used.values())}
+    return {size: cache[used[size]] for size in sizes}, used
+
+
+def _segment_group(job: _Job, out: Path, size: tuple[int, int], names: list[str], segmenter: Any,
+                   generator: torch.Generator, device: torch.device, progress: Progress | None, *,
+                   model_file: str | None, checkpoint: Path | None, scores: bool, overlays: bool, mask_format: str,
+                   title: str) -> None:
+    """Segment the images of one size together, and write their masks, score maps, overlays and network."""
+    forward = None if progress is None else (lambda event, size=list(size): progress({**event, "size": size}))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MstoolWarning)
+        batch = torch.stack([normalize_image(job.loaded[n][1], channels=1, name=str(job.loaded[n][0]))
+                             for n in names]).to(device)
+        fg = None if job.density is None else torch.stack([job.density[n] for n in names]).to(device)
+        result = segmenter.segment(batch, prior=fg, generator=generator, progress=forward)
+    notes = [str(w.message) for w in caught]
+    for w in caught:  # recorded for run.json, then passed on to the caller (the CLI prints them)
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    job.given.extend(notes)
+    key = f"{size[0]}x{size[1]}"
+    if model_file is not None and result.trained is not None:
+        result.trained.save(out / model_file)
+        job.saved[key] = model_file
+    info = {k: v for k, v in result.info.items() if k != "rounds"}
+    for i, name in enumerate(names):
+        mask = result.masks[i].cpu().numpy()
+        write_mask(out / "masks" / f"{name}.{mask_format}", mask)
+        if scores:
+            write_score_map(out / "scores" / f"{name}.tif", result.scores[i].float().cpu())
+        if overlays:
+            _overlay(out / "overlays" / f"{name}.png", job.loaded[name][1], mask,
+                     None if fg is None else fg[i, 0].cpu().numpy(), f"{name}: {title}")
+        job.per_image[name] = {"file": str(job.loaded[name][0]), "size": list(size),
+                               "foreground_fraction": float((mask > 0).mean()),
+                               "checkpoint": job.saved.get(key, None if checkpoint is None else str(checkpoint)),
+                               "warnings": notes, "method_info": info}
+        if progress is not None:
+            progress({"event": "image", "name": name})
+    if "rounds" in result.info:
+        job.per_image[names[0]]["rounds"] = result.info["rounds"]
 
 
 _LIGHT_PRIOR = 1e-3
 """A prior entry whose foreground density averages below this carries almost no foreground."""
 
 
-def _warn(message: str) -> str:
-    warnings.warn(message, MstoolWarning, stacklevel=3)
+def _warn(message: str, stacklevel: int = 4) -> str:
+    """Warn (pointing at the caller of :func:`segment_folder`) and return the message, for ``run.json``."""
+    warnings.warn(message, MstoolWarning, stacklevel=stacklevel)
     return message
 
 
@@ -253,14 +241,9 @@ def _check_mass(prior: str | os.PathLike, density: dict[str, torch.Tensor]) -> l
     light = [name for name, d in density.items() if float(d.float().mean()) < _LIGHT_PRIOR]
     if not light:
         return []
-    return [_warn(f"prior {prior}: the foreground density of {len(light)} of {len(density)} entries (e.g. "
-                  f"{light[0]!r}) averages below {_LIGHT_PRIOR:g}, almost no mass; the methods that read a prior "
-                  "will find (almost) no foreground there. Was it made from empty masks?")]
-
-
-def _check_loadable(name: str) -> None:
-    if not hasattr(METHODS.get(name), "load"):
-        raise ParameterError(f"method {name!r} has no trained state to load; --checkpoint is for igtt")
+    return [_warn(stacklevel=5, message=f"prior {prior}: the foreground density of {len(light)} of {len(density)} "
+                  f"entries (e.g. {light[0]!r}) averages below {_LIGHT_PRIOR:g}, almost no mass; the methods that "
+                  "read a prior will find (almost) no foreground there. Was it made from empty masks?")]
 
 
 def _checkpoint_files(checkpoint: str | os.PathLike,
@@ -285,8 +268,6 @@ def _checkpoint_files(checkpoint: str | os.PathLike,
 
 
 def _overlay(path: Path, image: np.ndarray, mask: np.ndarray, prior: np.ndarray | None, title: str) -> None:
-    from ..viz import plot_label_panel
-
     step = max(1, math.ceil(max(mask.shape) / _OVERLAY_SIDE))
     image, mask = image[::step, ::step], mask[::step, ::step]
     prior = None if prior is None else prior[::step, ::step]

@@ -8,7 +8,10 @@ from mstool.device import make_generator
 from mstool.errors import DataError, FileMissingError, OutputError, OutputExistsError, ParameterError
 from mstool.io import read_mask, write_image
 from mstool.metastructure import Prior, save_prior
-from mstool.unsupervised import METHODS, build_method, segment_folder
+from mstool.runs import segment_folder
+from mstool.unsupervised import METHODS, build_method
+
+from ..pictures import assert_picture_has_content
 
 
 @pytest.fixture(scope="module")
@@ -32,7 +35,8 @@ def test_segment_folder_writes_masks_overlays_and_run_json(folder, tmp_path):
     assert mask.shape == (48, 48)
     dice = 2 * (mask * labels[1].numpy()).sum() / (mask.sum() + labels[1].numpy().sum())
     assert dice > 0.7
-    assert (tmp_path / "out" / "scores" / "n1.tif").exists() and (tmp_path / "out" / "overlays" / "n1.png").exists()
+    assert (tmp_path / "out" / "scores" / "n1.tif").exists()
+    assert_picture_has_content(tmp_path / "out" / "overlays" / "n1.png")
     stored = json.loads((tmp_path / "out" / "run.json").read_text())
     assert stored["method"] == "otsu" and stored["mstool_version"]
 
@@ -80,7 +84,7 @@ def test_segment_folder_errors(folder, tmp_path):
     with pytest.raises(OutputError, match="not written by mstool"):
         segment_folder(root, tmp_path / "o2", method="otsu", overwrite=True)
     segment_folder(root, tmp_path / "o3", method="otsu")
-    with pytest.raises(OutputExistsError):
+    with pytest.raises(OutputExistsError, match=r"output folder exists and is not empty \(pass --overwrite"):
         segment_folder(root, tmp_path / "o3", method="otsu")
     for out in (root, root / "sub", root.parent):  # is, lies inside, contains the images
         with pytest.raises(OutputError, match="the input"):
@@ -154,11 +158,11 @@ def test_single_size_saves_model_pt_and_folder_checkpoint_errors(folder, two_siz
 
 
 def test_large_overlay_is_drawn_small(tmp_path, monkeypatch):
-    import mstool.viz
-    from mstool.unsupervised._folder import _overlay
+    import mstool.runs._segment as segment_module
+    from mstool.runs._segment import _overlay
 
     drawn = []
-    monkeypatch.setattr(mstool.viz, "plot_label_panel", lambda path, columns, **kw: drawn.extend(columns))
+    monkeypatch.setattr(segment_module, "plot_label_panel", lambda path, columns, **kw: drawn.extend(columns))
     _overlay(tmp_path / "o.png", np.zeros((2100, 40), np.uint16), np.zeros((2100, 40), np.int64),
              np.zeros((2100, 40), np.float32), "big")
     assert [array.shape for _, array, _ in drawn] == [(700, 14)] * 3  # every third pixel: at most 1024 a side

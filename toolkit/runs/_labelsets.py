@@ -1,60 +1,33 @@
-"""Label sets on disk: make noisy copies, analyse them against the clean set, estimate and draw density priors.
+"""Label sets on disk: make noisy copies with the label zoo, analyse them against the clean set, and audit them
+before training. The library functions behind ``mstool labels make|analyze|audit``.
 
-These are the library functions behind ``mstool labels make|analyze`` and ``mstool prior estimate|show``. A label
-set is a dataset folder (any layout) or a plain folder of masks; a noisy copy mirrors its clean set file for file.
+A label set is a dataset folder (any layout) or a plain folder of masks; a noisy copy mirrors its clean set file
+for file.
 """
 
 from __future__ import annotations
 
-import json
 import math
 import os
 from collections import defaultdict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from ._fs import atomic_dir, atomic_path, check_output_dir, check_output_file
-from ._version import __version__
-from .data import discover_layout
-from .data._collect import MaskEntry, collect_images, collect_masks, find_counterparts, read_label_set, stack_labels
-from .device import make_generator
-from .errors import DataError, LayoutError, ParameterError
-from .io import find_images, read_image, read_mask, write_mask
-from .labels import MIN_SIGNAL, apply_spec, label_info, parse_spec
-from .metastructure import (
-    ExpectedSimilarity,
-    Prior,
-    density,
-    estimate_prior,
-    expected_density,
-    expected_similarity,
-    load_prior,
-    meta_similarity,
-)
+from .._fs import atomic_dir, check_output_dir, check_output_file
+from .._version import __version__
+from ..data import MaskEntry, collect_masks, find_counterparts, read_label_set, stack_labels
+from ..device import make_generator
+from ..errors import DataError, LayoutError, ParameterError
+from ..io import read_mask, write_mask
+from ..labels import MIN_SIGNAL, apply_spec, count_classes, label_info, parse_spec
+from ..metastructure import ExpectedSimilarity, density, expected_density, expected_similarity, meta_similarity
+from ..viz import plot_label_panel
+from ._records import write_json
 
-__all__ = [
-    "make_label_set",
-    "analyze_label_sets",
-    "LabelSetReport",
-    "audit_label_sets",
-    "LabelAudit",
-    "VERDICTS",
-    "estimate_prior_from_labels",
-    "estimate_prior_from_images",
-    "show_prior",
-]
-
-
-PICTURE_SUFFIXES = (".png", ".pdf", ".svg")
-"""Files a drawing may be written to."""
-
-
-def _num_classes(labels: torch.Tensor) -> int:
-    valid = labels[labels != 255]
-    return max(int(valid.max()) + 1 if valid.numel() else 2, 2)
+__all__ = ["make_label_set", "analyze_label_sets", "LabelSetReport", "audit_label_sets", "LabelAudit", "VERDICTS"]
 
 
 def make_label_set(
@@ -97,7 +70,7 @@ def make_label_set(
     check_output_dir(out, overwrite=overwrite, inputs=[clean])
     entries, mode = collect_masks(clean, layout=layout, splits=splits, mask_suffix=mask_suffix)
     labels_np = read_label_set(entries, mode=mask_mode or mode)
-    num_classes = max(_num_classes(torch.from_numpy(a)) for a in labels_np)
+    num_classes = max(count_classes(torch.from_numpy(a)) for a in labels_np)
     groups: dict[tuple[int, int], list[int]] = defaultdict(list)
     for i, a in enumerate(labels_np):
         groups[a.shape].append(i)
@@ -116,7 +89,7 @@ def make_label_set(
             "num_classes": num_classes,
             "mstool_version": __version__,
         }
-        (tmp / "noise.json").write_text(json.dumps(meta, indent=2) + "\n")
+        write_json(tmp / "noise.json", meta, indent=2)
     return meta
 
 
@@ -142,6 +115,8 @@ def analyze_label_sets(
     mask_mode: str | None = None,
     distance: int = 2,
     bandwidths: tuple[float, ...] = (2, 4, 8),
+    json_path: str | os.PathLike | None = None,
+    overwrite: bool = False,
     device: str | torch.device = "cpu",
 ) -> list[LabelSetReport]:
     """Compare noisy label sets with their clean set: NTM, rank, det, MI, boundary fraction, meta-structure
@@ -156,12 +131,16 @@ def analyze_label_sets(
             masks, ``auto`` for the noisy ones).
         distance: boundary band half-width for the boundary fraction (chessboard pixels).
         bandwidths: box-window half-widths of the meta-structure similarity.
+        json_path: also write every statistic to this ``.json`` file (checked before any work).
+        overwrite: replace an existing ``json_path``.
 
     Returns:
         One report per noisy set, in the order given.
     """
     if not noisy:
         raise ParameterError("`noisy` must name at least one label set")
+    if json_path is not None:
+        check_output_file(json_path, overwrite=overwrite, inputs=[clean, *noisy], suffixes=(".json",))
     entries, mode = collect_masks(clean, layout=layout, splits=splits, mask_suffix=mask_suffix)
     clean_labels, sizes = stack_labels(read_label_set(entries, mode=mask_mode or mode))
     clean_labels = clean_labels.to(device)
@@ -173,13 +152,15 @@ def analyze_label_sets(
             if a != b:
                 raise DataError(f"{p}: noisy mask is {b[0]} x {b[1]} but the clean mask {e.path} is {a[0]} x {a[1]}")
         noisy_labels = noisy_labels.to(device)
-        k = max(_num_classes(clean_labels), _num_classes(noisy_labels))
+        k = max(count_classes(clean_labels), count_classes(noisy_labels))
         expected = expected_similarity(clean_labels, noisy_labels, k, bootstrap=0)
         info = label_info(clean_labels, noisy_labels, k, distance=distance, expected_score=expected.score,
                           expected_signal=expected.signal).as_dict()
         info["expected_score"] = _finite(expected.score)
         sim = meta_similarity(clean_labels, noisy_labels, k, bandwidths=bandwidths).mean()
         reports.append(LabelSetReport(str(root), info, {key: _finite(v) for key, v in sim.items()}))
+    if json_path is not None:
+        write_json(json_path, [r.as_dict() for r in reports], indent=2)
     return reports
 
 
@@ -233,6 +214,7 @@ def audit_label_sets(
     bootstrap: int = 1000,
     seed: int = 0,
     pictures: str | os.PathLike | None = None,
+    json_path: str | os.PathLike | None = None,
     overwrite: bool = False,
     device: str | torch.device = "cpu",
 ) -> list[LabelAudit]:
@@ -250,7 +232,8 @@ def audit_label_sets(
         seed: seed of the resamples.
         pictures: a folder to draw one picture per noisy set into (clean density | one noisy draw | the
             expected-density estimate | its difference from the clean density, rescaled), or ``None``.
-        overwrite: replace a pictures folder mstool wrote.
+        json_path: also write every statistic to this ``.json`` file (checked before any work).
+        overwrite: replace a pictures folder mstool wrote, and an existing ``json_path``.
         device: where the statistics are computed.
 
     Returns:
@@ -264,28 +247,17 @@ def audit_label_sets(
         raise ParameterError("`noisy` must name at least one label set")
     if pictures is not None:
         check_output_dir(pictures, overwrite=overwrite, inputs=[clean, *noisy])
+    if json_path is not None:
+        check_output_file(json_path, overwrite=overwrite, inputs=[clean, *noisy], suffixes=(".json",))
     entries, mode = collect_masks(clean, layout=layout, splits=splits, mask_suffix=mask_suffix)
     clean_arrays = read_label_set(entries, mode=mask_mode or mode)
-    pairs = []
-    for root in noisy:
-        paths = find_counterparts(entries, root, allow_missing=True)
-        used = [(e, a, p) for e, a, p in zip(entries, clean_arrays, paths) if p is not None]
-        if not used:
-            raise LayoutError(f"{root}: no mask shares a name with the clean labels in {clean} "
-                              f"(the first clean mask is {entries[0].rel})")
-        noisy_arrays = [read_mask(p, mode="auto") for _, _, p in used]
-        wrong = [(p, b.shape, e.path, a.shape) for (e, a, p), b in zip(used, noisy_arrays) if a.shape != b.shape]
-        if wrong:
-            p, b, c, a = wrong[0]
-            more = f" ({len(wrong) - 1} more masks differ)" if len(wrong) > 1 else ""
-            raise DataError(f"{p}: noisy mask is {b[0]} x {b[1]} but the clean mask {c} is {a[0]} x {a[1]}{more}")
-        pairs.append((root, [a for _, a, _ in used], noisy_arrays, _count_masks(root)))
+    pairs = [_audit_pair(clean, entries, clean_arrays, root) for root in noisy]
     out = []
     drawings = []
     for root, clean_list, noisy_list, available in pairs:
         clean_labels = stack_labels(clean_list)[0].to(device)
         noisy_labels = stack_labels(noisy_list)[0].to(device)
-        k = max(_num_classes(clean_labels), _num_classes(noisy_labels))
+        k = max(count_classes(clean_labels), count_classes(noisy_labels))
         expected = expected_similarity(clean_labels, noisy_labels, k, bandwidth=bandwidth, bootstrap=bootstrap,
                                        generator=make_generator(seed))
         info = label_info(clean_labels, noisy_labels, k, expected_score=expected.score,
@@ -302,14 +274,31 @@ def audit_label_sets(
         if pictures is not None:
             drawings.append((k, _audit_columns(clean_labels, noisy_labels, k, bandwidth, expected)))
     if pictures is not None:
-        from .viz import plot_label_panel
-
         with atomic_dir(pictures, overwrite=overwrite, inputs=[clean, *noisy], kind="audit") as tmp:
             for audit, (k, columns) in zip(out, drawings):
                 plot_label_panel(tmp / f"{_picture_name(audit.name)}.png", columns, num_classes=k,
                                  title=f"{Path(audit.name).name}: {audit.taxonomy}, expected-density score "
                                        f"{audit.expected.score:.3f} (one draw {audit.expected.one_draw:.3f})")
+    if json_path is not None:
+        write_json(json_path, [a.as_dict() for a in out], indent=2)
     return out
+
+
+def _audit_pair(clean: str | os.PathLike, entries: list[MaskEntry], clean_arrays: list[np.ndarray],
+                root: str | os.PathLike) -> tuple:
+    """The masks of one noisy set that have a clean counterpart, with those counterparts, all checked for size."""
+    paths = find_counterparts(entries, root, allow_missing=True)
+    used = [(e, a, p) for e, a, p in zip(entries, clean_arrays, paths) if p is not None]
+    if not used:
+        raise LayoutError(f"{root}: no mask shares a name with the clean labels in {clean} "
+                          f"(the first clean mask is {entries[0].rel})")
+    noisy_arrays = [read_mask(p, mode="auto") for _, _, p in used]
+    wrong = [(p, b.shape, e.path, a.shape) for (e, a, p), b in zip(used, noisy_arrays) if a.shape != b.shape]
+    if wrong:
+        p, b, c, a = wrong[0]
+        more = f" ({len(wrong) - 1} more masks differ)" if len(wrong) > 1 else ""
+        raise DataError(f"{p}: noisy mask is {b[0]} x {b[1]} but the clean mask {c} is {a[0]} x {a[1]}{more}")
+    return root, [a for _, a, _ in used], noisy_arrays, _count_masks(root)
 
 
 def _count_masks(root: str | os.PathLike) -> int:
@@ -345,172 +334,3 @@ def _audit_columns(clean: torch.Tensor, noisy: torch.Tensor, k: int, bandwidth: 
 
 def _finite(v: float) -> float | None:
     return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else float(v)
-
-
-def estimate_prior_from_labels(
-    labels: str | os.PathLike,
-    *,
-    ems: str | None = None,
-    kernel: str = "box",
-    bandwidth: float = 5,
-    seed: int = 0,
-    layout: str = "auto",
-    splits: tuple[str, ...] | None = None,
-    mask_suffix: str = "_masks",
-    mask_mode: str | None = None,
-    device: str | torch.device = "cpu",
-) -> Prior:
-    """Estimate a meta-structure density prior from a folder of (rough, sparse or noisy) labels.
-
-    Args:
-        labels: a label set (dataset folder or mask folder). All masks must have one size (a prior is one
-            ``(N, C, H, W)`` array).
-        ems: a label spec applied before the density, e.g. the paper's EMS ``skeleton+shift:1+sample:0.1``.
-        kernel, bandwidth: the Parzen window (see :func:`mstool.metastructure.density`).
-        seed: seed of the ``ems`` draw.
-        mask_mode: how to read the masks (:func:`mstool.io.read_mask`); ``None``: the layout's default.
-
-    Returns:
-        The prior, named by image (mask suffixes removed), with ``source`` saying where it came from.
-
-    Raises:
-        DataError: masks of several sizes, or a mask whose size differs from its image's.
-    """
-    entries, mode = collect_masks(labels, layout=layout, splits=splits, mask_suffix=mask_suffix)
-    arrays = read_label_set(entries, mode=mask_mode or mode)
-    shapes = sorted({a.shape for a in arrays})
-    if len(shapes) > 1:
-        raise DataError(
-            f"{labels}: a prior needs masks of one size; found {', '.join(f'{h} x {w}' for h, w in shapes)} "
-            "(estimate one prior per size)"
-        )
-    _check_unique_names(entries)
-    batch = torch.from_numpy(np.stack(arrays)).to(device)
-    num_classes = _num_classes(batch)
-    source = f"labels:{Path(labels)}"
-    reference = batch
-    if ems:
-        batch = apply_spec(batch, ems, generator=make_generator(seed), num_classes=num_classes)
-        source += f" ems:{parse_spec(ems)} seed:{seed}"
-    class_names = ("background", "foreground") if num_classes == 2 else tuple(f"class{i}" for i in range(num_classes))
-    # the fractions of the labels before EMS calibrate the prior (Prior.foreground)
-    return estimate_prior(batch, [e.name for e in entries], num_classes=num_classes, class_names=class_names,
-                          kernel=kernel, bandwidth=bandwidth, source=source, reference=reference)
-
-
-def estimate_prior_from_images(
-    images: str | os.PathLike,
-    *,
-    method: str | list[str] = "otsu",
-    options: dict | None = None,
-    ems: str | None = None,
-    kernel: str = "box",
-    bandwidth: float = 5,
-    seed: int = 0,
-    layout: str = "auto",
-    splits: tuple[str, ...] | None = None,
-    page: int | None = None,
-    device: str | torch.device = "cpu",
-) -> Prior:
-    """A bootstrapped prior with no labels at all: segment the images with an unsupervised method (or several, for
-    a consensus prior), optionally pass the masks through a label spec (EMS), and take their density
-    (:func:`mstool.unsupervised.bootstrap_prior`).
-
-    Args:
-        images: images of one size: a folder of images, or a dataset folder (its images, never its masks; see
-            :func:`mstool.data.collect_images`).
-        method: an unsupervised method of :data:`mstool.unsupervised.METHODS` (``otsu``, ``local``, ``dfc`` ...),
-            or several (``"otsu,local,kmeans,dfc"``) for the consensus prior.
-        options: options for every method; ``foreground`` (``auto``, ``bright``, ``dark``) is read here and
-            applied to all of them.
-        ems: a label spec applied to the masks before the density (``skeleton+shift:1+sample:0.1``, ``sample:0.1``).
-        kernel, bandwidth: the Parzen window.
-        seed: seed of the methods and of the ``ems`` draw.
-        layout, splits: how to read a dataset folder.
-        page: the page of multi-page TIFF images.
-    """
-    from .io import normalize_image
-    from .unsupervised import bootstrap_prior, parse_bootstrap
-
-    chosen = parse_bootstrap(method)
-    options = dict(options or {})
-    foreground = options.pop("foreground", "auto")
-    entries = collect_images(images, layout=layout, splits=splits)
-    files = [e.path for e in entries]
-    arrays = [read_image(p, page=page) for p in files]
-    shapes = sorted({a.shape[:2] for a in arrays})
-    if len(shapes) > 1:
-        raise DataError(
-            f"{images}: a prior needs images of one size; found {', '.join(f'{h} x {w}' for h, w in shapes)}"
-        )
-    batch = torch.stack([normalize_image(a, channels=1, name=str(p)) for p, a in zip(files, arrays)]).to(device)
-    prior = bootstrap_prior(batch, [e.name for e in entries], chosen, foreground=foreground,
-                            options={name: options for name in chosen} if options else None, ems=ems,
-                            kernel=kernel, bandwidth=bandwidth, generator=make_generator(seed))
-    return replace(prior, source=f"{prior.source} images:{Path(images)} seed:{seed}")
-
-
-def _check_unique_names(entries: list[MaskEntry]) -> None:
-    seen: dict[str, MaskEntry] = {}
-    for e in entries:
-        if e.name in seen:
-            raise LayoutError(
-                f"{e.path}: image name {e.name!r} also names {seen[e.name].path}; a prior needs one mask per name "
-                "(choose a split with --split)"
-            )
-        seen[e.name] = e
-
-
-def show_prior(
-    prior_path: str | os.PathLike,
-    out: str | os.PathLike,
-    *,
-    images: str | os.PathLike | None = None,
-    labels: str | os.PathLike | None = None,
-    names: list[str] | None = None,
-    max_rows: int = 4,
-    overwrite: bool = False,
-) -> list[str]:
-    """Draw a prior: one row per image with the image and label (when their folders are given) and the density of
-    every class. Returns the names drawn.
-
-    Raises:
-        OutputExistsError: ``out`` exists and ``overwrite`` is not set.
-        OutputError: ``out`` is not a picture file (``.png``, ``.pdf``, ``.svg``), or is one of the inputs.
-    """
-    check_output_file(out, overwrite=overwrite, inputs=[prior_path, images, labels], suffixes=PICTURE_SUFFIXES)
-    prior = load_prior(prior_path)
-    chosen = list(names) if names else list(prior.names[:max_rows])
-    sub = prior.for_names(chosen)
-    image_list = _lookup_files(images, chosen, "image") if images else None
-    label_list = _lookup_files(labels, chosen, "label") if labels else None
-    from .viz import plot_prior
-
-    with atomic_path(out) as tmp:
-        plot_prior(
-            tmp, sub.density, names=chosen, classes=sub.classes,
-            images=[read_image(p) for p in image_list] if image_list else None,
-            labels=[read_mask(p) for p in label_list] if label_list else None,
-            title=f"{Path(prior_path).name}: {sub.kernel} window, bandwidth {sub.bandwidth:g}; source {sub.source}",
-        )
-    return chosen
-
-
-def _lookup_files(root: str | os.PathLike, names: list[str], what: str) -> list[Path]:
-    """Files of a dataset folder (any layout) or a plain folder, by image name."""
-    root = Path(root)
-    try:
-        found = discover_layout(root)
-    except LayoutError:
-        by_name = {p.stem: p for p in find_images(root)}
-    else:
-        by_name = {}
-        for split in found.splits:
-            for s in found.scan(split)[0]:
-                path = s.image if what == "image" else s.mask
-                if path is not None:
-                    by_name.setdefault(s.name, path)
-    missing = [n for n in names if n not in by_name]
-    if missing:
-        raise LayoutError(f"{root}: no {what} named {', '.join(missing[:3])}")
-    return [by_name[n] for n in names]

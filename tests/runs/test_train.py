@@ -1,0 +1,73 @@
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from mstool.data import DataSource
+from mstool.errors import FileMissingError, OutputError, ParameterError, SpecError
+from mstool.runs import evaluate_run, recorded_source, run_config, run_source, train_run
+
+TINY = {"epochs": 1, "val_every": 1, "crop": 32, "batch_size": 2, "model_options": {"base": 4, "depth": 1}}
+
+
+def test_run_config_takes_the_spec_noise_mode_unless_overridden():
+    assert run_config("quick", labels="flip:0.2,0.2").noise_mode == "online"
+    assert run_config("quick", labels="sample:0.1").noise_mode == "offline"
+    assert run_config("quick", {"noise_mode": "offline"}, labels="flip:0.2,0.2").noise_mode == "offline"
+    assert run_config("paper", model="hrnet").model == "hrnet"
+    with pytest.raises(ParameterError, match="`seed` is set per run"):
+        run_config("quick", {"seed": 3})
+    with pytest.raises(SpecError, match="unknown label spec 'blur'"):
+        run_config("quick", labels="blur:2")
+
+
+def test_run_source_sizes_synthetic_data_by_preset():
+    assert (run_source("synth:er", "paper").synth_n, run_source("synth:er", "paper").synth_size) == (64, 256)
+    assert run_source("synth:er", "quick", synth_n=5).synth_n == 5
+    with pytest.raises(ParameterError, match="synthetic kind"):
+        run_source("synth:bogus")
+    with pytest.raises(ParameterError, match="`synth_n` must be an integer >= 3; got 2"):
+        DataSource("synth:er", synth_n=2)
+
+
+def test_train_run_then_evaluate_run_read_the_same_split(tmp_path):
+    source = DataSource("synth:er", synth_n=5, synth_size=32, seed=4)
+    run = train_run(source, tmp_path / "run", run_config("quick", TINY, labels="sample:0.5"))
+    record = json.loads((tmp_path / "run" / "train.json").read_text())
+    assert record["config"]["label_spec"] == "sample:0.5" and record["synth_seed"] == 4
+    assert recorded_source(tmp_path / "run").data == str(tmp_path / "run" / "data")
+    ev = evaluate_run(tmp_path / "run" / "model.pt", probe=False)
+    assert ev.path == tmp_path / "run" / "evaluation.json"
+    assert json.loads(ev.path.read_text())["val/dice"] == pytest.approx(ev.metrics["val/dice"])
+    assert ev.splits.test_names == run.splits.test_names  # the same split, read back from train.json
+    # an explicit output that exists is refused without overwrite, and nothing is lost
+    (tmp_path / "mine.json").write_text("{}")
+    with pytest.raises(OutputError, match="exists"):
+        evaluate_run(tmp_path / "run" / "model.pt", out=tmp_path / "mine.json", probe=False)
+    assert (tmp_path / "mine.json").read_text() == "{}"
+
+
+def test_evaluate_run_needs_a_record_or_data(tmp_path):
+    (tmp_path / "model.pt").write_bytes(b"")
+    with pytest.raises(FileMissingError, match="no train.json beside the checkpoint"):
+        evaluate_run(tmp_path / "model.pt")
+    with pytest.raises(FileMissingError, match="checkpoint does not exist"):
+        evaluate_run(tmp_path / "nothing.pt")
+
+
+def test_train_run_refuses_a_folder_it_did_not_write(tmp_path):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "notes.txt").write_text("mine")
+    with pytest.raises(OutputError, match="not an mstool train run folder"):
+        train_run(DataSource("synth:er", synth_n=4, synth_size=32), tmp_path / "out", run_config("quick", TINY))
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["notes.txt"]
+
+
+def test_train_evaluate_example_runs(tmp_path):
+    example = Path(__file__).resolve().parents[2] / "examples" / "train_evaluate.py"
+    done = subprocess.run([sys.executable, str(example), "--epochs", "1", "--n", "4", "--size", "32", "--out",
+                           str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert "test Dice" in done.stdout and (tmp_path / "run" / "evaluation.json").is_file()

@@ -1,0 +1,214 @@
+"""Density priors on disk: estimate one from labels or bootstrap one from images without labels, and draw it.
+The library functions behind ``mstool prior estimate|show``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .._fs import atomic_path, check_output_file
+from ..data import MaskEntry, collect_images, collect_masks, discover_layout, read_label_set
+from ..device import make_generator
+from ..errors import DataError, LayoutError
+from ..io import find_images, normalize_image, read_image, read_mask
+from ..labels import apply_spec, count_classes, parse_spec
+from ..metastructure import Prior, estimate_prior, load_prior, save_prior
+from ..unsupervised import BOOTSTRAP_BANDWIDTH, bootstrap_prior, parse_bootstrap
+from ..viz import plot_prior
+
+__all__ = ["estimate_prior_from_labels", "estimate_prior_from_images", "show_prior", "PICTURE_SUFFIXES"]
+
+PICTURE_SUFFIXES = (".png", ".pdf", ".svg")
+"""Files a drawing may be written to."""
+
+
+def estimate_prior_from_labels(
+    labels: str | os.PathLike,
+    *,
+    ems: str | None = None,
+    kernel: str = "box",
+    bandwidth: float = 5,
+    seed: int = 0,
+    layout: str = "auto",
+    splits: tuple[str, ...] | None = None,
+    mask_suffix: str = "_masks",
+    mask_mode: str | None = None,
+    out: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    device: str | torch.device = "cpu",
+) -> Prior:
+    """Estimate a meta-structure density prior from a folder of (rough, sparse or noisy) labels.
+
+    Args:
+        labels: a label set (dataset folder or mask folder). All masks must have one size (a prior is one
+            ``(N, C, H, W)`` array).
+        ems: a label spec applied before the density, e.g. the paper's EMS ``skeleton+shift:1+sample:0.1``.
+        kernel, bandwidth: the Parzen window (see :func:`mstool.metastructure.density`).
+        seed: seed of the ``ems`` draw.
+        mask_mode: how to read the masks (:func:`mstool.io.read_mask`); ``None``: the layout's default.
+        out: also save the prior to this ``.npz`` file (checked before any work, written atomically).
+        overwrite: replace an existing ``out``.
+
+    Returns:
+        The prior, named by image (mask suffixes removed), with ``source`` saying where it came from.
+
+    Raises:
+        DataError: masks of several sizes, or a mask whose size differs from its image's.
+    """
+    _check_out(out, overwrite, [labels])
+    entries, mode = collect_masks(labels, layout=layout, splits=splits, mask_suffix=mask_suffix)
+    arrays = read_label_set(entries, mode=mask_mode or mode)
+    shapes = sorted({a.shape for a in arrays})
+    if len(shapes) > 1:
+        raise DataError(
+            f"{labels}: a prior needs masks of one size; found {', '.join(f'{h} x {w}' for h, w in shapes)} "
+            "(estimate one prior per size)"
+        )
+    _check_unique_names(entries)
+    batch = torch.from_numpy(np.stack(arrays)).to(device)
+    num_classes = count_classes(batch)
+    source = f"labels:{Path(labels)}"
+    reference = batch
+    if ems:
+        batch = apply_spec(batch, ems, generator=make_generator(seed), num_classes=num_classes)
+        source += f" ems:{parse_spec(ems)} seed:{seed}"
+    class_names = ("background", "foreground") if num_classes == 2 else tuple(f"class{i}" for i in range(num_classes))
+    # the fractions of the labels before EMS calibrate the prior (Prior.foreground)
+    prior = estimate_prior(batch, [e.name for e in entries], num_classes=num_classes, class_names=class_names,
+                           kernel=kernel, bandwidth=bandwidth, source=source, reference=reference)
+    return _saved(prior, out)
+
+
+def estimate_prior_from_images(
+    images: str | os.PathLike,
+    *,
+    method: str | list[str] = "otsu",
+    options: dict | None = None,
+    ems: str | None = None,
+    kernel: str = "box",
+    bandwidth: float = BOOTSTRAP_BANDWIDTH,
+    seed: int = 0,
+    layout: str = "auto",
+    splits: tuple[str, ...] | None = None,
+    page: int | None = None,
+    out: str | os.PathLike | None = None,
+    overwrite: bool = False,
+    device: str | torch.device = "cpu",
+) -> Prior:
+    """A bootstrapped prior with no labels at all: segment the images with an unsupervised method (or several, for
+    a consensus prior), optionally pass the masks through a label spec (EMS), and take their density
+    (:func:`mstool.unsupervised.bootstrap_prior`).
+
+    Args:
+        images: images of one size: a folder of images, or a dataset folder (its images, never its masks; see
+            :func:`mstool.data.collect_images`).
+        method: an unsupervised method of :data:`mstool.unsupervised.METHODS` (``otsu``, ``local``, ``dfc`` ...),
+            or several (``"otsu,local,kmeans,dfc"``) for the consensus prior.
+        options: options for every method; ``foreground`` (``auto``, ``bright``, ``dark``) is read here and
+            applied to all of them.
+        ems: a label spec applied to the masks before the density (``skeleton+shift:1+sample:0.1``, ``sample:0.1``).
+        kernel, bandwidth: the Parzen window (by default a pixel-level one,
+            :data:`mstool.unsupervised.BOOTSTRAP_BANDWIDTH`).
+        seed: seed of the methods and of the ``ems`` draw.
+        layout, splits: how to read a dataset folder.
+        page: the page of multi-page TIFF images.
+        out: also save the prior to this ``.npz`` file (checked before any work, written atomically).
+        overwrite: replace an existing ``out``.
+    """
+    chosen = parse_bootstrap(method)
+    _check_out(out, overwrite, [images])
+    options = dict(options or {})
+    foreground = options.pop("foreground", "auto")
+    entries = collect_images(images, layout=layout, splits=splits)
+    files = [e.path for e in entries]
+    arrays = [read_image(p, page=page) for p in files]
+    shapes = sorted({a.shape[:2] for a in arrays})
+    if len(shapes) > 1:
+        raise DataError(
+            f"{images}: a prior needs images of one size; found {', '.join(f'{h} x {w}' for h, w in shapes)}"
+        )
+    batch = torch.stack([normalize_image(a, channels=1, name=str(p)) for p, a in zip(files, arrays)]).to(device)
+    prior = bootstrap_prior(batch, [e.name for e in entries], chosen, foreground=foreground,
+                            options={name: options for name in chosen} if options else None, ems=ems,
+                            kernel=kernel, bandwidth=bandwidth, generator=make_generator(seed))
+    return _saved(replace(prior, source=f"{prior.source} images:{Path(images)} seed:{seed}"), out)
+
+
+def _check_out(out: str | os.PathLike | None, overwrite: bool, inputs: list) -> None:
+    if out is not None:
+        check_output_file(out, overwrite=overwrite, inputs=inputs, suffixes=(".npz",))
+
+
+def _saved(prior: Prior, out: str | os.PathLike | None) -> Prior:
+    if out is not None:
+        save_prior(out, prior)
+    return prior
+
+
+def _check_unique_names(entries: list[MaskEntry]) -> None:
+    seen: dict[str, MaskEntry] = {}
+    for e in entries:
+        if e.name in seen:
+            raise LayoutError(
+                f"{e.path}: image name {e.name!r} also names {seen[e.name].path}; a prior needs one mask per name "
+                "(choose a split with --split)"
+            )
+        seen[e.name] = e
+
+
+def show_prior(
+    prior_path: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    images: str | os.PathLike | None = None,
+    labels: str | os.PathLike | None = None,
+    names: list[str] | None = None,
+    max_rows: int = 4,
+    overwrite: bool = False,
+) -> list[str]:
+    """Draw a prior: one row per image with the image and label (when their folders are given) and the density of
+    every class. Returns the names drawn.
+
+    Raises:
+        OutputExistsError: ``out`` exists and ``overwrite`` is not set.
+        OutputError: ``out`` is not a picture file (``.png``, ``.pdf``, ``.svg``), or is one of the inputs.
+    """
+    check_output_file(out, overwrite=overwrite, inputs=[prior_path, images, labels], suffixes=PICTURE_SUFFIXES)
+    prior = load_prior(prior_path)
+    chosen = list(names) if names else list(prior.names[:max_rows])
+    sub = prior.for_names(chosen)
+    image_list = _lookup_files(images, chosen, "image") if images else None
+    label_list = _lookup_files(labels, chosen, "label") if labels else None
+    with atomic_path(out) as tmp:
+        plot_prior(
+            tmp, sub.density, names=chosen, classes=sub.classes,
+            images=[read_image(p) for p in image_list] if image_list else None,
+            labels=[read_mask(p) for p in label_list] if label_list else None,
+            title=f"{Path(prior_path).name}: {sub.kernel} window, bandwidth {sub.bandwidth:g}; source {sub.source}",
+        )
+    return chosen
+
+
+def _lookup_files(root: str | os.PathLike, names: list[str], what: str) -> list[Path]:
+    """Files of a dataset folder (any layout) or a plain folder, by image name."""
+    root = Path(root)
+    try:
+        found = discover_layout(root)
+    except LayoutError:
+        by_name = {p.stem: p for p in find_images(root)}
+    else:
+        by_name = {}
+        for split in found.splits:
+            for s in found.scan(split)[0]:
+                path = s.image if what == "image" else s.mask
+                if path is not None:
+                    by_name.setdefault(s.name, path)
+    missing = [n for n in names if n not in by_name]
+    if missing:
+        raise LayoutError(f"{root}: no {what} named {', '.join(missing[:3])}")
+    return [by_name[n] for n in names]

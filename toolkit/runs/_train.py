@@ -1,0 +1,223 @@
+"""A training run in a folder (``mstool train``) and its evaluation (``mstool evaluate``), as library calls.
+
+A training run folder holds ``checkpoint.pt`` (resume), ``model.pt``, ``curves.csv``, ``train.json`` (where the
+data came from and how it was split, the training settings, the label statistics) and, for ``synth:`` data, the
+generated dataset in ``data/``. :func:`evaluate_run` reads ``train.json`` back, so a run is evaluated on the
+very test images and validation split it was trained beside.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, fields
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .._check import check_int
+from .._fs import check_output_file, check_run_dir, is_mstool_folder, open_run_dir
+from .._types import Progress
+from ..data import DataSource, Splits, prepare_splits
+from ..device import make_generator, resolve_device
+from ..engine import EvalResult, TrainConfig, TrainResult, evaluate, train
+from ..errors import FileMissingError, ParameterError
+from ..labels import parse_spec
+from ._records import write_json
+
+__all__ = ["TrainRun", "EvalRun", "train_run", "evaluate_run", "run_config", "run_source", "recorded_source",
+           "TRAIN_RECORD", "SYNTH_DEFAULTS"]
+
+TRAIN_RECORD = "train.json"
+"""The record a training run folder keeps beside its model."""
+
+SYNTH_DEFAULTS = {"quick": (24, 128), "paper": (64, 256)}
+"""Size of a ``synth:`` dataset per training preset: (images, side in pixels)."""
+
+
+def run_source(data: str | os.PathLike, preset: str = "quick", **options: Any) -> DataSource:
+    """The :class:`~mstool.data.DataSource` of a run with ``preset``: a ``synth:`` dataset takes the preset's size
+    (:data:`SYNTH_DEFAULTS`) unless ``synth_n`` or ``synth_size`` say otherwise (``None`` keeps the default).
+
+    Example:
+        >>> src = run_source("synth:mito", "paper", synth_n=None)
+        >>> src.synth_n, src.synth_size
+        (64, 256)
+    """
+    n, size = SYNTH_DEFAULTS.get(preset, SYNTH_DEFAULTS["quick"])
+    if options.get("synth_n") is None:
+        options["synth_n"] = n
+    if options.get("synth_size") is None:
+        options["synth_size"] = size
+    return DataSource(str(data), **options)
+
+
+def run_config(preset: str = "quick", overrides: dict[str, Any] | None = None, *, labels: str = "clean",
+               model: str | None = None, seed: int = 0) -> TrainConfig:
+    """The :class:`~mstool.engine.TrainConfig` of one training run: a preset, its overrides, the label spec, the
+    network and the seed. Without a ``noise_mode`` override the spec's own default applies
+    (:attr:`mstool.labels.LabelSpec.noise_mode`: flips drawn online, the rest offline).
+
+    Raises:
+        ParameterError: ``overrides`` sets ``label_spec``, ``seed`` or ``model`` (arguments of their own here), or
+            holds a bad setting.
+        SpecError: a bad label spec.
+
+    Example:
+        >>> cfg = run_config("quick", {"epochs": 2}, labels="flip:0.2,0.2", seed=3)
+        >>> cfg.epochs, cfg.noise_mode, cfg.seed, cfg.label_spec
+        (2, 'online', 3, 'flip:0.2,0.2')
+    """
+    values = dict(overrides or {})
+    for key in ("label_spec", "seed", "model"):
+        if key in values:
+            raise ParameterError(f"training override `{key}` is set per run; use --labels, --seed(s) or --model "
+                                 "instead")
+    spec = parse_spec(labels)
+    values.setdefault("noise_mode", spec.noise_mode)
+    if model is not None and model != TrainConfig.from_preset(preset).model:
+        values["model"] = model
+    return TrainConfig.from_preset(preset, **values, label_spec=str(spec), seed=seed)
+
+
+@dataclass
+class TrainRun:
+    """What :func:`train_run` made: the run folder, the trained network and history, the data and the record."""
+
+    out: Path
+    result: TrainResult
+    splits: Splits
+    record: dict[str, Any]
+
+
+@dataclass
+class EvalRun:
+    """What :func:`evaluate_run` measured, where it wrote it, and the data it read."""
+
+    path: Path
+    metrics: dict[str, Any]
+    result: EvalResult
+    splits: Splits
+
+
+def train_run(
+    source: DataSource | str,
+    out: str | os.PathLike,
+    config: TrainConfig | None = None,
+    *,
+    device: str | torch.device = "cpu",
+    progress: Progress | None = None,
+) -> TrainRun:
+    """Train a network on a dataset's labels, turned noisy by ``config.label_spec``, into the run folder ``out``.
+
+    The library call behind ``mstool train``. A killed run resumes from its checkpoint when called again with
+    the same ``out``. A dataset folder is read, and a bad one refused, before ``out`` is made; ``synth:`` data is
+    generated into ``out/data``. Validation: the dataset's val split, or (documented fallback) a share of train
+    held out (:func:`mstool.data.prepare_splits`).
+
+    Args:
+        source: the data (a dataset folder, ``synth:KIND``, or a :class:`~mstool.data.DataSource`).
+        out: the run folder: new, empty, or an earlier mstool training run to resume.
+        config: the training settings (default: the ``quick`` preset on clean labels, :func:`run_config`).
+        device: where to train.
+        progress: training events of :func:`mstool.engine.train`.
+
+    Raises:
+        OutputError: ``out`` holds files mstool did not write for a training run, or overlaps the data.
+
+    Example:
+        >>> cfg = run_config("quick", {"epochs": 1, "val_every": 1}, labels="sample:0.5")
+        >>> run = train_run(DataSource("synth:er", synth_n=4, synth_size=32), "run", cfg)
+        >>> run.record["config"]["label_spec"], (run.out / "model.pt").is_file()
+        ('sample:0.5', True)
+    """
+    src = source if isinstance(source, DataSource) else DataSource(source)
+    cfg = config if config is not None else run_config()
+    inputs = [] if src.is_synthetic else [src.data]
+    out = check_run_dir(out, kind="train", inputs=inputs)
+    splits = None if src.is_synthetic else prepare_splits(src, out)
+    open_run_dir(out, kind="train", inputs=inputs)
+    splits = splits or prepare_splits(src, out)
+    result = train(cfg, splits.train_images, splits.train_labels, out_dir=out, val_images=splits.val_images,
+                   val_labels=splits.val_labels, num_classes=splits.num_classes, device=resolve_device(device),
+                   progress=progress)
+    # a synth: dataset is recorded by the folder it was written to, so evaluation reads the same images
+    record = {"data": str(splits.root), "layout": src.layout, "fit": src.fit, "val_fraction": src.val_fraction,
+              "synth_seed": src.seed, "mask_mode": src.mask_mode, "notes": splits.notes,
+              "config": cfg.to_dict(drop_none=True), "label_stats": result.label_stats}
+    write_json(out / TRAIN_RECORD, record, indent=2)
+    return TrainRun(out, result, splits, record)
+
+
+def recorded_source(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, *,
+                    mask_mode: str | None = None) -> DataSource:
+    """The :class:`~mstool.data.DataSource` a training run in ``run_dir`` was trained on, read from its
+    ``train.json`` (``data`` replaces the dataset folder, ``mask_mode`` the way masks are read).
+
+    Raises:
+        FileMissingError: no ``train.json`` and no ``data``.
+    """
+    path = Path(run_dir) / TRAIN_RECORD
+    recorded = json.loads(path.read_text()) if path.is_file() else {}
+    root = data if data is not None else recorded.get("data")
+    if root is None:
+        raise FileMissingError(f"{run_dir}: no {TRAIN_RECORD} beside the checkpoint; name the dataset with --data")
+    known = {f.name for f in fields(DataSource)}
+    values = {"layout": recorded.get("layout", "auto"), "fit": recorded.get("fit"),
+              "val_fraction": recorded.get("val_fraction", 0.2), "seed": recorded.get("synth_seed", 0),
+              "mask_mode": mask_mode or recorded.get("mask_mode")}
+    return DataSource(str(root), **{k: v for k, v in values.items() if k in known})
+
+
+def evaluate_run(
+    checkpoint: str | os.PathLike,
+    *,
+    data: str | os.PathLike | None = None,
+    out: str | os.PathLike | None = None,
+    probe: bool = True,
+    tile: int | None = None,
+    mask_mode: str | None = None,
+    seed: int = 0,
+    device: str | torch.device = "cpu",
+    overwrite: bool = False,
+) -> EvalRun:
+    """Evaluate a trained network on the test split of the data it was trained beside, and write the metrics.
+
+    The library call behind ``mstool evaluate``: the val, oracle and fixed threshold protocols with polarity
+    (binary) or mIoU (multi-class), per-image and pooled metrics, and the feature probe
+    (:func:`mstool.engine.evaluate`); the split is the one recorded in ``train.json`` beside the checkpoint.
+
+    Args:
+        checkpoint: ``model.pt`` (or ``checkpoint.pt``) written by :func:`train_run`.
+        data: the dataset folder, replacing the one recorded in ``train.json``.
+        out: the metrics file (``.json``); default ``evaluation.json`` beside the checkpoint, which is replaced
+            when mstool wrote that folder.
+        probe: fit the linear feature probe.
+        tile: predict in tiles of this side.
+        mask_mode: how masks are read (default: as recorded).
+        seed: seed of the probe's draws.
+        device: where to evaluate.
+        overwrite: replace an existing ``out``.
+
+    Raises:
+        FileMissingError: no ``train.json`` beside the checkpoint and no ``data``.
+        OutputExistsError: ``out`` exists and ``overwrite`` is not set.
+    """
+    ckpt = Path(checkpoint)
+    if not ckpt.is_file():
+        raise FileMissingError(f"{ckpt}: checkpoint does not exist")
+    tile = None if tile is None else check_int(tile, "tile", low=16)
+    source = recorded_source(ckpt.parent, data, mask_mode=mask_mode)
+    target = Path(out) if out is not None else ckpt.parent / "evaluation.json"
+    # the default file lives in the training run's own folder, which evaluation may refresh
+    own = out is None and is_mstool_folder(ckpt.parent)
+    check_output_file(target, overwrite=overwrite or own, inputs=[checkpoint, source.data], suffixes=(".json",))
+    splits = prepare_splits(source, ckpt.parent)
+    result = evaluate(ckpt, splits.test_images, splits.test_labels, val_images=splits.val_images,
+                      val_labels=splits.val_labels, train_images=splits.train_images,
+                      train_labels=splits.train_labels, device=resolve_device(device), probe=probe, tile=tile,
+                      generator=make_generator(seed))
+    metrics = {**result.metrics, "data_notes": splits.notes}
+    write_json(target, metrics)
+    return EvalRun(target, metrics, result, splits)
