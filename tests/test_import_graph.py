@@ -79,3 +79,28 @@ def test_function_level_imports_of_mstool_say_why():
                 if "#" not in context:
                     silent.append(f"{file.relative_to(ROOT)}:{number + 1}: {stripped}")
     assert not sorted(set(silent)), "\n".join(sorted(set(silent)))
+
+
+def _code_lines(lines: list[str]) -> int:
+    return sum(1 for line in lines if line.strip() and not line.strip().startswith("#"))
+
+
+def test_long_modules_say_why_at_their_top():
+    """A module over 600 lines states the reason in its docstring (a paragraph starting ``Size:``)."""
+    silent = [f"{file.relative_to(ROOT)} ({len(text.splitlines())} lines)"
+              for file in sorted(ROOT.rglob("*.py")) for text in [file.read_text()]
+              if len(text.splitlines()) > 600 and "\nSize: " not in (ast.get_docstring(ast.parse(text)) or "")]
+    assert not silent, "give these a `Size:` paragraph or split them:\n" + "\n".join(silent)
+
+
+def test_no_function_is_longer_than_80_lines_of_code():
+    """Docstrings, blank lines and comments do not count."""
+    long = []
+    for file in sorted(ROOT.rglob("*.py")) + sorted((ROOT.parent / "cli").rglob("*.py")):
+        lines = file.read_text().splitlines()
+        for node in ast.walk(ast.parse("\n".join(lines))):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                body = node.body[1:] if ast.get_docstring(node) is not None else node.body
+                if body and _code_lines(lines[body[0].lineno - 1:node.end_lineno]) > 80:
+                    long.append(f"{file.relative_to(ROOT.parent)}:{node.lineno} {node.name}")
+    assert not long, "\n".join(long)

@@ -4,15 +4,13 @@ import numpy as np
 import pytest
 import torch
 
-from mstool.data import write_synthetic_dataset
-from mstool.data._collect import collect_masks, find_counterparts, stack_labels
+from mstool.data import collect_masks, find_counterparts, stack_labels, write_synthetic_dataset
 from mstool.errors import DataError, LayoutError, OutputError, OutputExistsError, SpecError
 from mstool.io import read_mask, write_mask
-from mstool.runs import analyze_label_sets, estimate_prior_from_labels, make_label_set, show_prior
 from mstool.metastructure import load_prior, save_prior
+from mstool.runs import analyze_label_sets, estimate_prior_from_labels, make_label_set, show_prior
 
 from ..data.helpers import make_cellpose
-
 from ..pictures import assert_picture_has_content
 
 

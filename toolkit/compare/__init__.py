@@ -20,10 +20,21 @@ from ._runner import (
     spec_family,
     training_labels,
 )
-from ._suite import DEFAULT_LABELS, Cell, SuiteConfig, cell_id, parse_list, plan_cells, read_config_file, write_toml
+from ._suite import (
+    DEFAULT_LABELS,
+    Cell,
+    LabelEntry,
+    SuiteConfig,
+    cell_id,
+    parse_list,
+    plan_cells,
+    read_config_file,
+    write_toml,
+)
 
 __all__ = [
-    "SuiteConfig", "Cell", "DEFAULT_LABELS", "plan_cells", "cell_id", "parse_list", "read_config_file", "write_toml",
+    "SuiteConfig", "Cell", "LabelEntry", "DEFAULT_LABELS", "plan_cells", "cell_id", "parse_list",
+    "read_config_file", "write_toml",
     "write_results", "summarize", "summarize_unsupervised", "gap_closed", "headline_metric", "is_unsupervised",
     "PREDICTORS", "rank_agreement",
     "MethodSpec", "parse_method_spec", "split_method_list", "run_unsupervised_cell",

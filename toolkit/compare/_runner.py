@@ -22,10 +22,9 @@ from .._version import __version__
 from ..data import Splits, prepare_splits
 from ..engine import CHECKPOINT_NAME
 from ..errors import ParameterError
-from ..labels import parse_spec, taxonomy_of
 from ..runs import log_line, segment_cell, train_cell, versions, write_json, write_text
 from ._methods import nest_options, parse_method_spec
-from ._suite import Cell, SuiteConfig, label_folder, read_config_file, write_toml
+from ._suite import Cell, LabelEntry, SuiteConfig, read_config_file, write_toml
 
 __all__ = ["prepare_data", "training_labels", "run_cell", "run_unsupervised_cell", "run_suite", "cell_done",
            "load_run_config", "spec_family", "cell_record"]
@@ -37,30 +36,21 @@ def prepare_data(config: SuiteConfig, run_dir: str | Path) -> Splits:
     return prepare_splits(config.source, run_dir, label_folders=config.label_folders)
 
 
-def training_labels(data: Splits, spec: str) -> torch.Tensor:
-    """The labels a cell of ``spec`` trains on: a folder's masks, or the clean ones (the zoo adds the noise)."""
-    folder = label_folder(spec)
-    return data.train_labels if folder is None else data.label_folders[folder[0]]
+def training_labels(data: Splits, entry: LabelEntry | str) -> torch.Tensor:
+    """The labels a cell trains on: a folder's masks, or the clean ones (the zoo adds the noise)."""
+    entry = LabelEntry.parse(entry)
+    return data.train_labels if entry.folder is None else data.label_folders[entry.folder[0]]
 
 
 def spec_family(spec: str) -> tuple[str, float | None]:
-    """The family (first operation) of a label spec and its noise level (first argument), for plots.
+    """The family (first operation) of a labels entry and its noise level (first argument), for plots
+    (:attr:`LabelEntry.family`).
 
     Example:
         >>> spec_family("flip:0.45,0.45"), spec_family("clean"), spec_family("skeleton+shift:1+sample:0.1")
         (('flip', 0.45), ('clean', 0.0), ('skeleton+shift:1+sample:0.1', None))
     """
-    folder = label_folder(spec)
-    if folder is not None:
-        return folder[0], None
-    parsed = parse_spec(spec)
-    if len(parsed.steps) > 1:
-        return str(parsed), None
-    step = parsed.steps[0]
-    if step.name == "clean":
-        return "clean", 0.0
-    numbers = [a for a in step.args if isinstance(a, (int, float)) and not isinstance(a, bool)]
-    return step.name, (float(numbers[0]) if numbers else None)
+    return LabelEntry.parse(spec).family
 
 
 def cell_done(run_dir: str | Path, cell: Cell) -> bool:
@@ -79,13 +69,12 @@ def run_cell(
 ) -> dict[str, Any]:
     """Train and evaluate one supervised cell (:func:`mstool.runs.train_cell`); write ``cells/<id>/metrics.json``
     last and return its row: the cell's identity, then everything measured."""
-    folder = label_folder(cell.spec)
-    family, level = spec_family(cell.spec)
+    entry = cell.entry
+    family, level = entry.family
     identity = {**cell_record(config, cell, device), "family": family, "level": level,
-                "taxonomy_spec": None if folder else taxonomy_of(cell.spec),
-                "label_folder": folder[1] if folder else None}
+                "taxonomy_spec": entry.taxonomy, "label_folder": entry.folder[1] if entry.folder else None}
     measured = train_cell(Path(run_dir) / "cells" / cell.id, config.train_config(cell), data,
-                          training_labels(data, cell.spec), from_folder=folder is not None, device=device,
+                          training_labels(data, entry), from_folder=entry.folder is not None, device=device,
                           progress=progress, examples=examples)
     return write_json(Path(run_dir) / "cells" / cell.id / "metrics.json", {**identity, **measured})
 

@@ -18,12 +18,12 @@ from .._check import check_in, check_int
 from ..data import DataSource
 from ..engine import PRESETS, TrainConfig
 from ..errors import FileReadError, ParameterError
-from ..labels import LABEL_ZOO, parse_spec, split_spec_list
+from ..labels import LABEL_ZOO, LabelSpec, parse_spec, split_spec_list
 from ..models import MODELS
 from ..runs import run_config, run_source
 from ._methods import UNSUPERVISED_PREFIX, parse_method_spec
 
-__all__ = ["SuiteConfig", "Cell", "plan_cells", "cell_id", "parse_list", "write_toml", "read_config_file",
+__all__ = ["SuiteConfig", "Cell", "LabelEntry", "plan_cells", "cell_id", "parse_list", "write_toml", "read_config_file",
            "DEFAULT_LABELS", "label_folder"]
 
 DEFAULT_LABELS = (
@@ -34,15 +34,99 @@ DEFAULT_LABELS = (
 
 
 @dataclass(frozen=True)
+class LabelEntry:
+    """One ``labels`` entry of a suite, parsed once: a zoo spec, or a folder of real noisy masks (``NAME=PATH``).
+
+    The entry travels from the command line through the plan (:attr:`Cell.label`) to the results row, which
+    reads its family, level and taxonomy from it; nothing parses the text again.
+
+    Attributes:
+        text: the canonical text (``flip:0.45,0.45``; ``NAME=/absolute/path``), as ``config.toml`` stores it.
+        spec: the parsed zoo spec (``None`` for a folder).
+        folder: ``(name, path)`` of a folder (``None`` for a zoo spec).
+
+    Example:
+        >>> entry = LabelEntry.parse(" flip:0.45 , 0.45 ")
+        >>> entry.text, entry.family, entry.taxonomy, entry.spec.noise_mode
+        ('flip:0.45,0.45', ('flip', 0.45), 'RCL', 'online')
+    """
+
+    text: str
+    spec: LabelSpec | None = None
+    folder: tuple[str, str] | None = None
+
+    @classmethod
+    def parse(cls, entry: str | LabelEntry) -> LabelEntry:
+        """Parse and check a labels entry; a folder's path is made absolute once it is known to be a folder.
+
+        Raises:
+            SpecError: a bad zoo spec.
+            ParameterError: a folder named like a zoo operation, or a path that is not a folder.
+        """
+        if isinstance(entry, LabelEntry):
+            return entry
+        folder = label_folder(entry)
+        if folder is None:
+            spec = parse_spec(entry)
+            return cls(str(spec), spec=spec)
+        name, path = folder
+        if name == "clean" or name in LABEL_ZOO.names():
+            raise ParameterError(f"labels entry {entry!r}: {name!r} names a label spec; give the folder another "
+                                 "name")
+        if not Path(path).is_dir():
+            raise ParameterError(f"labels entry {entry!r}: {path} is not a folder of masks")
+        resolved = str(Path(path).resolve())
+        return cls(f"{name}={resolved}", folder=(name, resolved))
+
+    @property
+    def name(self) -> str:
+        """The folder-safe name cells are named by (a folder entry: its ``NAME``)."""
+        return _slug(self.text)
+
+    @property
+    def family(self) -> tuple[str, float | None]:
+        """The family (first operation) and noise level (its first number) for plots; a folder: its name."""
+        if self.spec is None:
+            return self.folder[0], None
+        if len(self.spec.steps) > 1:
+            return self.text, None
+        step = self.spec.steps[0]
+        if step.name == "clean":
+            return "clean", 0.0
+        numbers = [a for a in step.args if isinstance(a, (int, float)) and not isinstance(a, bool)]
+        return step.name, (float(numbers[0]) if numbers else None)
+
+    @property
+    def taxonomy(self) -> str | None:
+        """The spec's taxonomy class (CL, RCL, PCL, RL); ``None`` for a folder (measured, not declared)."""
+        return None if self.spec is None else self.spec.taxonomy
+
+    @property
+    def training_spec(self) -> LabelSpec:
+        """What the trainer applies: the spec, or ``clean`` for a folder (its masks are trained on as given)."""
+        return self.spec if self.spec is not None else parse_spec("clean")
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
 class Cell:
     """One job of a suite: train ``model`` on ``spec`` labels with ``seed``, then evaluate (``kind`` supervised);
     or segment the test images with the unsupervised method entry ``spec`` (``kind`` unsupervised, ``model`` the
-    method's name), then evaluate."""
+    method's name), then evaluate. A supervised cell planned by :func:`plan_cells` carries its parsed labels
+    entry in ``label``."""
 
     spec: str
     model: str
     seed: int
     kind: str = "supervised"
+    label: LabelEntry | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def entry(self) -> LabelEntry:
+        """The parsed labels entry of a supervised cell."""
+        return self.label if self.label is not None else LabelEntry.parse(self.spec)
 
     @property
     def id(self) -> str:
@@ -63,19 +147,6 @@ def label_folder(spec: str) -> tuple[str, str] | None:
     """
     m = _LABEL_FOLDER.fullmatch(str(spec))
     return (m.group(1), m.group(2)) if m else None
-
-
-def _canonical_label(entry: str) -> str:
-    """A zoo spec in canonical form, or ``NAME=PATH`` with the path made absolute once it is checked."""
-    folder = label_folder(entry)
-    if folder is None:
-        return str(parse_spec(entry))
-    name, path = folder
-    if name == "clean" or name in LABEL_ZOO.names():
-        raise ParameterError(f"labels entry {entry!r}: {name!r} names a label spec; give the folder another name")
-    if not Path(path).is_dir():
-        raise ParameterError(f"labels entry {entry!r}: {path} is not a folder of masks")
-    return f"{name}={Path(path).resolve()}"
 
 
 def cell_id(spec: str, model: str, seed: int) -> str:
@@ -143,14 +214,17 @@ class SuiteConfig:
     fit: str | None = None
     unsupervised: list[str] = field(default_factory=list)
     mask_mode: str | None = None
+    entries: dict[str, LabelEntry] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         check_in(self.preset, "preset", list(PRESETS))
         self.unsupervised = _unique([str(parse_method_spec(s)) for s in self.unsupervised])
         if not self.labels and not self.unsupervised:
             raise ParameterError("`labels` must name at least one label spec (or `unsupervised` one method)")
-        self.labels = _unique([_canonical_label(s) for s in self.labels])
-        names = [_slug(s) for s in self.labels]
+        entries = [LabelEntry.parse(s) for s in self.labels]
+        self.entries = {entry.text: entry for entry in entries}
+        self.labels = list(self.entries)
+        names = [entry.name for entry in self.entries.values()]
         clash = sorted({n for n in names if names.count(n) > 1})
         if clash:
             raise ParameterError(f"labels entries share the name {clash[0]!r}; give each folder its own name")
@@ -177,7 +251,7 @@ class SuiteConfig:
     @property
     def label_folders(self) -> dict[str, str]:
         """The real noisy label folders among ``labels``, by name."""
-        return dict(folder for folder in map(label_folder, self.labels) if folder is not None)
+        return dict(entry.folder for entry in self.entries.values() if entry.folder is not None)
 
     @property
     def is_synthetic(self) -> bool:
@@ -185,9 +259,7 @@ class SuiteConfig:
 
     def train_config(self, cell: Cell) -> TrainConfig:
         """The :class:`~mstool.engine.TrainConfig` of one cell."""
-        # A folder of masks is trained on as it is: the suite hands its labels to the trainer as clean ones.
-        spec = "clean" if label_folder(cell.spec) else cell.spec
-        return run_config(self.preset, self.train, labels=spec, model=cell.model, seed=cell.seed)
+        return run_config(self.preset, self.train, labels=cell.entry.training_spec, model=cell.model, seed=cell.seed)
 
     def base_train_config(self) -> TrainConfig:
         """The preset with this suite's overrides (the settings every cell shares)."""
@@ -197,7 +269,7 @@ class SuiteConfig:
         return plan_cells(self)
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None}
+        return {k: v for k, v in dataclasses.asdict(self).items() if v is not None and k != "entries"}
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SuiteConfig:
@@ -211,7 +283,8 @@ class SuiteConfig:
 def plan_cells(config: SuiteConfig) -> list[Cell]:
     """Every cell of a suite, ordered spec by spec (so a partial run already covers each seed of the first specs),
     then the unsupervised entries (a deterministic method once, with the first seed)."""
-    cells = [Cell(spec, model, seed) for spec in config.labels for model in config.models for seed in config.seeds]
+    cells = [Cell(text, model, seed, label=entry) for text, entry in config.entries.items()
+             for model in config.models for seed in config.seeds]
     for entry in config.unsupervised:
         method = parse_method_spec(entry)
         seeds = config.seeds[:1] if method.deterministic else config.seeds

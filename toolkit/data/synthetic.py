@@ -1,5 +1,8 @@
 """Built-in synthetic micrographs (fluorescence-like, and one electron-microscopy-like) with exact ground truth.
 
+Size: one module for the five kinds (over 600 lines) because they share one camera model (:func:`render`) and the
+object-drawing helpers; a kind is a geometry function of about 60 lines beside them.
+
 Legend: N batch · K classes · H, W pixels.
 
 Every kind draws a scene geometry (exact labels and an ideal fluorophore density) and hands it to one

@@ -1,5 +1,8 @@
 """Noise transition matrices and label information: what a noisy label still says about the clean one.
 
+Size: one module (over 600 lines) because every statistic is read from the same confusion counts and boundary
+band, computed once per call by :func:`label_info`; the taxonomy rule reads them all.
+
 Legend: N batch · K classes · H, W pixels.
 
 A pair of labels ``clean``, ``noisy`` ``(N, H, W)`` int64 (classes ``0..K-1``, ignore index 255) is

@@ -1,5 +1,9 @@
 """The label-noise zoo: batched operations that make sparse, noisy or perturbed labels from clean ones.
 
+Size: one module (over 1000 lines) because each operation sits beside its registry entry (parameters, ranges,
+usage, taxonomy class), so the spec grammar, ``mstool labels specs`` and the function cannot drift apart, and the
+exact-count draws share their helpers; each operation is short.
+
 Legend: N batch · K classes · H, W pixels.
 
 Every operation takes labels ``(N, H, W)`` of an integer dtype (binary 0/1 or classes ``0..K-1``) and returns

@@ -23,7 +23,7 @@ from ..data import DataSource, Splits, prepare_splits
 from ..device import make_generator, resolve_device
 from ..engine import EvalResult, TrainConfig, TrainResult, evaluate, train
 from ..errors import FileMissingError, ParameterError
-from ..labels import parse_spec
+from ..labels import LabelSpec, parse_spec
 from ._records import write_json
 
 __all__ = ["TrainRun", "EvalRun", "train_run", "evaluate_run", "run_config", "run_source", "recorded_source",
@@ -53,7 +53,7 @@ def run_source(data: str | os.PathLike, preset: str = "quick", **options: Any) -
     return DataSource(str(data), **options)
 
 
-def run_config(preset: str = "quick", overrides: dict[str, Any] | None = None, *, labels: str = "clean",
+def run_config(preset: str = "quick", overrides: dict[str, Any] | None = None, *, labels: str | LabelSpec = "clean",
                model: str | None = None, seed: int = 0) -> TrainConfig:
     """The :class:`~mstool.engine.TrainConfig` of one training run: a preset, its overrides, the label spec, the
     network and the seed. Without a ``noise_mode`` override the spec's own default applies
@@ -74,7 +74,7 @@ def run_config(preset: str = "quick", overrides: dict[str, Any] | None = None, *
         if key in values:
             raise ParameterError(f"training override `{key}` is set per run; use --labels, --seed(s) or --model "
                                  "instead")
-    spec = parse_spec(labels)
+    spec = labels if isinstance(labels, LabelSpec) else parse_spec(labels)
     values.setdefault("noise_mode", spec.noise_mode)
     if model is not None and model != TrainConfig.from_preset(preset).model:
         values["model"] = model

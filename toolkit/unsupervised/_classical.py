@@ -1,5 +1,8 @@
 """Classical unsupervised baselines: Otsu, multi-Otsu, local threshold, k-means and Gaussian mixtures.
 
+Size: one module (over 900 lines) because the five methods share the polarity rule (:func:`choose_foreground`),
+the cluster-to-foreground rule and the prior handling, which must stay the same for all of them.
+
 Legend: N batch · C channels · K classes or clusters · P pixels (H * W) · D features · H, W pixels.
 
 Every method reads images ``(N, C, H, W)`` z-scored per image (:func:`mstool.io.normalize_image`). The threshold

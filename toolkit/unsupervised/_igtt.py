@@ -1,5 +1,8 @@
 """iGTT: a U-Net that trains on labels it makes itself, guided by meta-structure (EMS) and an optional prior.
 
+Size: one module (over 1100 lines) because the loop, its candidate selection, EMS choice and the saved-model
+format are one algorithm: the selection rule that trained a network is the rule a loaded one predicts with.
+
 Legend: N batch · C channels · K candidate thresholds · H, W pixels.
 
 One round of iterative ground-truth training (Luo et al. 2022):
