@@ -11,6 +11,7 @@ from ._collect import (
     collect_masks,
     find_counterparts,
     find_masks_by_stem,
+    read_images,
     read_label_set,
     stack_labels,
 )
@@ -28,5 +29,6 @@ __all__ = [
     "SegmentationDataset", "RandomCropFlip", "random_crop_flip",
     "DatasetReport", "SplitReport", "check_dataset", "ImageEntry", "collect_images",
     "find_masks_by_stem", "MaskEntry", "collect_masks", "find_counterparts", "read_label_set", "stack_labels",
+    "read_images",
     "DataSource", "Splits", "prepare_splits", "load_split_tensors", "read_label_folder",
 ]

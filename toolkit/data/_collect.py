@@ -13,13 +13,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..errors import DataError, FileMissingError, LayoutError
-from ..io import IMAGE_SUFFIXES, find_images, image_size, read_mask
+from ..errors import DataError, FileMissingError, LayoutError, MstoolError, ParameterError
+from ..io import IMAGE_SUFFIXES, find_images, image_size, read_image, read_mask
 from ._layouts import Layout, discover_layout
 
-__all__ = ["MaskEntry", "ImageEntry", "collect_masks", "collect_images", "read_label_set", "stack_labels",
-           "find_masks_by_stem",
-           "find_counterparts"]
+__all__ = ["MaskEntry", "ImageEntry", "collect_masks", "collect_images", "read_images", "read_label_set",
+           "stack_labels", "find_masks_by_stem", "find_counterparts"]
 
 
 @dataclass(frozen=True)
@@ -101,6 +100,43 @@ def collect_images(
         raise LayoutError(f"{root}: no images found in the {found.kind} layout's split(s) "
                           f"{', '.join(splits or found.splits)}")
     return entries
+
+
+def read_images(
+    source: str | os.PathLike,
+    *,
+    layout: str = "auto",
+    splits: tuple[str, ...] | None = None,
+    page: int | None = None,
+    skip_unreadable: bool = False,
+) -> tuple[dict[str, tuple[Path, np.ndarray]], list[str]]:
+    """Read the images of :func:`collect_images` (a file, a folder, or a dataset folder's images).
+
+    Args:
+        source, layout, splits: as :func:`collect_images`.
+        page: the page of multi-page TIFF images.
+        skip_unreadable: leave out an image that cannot be read and say why in the returned problems (else the
+            first such image raises).
+
+    Returns:
+        ``{name: (file, array)}`` in the collection's order, and the problems of the images left out.
+
+    Raises:
+        FileReadError, ParameterError: an image cannot be read (without ``skip_unreadable``).
+        ParameterError: no image could be read (with ``skip_unreadable``).
+    """
+    loaded: dict[str, tuple[Path, np.ndarray]] = {}
+    problems: list[str] = []
+    for entry in collect_images(source, layout=layout, splits=splits):
+        try:
+            loaded[entry.name] = (entry.path, read_image(entry.path, page=page))
+        except MstoolError as exc:
+            if not skip_unreadable:
+                raise
+            problems.append(str(exc))
+    if not loaded:
+        raise ParameterError(f"{source}: no readable image; {'; '.join(problems)}")
+    return loaded, problems
 
 
 def collect_masks(

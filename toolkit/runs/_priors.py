@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from .._fs import atomic_path, check_output_file
-from ..data import MaskEntry, collect_images, collect_masks, discover_layout, read_label_set
+from ..data import MaskEntry, collect_masks, discover_layout, read_images, read_label_set
 from ..device import make_generator
 from ..errors import DataError, LayoutError
 from ..io import find_images, normalize_image, read_image, read_mask
@@ -124,16 +124,14 @@ def estimate_prior_from_images(
     _check_out(out, overwrite, [images])
     options = dict(options or {})
     foreground = options.pop("foreground", "auto")
-    entries = collect_images(images, layout=layout, splits=splits)
-    files = [e.path for e in entries]
-    arrays = [read_image(p, page=page) for p in files]
-    shapes = sorted({a.shape[:2] for a in arrays})
+    loaded, _ = read_images(images, layout=layout, splits=splits, page=page)
+    shapes = sorted({a.shape[:2] for _, a in loaded.values()})
     if len(shapes) > 1:
         raise DataError(
             f"{images}: a prior needs images of one size; found {', '.join(f'{h} x {w}' for h, w in shapes)}"
         )
-    batch = torch.stack([normalize_image(a, channels=1, name=str(p)) for p, a in zip(files, arrays)]).to(device)
-    prior = bootstrap_prior(batch, [e.name for e in entries], chosen, foreground=foreground,
+    batch = torch.stack([normalize_image(a, channels=1, name=str(p)) for p, a in loaded.values()]).to(device)
+    prior = bootstrap_prior(batch, list(loaded), chosen, foreground=foreground,
                             options={name: options for name in chosen} if options else None, ems=ems,
                             kernel=kernel, bandwidth=bandwidth, generator=make_generator(seed))
     return _saved(replace(prior, source=f"{prior.source} images:{Path(images)} seed:{seed}"), out)

@@ -19,10 +19,10 @@ import torch
 
 from .._fs import atomic_dir, check_output_dir
 from .._types import Progress
-from ..data import collect_images
+from ..data import read_images
 from ..device import make_generator, resolve_device
-from ..errors import FileMissingError, MstoolError, MstoolWarning, ParameterError
-from ..io import normalize_image, read_image, write_mask, write_score_map
+from ..errors import FileMissingError, MstoolWarning, ParameterError
+from ..io import normalize_image, write_mask, write_score_map
 from ..metastructure import load_prior
 from ..unsupervised import build_method, check_loadable
 from ..viz import plot_label_panel
@@ -151,16 +151,7 @@ def _read_inputs(images: str | os.PathLike, prior: str | os.PathLike | None, *, 
                  splits: tuple[str, ...] | None, page: int | None) -> _Job:
     """Read every image (skipping, with a warning, those that cannot be read), match the prior to them and group
     them by size."""
-    entries = collect_images(images, layout=layout, splits=splits)
-    problems: list[str] = []
-    loaded: dict[str, tuple[Path, np.ndarray]] = {}
-    for entry in entries:
-        try:
-            loaded[entry.name] = (entry.path, read_image(entry.path, page=page))
-        except MstoolError as exc:
-            problems.append(str(exc))
-    if not loaded:
-        raise ParameterError(f"{images}: no readable image; {'; '.join(problems)}")
+    loaded, problems = read_images(images, layout=layout, splits=splits, page=page, skip_unreadable=True)
     given = [_warn(f"skipped {problem}") for problem in problems]
     density = None
     if prior is not None:
