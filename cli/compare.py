@@ -66,10 +66,9 @@ def compare(data, labels, unsupervised, models, seeds, out, preset, config_file,
     """
     from mstool.compare import (
         SuiteConfig,
-        load_run_config,
         parse_list,
         read_config_file,
-        run_suite,
+        run_and_report,
         split_method_list,
         write_results,
     )
@@ -78,12 +77,6 @@ def compare(data, labels, unsupervised, models, seeds, out, preset, config_file,
     from .options import runtime
 
     if report_only:  # the run folder's own config.toml says what the suite is
-        from mstool._fs import is_mstool_folder
-        from mstool.errors import OutputError
-
-        if not is_mstool_folder(out, "compare"):
-            raise OutputError(f"{out}: not an mstool comparison run folder (no config.toml written by mstool "
-                              "compare); --report-only rewrites the report of an existing run")
         summary = write_results(out)
         echo(f"wrote the report of {summary['rows']} finished cells to {out}/report.html", quiet=quiet)
         return
@@ -115,11 +108,9 @@ def compare(data, labels, unsupervised, models, seeds, out, preset, config_file,
     plan = suite.cells() if not cells else list(cells)
     bars = TrainingBars(quiet=quiet, cells=len(plan))
     try:
-        rows = run_suite(suite, out, device=dev, cells=list(cells) or None, progress=bars,
-                         keep_checkpoints=keep_checkpoints)
+        summary = run_and_report(suite, out, device=dev, cells=list(cells) or None, progress=bars,
+                                 keep_checkpoints=keep_checkpoints)
     finally:
         bars.close()
-    summary = write_results(out, rows)
-    planned = len(load_run_config(out).cells())  # the run folder's suite: this one merged with what it held
-    echo(f"{summary['rows']} of {planned} cells finished; summary: {out}/summary.md, report: {out}/report.html",
-         quiet=quiet)
+    echo(f"{summary['rows']} of {summary['planned']} cells finished; summary: {out}/summary.md, report: "
+         f"{out}/report.html", quiet=quiet)

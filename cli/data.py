@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import json
-
 import click
 
 from mstool import names
@@ -73,12 +71,10 @@ def check(root, layout, mask_suffix, mask_mode, json_path, overwrite):
 
     Exits with status 2 when a problem is found.
     """
-    from mstool._fs import atomic_path, check_output_file
     from mstool.data import check_dataset
 
-    if json_path:
-        check_output_file(json_path, overwrite=overwrite, inputs=[root], suffixes=(".json",))
-    report = check_dataset(root, layout, mask_mode=mask_mode, mask_suffix=mask_suffix)
+    report = check_dataset(root, layout, mask_mode=mask_mode, mask_suffix=mask_suffix, json_path=json_path,
+                           overwrite=overwrite)
     click.echo(f"{report.root}: {report.layout} layout")
     for s in report.splits:
         d = s.as_dict()
@@ -88,9 +84,6 @@ def check(root, layout, mask_suffix, mask_mode, json_path, overwrite):
         classes = ", ".join(str(k) for k in d["class_pixels"]) or "-"
         click.echo(f"  {s.split:<8} images {s.images:>5}  labelled {s.labelled:>5}  sizes {sizes}  dtypes {dtypes}  "
                    f"mask values {classes}  foreground {fg}")
-    if json_path:
-        with atomic_path(json_path) as tmp:
-            tmp.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
     if report.ok:
         click.echo("no problems found")
         return

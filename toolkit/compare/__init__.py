@@ -8,7 +8,7 @@ own on the same test images, and the report sets them beside the supervised rows
 """
 
 from ._methods import MethodSpec, parse_method_spec, split_method_list
-from ._report import gap_closed, summarize, summarize_unsupervised, write_results
+from ._report import gap_closed, run_and_report, summarize, summarize_unsupervised, write_results
 from ._rows import PREDICTORS, headline_metric, is_unsupervised, rank_agreement
 from ._runner import (
     cell_done,
@@ -38,5 +38,6 @@ __all__ = [
     "write_results", "summarize", "summarize_unsupervised", "gap_closed", "headline_metric", "is_unsupervised",
     "PREDICTORS", "rank_agreement",
     "MethodSpec", "parse_method_spec", "split_method_list", "run_unsupervised_cell",
-    "prepare_data", "training_labels", "run_cell", "run_suite", "cell_done", "load_run_config", "spec_family",
+    "run_and_report", "prepare_data", "training_labels", "run_cell", "run_suite", "cell_done", "load_run_config",
+    "spec_family",
 ]

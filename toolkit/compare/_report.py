@@ -15,13 +15,15 @@ from typing import Any
 
 import numpy as np
 
-from .._fs import atomic_path
+from .._fs import atomic_path, is_mstool_folder
 from .._version import __version__
+from ..errors import OutputError
 from ._plots import draw_all
 from ._rows import PREDICTORS, headline_metric, is_unsupervised, rank_agreement
-from ._runner import load_run_config
+from ._runner import load_run_config, run_suite
+from ._suite import SuiteConfig
 
-__all__ = ["write_results", "summarize", "summarize_unsupervised", "gap_closed", "SUMMARY_COLUMNS"]
+__all__ = ["run_and_report", "write_results", "summarize", "summarize_unsupervised", "gap_closed", "SUMMARY_COLUMNS"]
 
 SUMMARY_COLUMNS = ("val", "oracle", "fixed")
 
@@ -209,6 +211,14 @@ _PROTOCOLS = (
 )
 
 
+def run_and_report(config: SuiteConfig, run_dir: str | Path, **options: Any) -> dict[str, Any]:
+    """:func:`mstool.compare.run_suite`, then :func:`write_results` of the run folder: the library call behind
+    ``mstool compare``. ``options`` are :func:`~mstool.compare.run_suite`'s; returns the results' summary
+    (``rows``, ``planned``: cells of the run folder's suite, this one merged with what it held, ``files``)."""
+    rows = run_suite(config, run_dir, **options)
+    return write_results(run_dir, rows)
+
+
 def write_results(run_dir: str | Path, rows: list[dict[str, Any]] | None = None, *, plots: bool = True) -> dict:
     """Write ``results.csv``, ``results.json``, ``summary.md``, ``plots/*.png`` and ``report.html``.
 
@@ -218,9 +228,15 @@ def write_results(run_dir: str | Path, rows: list[dict[str, Any]] | None = None,
         plots: draw the plots (the tables are always written).
 
     Returns:
-        ``{"rows": n, "files": [paths written]}``.
+        ``{"rows": n, "planned": cells of the stored suite, "files": [paths written]}``.
+
+    Raises:
+        OutputError: ``run_dir`` is not a comparison run folder mstool wrote.
     """
     run_dir = Path(run_dir)
+    if not is_mstool_folder(run_dir, "compare"):
+        raise OutputError(f"{run_dir}: not an mstool comparison run folder (no config.toml written by mstool "
+                          "compare); the report is written for an existing run")
     config = load_run_config(run_dir)
     if rows is None:
         rows = []
@@ -275,7 +291,7 @@ def write_results(run_dir: str | Path, rows: list[dict[str, Any]] | None = None,
     _write_html(run_dir, config, rows, header, body, notes, images, planned, (unsup_header, unsup_body, unsup_note),
                 agreement)
     files.append(run_dir / "report.html")
-    return {"rows": len(rows), "files": [str(f) for f in files]}
+    return {"rows": len(rows), "planned": planned, "files": [str(f) for f in files]}
 
 
 def _html_table(header: list[str], body: list[list[str]]) -> str:

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import os
 from collections import Counter
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .._fs import atomic_path, check_output_file
 from ..errors import MstoolError
 from ..io import check_pair, read_image, read_mask
 from ._layouts import discover_layout
@@ -61,12 +63,14 @@ class DatasetReport:
 
 
 def check_dataset(root: str | os.PathLike, layout: str = "auto", *, mask_mode: str | None = None,
-                  mask_suffix: str = "_masks") -> DatasetReport:
+                  mask_suffix: str = "_masks", json_path: str | os.PathLike | None = None,
+                  overwrite: bool = False) -> DatasetReport:
     """Read every image and mask of a dataset folder and report what it holds and what is wrong.
 
     Unlike the Dataset, which stops at the first bad file, this reads everything and collects each problem
     (unpaired files, unreadable or truncated files, size mismatches, float or negative masks) as one line naming
-    the file. An unusable root (missing, no layout) still raises.
+    the file. An unusable root (missing, no layout) still raises. With ``json_path`` the report is also written
+    there as JSON (the file is checked before anything is read, and replaced only with ``overwrite``).
 
     Example:
         >>> from mstool.data import write_synthetic_dataset
@@ -75,6 +79,8 @@ def check_dataset(root: str | os.PathLike, layout: str = "auto", *, mask_mode: s
         >>> report.layout, report.ok, [s.images for s in report.splits]
         ('paper', True, [1, 1, 1])
     """
+    if json_path is not None:
+        check_output_file(json_path, overwrite=overwrite, inputs=[root], suffixes=(".json",))
     found = discover_layout(root, layout, mask_suffix=mask_suffix)
     mode = found.mask_mode if mask_mode is None else mask_mode
     problems: list[str] = []
@@ -110,4 +116,8 @@ def check_dataset(root: str | os.PathLike, layout: str = "auto", *, mask_mode: s
         if fg:
             rep.foreground = float(np.mean(fg))
         reports.append(rep)
-    return DatasetReport(str(found.root), found.kind, reports, problems)
+    report = DatasetReport(str(found.root), found.kind, reports, problems)
+    if json_path is not None:
+        with atomic_path(json_path) as tmp:
+            tmp.write_text(json.dumps(report.as_dict(), indent=2) + "\n")
+    return report
