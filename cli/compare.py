@@ -51,6 +51,14 @@ from .options import (
 @click.option("--report-only", is_flag=True, help="Only (re)write the results and report of finished cells.")
 @click.option("--keep-checkpoints", is_flag=True,
               help="Keep each finished cell's checkpoint.pt (only needed to resume; model.pt is always kept).")
+@click.option("--executor", type=click.Choice(names.EXECUTORS), default="local", show_default=True,
+              help="Where the cells run: this process, or one Ray task per cell (pip install 'mstool[ray]').")
+@click.option("--address", default=None,
+              help="Ray cluster to join (auto, ray://HOST:10001). [default: start a local Ray instance]")
+@click.option("--cpus-per-cell", type=click.FloatRange(min=0, min_open=True), default=1, show_default=True,
+              help="CPUs each Ray task asks for (its worker trains with that many threads).")
+@click.option("--gpus-per-cell", type=click.FloatRange(min=0), default=0, show_default=True,
+              help="GPUs each Ray task asks for; a fraction lets several small cells share one GPU.")
 @mask_mode_option
 @device_option
 @threads_option
@@ -58,7 +66,7 @@ from .options import (
 @handle_errors
 def compare(data, labels, unsupervised, models, seeds, out, preset, config_file, epochs, batch_size, crop, lr,
             noise_mode, settings, layout, synth_n, synth_size, synth_invert, cells, list_cells, report_only,
-            keep_checkpoints, mask_mode, device, threads, quiet):
+            keep_checkpoints, executor, address, cpus_per_cell, gpus_per_cell, mask_mode, device, threads, quiet):
     """Train one network per label spec, model and seed, evaluate each honestly, and report.
 
     Writes OUT/results.csv, results.json, summary.md, plots/*.png and report.html. Re-running into OUT skips
@@ -109,8 +117,14 @@ def compare(data, labels, unsupervised, models, seeds, out, preset, config_file,
     bars = TrainingBars(quiet=quiet, cells=len(plan))
     try:
         summary = run_and_report(suite, out, device=dev, cells=list(cells) or None, progress=bars,
-                                 keep_checkpoints=keep_checkpoints)
+                                 keep_checkpoints=keep_checkpoints, executor=executor, address=address,
+                                 cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell)
     finally:
         bars.close()
     echo(f"{summary['rows']} of {summary['planned']} cells finished; summary: {out}/summary.md, report: "
          f"{out}/report.html", quiet=quiet)
+    if summary["failed"]:  # the others went on; say which failed and leave a status scripts can see
+        click.echo(f"Error: {len(summary['failed'])} cell(s) failed ({', '.join(summary['failed'][:3])}"
+                   f"{' ...' if len(summary['failed']) > 3 else ''}); their errors are in {out}/summary.md",
+                   err=True)
+        raise SystemExit(1)

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 __all__ = [
     "LAYOUTS", "LAYOUT_CHOICES", "SYNTH_KINDS", "MODELS", "LOSSES", "UNSUPERVISED_METHODS", "FOREGROUND_RULES",
-    "MASK_MODES", "MASK_FORMATS", "PRESETS", "NOISE_MODES", "KERNELS",
+    "MASK_MODES", "MASK_FORMATS", "PRESETS", "NOISE_MODES", "KERNELS", "EXECUTORS",
 ]
 
 LAYOUTS = ("paper", "voc", "cellpose")
@@ -53,3 +53,7 @@ NOISE_MODES = ("offline", "online")
 
 KERNELS = ("box", "gaussian")
 """Parzen windows of a density (:func:`mstool.metastructure.density`)."""
+
+EXECUTORS = ("local", "ray")
+"""Where a comparison's cells run (:func:`mstool.compare.run_suite`): this process, or a Ray cluster."""
+

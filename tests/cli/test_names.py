@@ -42,6 +42,7 @@ REGISTRIES = {
     "noise_mode": lambda: NOISE_MODES,
     "kernel": lambda: KERNELS,
     "mask_format": lambda: names.MASK_FORMATS,
+    "executor": lambda: names.EXECUTORS,
 }
 
 

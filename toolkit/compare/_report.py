@@ -18,9 +18,10 @@ import numpy as np
 from .._fs import atomic_path, is_mstool_folder
 from .._version import __version__
 from ..errors import OutputError
+from ._loop import run_suite
 from ._plots import draw_all
 from ._rows import PREDICTORS, headline_metric, is_unsupervised, rank_agreement
-from ._runner import load_run_config, run_suite
+from ._runner import FAILED_NAME, load_run_config
 from ._suite import SuiteConfig
 
 __all__ = ["run_and_report", "write_results", "summarize", "summarize_unsupervised", "gap_closed", "SUMMARY_COLUMNS"]
@@ -228,7 +229,8 @@ def write_results(run_dir: str | Path, rows: list[dict[str, Any]] | None = None,
         plots: draw the plots (the tables are always written).
 
     Returns:
-        ``{"rows": n, "planned": cells of the stored suite, "files": [paths written]}``.
+        ``{"rows": n, "planned": cells of the stored suite, "failed": [ids of cells whose job failed],
+        "files": [paths written]}``.
 
     Raises:
         OutputError: ``run_dir`` is not a comparison run folder mstool wrote.
@@ -244,6 +246,7 @@ def write_results(run_dir: str | Path, rows: list[dict[str, Any]] | None = None,
             path = run_dir / "cells" / cell.id / "metrics.json"
             if path.exists():
                 rows.append(json.loads(path.read_text()))
+    failed = _failed_cells(config, run_dir)
     files = []
     flat = [{k: v for k, v in r.items() if k not in ("settings", "label/ntm")} | {
         "label/ntm": json.dumps(r.get("label/ntm")), "settings": json.dumps(r.get("settings"))} for r in rows]
@@ -256,7 +259,8 @@ def write_results(run_dir: str | Path, rows: list[dict[str, Any]] | None = None,
     with atomic_path(run_dir / "results.csv") as tmp:
         tmp.write_text(buf.getvalue())
     with atomic_path(run_dir / "results.json") as tmp:
-        tmp.write_text(json.dumps({"mstool_version": __version__, "suite": config.to_dict(), "cells": rows},
+        tmp.write_text(json.dumps({"mstool_version": __version__, "suite": config.to_dict(), "cells": rows,
+                                   **({"failed": failed} if failed else {})},
                                   indent=1) + "\n")
     files += [run_dir / "results.csv", run_dir / "results.json"]
     notes_path = run_dir / "data_notes.json"
@@ -278,6 +282,9 @@ def write_results(run_dir: str | Path, rows: list[dict[str, Any]] | None = None,
             unfinished = not_converged(supervised)
             md += ["\n## Training that did not converge\n\n"]
             md += [f"- {line}\n" for line in unfinished] or ["Every cell's validation curve had levelled off.\n"]
+    if failed:
+        md += ["\n## Cells that failed\n\n", *[f"- {f['cell']}: {f['error']}\n" for f in failed],
+               "\nThe others went on; a re-run into this folder tries the failed cells again.\n"]
     if unsup_body:
         md += ["\n## Unsupervised methods beside supervised training\n\n", _markdown(unsup_header, unsup_body),
                "\n", unsup_note, "\n"]
@@ -291,7 +298,18 @@ def write_results(run_dir: str | Path, rows: list[dict[str, Any]] | None = None,
     _write_html(run_dir, config, rows, header, body, notes, images, planned, (unsup_header, unsup_body, unsup_note),
                 agreement)
     files.append(run_dir / "report.html")
-    return {"rows": len(rows), "planned": planned, "files": [str(f) for f in files]}
+    return {"rows": len(rows), "planned": planned, "failed": [f["cell"] for f in failed],
+            "files": [str(f) for f in files]}
+
+
+def _failed_cells(config: SuiteConfig, run_dir: Path) -> list[dict[str, Any]]:
+    """The cells of the plan whose last job failed (``failed.json``, no ``metrics.json``), in the plan's order."""
+    out = []
+    for cell in config.cells():
+        folder = run_dir / "cells" / cell.id
+        if (folder / FAILED_NAME).exists() and not (folder / "metrics.json").exists():
+            out.append(json.loads((folder / FAILED_NAME).read_text()))
+    return out
 
 
 def _html_table(header: list[str], body: list[list[str]]) -> str:

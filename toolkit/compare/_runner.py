@@ -16,18 +16,18 @@ from typing import Any
 
 import torch
 
-from .._fs import check_run_dir, open_run_dir
 from .._types import Progress
-from .._version import __version__
 from ..data import Splits, prepare_splits
 from ..engine import CHECKPOINT_NAME
-from ..errors import ParameterError
-from ..runs import log_line, segment_cell, train_cell, versions, write_json, write_text
+from ..runs import log_line, segment_cell, train_cell, versions, write_json
 from ._methods import nest_options, parse_method_spec
-from ._suite import Cell, LabelEntry, SuiteConfig, read_config_file, write_toml
+from ._suite import Cell, LabelEntry, SuiteConfig, read_config_file
 
-__all__ = ["prepare_data", "training_labels", "run_cell", "run_unsupervised_cell", "run_suite", "cell_done",
-           "load_run_config", "spec_family", "cell_record"]
+__all__ = ["prepare_data", "training_labels", "run_cell", "run_unsupervised_cell", "run_one", "cell_done",
+           "load_run_config", "spec_family", "cell_record", "finished_rows", "FAILED_NAME"]
+
+FAILED_NAME = "failed.json"
+"""What a cell's folder holds when its job failed: the error, for the report (removed once the cell finishes)."""
 
 
 def prepare_data(config: SuiteConfig, run_dir: str | Path) -> Splits:
@@ -55,6 +55,47 @@ def spec_family(spec: str) -> tuple[str, float | None]:
 
 def cell_done(run_dir: str | Path, cell: Cell) -> bool:
     return (Path(run_dir) / "cells" / cell.id / "metrics.json").exists()
+
+
+def finished_rows(config: SuiteConfig, run_dir: str | Path) -> list[dict[str, Any]]:
+    """The rows of every finished cell of ``config``, in the plan's order (whichever executor ran them)."""
+    paths = [Path(run_dir) / "cells" / cell.id / "metrics.json" for cell in config.cells()]
+    return [json.loads(path.read_text()) for path in paths if path.exists()]
+
+
+def run_one(config: SuiteConfig, cell: Cell, run_dir: str | Path, data: Splits, *, device: str | torch.device,
+            progress: Progress | None = None, keep_checkpoints: bool = False) -> dict[str, Any]:
+    """Run one cell of either kind as a job: log its start and end, write its ``metrics.json``, drop the training
+    checkpoint of a finished cell (unless kept) and any record of an earlier failure; return its row."""
+    run_dir = Path(run_dir)
+    forward = _logging_progress(run_dir, cell, device, progress)
+    if cell.kind == "unsupervised":
+        log_line(run_dir, f"cell {cell.id}: start on {device}")
+        row = run_unsupervised_cell(config, cell, run_dir, data, device=device, progress=forward)
+        log_line(run_dir, f"cell {cell.id}: done in {row['seconds']:.1f} s, mask/dice {row.get('mask/dice')}")
+    else:
+        row = run_cell(config, cell, run_dir, data, device=device, progress=forward)
+        if not keep_checkpoints:
+            (run_dir / "cells" / cell.id / CHECKPOINT_NAME).unlink(missing_ok=True)
+        log_line(run_dir, f"cell {cell.id}: done in {row['seconds']:.1f} s, val/dice {row.get('val/dice')}")
+    (run_dir / "cells" / cell.id / FAILED_NAME).unlink(missing_ok=True)
+    return row
+
+
+def _logging_progress(run_dir: Path, cell: Cell, device: str | torch.device,
+                      emit: Progress | None) -> Progress:
+    """Forward a cell's events (with ``"cell"`` added), logging the start of its training: fresh, or resumed from
+    the epoch of its checkpoint."""
+
+    def forward(event: dict[str, Any]) -> None:
+        if event.get("event") == "start":
+            start, total = event.get("start_epoch", 0), event.get("epochs")
+            log_line(run_dir, f"cell {cell.id}: " + (f"resumed from epoch {start} of {total} on {device}" if start else
+                                                  f"start on {device}"))
+        if emit is not None:
+            emit({**event, "cell": cell.id})
+
+    return forward
 
 
 def run_cell(
@@ -115,127 +156,3 @@ def load_run_config(run_dir: str | Path) -> SuiteConfig:
     """The suite stored in ``run_dir/config.toml``."""
     path = Path(run_dir) / "config.toml"
     return SuiteConfig.from_dict(read_config_file(path))
-
-
-def _check_same_suite(run_dir: Path, config: SuiteConfig) -> None:
-    stored = load_run_config(run_dir).to_dict()
-    given = config.to_dict()
-    fixed = ("data", "preset", "train", "layout", "synth_n", "synth_size", "synth_seed", "synth_invert",
-             "val_fraction", "fit", "mask_mode")
-    differ = [k for k in fixed if stored.get(k) != given.get(k)]
-    if differ:
-        raise ParameterError(
-            f"{run_dir}: the run folder holds a suite with other settings ({', '.join(differ)} differ); "
-            "choose another output folder (labels, models and seeds may be added to a run)"
-        )
-
-
-def run_suite(
-    config: SuiteConfig,
-    run_dir: str | Path,
-    *,
-    device: str | torch.device = "cpu",
-    cells: list[str] | None = None,
-    progress: Progress | None = None,
-    keep_checkpoints: bool = False,
-) -> list[dict[str, Any]]:
-    """Run every unfinished cell of a suite (or only the cells named in ``cells``), then return all finished rows.
-
-    Re-running into the same folder skips finished cells and resumes interrupted ones; a folder holding a suite
-    with other data or training settings is refused (adding label specs, models, seeds or unsupervised methods is
-    allowed: the stored ``config.toml`` grows to the union). Unsupervised cells run after the supervised ones
-    (:func:`mstool.compare.run_unsupervised_cell`). Everything that can be checked (the run folder, the cells
-    asked for, a dataset folder's masks) is checked before anything is written.
-
-    Args:
-        config: the suite.
-        run_dir: the run folder: new, empty, or an mstool comparison run folder; never inside or around the data.
-        device: where cells train.
-        cells: cell ids to run (for cluster engines that run one cell per job); ``None`` runs all.
-        progress: called with ``{"event": "cell", "cell", "index", "total", "status": "skip"|"start"|"done"}``
-            and with every training event of :func:`mstool.engine.train` or round event of an unsupervised method
-            (with ``"cell"`` added).
-        keep_checkpoints: keep each finished cell's training checkpoint (``checkpoint.pt``, only needed to resume
-            an unfinished cell); by default it is removed once the cell's ``metrics.json`` is written.
-
-    Returns:
-        The rows of every finished cell of the (merged) suite.
-
-    Raises:
-        OutputError: ``run_dir`` overlaps the dataset folder, or holds files that are not a comparison run.
-    """
-    run_dir = Path(run_dir)
-    inputs = [] if config.is_synthetic else [config.data]
-    check_run_dir(run_dir, kind="compare", inputs=inputs)
-    if (run_dir / "config.toml").exists():
-        _check_same_suite(run_dir, config)
-        stored = load_run_config(run_dir)
-        config = SuiteConfig.from_dict({
-            **config.to_dict(),
-            "labels": list(dict.fromkeys(stored.labels + config.labels)),
-            "models": list(dict.fromkeys(stored.models + config.models)),
-            "seeds": list(dict.fromkeys(stored.seeds + config.seeds)),
-            "unsupervised": list(dict.fromkeys(stored.unsupervised + config.unsupervised)),
-        })
-    plan = config.cells()
-    if cells is not None:
-        known = {c.id: c for c in plan}
-        unknown = [c for c in cells if c not in known]
-        if unknown:
-            raise ParameterError(f"unknown cell(s) {', '.join(unknown)}; this suite has: "
-                                 f"{', '.join(list(known)[:6])}{' ...' if len(known) > 6 else ''}")
-        todo = [known[c] for c in cells]
-    else:
-        todo = plan
-    data = None
-    if not config.is_synthetic and not all(cell_done(run_dir, cell) for cell in todo):
-        data = prepare_data(config, run_dir)  # a bad dataset fails here, before the run folder is touched
-    open_run_dir(run_dir, kind="compare", inputs=inputs)
-    write_text(run_dir / "config.toml", f"# mstool {__version__} comparison suite\n" + write_toml(config.to_dict()))
-    emit = progress if progress is not None else (lambda event: None)
-    logged = False
-    for index, cell in enumerate(todo, 1):
-        if cell_done(run_dir, cell):
-            emit({"event": "cell", "cell": cell.id, "index": index, "total": len(todo), "status": "skip"})
-            continue
-        if data is None:
-            data = prepare_data(config, run_dir)
-        if not logged:
-            log_line(run_dir, f"data {data.root}: train {len(data.train_images)}, val {len(data.val_images)}, "
-                          f"test {len(data.test_images)}, {data.num_classes} classes; " + "; ".join(data.notes))
-            write_json(run_dir / "data_notes.json", data.notes, indent=None)
-            logged = True
-        emit({"event": "cell", "cell": cell.id, "index": index, "total": len(todo), "status": "start"})
-        forward = _logging_progress(run_dir, cell, device, emit if progress is not None else None)
-        if cell.kind == "unsupervised":
-            log_line(run_dir, f"cell {cell.id}: start on {device}")
-            row = run_unsupervised_cell(config, cell, run_dir, data, device=device, progress=forward)
-            log_line(run_dir, f"cell {cell.id}: done in {row['seconds']:.1f} s, mask/dice {row.get('mask/dice')}")
-        else:
-            row = run_cell(config, cell, run_dir, data, device=device, progress=forward)
-            if not keep_checkpoints:
-                (run_dir / "cells" / cell.id / CHECKPOINT_NAME).unlink(missing_ok=True)
-            log_line(run_dir, f"cell {cell.id}: done in {row['seconds']:.1f} s, val/dice {row.get('val/dice')}")
-        emit({"event": "cell", "cell": cell.id, "index": index, "total": len(todo), "status": "done"})
-    rows = []
-    for cell in plan:
-        path = run_dir / "cells" / cell.id / "metrics.json"
-        if path.exists():
-            rows.append(json.loads(path.read_text()))
-    return rows
-
-
-def _logging_progress(run_dir: Path, cell: Cell, device: str | torch.device,
-                      emit: Progress | None) -> Progress:
-    """Forward a cell's events (with ``"cell"`` added), logging the start of its training: fresh, or resumed from
-    the epoch of its checkpoint."""
-
-    def forward(event: dict[str, Any]) -> None:
-        if event.get("event") == "start":
-            start, total = event.get("start_epoch", 0), event.get("epochs")
-            log_line(run_dir, f"cell {cell.id}: " + (f"resumed from epoch {start} of {total} on {device}" if start else
-                                                  f"start on {device}"))
-        if emit is not None:
-            emit({**event, "cell": cell.id})
-
-    return forward
