@@ -31,18 +31,22 @@ from .options import (
 @train_options
 @click.option("--layout", type=click.Choice(names.LAYOUT_CHOICES), default="auto", show_default=True)
 @mask_mode_option
+@click.option("--ddp", is_flag=True,
+              help="One training across the processes torchrun starts (torchrun --nproc-per-node N -m mstool.cli "
+                   "train --ddp ...): effective batch = --batch-size x N, the learning rate unchanged.")
 @seed_option
 @device_option
 @threads_option
 @quiet_option
 @handle_errors
 def train(data, spec, model, out, preset, config_file, epochs, batch_size, crop, lr, noise_mode, settings, layout,
-          mask_mode, seed, device, threads, quiet):
+          mask_mode, ddp, seed, device, threads, quiet):
     """Train a network on noisy labels made from a dataset's clean labels; resumes a killed run in OUT.
 
     Validation: the dataset's val split, or (documented fallback) 20% of train held out.
     """
     from mstool.compare import read_config_file
+    from mstool.engine.distributed import is_main
     from mstool.runs import run_config, run_source, train_run
 
     from ._progress import TrainingBars
@@ -57,13 +61,16 @@ def train(data, spec, model, out, preset, config_file, epochs, batch_size, crop,
     dev = runtime(device, threads)
     bars = TrainingBars(quiet=quiet)
     try:
-        run = train_run(source, out, cfg, device=dev, progress=bars)
+        run = train_run(source, out, cfg, device=dev, progress=bars, ddp=ddp)
     finally:
         bars.close()
     last = run.result.history[-1]
     score = next((f"{k} {last[k]:.3f}" for k in ("val_dice", "val_miou") if last.get(k) is not None), "")
+    processes = run.record.get("processes", 1)
     echo(f"trained {model} on {cfg.label_spec} labels for {cfg.epochs} epochs in {run.result.seconds:.1f} s "
-         f"({score}); model: {run.result.model_path}", quiet=quiet)
+         f"({score}); model: {run.result.model_path}"
+         + (f" ({processes} processes, effective batch {run.record['effective_batch_size']})" if processes > 1
+            else ""), quiet=quiet or not is_main())
 
 
 @click.command("evaluate")

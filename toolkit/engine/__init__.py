@@ -9,6 +9,8 @@ Legend: N batch · C channels · K classes · H, W pixels.
 - :func:`evaluate`: the ``val`` / ``oracle`` / ``fixed`` protocols with polarity (binary) or mIoU
   (multi-class), and the linear feature probe (:func:`fit_probe`).
 
+Under ``torchrun`` one training runs across processes and GPUs (:mod:`mstool.engine.distributed`).
+
 Datasets reach these functions as tensors (:func:`mstool.data.prepare_splits`); the folders a run reads and writes
 are :mod:`mstool.runs`'s.
 

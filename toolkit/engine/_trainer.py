@@ -54,6 +54,7 @@ from ..metrics import binary_scores, confusion_at_thresholds, multiclass_report
 from ..models import build_model
 from ._config import TrainConfig
 from ._predict import predict
+from .distributed import all_sum, barrier, is_main, rank_and_world, shard, wrap
 
 __all__ = ["TrainResult", "train", "load_model", "convergence", "CHECKPOINT_NAME", "MODEL_NAME", "CURVES_NAME"]
 
@@ -186,7 +187,9 @@ def train(
     out.mkdir(parents=True, exist_ok=True)
     _remove_stale_temporaries(out)
     ckpt_path, model_path, curves_path = out / CHECKPOINT_NAME, out / MODEL_NAME, out / CURVES_NAME
-    emit = progress if progress is not None else (lambda event: None)
+    # under torchrun every process trains; only the first writes files and reports progress
+    main, world = is_main(), rank_and_world()[1]
+    emit = progress if progress is not None and main else (lambda event: None)
 
     run = _Run(config, train_images, train_labels, val_images, val_labels, num_classes, dev)
     start_epoch = 0
@@ -194,21 +197,23 @@ def train(
         start_epoch = run.load(ckpt_path)
     else:
         run.draw_offline_labels()
-    steps = math.ceil(run.n / min(config.batch_size, run.n))
+    steps = math.ceil(run.n / min(config.batch_size, run.n) / world)
     emit({"event": "start", "epochs": config.epochs, "start_epoch": start_epoch, "steps_per_epoch": steps,
-          "device": str(dev)})
+          "device": str(dev), "processes": world})
 
     for epoch in range(start_epoch + 1, config.epochs + 1):
         row = run.epoch(epoch, emit)
         saved = None
-        if epoch % config.checkpoint_every == 0 or epoch == config.epochs:
+        if (epoch % config.checkpoint_every == 0 or epoch == config.epochs) and main:
             run.save(ckpt_path, epoch)
             _write_curves(curves_path, run.history, run.val_key)
             saved = str(ckpt_path)
         emit({"event": "epoch", **row, "epochs": config.epochs, "checkpoint": saved})
 
-    run.save_model(model_path)
-    _write_curves(curves_path, run.history, run.val_key)
+    if main:
+        run.save_model(model_path)
+        _write_curves(curves_path, run.history, run.val_key)
+    barrier()  # no process returns before the model file exists
     seconds = time.perf_counter() - started
     emit({"event": "end", "epoch": config.epochs, "seconds": seconds, "model_path": str(model_path)})
     run.model.eval()
@@ -273,6 +278,7 @@ class _Run:
         self.channels_last = config.channels_last and dev.type == "cuda"
         if self.channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
+        self.net = wrap(self.model, dev)  # what the steps call: the model, or its DDP wrapper
         self.loss_name = config.resolved_loss(num_classes)
         self.loss_fn = make_loss(self.loss_name, self.out_channels)
         self.optimizer = _optimizer(config, self.model)
@@ -325,20 +331,21 @@ class _Run:
         cfg = self.config
         seen = self.n * self.repeats
         batch = min(cfg.batch_size, seen)
-        steps = math.ceil(seen / batch)
         lr = float(self.optimizer.param_groups[0]["lr"])
         self.model.train()
         order = torch.cat([torch.randperm(self.n, generator=self.g_data) for _ in range(self.repeats)]).to(self.dev)
+        batches = shard(order, batch)  # all of them in one process; this process's share under torchrun
         loss_sum = torch.zeros((), device=self.dev, dtype=torch.float64)
+        count = torch.zeros((), device=self.dev, dtype=torch.float64)
         with _forked_rng(self.dev, spawn_seed(self.g_data)):
-            for step in range(steps):
-                index = order[step * batch:(step + 1) * batch]
+            for step, index in enumerate(batches):
                 x, y = self._batch(index)
                 loss = self._step(x, y)
                 loss_sum += loss.detach().double() * index.numel()
-                emit({"event": "step", "epoch": epoch, "step": step + 1, "steps": steps})
+                count += index.numel()
+                emit({"event": "step", "epoch": epoch, "step": step + 1, "steps": len(batches)})
         self.scheduler.step()
-        train_loss = float(loss_sum) / seen
+        train_loss = float(all_sum(loss_sum)) / float(all_sum(count))
         if not math.isfinite(train_loss):
             raise ParameterError(f"training diverged: the train loss is {train_loss} in epoch {epoch}; "
                                  "lower `lr` or set `grad_clip`")
@@ -363,7 +370,7 @@ class _Run:
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One forward, backward and optimizer step; returns the loss."""
         with torch.autocast(self.dev.type, dtype=self.amp_dtype, enabled=self.amp):
-            logits = self.model(x)
+            logits = self.net(x)
         loss = self.loss_fn(logits.float(), y)
         self.optimizer.zero_grad(set_to_none=True)
         if self.scaler is not None:

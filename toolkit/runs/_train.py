@@ -22,6 +22,7 @@ from .._types import Progress
 from ..data import DataSource, Splits, prepare_splits
 from ..device import make_generator, resolve_device
 from ..engine import EvalResult, TrainConfig, TrainResult, evaluate, train
+from ..engine.distributed import barrier, init_from_env, is_main, launched, rank_and_world
 from ..errors import FileMissingError, ParameterError
 from ..labels import LabelSpec, parse_spec
 from ._records import write_json
@@ -108,6 +109,7 @@ def train_run(
     *,
     device: str | torch.device = "cpu",
     progress: Progress | None = None,
+    ddp: bool = False,
 ) -> TrainRun:
     """Train a network on a dataset's labels, turned noisy by ``config.label_spec``, into the run folder ``out``.
 
@@ -120,11 +122,16 @@ def train_run(
         source: the data (a dataset folder, ``synth:KIND``, or a :class:`~mstool.data.DataSource`).
         out: the run folder: new, empty, or an earlier mstool training run to resume.
         config: the training settings (default: the ``quick`` preset on clean labels, :func:`run_config`).
-        device: where to train.
-        progress: training events of :func:`mstool.engine.train`.
+        device: where to train (with ``ddp`` on CUDA: each process takes the GPU of its local rank).
+        progress: training events of :func:`mstool.engine.train` (sent by the first process only).
+        ddp: train one network across the processes ``torchrun`` started, with DistributedDataParallel
+            (:mod:`mstool.engine`'s distributed notes: the effective batch is ``batch_size x processes``, the
+            learning rate is not scaled); implied when this process was started by ``torchrun``. Only the first
+            process writes files.
 
     Raises:
         OutputError: ``out`` holds files mstool did not write for a training run, or overlaps the data.
+        ParameterError: ``ddp`` outside ``torchrun``.
 
     Example:
         >>> cfg = run_config("quick", {"epochs": 1, "val_every": 1}, labels="sample:0.5")
@@ -134,19 +141,28 @@ def train_run(
     """
     src = source if isinstance(source, DataSource) else DataSource(source)
     cfg = config if config is not None else run_config()
+    dev = init_from_env(str(device)) if ddp or launched() else resolve_device(device)
     inputs = [] if src.is_synthetic else [src.data]
     out = check_run_dir(out, kind="train", inputs=inputs)
-    splits = None if src.is_synthetic else prepare_splits(src, out)
-    open_run_dir(out, kind="train", inputs=inputs)
+    splits = None
+    if is_main():  # a dataset folder is read (a bad one refused) before the run folder is made
+        splits = None if src.is_synthetic else prepare_splits(src, out)
+        open_run_dir(out, kind="train", inputs=inputs)
+        splits = splits or prepare_splits(src, out)
+    barrier()  # the other processes read the synth: data the first one wrote
     splits = splits or prepare_splits(src, out)
     result = train(cfg, splits.train_images, splits.train_labels, out_dir=out, val_images=splits.val_images,
-                   val_labels=splits.val_labels, num_classes=splits.num_classes, device=resolve_device(device),
-                   progress=progress)
+                   val_labels=splits.val_labels, num_classes=splits.num_classes, device=dev, progress=progress)
     # a synth: dataset is recorded by the folder it was written to, so evaluation reads the same images
+    processes = rank_and_world()[1]
     record = {"data": str(splits.root), "layout": src.layout, "fit": src.fit, "val_fraction": src.val_fraction,
               "synth_seed": src.seed, "mask_mode": src.mask_mode, "notes": splits.notes,
-              "config": cfg.to_dict(drop_none=True), "label_stats": result.label_stats}
-    write_json(out / TRAIN_RECORD, record, indent=2)
+              "config": cfg.to_dict(drop_none=True), "label_stats": result.label_stats,
+              **({"processes": processes, "effective_batch_size": cfg.batch_size * processes}
+                 if processes > 1 else {})}
+    if is_main():
+        write_json(out / TRAIN_RECORD, record, indent=2)
+    barrier()
     return TrainRun(out, result, splits, record)
 
 

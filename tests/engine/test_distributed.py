@@ -1,0 +1,75 @@
+"""One training across two CPU processes (gloo), started by torchrun as a user would: the loss goes down, only the
+first process writes, a killed run resumes, and the model loads in a single-process `mstool evaluate`."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+import torch
+
+from mstool.engine.distributed import rank_and_world, shard
+from mstool.errors import ParameterError
+from mstool.runs import run_config, train_run
+
+
+def test_shard_in_one_process_is_plain_batches():
+    assert rank_and_world() == (0, 1)
+    assert [b.tolist() for b in shard(torch.arange(7), 3)] == [[0, 1, 2], [3, 4, 5], [6]]
+
+
+def test_ddp_outside_torchrun_says_how_to_start_it(tmp_path):
+    with pytest.raises(ParameterError, match="runs under torchrun: torchrun --nproc-per-node N -m mstool.cli"):
+        train_run("synth:er", tmp_path / "run", run_config("quick", {"epochs": 1}), ddp=True)
+
+
+def _torchrun(out, *extra, epochs=6):
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone", "-m", "mstool.cli",
+           "train", "--ddp", "--data", "synth:er", "--labels", "clean", "--epochs", str(epochs), "--batch-size", "2",
+           "--crop", "32", "--set", "val_every=1", "--set", "model_options.base=8", "-o", str(out), *extra]
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True)
+
+
+def _curves(path):
+    lines = path.read_text().splitlines()
+    return [dict(zip(lines[0].split(","), line.split(","))) for line in lines[1:]]
+
+
+def test_two_processes_train_one_network_and_the_model_evaluates_alone(tmp_path):
+    out = tmp_path / "run"
+    done = _torchrun(out)
+    stdout, stderr = done.communicate(timeout=300)
+    assert done.returncode == 0, stderr[-2000:]
+    record = json.loads((out / "train.json").read_text())
+    assert record["processes"] == 2 and record["effective_batch_size"] == 4
+    losses = [float(r["train_loss"]) for r in _curves(out / "curves.csv")]
+    assert len(losses) == 6 and losses[-1] < losses[0]
+    assert stdout.count("trained unet") == 1  # one process reports
+    ev = subprocess.run([sys.executable, "-m", "mstool.cli", "evaluate", "--checkpoint", str(out / "model.pt"),
+                         "--no-probe"], capture_output=True, text=True, timeout=300)
+    assert ev.returncode == 0, ev.stderr
+    assert json.loads((out / "evaluation.json").read_text())["val/dice"] > 0.5
+
+
+def test_a_killed_distributed_run_resumes_from_its_checkpoint(tmp_path):
+    out = tmp_path / "run"
+    first = _torchrun(out, "--set", "checkpoint_every=2", epochs=40)
+    deadline = time.time() + 240
+    while not (out / "checkpoint.pt").exists() and time.time() < deadline:
+        time.sleep(0.05)
+    os.killpg(first.pid, signal.SIGKILL)
+    first.wait(timeout=60)
+    saved = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert 2 <= saved["epoch"] < 40
+    again = _torchrun(out, "--set", "checkpoint_every=2", epochs=40)
+    _, stderr = again.communicate(timeout=300)
+    assert again.returncode == 0, stderr[-2000:]
+    rows = _curves(out / "curves.csv")
+    assert len(rows) == 40
+    for before, after in zip(saved["history"], rows):  # the epochs before the kill are the checkpoint's own
+        assert float(after["seconds"]) == pytest.approx(before["seconds"], rel=1e-9)
