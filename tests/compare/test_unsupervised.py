@@ -98,6 +98,8 @@ def test_report_sets_unsupervised_rows_beside_the_supervised_clean_row(mixed_run
     write_results(run)
     md = (run / "summary.md").read_text()
     assert "## Unsupervised methods beside supervised training" in md
+    table = [line for line in md.split("## Unsupervised")[1].splitlines() if line.startswith("|")]
+    assert len(table) >= 3 and len({line.count("|") for line in table}) == 1  # every row fills the header's columns
     assert "| supervised unet | clean training labels |" in md
     assert "| otsu | none | " in md and "none (prior bootstrapped from otsu)" in md
     # the supervised table holds only the label specs

@@ -103,7 +103,7 @@ def _unsupervised_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[lis
     for e in supervised:
         body.append([f"supervised {e['model']}", "clean training labels", _pm(e["val/dice"], e["val/dice_std"],
                      e["n"]), "val threshold", "-", "-", "-", _pm(e["oracle/dice"], e["oracle/dice_std"], e["n"]),
-                     _pm(e["val/auc"], e["val/auc_std"], e["n"]), "-", "100%", "-", str(e["n"])])
+                     _pm(e["val/auc"], e["val/auc_std"], e["n"]), "100%", "-", str(e["n"])])
     gaps = gap_closed(unsupervised, supervised[0]["val/dice"] if supervised else math.nan)
     for e in unsupervised:
         used = "none" if e["prior"] is None else f"none (prior bootstrapped from {e['prior']})"
