@@ -104,3 +104,15 @@ def test_no_function_is_longer_than_80_lines_of_code():
                 if body and _code_lines(lines[body[0].lineno - 1:node.end_lineno]) > 80:
                     long.append(f"{file.relative_to(ROOT.parent)}:{node.lineno} {node.name}")
     assert not long, "\n".join(long)
+
+
+def test_no_package_imports_another_packages_private_names():
+    wrong = []
+    for file in sorted(ROOT.rglob("*.py")):
+        package = file.relative_to(ROOT).parts[0]
+        for node in ast.walk(ast.parse(file.read_text())):
+            if isinstance(node, ast.ImportFrom) and node.level >= 2 and node.module:
+                if node.module.split(".")[0] != package.removesuffix(".py"):
+                    wrong += [f"{file.relative_to(ROOT)}: {node.module}.{a.name}" for a in node.names
+                              if a.name.startswith("_") and a.name != "__version__"]
+    assert not wrong, "\n".join(wrong)

@@ -14,10 +14,11 @@ import torch
 from ._fs import atomic_path
 from .errors import ParameterError
 
-__all__ = ["save_figure", "label_cmap", "plot_prior", "plot_label_panel"]
+__all__ = ["pyplot", "save_figure", "label_cmap", "show_label", "plot_prior", "plot_label_panel"]
 
 
-def _plt():
+def pyplot():
+    """matplotlib's pyplot on a file-only backend (Agg): imported on first use, so ``import mstool`` stays light."""
     import matplotlib
 
     matplotlib.use("Agg", force=False)
@@ -28,7 +29,7 @@ def _plt():
 
 def save_figure(fig, path: str | os.PathLike, *, dpi: int = 90) -> None:
     """Save a figure as PNG atomically and close it."""
-    plt = _plt()
+    plt = pyplot()
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, format="png", bbox_inches="tight")
     plt.close(fig)
@@ -38,14 +39,15 @@ def label_cmap(num_classes: int):
     """A colour map for class indices: black background, then tab10 colours; ignore (255) is shown grey."""
     from matplotlib.colors import ListedColormap
 
-    plt = _plt()
+    plt = pyplot()
     colours = [(0, 0, 0)] + [plt.get_cmap("tab10")(i % 10)[:3] for i in range(max(num_classes - 1, 1))]
     if num_classes == 2:
         colours = [(0, 0, 0), (1, 1, 1)]
     return ListedColormap(colours)
 
 
-def _show_label(ax, label: np.ndarray, num_classes: int) -> None:
+def show_label(ax, label: np.ndarray, num_classes: int) -> None:
+    """Draw a label map ``(H, W)`` on ``ax`` in the label colours, the ignore index (255) grey."""
     shown = np.ma.masked_equal(label, 255)
     cmap = label_cmap(num_classes).with_extremes(bad=(0.5, 0.5, 0.5))
     ax.imshow(shown, cmap=cmap, vmin=0, vmax=max(num_classes - 1, 1), interpolation="nearest")
@@ -73,7 +75,7 @@ def plot_prior(
     """
     if density.dim() != 4 or density.shape[0] == 0:
         raise ParameterError(f"`density` must be (N, C, H, W) with N >= 1; got {tuple(density.shape)}")
-    plt = _plt()
+    plt = pyplot()
     n, c = density.shape[:2]
     has_img = images is not None and any(x is not None for x in images)
     has_lab = labels is not None and any(x is not None for x in labels)
@@ -94,7 +96,7 @@ def plot_prior(
             lab = labels[i]
             if lab is not None:
                 lab = np.asarray(lab.detach().cpu() if isinstance(lab, torch.Tensor) else lab)
-                _show_label(axes[i, col], lab, len(classes))
+                show_label(axes[i, col], lab, len(classes))
             axes[i, col].set_title("label", fontsize=8)
             col += 1
         for k in range(c):
@@ -118,11 +120,11 @@ def plot_label_panel(
 ) -> None:
     """A row of panels; each column is ``(title, array, kind)`` with kind ``image``, ``label``, ``density`` or
     ``difference`` (signed, in ``[-1, 1]``, on a diverging scale centred on 0)."""
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(columns), figsize=(2.8 * len(columns), 3.0), squeeze=False)
     for ax, (name, arr, kind) in zip(axes[0], columns):
         if kind == "label":
-            _show_label(ax, np.asarray(arr), num_classes)
+            show_label(ax, np.asarray(arr), num_classes)
         elif kind == "density":
             ax.imshow(arr, cmap="magma", vmin=0)
         elif kind == "difference":

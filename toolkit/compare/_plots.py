@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from ..unsupervised import METHODS
-from ..viz import _plt, _show_label, save_figure
+from ..viz import pyplot, save_figure, show_label
 from ._rows import PREDICTORS, rank_agreement
 from ._suite import SuiteConfig
 
@@ -60,7 +60,7 @@ def draw_all(run_dir: Path, config: SuiteConfig, rows: list[dict[str, Any]], met
 
 
 def _unsupervised(path, rows) -> bool:
-    plt = _plt()
+    plt = pyplot()
     bars: dict[str, list[float]] = {}
     colours: dict[str, str] = {}
     for r in rows:
@@ -108,7 +108,7 @@ def _first_examples(run_dir: Path, rows: list[dict[str, Any]]) -> list[tuple[str
 
 
 def _unsupervised_examples(path, run_dir, rows) -> bool:
-    plt = _plt()
+    plt = pyplot()
     entries = [(spec, r, z["images"][0].astype(np.float32), z["labels"][0], z["masks"][0])
                for spec, r, z in _first_examples(run_dir, [r for r in rows if r.get("kind") == "unsupervised"])]
     if not entries:
@@ -116,10 +116,10 @@ def _unsupervised_examples(path, run_dir, rows) -> bool:
     fig, axes = plt.subplots(1, len(entries) + 2, figsize=(2.2 * (len(entries) + 2), 2.6), squeeze=False)
     axes[0, 0].imshow(entries[0][2], cmap="gray")
     axes[0, 0].set_title("test image", fontsize=8)
-    _show_label(axes[0, 1], entries[0][3], 2)
+    show_label(axes[0, 1], entries[0][3], 2)
     axes[0, 1].set_title("ground truth", fontsize=8)
     for ax, (spec, r, _, _, mask) in zip(axes[0, 2:], entries):
-        _show_label(ax, mask, 2)
+        show_label(ax, mask, 2)
         ax.set_title(f"{spec}\nDice {r['mask/dice']:.3f}" if _finite(r.get("mask/dice")) else spec, fontsize=8)
     for ax in axes[0]:
         ax.set_axis_off()
@@ -129,7 +129,7 @@ def _unsupervised_examples(path, run_dir, rows) -> bool:
 
 
 def _noise_level(path, run_dir, config, rows, metric) -> bool:
-    plt = _plt()
+    plt = pyplot()
     groups: dict[str, dict[float, list[float]]] = defaultdict(lambda: defaultdict(list))
     clean = [r[metric] for r in rows if r["family"] == "clean" and _finite(r.get(metric))]
     for r in rows:
@@ -154,7 +154,7 @@ def _noise_level(path, run_dir, config, rows, metric) -> bool:
 
 
 def _similarity(path, run_dir, config, rows, metric) -> bool:
-    plt = _plt()
+    plt = pyplot()
     fig, axes = plt.subplots(1, len(PREDICTORS), figsize=(5 * len(PREDICTORS), 4.2))
     any_drawn = False
     for ax, (key, label) in zip(axes, PREDICTORS):
@@ -183,7 +183,7 @@ def _similarity(path, run_dir, config, rows, metric) -> bool:
 
 
 def _curves(path, run_dir, config, rows, metric) -> bool:
-    plt = _plt()
+    plt = pyplot()
     per_spec: dict[str, list[list[float]]] = defaultdict(list)
     for r in rows:
         curve = run_dir / "cells" / r["cell"] / "curves.csv"
@@ -214,7 +214,7 @@ def _curves(path, run_dir, config, rows, metric) -> bool:
 
 
 def _examples(path, run_dir, config, rows, metric) -> bool:
-    plt = _plt()
+    plt = pyplot()
     entries = _first_examples(run_dir, rows)
     if not entries:
         return False
@@ -231,10 +231,10 @@ def _examples(path, run_dir, config, rows, metric) -> bool:
             pol = r.get("val/polarity") or 1
             pred = ((score if pol > 0 else 1 - score) >= thr).astype(np.uint8)
         axes[i, 0].imshow(z["images"][0].astype(np.float32), cmap="gray")
-        _show_label(axes[i, 1], z["labels"][0], num_classes)
-        _show_label(axes[i, 2], z["train_label"][0], num_classes)
+        show_label(axes[i, 1], z["labels"][0], num_classes)
+        show_label(axes[i, 2], z["train_label"][0], num_classes)
         axes[i, 3].imshow(score, cmap="magma", vmin=0, vmax=1)
-        _show_label(axes[i, 4], pred, num_classes)
+        show_label(axes[i, 4], pred, num_classes)
         titles = ("test image", "clean label", f"{spec}: a training label", "score map", "prediction (val thr.)")
         for ax, t in zip(axes[i], titles):
             ax.set_title(t, fontsize=8)
