@@ -181,7 +181,9 @@ def train(
     """
     started = time.perf_counter()
     config = _as_config(config)
-    num_classes = _check_data(train_images, train_labels, val_images, val_labels, num_classes)
+    lazy = isinstance(train_images, torch.utils.data.Dataset)
+    num_classes = (check_int(num_classes, "num_classes", low=2, note="2 for binary data") if lazy else
+                   _check_data(train_images, train_labels, val_images, val_labels, num_classes))
     dev = resolve_device(device)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -191,7 +193,12 @@ def train(
     main, world = is_main(), rank_and_world()[1]
     emit = progress if progress is not None and main else (lambda event: None)
 
-    run = _Run(config, train_images, train_labels, val_images, val_labels, num_classes, dev)
+    if lazy:
+        from ._lazy import LazyRun  # LazyRun subclasses _Run: a real cycle
+
+        run = LazyRun(config, train_images, val_images, num_classes, dev)
+    else:
+        run = _Run(config, train_images, train_labels, val_images, val_labels, num_classes, dev)
     start_epoch = 0
     if resume and ckpt_path.exists():
         start_epoch = run.load(ckpt_path)
@@ -265,13 +272,26 @@ class _Run:
     def __init__(self, config: TrainConfig, images: torch.Tensor, labels: torch.Tensor,
                  val_images: torch.Tensor | None, val_labels: torch.Tensor | None, num_classes: int,
                  dev: torch.device) -> None:
-        self.config, self.num_classes, self.dev = config, num_classes, dev
-        self.n, self.in_channels = images.shape[0], images.shape[1]
-        self.out_channels = _out_channels(num_classes)
+        self._setup(config, num_classes, dev, images.shape[1], images.shape[0])
         self.fingerprint = _fingerprint(images, labels, val_images, val_labels)
+        self.images = images.to(dev, torch.float32)
+        # Training labels are held as bytes where the classes fit (8 times less device memory than int64, and
+        # the label zoo redraws online noise several times faster); each step's batch is widened for the loss.
+        self.clean = labels.to(dev, self.label_dtype)
+        self.val_images = None if val_images is None else val_images.to(dev, torch.float32)
+        self.val_labels = None if val_labels is None else val_labels.to(dev, torch.long)
+        self._setup_data(images.shape[-2:])
+        self.targets = self.clean
+        self.first_labels = self.clean
+
+    def _setup(self, config: TrainConfig, num_classes: int, dev: torch.device, in_channels: int, n: int) -> None:
+        """The network, loss, optimizer, schedule and generators: everything but the data."""
+        self.config, self.num_classes, self.dev = config, num_classes, dev
+        self.n, self.in_channels = n, in_channels
+        self.out_channels = _out_channels(num_classes)
         master = make_generator(config.seed)
-        noise_seed, init_seed, data_seed = (spawn_seed(master) for _ in range(3))
-        self.g_noise, self.g_data = make_generator(noise_seed), make_generator(data_seed)
+        self.noise_seed, init_seed, data_seed = (spawn_seed(master) for _ in range(3))
+        self.g_noise, self.g_data = make_generator(self.noise_seed), make_generator(data_seed)
 
         self.model = _build(config.model, config.model_options, self.in_channels, self.out_channels,
                             make_generator(init_seed)).to(dev)
@@ -286,24 +306,18 @@ class _Run:
         self.amp = config.amp and dev.type == "cuda"
         self.amp_dtype = (torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported() else torch.float16)
         self.scaler = (torch.amp.GradScaler("cuda") if self.amp and self.amp_dtype == torch.float16 else None)
-
-        self.images = images.to(dev, torch.float32)
-        # Training labels are held as bytes where the classes fit (8 times less device memory than int64, and
-        # the label zoo redraws online noise several times faster); each step's batch is widened for the loss.
         self.label_dtype = torch.uint8 if num_classes <= IGNORE_INDEX else torch.long
-        self.clean = labels.to(dev, self.label_dtype)
-        self.val_images = None if val_images is None else val_images.to(dev, torch.float32)
-        self.val_labels = None if val_labels is None else val_labels.to(dev, torch.long)
         self.val_key = "val_dice" if num_classes == 2 else "val_miou"
-        self.crop = _crop_size(config.crop, images.shape[-2:])
-        self.repeats = _repeats(config, images.shape[-2:])
-        spec = parse_spec(config.label_spec)
-        self.noisy = str(spec) != "clean"
-        self.online = config.noise_mode == "online" and spec.stochastic
-        self.targets = self.clean
-        self.first_labels = self.clean
         self.label_stats: dict[str, Any] = {}
         self.history: list[dict[str, Any]] = []
+
+    def _setup_data(self, size: torch.Size | tuple[int, int]) -> None:
+        """Crop, crops per image and the noise mode, from the images' size and the label spec."""
+        self.crop = _crop_size(self.config.crop, size)
+        self.repeats = _repeats(self.config, size)
+        spec = parse_spec(self.config.label_spec)
+        self.noisy = str(spec) != "clean"
+        self.online = self.config.noise_mode == "online" and spec.stochastic
 
     # ------------------------------------------------------------------------------------- labels
     def _draw(self) -> torch.Tensor:
@@ -422,7 +436,7 @@ class _Run:
             "scheduler": self.scheduler.state_dict(),
             "scaler": None if self.scaler is None else self.scaler.state_dict(),
             "generators": {"data": self.g_data.get_state(), "noise": self.g_noise.get_state()},
-            "noisy_labels": None if self.online else _compact(self.targets),
+            "noisy_labels": None if self.online or self.targets is None else _compact(self.targets),
             "first_labels": _compact(self.first_labels),
             "label_stats": self.label_stats,
             "history": self.history,

@@ -1,0 +1,65 @@
+"""Training on a dataset read item by item: the same network as the tensor path with clean labels, noisy labels
+drawn per item and the same on every read, resume, and nothing but a batch held."""
+
+import pytest
+import torch
+
+from mstool.data import SegmentationDataset, load_split_tensors, write_synthetic_dataset
+from mstool.engine import TrainConfig, train
+from mstool.errors import DataError
+
+TINY = dict(model_options={"base": 4, "depth": 2}, epochs=3, crop=32, batch_size=2, val_every=1,
+            checkpoint_every=1)
+
+
+@pytest.fixture(scope="module")
+def root(tmp_path_factory):
+    return write_synthetic_dataset(tmp_path_factory.mktemp("lazy") / "er", "er", n=8, size=48, seed=0)
+
+
+def _weights(model):
+    return torch.cat([p.detach().flatten() for p in model.state_dict().values()])
+
+
+def test_clean_labels_train_the_same_network_lazily(root, tmp_path):
+    cfg = TrainConfig.from_preset("quick", **TINY)
+    images, labels, _ = load_split_tensors(root, "train")
+    val_images, val_labels, _ = load_split_tensors(root, "val")
+    eager = train(cfg, images, labels, out_dir=tmp_path / "eager", val_images=val_images, val_labels=val_labels)
+    lazy = train(cfg, SegmentationDataset(root, "train"), None, out_dir=tmp_path / "lazy",
+                 val_images=SegmentationDataset(root, "val"))
+    assert torch.equal(_weights(eager.model), _weights(lazy.model))
+    assert [r["val_dice"] for r in eager.history] == [r["val_dice"] for r in lazy.history]
+    assert [r["train_loss"] for r in eager.history] == [r["train_loss"] for r in lazy.history]
+
+
+def test_noisy_labels_are_drawn_per_item_and_a_run_resumes(root, tmp_path):
+    cfg = TrainConfig.from_preset("quick", **TINY, label_spec="sample:0.3", noise_mode="offline")
+    ds, val = SegmentationDataset(root, "train"), SegmentationDataset(root, "val")
+    whole = train(cfg, ds, None, out_dir=tmp_path / "whole", val_images=val)
+    assert whole.label_stats["changed_fraction"] > 0 and whole.noisy_labels.shape[0] == len(ds)
+
+    class Stop(Exception):
+        pass
+
+    def stop_at_2(event):
+        if event.get("event") == "epoch" and event["epoch"] == 2:
+            raise Stop("stopped after epoch 2")
+
+    with pytest.raises(Stop, match="stopped after epoch 2"):
+        train(cfg, ds, None, out_dir=tmp_path / "cut", val_images=val, progress=stop_at_2)
+    resumed = train(cfg, ds, None, out_dir=tmp_path / "cut", val_images=val)
+    assert resumed.start_epoch == 2
+    assert torch.equal(_weights(whole.model), _weights(resumed.model))
+
+
+def test_a_lazy_dataset_must_hold_labelled_items(tmp_path):
+    class Images(torch.utils.data.Dataset):
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            return {"image": torch.zeros(1, 32, 32), "mask": None}
+
+    with pytest.raises(DataError, match="must be a dict with an image and a mask"):
+        train(TrainConfig.from_preset("quick", **TINY), Images(), None, out_dir=tmp_path / "x")
