@@ -31,6 +31,8 @@ from .options import (
 @train_options
 @click.option("--layout", type=click.Choice(names.LAYOUT_CHOICES), default="auto", show_default=True)
 @mask_mode_option
+@click.option("--lazy", is_flag=True,
+              help="Read the train and val splits item by item (data larger than memory; needs both splits).")
 @click.option("--ddp", is_flag=True,
               help="One training across the processes torchrun starts (torchrun --nproc-per-node N -m mstool.cli "
                    "train --ddp ...): effective batch = --batch-size x N, the learning rate unchanged.")
@@ -40,7 +42,7 @@ from .options import (
 @quiet_option
 @handle_errors
 def train(data, spec, model, out, preset, config_file, epochs, batch_size, crop, lr, noise_mode, settings, layout,
-          mask_mode, ddp, seed, device, threads, quiet):
+          mask_mode, lazy, ddp, seed, device, threads, quiet):
     """Train a network on noisy labels made from a dataset's clean labels; resumes a killed run in OUT.
 
     Validation: the dataset's val split, or (documented fallback) 20% of train held out.
@@ -61,7 +63,7 @@ def train(data, spec, model, out, preset, config_file, epochs, batch_size, crop,
     dev = runtime(device, threads)
     bars = TrainingBars(quiet=quiet)
     try:
-        run = train_run(source, out, cfg, device=dev, progress=bars, ddp=ddp)
+        run = train_run(source, out, cfg, device=dev, progress=bars, ddp=ddp, lazy=lazy)
     finally:
         bars.close()
     last = run.result.history[-1]

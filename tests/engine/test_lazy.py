@@ -1,6 +1,9 @@
 """Training on a dataset read item by item: the same network as the tensor path with clean labels, noisy labels
 drawn per item and the same on every read, resume, and nothing but a batch held."""
 
+import json
+import shutil
+
 import pytest
 import torch
 
@@ -63,3 +66,29 @@ def test_a_lazy_dataset_must_hold_labelled_items(tmp_path):
 
     with pytest.raises(DataError, match="must be a dict with an image and a mask"):
         train(TrainConfig.from_preset("quick", **TINY), Images(), None, out_dir=tmp_path / "x")
+
+
+def test_mstool_train_lazy_then_evaluate(tmp_path):
+    from click.testing import CliRunner
+
+    from mstool.cli.main import cli
+
+    runner = CliRunner()
+    r = runner.invoke(cli, ["train", "--lazy", "--data", "synth:er", "--epochs", "2", "--batch-size", "2",
+                            "--crop", "32", "--set", "model_options.base=4", "--set", "val_every=1", "-q",
+                            "-o", str(tmp_path / "run")])
+    assert r.exit_code == 0, r.output
+    record = json.loads((tmp_path / "run" / "train.json").read_text())
+    assert record["lazy"] is True and record["label_stats"]["ntm_det"] == 1.0
+    r = runner.invoke(cli, ["evaluate", "--checkpoint", str(tmp_path / "run" / "model.pt"), "--no-probe"])
+    assert r.exit_code == 0 and "val     Dice" in r.output
+
+
+def test_lazy_needs_train_and_val_splits(tmp_path):
+    from mstool.data import lazy_splits
+    from mstool.errors import LayoutError
+
+    root = write_synthetic_dataset(tmp_path / "d", "er", n=6, size=32, seed=0)
+    shutil.rmtree(root / "val")
+    with pytest.raises(LayoutError, match="needs train and val splits; 'val' is missing"):
+        lazy_splits(str(root), tmp_path / "run")

@@ -24,7 +24,7 @@ from ._layouts import discover_layout, layout_names
 from ._writer import write_synthetic_dataset
 from .synthetic import synth_kinds
 
-__all__ = ["DataSource", "Splits", "prepare_splits", "load_split_tensors", "read_label_folder"]
+__all__ = ["DataSource", "Splits", "prepare_splits", "lazy_splits", "load_split_tensors", "read_label_folder"]
 
 Split = tuple[torch.Tensor, torch.Tensor, list[str]]
 """``(images (N, C, H, W) float32, labels (N, H, W) int64, names)``."""
@@ -168,6 +168,37 @@ def prepare_splits(source: DataSource | str, workdir: str | os.PathLike, *,
     every = torch.cat([t[1].flatten() for t in (train, val, test)] + [t.flatten() for t in folders.values()])
     return Splits(root, train[0], train[1], val[0], val[1], test[0], test[1], test[2], count_classes(every), notes,
                   train_names=list(train[2]), other_names=list(val[2]) + list(test[2]), label_folders=folders)
+
+
+def lazy_splits(source: DataSource | str, workdir: str | os.PathLike) -> tuple[SegmentationDataset,
+                                                                            SegmentationDataset, int]:
+    """The train and val splits of a dataset as :class:`SegmentationDataset` s read item by item (for
+    :func:`mstool.engine.train` on data larger than memory), and the class count, read from the training masks
+    alone (one mask in memory at a time).
+
+    Unlike :func:`prepare_splits` there is no fallback: the dataset must have ``train`` and ``val`` splits (a
+    ``synth:`` dataset is written into ``workdir/data`` with them).
+
+    Raises:
+        LayoutError: no ``train`` or no ``val`` split.
+    """
+    src = source if isinstance(source, DataSource) else DataSource(source)
+    root = Path(workdir) / "data" if src.is_synthetic else Path(src.data)
+    if src.is_synthetic and not (root / "dataset.json").exists():
+        write_synthetic_dataset(root, src.data.split(":", 1)[1], src.synth_n, src.synth_size, seed=src.seed,
+                                invert=src.synth_invert, overwrite=True)
+    found = discover_layout(root, src.layout)
+    missing = [s for s in ("train", "val") if s not in found.splits]
+    if missing:
+        raise LayoutError(f"{root}: reading the data lazily needs train and val splits; {missing[0]!r} is missing "
+                          f"(it has {', '.join(found.splits)})")
+    train, val = (SegmentationDataset(found, split, mask_mode=src.mask_mode) for split in ("train", "val"))
+    highest = 1
+    for sample in train.samples:
+        mask = read_mask(sample.mask, mode=train.mask_mode)
+        valid = mask[mask != 255]
+        highest = max(highest, int(valid.max()) if valid.size else 1)
+    return train, val, highest + 1
 
 
 def read_label_folder(path: str | os.PathLike, names: list[str], size: tuple[int, int] | torch.Size, *,

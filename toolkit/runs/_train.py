@@ -19,7 +19,7 @@ import torch
 from .._check import check_int
 from .._fs import check_output_file, check_run_dir, is_mstool_folder, open_run_dir
 from .._types import Progress
-from ..data import DataSource, Splits, prepare_splits
+from ..data import DataSource, Splits, lazy_splits, prepare_splits
 from ..device import make_generator, resolve_device
 from ..engine import EvalResult, TrainConfig, TrainResult, evaluate, train
 from ..engine.distributed import barrier, init_from_env, is_main, launched, rank_and_world
@@ -88,7 +88,7 @@ class TrainRun:
 
     out: Path
     result: TrainResult
-    splits: Splits
+    splits: Splits | None
     record: dict[str, Any]
 
 
@@ -110,6 +110,7 @@ def train_run(
     device: str | torch.device = "cpu",
     progress: Progress | None = None,
     ddp: bool = False,
+    lazy: bool = False,
 ) -> TrainRun:
     """Train a network on a dataset's labels, turned noisy by ``config.label_spec``, into the run folder ``out``.
 
@@ -128,6 +129,8 @@ def train_run(
             (:mod:`mstool.engine`'s distributed notes: the effective batch is ``batch_size x processes``, the
             learning rate is not scaled); implied when this process was started by ``torchrun``. Only the first
             process writes files.
+        lazy: read the train and val splits item by item (:func:`mstool.data.lazy_splits`, for data larger than
+            memory; the dataset needs both splits); ``splits`` of the result is then ``None``.
 
     Raises:
         OutputError: ``out`` holds files mstool did not write for a training run, or overlaps the data.
@@ -144,6 +147,8 @@ def train_run(
     dev = init_from_env(str(device)) if ddp or launched() else resolve_device(device)
     inputs = [] if src.is_synthetic else [src.data]
     out = check_run_dir(out, kind="train", inputs=inputs)
+    if lazy:
+        return _train_lazily(src, out, cfg, inputs, dev, progress)
     splits = None
     if is_main():  # a dataset folder is read (a bad one refused) before the run folder is made
         splits = None if src.is_synthetic else prepare_splits(src, out)
@@ -164,6 +169,28 @@ def train_run(
         write_json(out / TRAIN_RECORD, record, indent=2)
     barrier()
     return TrainRun(out, result, splits, record)
+
+
+def _train_lazily(src: DataSource, out: Path, cfg: TrainConfig, inputs: list, dev: torch.device,
+                  progress: Progress | None) -> TrainRun:
+    """:func:`train_run` on splits read item by item."""
+    if not src.is_synthetic:
+        lazy_splits(src, out)  # a bad dataset fails before the run folder is made
+    if is_main():
+        open_run_dir(out, kind="train", inputs=inputs)
+        train_set, val_set, k = lazy_splits(src, out)
+    barrier()
+    if not is_main():
+        train_set, val_set, k = lazy_splits(src, out)
+    result = train(cfg, train_set, None, out_dir=out, val_images=val_set, num_classes=k, device=dev,
+                   progress=progress)
+    record = {"data": str(train_set.layout.root), "layout": src.layout, "fit": src.fit,
+              "val_fraction": src.val_fraction, "synth_seed": src.seed, "mask_mode": src.mask_mode, "notes": [],
+              "lazy": True, "config": cfg.to_dict(drop_none=True), "label_stats": result.label_stats}
+    if is_main():
+        write_json(out / TRAIN_RECORD, record, indent=2)
+    barrier()
+    return TrainRun(out, result, None, record)
 
 
 def recorded_source(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, *,
