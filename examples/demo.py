@@ -1,10 +1,11 @@
 """`make demo`: the main job on built-in data, told as the paper's story with mstool's own commands.
 
 1. Built-in synthetic microscopy: make an ER-like dataset (exact ground truth) and check the folder.
-2. Meta-structures of labels: make sampled, flipped, dilated, skeleton and random label sets with the label zoo,
-   analyse them (noise transition matrix, rank, mutual information, boundary fraction, taxonomy CL/RCL/PCL/RL),
-   audit them before any training (the expected-density score and a verdict per set), show that a 10% sample
-   keeps the clean meta-structure while a dilation moves it, and estimate an EMS density prior.
+2. Meta-structures of labels: make the sampled, flipped, dilated, skeleton and random label sets of step 3 with the
+   label zoo, analyse them (noise transition matrix, rank, mutual information, boundary fraction, taxonomy
+   CL/RCL/PCL/RL), audit them before any training (the expected-density score and a verdict per set, which step 3
+   checks), show that a 10% sample keeps the clean meta-structure while a dilation moves it, and estimate an EMS
+   density prior.
 3. The paper's experiment: train the same U-Net on clean, sampled, flipped, dilated, skeleton and random labels
    and compare them honestly (threshold and polarity chosen on validation), with a report. By default one seed and
    100 epochs per label set; ``--full`` runs the paper table: 10 label specs x 3 seeds at the preset's 300 epochs.
@@ -18,7 +19,7 @@
 
 Every step is a command a user can run alone; this script only chains them, prints where the outputs went and
 how long each step took. Run: python examples/demo.py --out demo_out (about 5 minutes on 2 CPU cores), or
-python examples/demo.py --out demo_out --full (the paper's table, about 35 minutes).
+python examples/demo.py --out demo_out --full (the paper's table, about 33 minutes, estimated).
 """
 
 from __future__ import annotations
@@ -126,7 +127,7 @@ def main() -> None:
     parser.add_argument("--seeds", default=None, help="seeds of the comparison suite (default 0; 0,1,2 with --full)")
     parser.add_argument("--full", action="store_true",
                         help="the paper's table: 10 label specs x 3 seeds at 300 epochs, every unsupervised entry "
-                             "(about 35 minutes on 2 CPU cores)")
+                             "(about 33 minutes on 2 CPU cores, estimated)")
     parser.add_argument("--clean", action="store_true", help="remove the output folder first")
     parser.add_argument("--steps", default="1,2,3,4", help="steps to run (default all: 1,2,3,4)")
     args = parser.parse_args()
