@@ -47,10 +47,15 @@ def label_cmap(num_classes: int):
 
 
 def show_label(ax, label: np.ndarray, num_classes: int) -> None:
-    """Draw a label map ``(H, W)`` on ``ax`` in the label colours, the ignore index (255) grey."""
+    """Draw a label map ``(H, W)`` on ``ax`` in the label colours, the ignore index (255) grey, in a thin frame."""
+    from matplotlib.patches import Rectangle  # matplotlib is imported on first use (see pyplot)
+
     shown = np.ma.masked_equal(label, 255)
     cmap = label_cmap(num_classes).with_extremes(bad=(0.5, 0.5, 0.5))
     ax.imshow(shown, cmap=cmap, vmin=0, vmax=max(num_classes - 1, 1), interpolation="nearest")
+    # a thin frame, so that an all-foreground (white) label still reads as a panel on a white figure
+    h, w = label.shape[:2]
+    ax.add_patch(Rectangle((-0.5, -0.5), w, h, fill=False, edgecolor="0.5", linewidth=1.0, clip_on=False))
 
 
 def plot_prior(
