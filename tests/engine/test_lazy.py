@@ -9,7 +9,7 @@ import torch
 
 from mstool.data import SegmentationDataset, load_split_tensors, write_synthetic_dataset
 from mstool.engine import TrainConfig, train
-from mstool.errors import DataError
+from mstool.errors import DataError, ParameterError
 
 TINY = dict(model_options={"base": 4, "depth": 2}, epochs=3, crop=32, batch_size=2, val_every=1,
             checkpoint_every=1)
@@ -54,6 +54,13 @@ def test_noisy_labels_are_drawn_per_item_and_a_run_resumes(root, tmp_path):
     resumed = train(cfg, ds, None, out_dir=tmp_path / "cut", val_images=val)
     assert resumed.start_epoch == 2
     assert torch.equal(_weights(whole.model), _weights(resumed.model))
+
+
+def test_a_lazy_run_takes_its_labels_from_the_items(root, tmp_path):
+    images, labels, _ = load_split_tensors(root, "val")
+    with pytest.raises(ParameterError, match="a Dataset of training items carries its own masks"):
+        train(TrainConfig.from_preset("quick", **TINY), SegmentationDataset(root, "train"), None,
+              out_dir=tmp_path / "x", val_images=images, val_labels=labels)
 
 
 def test_a_lazy_dataset_must_hold_labelled_items(tmp_path):

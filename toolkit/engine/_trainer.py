@@ -182,6 +182,10 @@ def train(
     started = time.perf_counter()
     config = _as_config(config)
     lazy = isinstance(train_images, torch.utils.data.Dataset)
+    if lazy and (train_labels is not None or val_labels is not None
+                 or not (val_images is None or isinstance(val_images, torch.utils.data.Dataset))):
+        raise ParameterError("a Dataset of training items carries its own masks: pass train_labels=None and the "
+                             "validation items as a Dataset in val_images (val_labels=None)")
     num_classes = (check_int(num_classes, "num_classes", low=2, note="2 for binary data") if lazy else
                    _check_data(train_images, train_labels, val_images, val_labels, num_classes))
     dev = resolve_device(device)

@@ -30,7 +30,7 @@ def launched() -> bool:
 
 def init_from_env(device: str) -> torch.device:
     """Join the process group ``torchrun`` describes (``gloo`` on the CPU, ``nccl`` on CUDA) and return this
-    process's device (``cuda:LOCAL_RANK`` for a CUDA run).
+    process's device (``cuda:LOCAL_RANK`` for a CUDA run); ``device`` is a resolved device name (``cpu``, ``cuda``).
 
     Raises:
         ParameterError: the process was not started by ``torchrun``.
@@ -43,7 +43,7 @@ def init_from_env(device: str) -> torch.device:
         dev = torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
         torch.cuda.set_device(dev)
     else:
-        dev = torch.device(device if device not in ("auto",) else "cpu")
+        dev = torch.device(device)
     if not dist.is_initialized():
         dist.init_process_group(backend="nccl" if cuda else "gloo")
     return dev

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -206,11 +206,9 @@ def recorded_source(run_dir: str | os.PathLike, data: str | os.PathLike | None =
     root = data if data is not None else recorded.get("data")
     if root is None:
         raise FileMissingError(f"{run_dir}: no {TRAIN_RECORD} beside the checkpoint; name the dataset with --data")
-    known = {f.name for f in fields(DataSource)}
-    values = {"layout": recorded.get("layout", "auto"), "fit": recorded.get("fit"),
-              "val_fraction": recorded.get("val_fraction", 0.2), "seed": recorded.get("synth_seed", 0),
-              "mask_mode": mask_mode or recorded.get("mask_mode")}
-    return DataSource(str(root), **{k: v for k, v in values.items() if k in known})
+    return DataSource(str(root), layout=recorded.get("layout", "auto"), fit=recorded.get("fit"),
+                      val_fraction=recorded.get("val_fraction", 0.2), seed=recorded.get("synth_seed", 0),
+                      mask_mode=mask_mode or recorded.get("mask_mode"))
 
 
 def evaluate_run(
