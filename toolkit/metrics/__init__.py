@@ -10,7 +10,10 @@ multi-class scores ``(N, K, H, W)`` or predictions ``(N, H, W)``, labels ``(N, H
 - :func:`binary_report`: every binary metric at one threshold, pooled and per image (mean, std);
 - :func:`select_threshold`, :func:`evaluate_binary`: the ``val`` / ``oracle`` / ``fixed`` protocols and
   polarity (inverted maps), each number saying where its threshold and polarity came from;
-- :func:`confusion_matrix`, :func:`multiclass_report`: mIoU, per-class IoU and Dice, pixel accuracy.
+- :class:`ScoreHistogram`, :func:`evaluate_binary_histograms`: the same protocols on sets counted batch by
+  batch, too large to hold (thresholds on bin edges);
+- :func:`confusion_matrix`, :func:`multiclass_report`, :func:`multiclass_report_from_confusion`: mIoU, per-class
+  IoU and Dice, pixel accuracy.
 
 A 0/0 ratio (Dice of an empty prediction against an empty target, IoU of a class absent from both) is NaN and
 left out of means.
@@ -32,7 +35,7 @@ from ._binary import (
     roc_auc,
     threshold_grid,
 )
-from ._multiclass import confusion_matrix, multiclass_report
+from ._multiclass import confusion_matrix, multiclass_report, multiclass_report_from_confusion
 from ._protocol import (
     PROTOCOLS,
     SELECTION_METRICS,
@@ -42,6 +45,7 @@ from ._protocol import (
     evaluate_binary,
     select_threshold,
 )
+from ._streaming import ScoreHistogram, evaluate_binary_histograms
 
 __all__ = [
     "BINARY_METRICS",
@@ -59,4 +63,7 @@ __all__ = [
     "evaluate_binary",
     "confusion_matrix",
     "multiclass_report",
+    "multiclass_report_from_confusion",
+    "ScoreHistogram",
+    "evaluate_binary_histograms",
 ]

@@ -19,7 +19,7 @@ from .._check import check_in, check_int, check_labels
 from ..errors import DeviceMismatchError, DTypeError, ShapeError
 from ._binary import _nan_mean_std, _ratio_dtype, _require_images
 
-__all__ = ["confusion_matrix", "multiclass_report"]
+__all__ = ["confusion_matrix", "multiclass_report", "multiclass_report_from_confusion"]
 
 
 def confusion_matrix(
@@ -101,7 +101,38 @@ def multiclass_report(
     pred = _to_pred(probs_or_pred, num_classes)
     _check_pair(pred, labels, num_classes, ignore_index)
     _require_images(pred, "probs_or_pred")
-    per_image = _confusion_matrix(pred, labels, num_classes, ignore_index)
+    return multiclass_report_from_confusion(_confusion_matrix(pred, labels, num_classes, ignore_index))
+
+
+def multiclass_report_from_confusion(confusion: torch.Tensor) -> dict[str, float | int]:
+    """:func:`multiclass_report` from per-image confusion matrices, for sets counted batch by batch.
+
+    Args:
+        confusion: ``(N, K, K)`` integer counts ``cm[true, predicted]`` per image (:func:`confusion_matrix`
+            with ``reduction="none"``), ``N >= 1``.
+
+    Returns:
+        The dict of :func:`multiclass_report`.
+
+    Raises:
+        ShapeError: not ``(N, K, K)`` with ``N >= 1``.
+        DTypeError: float counts.
+
+    Example:
+        >>> pred = torch.tensor([[[0, 0], [1, 1]]])
+        >>> labels = torch.tensor([[[0, 0], [1, 0]]])
+        >>> cm = confusion_matrix(pred, labels, 2, reduction="none")
+        >>> multiclass_report_from_confusion(cm)["miou"] == multiclass_report(pred, labels, 2)["miou"]
+        True
+    """
+    if not isinstance(confusion, torch.Tensor) or confusion.dim() != 3 or confusion.shape[1] != confusion.shape[2]:
+        got = f"({', '.join(map(str, confusion.shape))})" if isinstance(confusion, torch.Tensor) else \
+            type(confusion).__name__
+        raise ShapeError(f"`confusion` must be (N, K, K) per-image counts; got {got}")
+    if confusion.is_floating_point():
+        raise DTypeError(f"`confusion` must hold integer counts; got {confusion.dtype}")
+    _require_images(confusion, "confusion")
+    per_image, num_classes = confusion, confusion.shape[1]
     pooled = per_image.sum(dim=0)
     iou, dice, accuracy = _class_scores(pooled)
     img_iou, _, img_accuracy = _class_scores(per_image)
@@ -114,7 +145,7 @@ def multiclass_report(
     out.update({f"dice_c{k}": float(v) for k, v in enumerate(dice.tolist())})
     for name, values in (("miou", img_iou.nanmean(dim=-1)), ("pixel_accuracy", img_accuracy)):
         out[f"{name}_img_mean"], out[f"{name}_img_std"], out[f"{name}_img_n"] = _nan_mean_std(values)
-    out.update(n_images=int(pred.shape[0]), n_pixels=int(pooled.sum()), num_classes=int(num_classes))
+    out.update(n_images=int(per_image.shape[0]), n_pixels=int(pooled.sum()), num_classes=int(num_classes))
     return out
 
 

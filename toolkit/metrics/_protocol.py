@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 
@@ -186,7 +187,8 @@ def select_threshold(
     check_in(metric, "metric", SELECTION_METRICS)
     num_thresholds = _check_num(num_thresholds)
     polarities = (1, -1) if allow_inversion else (1,)
-    return _best_choice(probs, labels, polarities, num_thresholds, metric, ignore_index, chosen_on, "labels")
+    return _best_choice(_TensorSet(probs, labels, ignore_index), polarities, num_thresholds, metric, chosen_on,
+                        "labels")
 
 
 def evaluate_binary(
@@ -250,45 +252,83 @@ def evaluate_binary(
     if (val_probs is None) != (val_labels is None):
         raise ParameterError("`val_probs` and `val_labels` must be given together; got only "
                              + ("`val_probs`" if val_labels is None else "`val_labels`"))
-    has_val = val_probs is not None
-    entries: dict[str, ProtocolEntry] = {}
-    absent: dict[str, str] = {}
-    reports = _TestReports(test_probs, test_labels, ignore_index)
-
-    if has_val:
+    test = _TensorSet(test_probs, test_labels, ignore_index)
+    val = None
+    if val_probs is not None:
         _check_binary(val_probs, val_labels, ignore_index, "val_probs", "val_labels")
         _require_images(val_probs, "val_probs")
-        val_choice = _best_choice(val_probs, val_labels, (1, -1) if allow_inversion else (1,), num_thresholds,
-                                  metric, ignore_index, "validation", "val_labels")
+        val = _TensorSet(val_probs, val_labels, ignore_index)
+    return run_protocols(test, val, num_thresholds=num_thresholds, allow_inversion=allow_inversion,
+                         fixed_threshold=fixed_threshold, metric=metric)
+
+
+def run_protocols(test: ScoredSet, val: ScoredSet | None, *, num_thresholds: int, allow_inversion: bool,
+                  fixed_threshold: float, metric: str) -> ProtocolResult:
+    """The three protocols on checked scored sets (the body of :func:`evaluate_binary`, shared with the
+    histograms of :mod:`mstool.metrics` for sets too large to hold)."""
+    entries: dict[str, ProtocolEntry] = {}
+    absent: dict[str, str] = {}
+    if val is not None:
+        val_choice = _best_choice(val, (1, -1) if allow_inversion else (1,), num_thresholds, metric, "validation",
+                                  "val_labels")
         polarity, polarity_source = val_choice.polarity, "validation" if allow_inversion else "default"
         entries["val"] = ProtocolEntry("val", val_choice.threshold, polarity, "validation", polarity_source,
-                                       False, reports.at(val_choice.threshold, polarity))
+                                       False, test.report(val_choice.threshold, polarity))
     else:
         absent["val"] = "no validation set was given, so no threshold could be chosen without the test labels"
         polarity, polarity_source = 1, "default"
 
-    polarity_on_test = allow_inversion and not has_val
+    polarity_on_test = allow_inversion and val is None
     oracle_polarities = (1, -1) if polarity_on_test else (polarity,)
-    oracle = _best_choice(test_probs, test_labels, oracle_polarities, num_thresholds, metric, ignore_index,
-                          "test", "test_labels")
+    oracle = _best_choice(test, oracle_polarities, num_thresholds, metric, "test", "test_labels")
     entries["oracle"] = ProtocolEntry("oracle", oracle.threshold, oracle.polarity, "test",
                                       "test" if polarity_on_test else polarity_source, True,
-                                      reports.at(oracle.threshold, oracle.polarity))
-    entries["fixed"] = ProtocolEntry("fixed", fixed_threshold, polarity, "fixed", polarity_source, False,
-                                     reports.at(fixed_threshold, polarity))
+                                      test.report(oracle.threshold, oracle.polarity))
+    fixed = test.snap(fixed_threshold)
+    entries["fixed"] = ProtocolEntry("fixed", fixed, polarity, "fixed", polarity_source, False,
+                                     test.report(fixed, polarity))
     ordered = {name: entries[name] for name in PROTOCOLS if name in entries}
     return ProtocolResult(ordered, absent, metric, num_thresholds)
 
 
 # -------------------------------------------------------------------------------------------- helpers
-class _TestReports:
-    """Binary reports on one test set; the AUC is computed once and shared by both polarities."""
+class ScoredSet(Protocol):
+    """What the protocols need of a set of scored images: a threshold sweep, a report at one threshold, and the
+    checks that warn about a degenerate set. Tensors in memory (:func:`evaluate_binary`) and histograms
+    accumulated batch by batch (:class:`~mstool.metrics.ScoreHistogram`) both provide it."""
+
+    def check(self, metric: str, labels_name: str) -> None:
+        """Raise DataError without a labelled pixel; warn on constant scores or (Dice, IoU) no foreground."""
+
+    def sweep(self, polarity: int, num: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(K,)`` thresholds on the polarity-adjusted score and the pooled ``(K, 4)`` counts at them."""
+
+    def report(self, threshold: float, polarity: int) -> dict[str, float | int]:
+        """The :func:`~mstool.metrics.binary_report` dict at one threshold."""
+
+    def snap(self, threshold: float) -> float:
+        """The threshold the set can report at nearest ``threshold``."""
+
+
+class _TensorSet:
+    """A scored set held as tensors; the AUC is computed once and shared by both polarities."""
 
     def __init__(self, probs: torch.Tensor, labels: torch.Tensor, ignore_index: int) -> None:
         self.probs, self.labels, self.ignore_index = probs, labels, ignore_index
         self._auc: tuple[torch.Tensor, torch.Tensor] | None = None
 
-    def at(self, threshold: float, polarity: int) -> dict[str, float | int]:
+    def check(self, metric: str, labels_name: str) -> None:
+        warn_degenerate(labelled=bool((self.labels != self.ignore_index).any()),
+                        constant=bool(self.probs.min() == self.probs.max()),
+                        foreground=bool((self.labels == 1).any()), metric=metric, labels_name=labels_name,
+                        ignore_index=self.ignore_index)
+
+    def sweep(self, polarity: int, num: int) -> tuple[torch.Tensor, torch.Tensor]:
+        s = _as_scores(self.probs, polarity)
+        thresholds = threshold_grid(s, num)
+        return thresholds, _confusion(s, self.labels, thresholds, self.ignore_index).sum(dim=0)
+
+    def report(self, threshold: float, polarity: int) -> dict[str, float | int]:
         if self._auc is None:
             self._auc = _auc_pair(_as_scores(self.probs), self.labels, self.ignore_index)
         pooled, per_image = self._auc
@@ -298,20 +338,22 @@ class _TestReports:
         counts = _confusion(s, self.labels, t, self.ignore_index)[:, 0]
         return _summarise(counts, aucs, threshold=threshold, polarity=polarity)
 
+    def snap(self, threshold: float) -> float:
+        return threshold
+
 
 def _check_num(num_thresholds: int) -> int:
     return check_int(num_thresholds, "num_thresholds", low=1)
 
 
-def _best_choice(probs: torch.Tensor, labels: torch.Tensor, polarities: tuple[int, ...], num: int,
-                 metric: str, ignore_index: int, chosen_on: str, labels_name: str) -> Choice:
-    """Sweep each polarity on checked inputs; a later polarity wins only with a strictly higher score."""
-    _warn_degenerate(probs, labels, metric, ignore_index, labels_name)
+def _best_choice(scored: ScoredSet, polarities: tuple[int, ...], num: int, metric: str, chosen_on: str,
+                 labels_name: str) -> Choice:
+    """Sweep each polarity on a checked set; a later polarity wins only with a strictly higher score."""
+    scored.check(metric, labels_name)
     best: Choice | None = None
     for polarity in polarities:
-        s = _as_scores(probs, polarity)
-        thresholds = threshold_grid(s, num)
-        scores = binary_scores(_confusion(s, labels, thresholds, ignore_index).sum(dim=0))[metric]
+        thresholds, counts = scored.sweep(polarity, num)
+        scores = binary_scores(counts)[metric]
         k = _plateau_median(scores)
         candidate = Choice(float(thresholds[k]), polarity, float(scores[k]), metric, chosen_on)
         if best is None or candidate.score > best.score:
@@ -319,17 +361,18 @@ def _best_choice(probs: torch.Tensor, labels: torch.Tensor, polarities: tuple[in
     return best
 
 
-def _warn_degenerate(probs: torch.Tensor, labels: torch.Tensor, metric: str, ignore_index: int,
-                     labels_name: str) -> None:
-    if not bool((labels != ignore_index).any()):
+def warn_degenerate(*, labelled: bool, constant: bool, foreground: bool, metric: str, labels_name: str,
+                    ignore_index: int) -> None:
+    """Refuse a set without a labelled pixel; warn when no threshold can mean anything on it."""
+    if not labelled:
         raise DataError(f"`{labels_name}` must hold at least one labelled pixel to choose a threshold on; "
                         f"every pixel is ignore_index ({ignore_index}) or the images are empty")
-    if bool(probs.min() == probs.max()):
+    if constant:
         warnings.warn("the scores are constant, so no threshold separates anything; every level predicts "
-                      "every pixel foreground", MstoolWarning, stacklevel=4)
-    if metric in ("dice", "iou") and not bool((labels == 1).any()):
+                      "every pixel foreground", MstoolWarning, stacklevel=5)
+    if metric in ("dice", "iou") and not foreground:
         warnings.warn(f"`{labels_name}` hold no foreground pixel, so every threshold scores {metric} 0 and "
-                      "the choice is arbitrary", MstoolWarning, stacklevel=4)
+                      "the choice is arbitrary", MstoolWarning, stacklevel=5)
 
 
 def _plateau_median(scores: torch.Tensor) -> int:
