@@ -85,6 +85,9 @@ def train(data, spec, model, out, preset, config_file, epochs, batch_size, crop,
                    "when mstool wrote that folder).")
 @click.option("--no-probe", is_flag=True, help="Skip the linear feature probe.")
 @click.option("--tile", type=click.IntRange(min=16), default=None, help="Predict in tiles of this side.")
+@click.option("--lazy/--eager", default=None,
+              help="Read the splits item by item (data larger than memory; thresholds on the edges of 1024 bins, "
+                   "the probe fitted on 64 training items) or whole. Default: as the run was trained.")
 @mask_mode_option
 @seed_option
 @device_option
@@ -92,7 +95,7 @@ def train(data, spec, model, out, preset, config_file, epochs, batch_size, crop,
 @overwrite_option
 @quiet_option
 @handle_errors
-def evaluate(checkpoint, data, json_path, no_probe, tile, mask_mode, seed, device, threads, overwrite, quiet):
+def evaluate(checkpoint, data, json_path, no_probe, tile, lazy, mask_mode, seed, device, threads, overwrite, quiet):
     """Evaluate a trained network on the test split: the val, oracle and fixed threshold protocols, polarity,
     per-image and pooled metrics, and the feature probe."""
     from mstool.runs import evaluate_run
@@ -100,7 +103,7 @@ def evaluate(checkpoint, data, json_path, no_probe, tile, mask_mode, seed, devic
     from .options import runtime
 
     run = evaluate_run(checkpoint, data=data, out=json_path, probe=not no_probe, tile=tile, mask_mode=mask_mode,
-                       seed=seed, device=runtime(device, threads), overwrite=overwrite)
+                       seed=seed, device=runtime(device, threads), overwrite=overwrite, lazy=lazy)
     metrics, result, target = run.metrics, run.result, run.path
     if result.protocols is not None:
         for name in ("val", "oracle", "fixed"):

@@ -26,13 +26,35 @@ def test_ddp_outside_torchrun_says_how_to_start_it(tmp_path):
         train_run("synth:er", tmp_path / "run", run_config("quick", {"epochs": 1}), ddp=True)
 
 
+class _Run:
+    """A torchrun job writing to files: a pipe nobody reads while the test waits would fill and stall it."""
+
+    def __init__(self, out, extra, epochs):
+        env = {**os.environ, "OMP_NUM_THREADS": "1"}
+        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone", "-m",
+               "mstool.cli", "train", "--ddp", "--data", "synth:er", "--labels", "clean", "--epochs", str(epochs),
+               "--batch-size", "2", "--crop", "32", "--set", "val_every=1", "--set", "model_options.base=8",
+               "-o", str(out), *extra]
+        self.logs = [out.parent / f"{out.name}.{stream}.{time.monotonic_ns()}" for stream in ("out", "err")]
+        with open(self.logs[0], "w") as stdout, open(self.logs[1], "w") as stderr:
+            self.process = subprocess.Popen(cmd, env=env, stdout=stdout, stderr=stderr, text=True,
+                                            start_new_session=True)
+        self.pid = self.process.pid
+
+    def poll(self):
+        return self.process.poll()
+
+    def wait(self, timeout):
+        return self.process.wait(timeout=timeout)
+
+    def communicate(self, timeout):
+        self.process.wait(timeout=timeout)
+        self.returncode = self.process.returncode
+        return tuple(path.read_text() for path in self.logs)
+
+
 def _torchrun(out, *extra, epochs=6):
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc-per-node", "2", "--standalone", "-m", "mstool.cli",
-           "train", "--ddp", "--data", "synth:er", "--labels", "clean", "--epochs", str(epochs), "--batch-size", "2",
-           "--crop", "32", "--set", "val_every=1", "--set", "model_options.base=8", "-o", str(out), *extra]
-    return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-                            start_new_session=True)
+    return _Run(out, extra, epochs)
 
 
 def _curves(path):
@@ -61,6 +83,7 @@ def test_a_killed_distributed_run_resumes_from_its_checkpoint(tmp_path):
     first = _torchrun(out, "--set", "checkpoint_every=2", epochs=40)
     deadline = time.time() + 240
     while not (out / "checkpoint.pt").exists() and time.time() < deadline:
+        assert first.poll() is None, first.communicate(timeout=1)[1][-2000:]  # it ended before its first checkpoint
         time.sleep(0.05)
     os.killpg(first.pid, signal.SIGKILL)
     first.wait(timeout=60)

@@ -1,5 +1,6 @@
-"""Training on a dataset read item by item: the same network as the tensor path with clean labels, noisy labels
-drawn per item and the same on every read, resume, and nothing but a batch held."""
+"""Training and evaluation on a dataset read item by item: the same network as the tensor path with clean
+labels, noisy labels drawn per item and the same on every read, resume, nothing but a batch held, and the
+evaluation's protocols within a histogram bin of the tensor path's."""
 
 import json
 import shutil
@@ -8,7 +9,7 @@ import pytest
 import torch
 
 from mstool.data import SegmentationDataset, load_split_tensors, write_synthetic_dataset
-from mstool.engine import TrainConfig, train
+from mstool.engine import TrainConfig, evaluate, train
 from mstool.errors import DataError, ParameterError
 
 TINY = dict(model_options={"base": 4, "depth": 2}, epochs=3, crop=32, batch_size=2, val_every=1,
@@ -89,6 +90,13 @@ def test_mstool_train_lazy_then_evaluate(tmp_path):
     assert record["lazy"] is True and record["label_stats"]["ntm_det"] == 1.0
     r = runner.invoke(cli, ["evaluate", "--checkpoint", str(tmp_path / "run" / "model.pt"), "--no-probe"])
     assert r.exit_code == 0 and "val     Dice" in r.output
+    lazily = json.loads((tmp_path / "run" / "evaluation.json").read_text())
+    assert lazily["lazy"] is True and lazily["val/threshold"] * 1024 == round(lazily["val/threshold"] * 1024)
+    r = runner.invoke(cli, ["evaluate", "--checkpoint", str(tmp_path / "run" / "model.pt"), "--no-probe",
+                            "--eager"])
+    assert r.exit_code == 0, r.output
+    whole = json.loads((tmp_path / "run" / "evaluation.json").read_text())
+    assert "lazy" not in whole and whole["val/dice"] == pytest.approx(lazily["val/dice"], abs=5e-3)
 
 
 def test_lazy_needs_train_and_val_splits(tmp_path):
@@ -97,5 +105,55 @@ def test_lazy_needs_train_and_val_splits(tmp_path):
 
     root = write_synthetic_dataset(tmp_path / "d", "er", n=6, size=32, seed=0)
     shutil.rmtree(root / "val")
-    with pytest.raises(LayoutError, match="needs train and val splits; 'val' is missing"):
+    with pytest.raises(LayoutError, match="needs a val split; it has train"):
         lazy_splits(str(root), tmp_path / "run")
+
+
+@pytest.fixture(scope="module")
+def trained(root, tmp_path_factory):
+    cfg = TrainConfig.from_preset("quick", **TINY)
+    return train(cfg, SegmentationDataset(root, "train"), None, out_dir=tmp_path_factory.mktemp("trained"),
+                 val_images=SegmentationDataset(root, "val"))
+
+
+def test_lazy_evaluation_matches_the_tensor_path_within_a_bin(root, trained):
+    sets = {s: load_split_tensors(root, s)[:2] for s in ("train", "val", "test")}
+    eager = evaluate(trained.model, *sets["test"], val_images=sets["val"][0], val_labels=sets["val"][1],
+                     train_images=sets["train"][0], train_labels=sets["train"][1],
+                     generator=torch.Generator().manual_seed(0)).metrics
+    ds = {s: SegmentationDataset(root, s) for s in ("train", "val", "test")}
+    lazy = evaluate(trained.model, ds["test"], val_images=ds["val"], train_images=ds["train"],
+                    generator=torch.Generator().manual_seed(0))
+    assert set(lazy.metrics) == set(eager)
+    for key in ("val/dice", "oracle/dice", "fixed/dice", "val/auc", "probe/dice"):
+        assert lazy.metrics[key] == pytest.approx(eager[key], abs=5e-3), key
+    assert lazy.metrics["fixed/tp"] == eager["fixed/tp"] and lazy.metrics["n_test"] == len(ds["test"])
+    assert lazy.test_probs.shape == (len(ds["test"]), 1, 48, 48) and lazy.probe_probs is None
+
+
+def test_lazy_evaluation_reads_mixed_sizes(root, trained):
+    class Mixed(torch.utils.data.Dataset):
+        def __init__(self):
+            self.base = SegmentationDataset(root, "test")
+
+        def __len__(self):
+            return len(self.base)
+
+        def __getitem__(self, i):
+            item = self.base[i]
+            side = 48 if i % 2 == 0 else 40
+            return {"image": item["image"][:, :side, :side], "mask": item["mask"][:side, :side]}
+
+    result = evaluate(trained.model, Mixed(), probe=False)
+    assert result.metrics["n_test"] == len(Mixed()) and 0 < result.metrics["oracle/dice"] <= 1
+    assert result.test_probs.shape[-2:] == (48, 48) and result.test_probs.shape[0] == 1
+
+
+def test_lazy_evaluation_refuses_tensor_labels(root, trained):
+    images, labels, _ = load_split_tensors(root, "val")
+    with pytest.raises(ParameterError, match="`test_labels` must be None when the test images are a Dataset"):
+        evaluate(trained.model, SegmentationDataset(root, "test"), labels)
+    with pytest.raises(ParameterError, match="`val_images` must be a Dataset"):
+        evaluate(trained.model, SegmentationDataset(root, "test"), val_images=images)
+    with pytest.raises(ParameterError, match="`test_labels` must be given with test image tensors"):
+        evaluate(trained.model, images)

@@ -18,7 +18,7 @@ from ._collect import (
 from ._dataset import RandomCropFlip, SegmentationDataset, random_crop_flip
 from ._inspect import DatasetReport, SplitReport, check_dataset
 from ._layouts import LAYOUTS, SPLITS, Layout, Sample, discover_layout, layout_names
-from ._splits import DataSource, Splits, lazy_splits, load_split_tensors, prepare_splits, read_label_folder
+from ._splits import DataSource, Splits, lazy_split, lazy_splits, load_split_tensors, prepare_splits, read_label_folder
 from ._writer import split_counts, write_synthetic_dataset, write_tiled_dataset
 from .synthetic import SYNTH_KINDS, Synthetic, synth_kinds, synthesize
 
@@ -30,5 +30,5 @@ __all__ = [
     "DatasetReport", "SplitReport", "check_dataset", "ImageEntry", "collect_images",
     "find_masks_by_stem", "MaskEntry", "collect_masks", "find_counterparts", "read_label_set", "stack_labels",
     "read_images",
-    "DataSource", "Splits", "prepare_splits", "lazy_splits", "load_split_tensors", "read_label_folder",
+    "DataSource", "Splits", "prepare_splits", "lazy_split", "lazy_splits", "load_split_tensors", "read_label_folder",
 ]

@@ -24,7 +24,8 @@ from ._layouts import discover_layout, layout_names
 from ._writer import write_synthetic_dataset
 from .synthetic import synth_kinds
 
-__all__ = ["DataSource", "Splits", "prepare_splits", "lazy_splits", "load_split_tensors", "read_label_folder"]
+__all__ = ["DataSource", "Splits", "prepare_splits", "lazy_split", "lazy_splits", "load_split_tensors",
+           "read_label_folder"]
 
 Split = tuple[torch.Tensor, torch.Tensor, list[str]]
 """``(images (N, C, H, W) float32, labels (N, H, W) int64, names)``."""
@@ -170,17 +171,15 @@ def prepare_splits(source: DataSource | str, workdir: str | os.PathLike, *,
                   train_names=list(train[2]), other_names=list(val[2]) + list(test[2]), label_folders=folders)
 
 
-def lazy_splits(source: DataSource | str, workdir: str | os.PathLike) -> tuple[SegmentationDataset,
-                                                                            SegmentationDataset, int]:
-    """The train and val splits of a dataset as :class:`SegmentationDataset` s read item by item (for
-    :func:`mstool.engine.train` on data larger than memory), and the class count, read from the training masks
-    alone (one mask in memory at a time).
+def lazy_split(source: DataSource | str, workdir: str | os.PathLike, split: str) -> SegmentationDataset:
+    """One split of a dataset as a :class:`SegmentationDataset` read item by item (for
+    :func:`mstool.engine.train` and :func:`mstool.engine.evaluate` on data larger than memory). A ``synth:``
+    dataset is written into ``workdir/data`` first, with train, val and test splits.
 
-    Unlike :func:`prepare_splits` there is no fallback: the dataset must have ``train`` and ``val`` splits (a
-    ``synth:`` dataset is written into ``workdir/data`` with them).
+    Unlike :func:`prepare_splits` there is no fallback: the dataset must have the split.
 
     Raises:
-        LayoutError: no ``train`` or no ``val`` split.
+        LayoutError: no such split.
     """
     src = source if isinstance(source, DataSource) else DataSource(source)
     root = Path(workdir) / "data" if src.is_synthetic else Path(src.data)
@@ -188,11 +187,21 @@ def lazy_splits(source: DataSource | str, workdir: str | os.PathLike) -> tuple[S
         write_synthetic_dataset(root, src.data.split(":", 1)[1], src.synth_n, src.synth_size, seed=src.seed,
                                 invert=src.synth_invert, overwrite=True)
     found = discover_layout(root, src.layout)
-    missing = [s for s in ("train", "val") if s not in found.splits]
-    if missing:
-        raise LayoutError(f"{root}: reading the data lazily needs train and val splits; {missing[0]!r} is missing "
-                          f"(it has {', '.join(found.splits)})")
-    train, val = (SegmentationDataset(found, split, mask_mode=src.mask_mode) for split in ("train", "val"))
+    if split not in found.splits:
+        raise LayoutError(f"{root}: reading the data lazily needs a {split} split; it has "
+                          f"{', '.join(found.splits)}")
+    return SegmentationDataset(found, split, mask_mode=src.mask_mode)
+
+
+def lazy_splits(source: DataSource | str, workdir: str | os.PathLike) -> tuple[SegmentationDataset,
+                                                                            SegmentationDataset, int]:
+    """The train and val splits of a dataset read item by item (:func:`lazy_split`), and the class count, read
+    from the training masks alone (one mask in memory at a time).
+
+    Raises:
+        LayoutError: no ``train`` or no ``val`` split.
+    """
+    train, val = (lazy_split(source, workdir, split) for split in ("train", "val"))
     highest = 1
     for sample in train.samples:
         mask = read_mask(sample.mask, mode=train.mask_mode)

@@ -60,8 +60,8 @@ class EvalResult:
 # --------------------------------------------------------------------------------------------- evaluate
 def evaluate(
     model_or_path: nn.Module | TrainResult | str | os.PathLike,
-    test_images: torch.Tensor,
-    test_labels: torch.Tensor,
+    test_images: torch.Tensor | torch.utils.data.Dataset,
+    test_labels: torch.Tensor | None = None,
     *,
     val_images: torch.Tensor | None = None,
     val_labels: torch.Tensor | None = None,
@@ -84,8 +84,12 @@ def evaluate(
     Args:
         model_or_path: a network, the :class:`~mstool.engine.TrainResult` of :func:`~mstool.engine.train`, or
             a ``model.pt`` / ``checkpoint.pt`` it wrote.
-        test_images: ``(N, C, H, W)`` float images, ``N >= 1``.
-        test_labels: ``(N, H, W)`` int clean labels, classes ``0..K-1``, 255 ignored.
+        test_images: ``(N, C, H, W)`` float images, ``N >= 1``; or a Dataset of ``{"image": (C, H, W), "mask":
+            (H, W)}`` items (:class:`mstool.data.SegmentationDataset`), read item by item for data larger than
+            memory: the other sets are then Datasets too, every ``*_labels`` is None, binary thresholds sit on
+            the edges of 1024 bins (:class:`mstool.metrics.ScoreHistogram`), the probe is fitted on 64 training
+            items drawn at random, ``test_probs`` keeps the first 8 test maps and ``probe_probs`` is None.
+        test_labels: ``(N, H, W)`` int clean labels, classes ``0..K-1``, 255 ignored (None with a Dataset).
         val_images: ``(M, C, H', W')`` validation images (for the ``val`` protocol and the polarity), or None.
         val_labels: ``(M, H', W')`` clean validation labels, given together with ``val_images``.
         train_images: ``(L, C, H'', W'')`` images the probe is fitted on (the training images), or None.
@@ -134,33 +138,28 @@ def evaluate(
     """
     model, meta = _resolve_model(model_or_path, device)
     num_classes = _resolve_classes(model, meta, num_classes)
-    _check_set("test", test_images, test_labels, num_classes)
-    if (val_images is None) != (val_labels is None):
-        raise ParameterError("`val_images` and `val_labels` must be given together")
-    if (train_images is None) != (train_labels is None):
-        raise ParameterError("`train_images` and `train_labels` must be given together")
-    if val_images is not None:
-        _check_set("val", val_images, val_labels, num_classes)
-    if train_images is not None:
-        _check_set("train", train_images, train_labels, num_classes)
-
-    stats = meta.get("label_stats") or {}
-    det = stats.get("ntm_det")
-    if allow_inversion is None:
-        source = "training labels" if "inverts" in stats else "default"
-        allow_inversion = bool(stats.get("inverts", False))
+    lazy = isinstance(test_images, torch.utils.data.Dataset)
+    if lazy:
+        _check_items(test_labels, val_images, val_labels, train_images, train_labels)
     else:
-        source = "argument"
-        allow_inversion = bool(allow_inversion)
+        _check_sets(test_images, test_labels, val_images, val_labels, train_images, train_labels, num_classes)
+    allow_inversion, source, det = _inversion(meta, allow_inversion)
     binary = num_classes == 2
     metrics: dict[str, Any] = {
         "num_classes": num_classes,
-        "n_test": int(test_images.shape[0]),
-        "n_val": 0 if val_images is None else int(val_images.shape[0]),
+        "n_test": len(test_images),
+        "n_val": 0 if val_images is None else len(val_images),
         "allow_inversion": allow_inversion and binary,
         "inversion_source": source,
         "label_ntm_det": None if det is None else float(det),
     }
+    if lazy:
+        from ._lazy_eval import evaluate_items  # it builds on this module's probe and model helpers
+
+        return evaluate_items(model, metrics, test_images, val_images, train_images, allow_inversion=allow_inversion,
+                              num_thresholds=num_thresholds, probe=probe, probe_steps=probe_steps,
+                              probe_pixels=probe_pixels, batch_size=batch_size, tile=tile, overlap=overlap,
+                              generator=generator)
     run = {"batch_size": batch_size, "tile": tile, "overlap": overlap}
     test_probs = predict(model, test_images, **run)
     val_probs = None if val_images is None else predict(model, val_images, **run).to(test_probs.device)
@@ -173,19 +172,17 @@ def evaluate(
         metrics.update({f"argmax/{k}": v for k, v in report.items()})
 
     probe_probs = None
-    if not probe:
-        metrics["probe/absent"] = "probe=False"
-    elif train_images is None:
-        metrics["probe/absent"] = "no training images and clean labels were given to fit the probe on"
-    elif not hasattr(model, "features"):
-        metrics["probe/absent"] = f"the network ({type(model).__name__}) has no features() method"
+    absent = probe_absent(model, probe, train_images)
+    if absent:
+        metrics["probe/absent"] = absent
     else:
         linear = fit_probe(model, train_images, train_labels, num_classes=num_classes, steps=probe_steps,
                            max_pixels=probe_pixels, batch_size=batch_size, generator=generator)
         probe_probs = predict(linear, test_images, **run)
         probe_val = None if val_images is None else predict(linear, val_images, **run).to(probe_probs.device)
-        metrics.update(_probe_metrics(probe_probs, test_labels, probe_val, val_labels, num_classes,
-                                      num_thresholds, linear.pixels))
+        scored = _multiclass(probe_probs, test_labels, num_classes) if not binary else \
+            _binary(probe_probs, test_labels, probe_val, val_labels, num_thresholds, False)
+        metrics.update(probe_metrics(scored, num_classes, linear.pixels))
     return EvalResult(metrics=metrics, test_probs=test_probs, protocols=protocols, probe_probs=probe_probs)
 
 
@@ -268,6 +265,13 @@ def fit_probe(
     check_range(weight_decay, "weight_decay", 0)
     dev = _model_device(model)
     x_all, y_all = _probe_pixels(model, images, labels, max_pixels, batch_size, generator, dev)
+    return fit_linear_probe(model, x_all, y_all, num_classes=num_classes, steps=steps, weight_decay=weight_decay)
+
+
+def fit_linear_probe(model: nn.Module, x_all: torch.Tensor, y_all: torch.Tensor, *, num_classes: int, steps: int,
+                     weight_decay: float) -> LinearProbe:
+    """The logistic fit of :func:`fit_probe` on features ``(P, F)`` and labels ``(P,)`` already drawn."""
+    dev = x_all.device
     mean, std = x_all.mean(dim=0), x_all.std(dim=0, unbiased=False).clamp_min(1e-6)
     z = (x_all - mean) / std
     out = 1 if num_classes == 2 else num_classes
@@ -345,6 +349,43 @@ def _check_set(split: str, images: torch.Tensor, labels: torch.Tensor, num_class
         raise ShapeError(f"`{image_name}` must hold at least one image; got an empty batch")
 
 
+def _check_sets(test_images: torch.Tensor, test_labels: torch.Tensor, val_images: torch.Tensor | None,
+                val_labels: torch.Tensor | None, train_images: torch.Tensor | None, train_labels: torch.Tensor | None,
+                num_classes: int) -> None:
+    if test_labels is None:
+        raise ParameterError("`test_labels` must be given with test image tensors (only a Dataset carries its own)")
+    _check_set("test", test_images, test_labels, num_classes)
+    if (val_images is None) != (val_labels is None):
+        raise ParameterError("`val_images` and `val_labels` must be given together")
+    if (train_images is None) != (train_labels is None):
+        raise ParameterError("`train_images` and `train_labels` must be given together")
+    if val_images is not None:
+        _check_set("val", val_images, val_labels, num_classes)
+    if train_images is not None:
+        _check_set("train", train_images, train_labels, num_classes)
+
+
+def _check_items(test_labels: Any, val_images: Any, val_labels: Any, train_images: Any, train_labels: Any) -> None:
+    """A test Dataset carries its own masks, and so must the other sets."""
+    for name, value in (("test_labels", test_labels), ("val_labels", val_labels), ("train_labels", train_labels)):
+        if value is not None:
+            raise ParameterError(f"`{name}` must be None when the test images are a Dataset: its items carry their "
+                                 f"masks; got a {type(value).__name__}")
+    for name, value in (("val_images", val_images), ("train_images", train_images)):
+        if value is not None and not isinstance(value, torch.utils.data.Dataset):
+            raise ParameterError(f"`{name}` must be a Dataset (or None) when the test images are one; got a "
+                                 f"{type(value).__name__}")
+
+
+def _inversion(meta: dict[str, Any], allow_inversion: bool | None) -> tuple[bool, str, float | None]:
+    """Whether polarity -1 may be chosen, where that was decided, and the training labels' NTM determinant."""
+    stats = meta.get("label_stats") or {}
+    if allow_inversion is None:
+        return bool(stats.get("inverts", False)), "training labels" if "inverts" in stats else "default", \
+            stats.get("ntm_det")
+    return bool(allow_inversion), "argument", stats.get("ntm_det")
+
+
 def _model_device(model: nn.Module) -> torch.device:
     param = next(iter(model.parameters()), None)
     return param.device if param is not None else torch.device("cpu")
@@ -400,14 +441,23 @@ def _multiclass(probs: torch.Tensor, labels: torch.Tensor, num_classes: int) -> 
     return multiclass_report(probs, labels.to(probs.device), num_classes)
 
 
-def _probe_metrics(probs: torch.Tensor, labels: torch.Tensor, val_probs: torch.Tensor | None,
-                   val_labels: torch.Tensor | None, num_classes: int, num_thresholds: int,
-                   pixels: int) -> dict[str, Any]:
+def probe_absent(model: nn.Module, probe: bool, train: Any) -> str | None:
+    """Why the feature probe cannot run, or None when it can."""
+    if not probe:
+        return "probe=False"
+    if train is None:
+        return "no training images and clean labels were given to fit the probe on"
+    if not hasattr(model, "features"):
+        return f"the network ({type(model).__name__}) has no features() method"
+    return None
+
+
+def probe_metrics(result: Any, num_classes: int, pixels: int) -> dict[str, Any]:
+    """The ``probe/*`` entries from the probe's :class:`~mstool.metrics.ProtocolResult` (binary; its ``val``
+    protocol when it ran, else ``fixed``) or its multi-class report."""
     if num_classes != 2:
-        report = _multiclass(probs, labels, num_classes)
-        return {"probe/miou": report["miou"], "probe/mdice": report["mdice"],
-                "probe/pixel_accuracy": report["pixel_accuracy"], "probe/pixels": pixels}
-    result = _binary(probs, labels, val_probs, val_labels, num_thresholds, False)
+        return {"probe/miou": result["miou"], "probe/mdice": result["mdice"],
+                "probe/pixel_accuracy": result["pixel_accuracy"], "probe/pixels": pixels}
     name = "val" if "val" in result.entries else "fixed"
     entry = result.entries[name].metrics
     return {"probe/dice": entry["dice"], "probe/iou": entry["iou"], "probe/auc": entry["auc"],

@@ -19,7 +19,7 @@ import torch
 from .._check import check_int
 from .._fs import check_output_file, check_run_dir, is_mstool_folder, open_run_dir
 from .._types import Progress
-from ..data import DataSource, Splits, lazy_splits, prepare_splits
+from ..data import DataSource, Splits, lazy_split, lazy_splits, prepare_splits
 from ..device import make_generator, resolve_device
 from ..engine import EvalResult, TrainConfig, TrainResult, evaluate, train
 from ..engine.distributed import barrier, init_from_env, is_main, launched, rank_and_world
@@ -201,14 +201,19 @@ def recorded_source(run_dir: str | os.PathLike, data: str | os.PathLike | None =
     Raises:
         FileMissingError: no ``train.json`` and no ``data``.
     """
-    path = Path(run_dir) / TRAIN_RECORD
-    recorded = json.loads(path.read_text()) if path.is_file() else {}
+    recorded = _record(run_dir)
     root = data if data is not None else recorded.get("data")
     if root is None:
         raise FileMissingError(f"{run_dir}: no {TRAIN_RECORD} beside the checkpoint; name the dataset with --data")
     return DataSource(str(root), layout=recorded.get("layout", "auto"), fit=recorded.get("fit"),
                       val_fraction=recorded.get("val_fraction", 0.2), seed=recorded.get("synth_seed", 0),
                       mask_mode=mask_mode or recorded.get("mask_mode"))
+
+
+def _record(run_dir: str | os.PathLike) -> dict[str, Any]:
+    """The ``train.json`` of a training run folder, or ``{}`` when it has none."""
+    path = Path(run_dir) / TRAIN_RECORD
+    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 def evaluate_run(
@@ -222,6 +227,7 @@ def evaluate_run(
     seed: int = 0,
     device: str | torch.device = "cpu",
     overwrite: bool = False,
+    lazy: bool | None = None,
 ) -> EvalRun:
     """Evaluate a trained network on the test split of the data it was trained beside, and write the metrics.
 
@@ -240,10 +246,14 @@ def evaluate_run(
         seed: seed of the probe's draws.
         device: where to evaluate.
         overwrite: replace an existing ``out``.
+        lazy: read the train, val and test splits item by item (:func:`mstool.engine.evaluate` on Datasets:
+            thresholds on the edges of 1024 bins, the probe fitted on 64 training items); ``None`` does so when
+            the run was trained lazily. ``splits`` of the result is then ``None``.
 
     Raises:
         FileMissingError: no ``train.json`` beside the checkpoint and no ``data``.
         OutputExistsError: ``out`` exists and ``overwrite`` is not set.
+        LayoutError: ``lazy`` on a dataset without train, val and test splits.
     """
     ckpt = Path(checkpoint)
     if not ckpt.is_file():
@@ -254,11 +264,16 @@ def evaluate_run(
     # the default file lives in the training run's own folder, which evaluation may refresh
     own = out is None and is_mstool_folder(ckpt.parent)
     check_output_file(target, overwrite=overwrite or own, inputs=[checkpoint, source.data], suffixes=(".json",))
-    splits = prepare_splits(source, ckpt.parent)
-    result = evaluate(ckpt, splits.test_images, splits.test_labels, val_images=splits.val_images,
-                      val_labels=splits.val_labels, train_images=splits.train_images,
-                      train_labels=splits.train_labels, device=resolve_device(device), probe=probe, tile=tile,
-                      generator=make_generator(seed))
-    metrics = {**result.metrics, "data_notes": splits.notes}
+    settings = {"device": resolve_device(device), "probe": probe, "tile": tile, "generator": make_generator(seed)}
+    if lazy if lazy is not None else bool(_record(ckpt.parent).get("lazy")):
+        train_set, val_set, test_set = (lazy_split(source, ckpt.parent, name) for name in ("train", "val", "test"))
+        result = evaluate(ckpt, test_set, val_images=val_set, train_images=train_set, **settings)
+        splits, metrics = None, {**result.metrics, "lazy": True, "data_notes": []}
+    else:
+        splits = prepare_splits(source, ckpt.parent)
+        result = evaluate(ckpt, splits.test_images, splits.test_labels, val_images=splits.val_images,
+                          val_labels=splits.val_labels, train_images=splits.train_images,
+                          train_labels=splits.train_labels, **settings)
+        metrics = {**result.metrics, "data_notes": splits.notes}
     write_json(target, metrics)
     return EvalRun(target, metrics, result, splits)

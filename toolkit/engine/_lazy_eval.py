@@ -1,0 +1,172 @@
+"""Evaluation on datasets read item by item: test, validation and probe sets of a folder too large to hold.
+
+Legend: N batch · C channels · K classes · F feature channels · P probe pixels · H, W pixels.
+
+:func:`mstool.engine.evaluate` takes this path when its test images are a Dataset of ``{"image", "mask"}``
+items (:class:`mstool.data.SegmentationDataset`). Each set is read once, in batches of consecutive items of one
+size (a folder of mixed sizes is fine), and counted as it is predicted: binary maps into
+:class:`mstool.metrics.ScoreHistogram` s, multi-class predictions into per-image confusion matrices, so memory
+holds a batch, the model and about 8 kB of counts per image. What differs from the tensor path, and why:
+
+- binary thresholds sit on the histogram's bin edges (at most 1/2048 from the tensor path's grid;
+  :mod:`mstool.metrics` says what that changes);
+- the feature probe is fitted on :data:`PROBE_ITEMS` training items drawn at random, an equal share of
+  ``probe_pixels`` from each, instead of pixels drawn from the whole split (which would mean reading it all);
+- the result's ``test_probs`` holds the maps of the first ``keep`` test items of the first item's size, and
+  ``probe_probs`` is None.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..errors import DataError
+from ..metrics import ScoreHistogram, confusion_matrix, evaluate_binary_histograms, multiclass_report_from_confusion
+from ._evaluate import EvalResult, LinearProbe, _features, _model_device, fit_linear_probe, probe_absent, probe_metrics
+from ._lazy import _item
+from ._predict import predict
+
+__all__: list[str] = []
+
+PROBE_ITEMS = 64
+"""Training items a lazy evaluation draws to fit the feature probe on."""
+
+
+def batches(dataset: torch.utils.data.Dataset, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``(n, C, H, W)`` images and ``(n, H, W)`` masks of at most ``batch_size`` consecutive items of one size."""
+    images: list[torch.Tensor] = []
+    masks: list[torch.Tensor] = []
+    for i in range(len(dataset)):
+        image, mask = _item(dataset, i)
+        if images and (len(images) == batch_size or image.shape != images[0].shape):
+            yield torch.stack(images), torch.stack(masks)
+            images, masks = [], []
+        images.append(image)
+        masks.append(mask)
+    if images:
+        yield torch.stack(images), torch.stack(masks)
+
+
+class _Counts:
+    """One network's maps of one set, counted batch by batch."""
+
+    def __init__(self, num_classes: int) -> None:
+        self.num_classes = num_classes
+        self.histogram = ScoreHistogram() if num_classes == 2 else None
+        self.confusion: list[torch.Tensor] = []
+
+    def update(self, probs: torch.Tensor, labels: torch.Tensor) -> None:
+        if self.histogram is not None:
+            self.histogram.update(probs, labels)
+        else:
+            self.confusion.append(confusion_matrix(probs, labels, self.num_classes, reduction="none").cpu())
+
+    def report(self) -> dict[str, Any]:
+        return multiclass_report_from_confusion(torch.cat(self.confusion))
+
+
+def evaluate_items(
+    model: nn.Module,
+    metrics: dict[str, Any],
+    test: torch.utils.data.Dataset,
+    val: torch.utils.data.Dataset | None,
+    train: torch.utils.data.Dataset | None,
+    *,
+    allow_inversion: bool,
+    num_thresholds: int,
+    probe: bool,
+    probe_steps: int,
+    probe_pixels: int,
+    batch_size: int,
+    tile: int | None,
+    overlap: int | None,
+    generator: torch.Generator | None,
+    keep: int = 8,
+) -> EvalResult:
+    """:func:`mstool.engine.evaluate` on Datasets, ``metrics`` holding the entries it has already filled."""
+    k = metrics["num_classes"]
+    absent = probe_absent(model, probe, train)
+    linear = None if absent else fit_probe_items(model, train, num_classes=k, steps=probe_steps,
+                                                 max_pixels=probe_pixels, generator=generator)
+    nets = {"model": model, **({"probe": linear} if linear is not None else {})}
+    run = {"batch_size": batch_size, "tile": tile, "overlap": overlap}
+    kept: list[torch.Tensor] = []
+    test_counts = _count(nets, test, k, run, kept, keep)
+    val_counts = None if val is None else _count(nets, val, k, run)
+    protocols = None
+    if k == 2:
+        protocols = _protocols("model", test_counts, val_counts, num_thresholds, allow_inversion)
+        metrics.update(protocols.as_dict())
+    else:
+        metrics.update({f"argmax/{key}": v for key, v in test_counts["model"].report().items()})
+    if absent:
+        metrics["probe/absent"] = absent
+    else:
+        scored = test_counts["probe"].report() if k != 2 else \
+            _protocols("probe", test_counts, val_counts, num_thresholds, False)
+        metrics.update(probe_metrics(scored, k, linear.pixels))
+    test_probs = torch.cat(kept) if kept else torch.zeros(0, 1 if k == 2 else k, 0, 0)
+    return EvalResult(metrics=metrics, test_probs=test_probs, protocols=protocols, probe_probs=None)
+
+
+def _protocols(name: str, test: dict[str, _Counts], val: dict[str, _Counts] | None, num_thresholds: int,
+               allow_inversion: bool) -> Any:
+    return evaluate_binary_histograms(test[name].histogram, val=None if val is None else val[name].histogram,
+                                      num_thresholds=num_thresholds, allow_inversion=allow_inversion)
+
+
+def _count(nets: dict[str, nn.Module], dataset: torch.utils.data.Dataset, num_classes: int, run: dict[str, Any],
+           kept: list[torch.Tensor] | None = None, keep: int = 0) -> dict[str, _Counts]:
+    """Each network's maps of ``dataset`` counted; the model's first ``keep`` maps (of one size) put in ``kept``."""
+    counts = {name: _Counts(num_classes) for name in nets}
+    dev = _model_device(nets["model"])
+    for images, masks in batches(dataset, run["batch_size"]):
+        images, masks = images.to(dev, torch.float32), masks.to(dev, torch.long)
+        for name, net in nets.items():
+            probs = predict(net, images, **run)
+            counts[name].update(probs, masks)
+            room = keep - sum(p.shape[0] for p in kept or [])
+            if name == "model" and kept is not None and room > 0 and (not kept or probs.shape[1:] == kept[0].shape[1:]):
+                kept.append(probs[:room].cpu())
+    return counts
+
+
+def fit_probe_items(model: nn.Module, dataset: torch.utils.data.Dataset, *, num_classes: int, steps: int,
+                    max_pixels: int, items: int = PROBE_ITEMS, weight_decay: float = 1e-4,
+                    generator: torch.Generator | None = None) -> LinearProbe:
+    """:func:`mstool.engine.fit_probe` on ``items`` training items drawn at random, up to
+    ``ceil(max_pixels / items)`` labelled pixels drawn from each.
+
+    Raises:
+        DataError: the drawn items hold no labelled pixel.
+    """
+    dev = _model_device(model)
+    chosen = torch.randperm(len(dataset), generator=generator)[:items].sort().values.tolist()
+    share = -(-max_pixels // max(1, len(chosen)))
+    feats, labels = [], []
+    was_training = model.training
+    model.eval()
+    try:
+        for i in chosen:
+            image, mask = _item(dataset, i)
+            flat = mask.reshape(-1)
+            where = torch.nonzero(flat != 255).flatten()
+            if where.numel() > share:
+                where = where[torch.randperm(where.numel(), generator=generator)[:share].sort().values]
+            if where.numel() == 0:
+                continue
+            with torch.inference_mode():
+                f = _features(model, image[None].to(dev, torch.float32))
+                feats.append(f.permute(0, 2, 3, 1).reshape(-1, f.shape[1])[where.to(dev)])
+            labels.append(flat[where].to(dev, torch.long))
+    finally:
+        model.train(was_training)
+    if not feats:
+        raise DataError(f"the {len(chosen)} training item(s) drawn to fit the probe on hold no labelled pixel")
+    # clone: features made in inference mode cannot take part in the fit's autograd
+    return fit_linear_probe(model, torch.cat(feats).clone(), torch.cat(labels), num_classes=num_classes,
+                            steps=steps, weight_decay=weight_decay)
