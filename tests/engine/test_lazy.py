@@ -10,7 +10,7 @@ import torch
 
 from mstool.data import SegmentationDataset, load_split_tensors, write_synthetic_dataset
 from mstool.engine import TrainConfig, evaluate, train
-from mstool.errors import DataError, ParameterError
+from mstool.errors import DataError, ParameterError, ShapeError
 
 TINY = dict(model_options={"base": 4, "depth": 2}, epochs=3, crop=32, batch_size=2, val_every=1,
             checkpoint_every=1)
@@ -131,21 +131,36 @@ def test_lazy_evaluation_matches_the_tensor_path_within_a_bin(root, trained):
     assert lazy.test_probs.shape == (len(ds["test"]), 1, 48, 48) and lazy.probe_probs is None
 
 
+class Mixed(torch.utils.data.Dataset):
+    """A split whose odd items are cut to ``side`` x ``side``."""
+
+    def __init__(self, root, split, side=40):
+        self.base, self.side = SegmentationDataset(root, split), side
+
+    def __len__(self):
+        return len(self.base)
+
+    def __getitem__(self, i):
+        item = self.base[i]
+        side = 48 if i % 2 == 0 else self.side
+        return {"image": item["image"][:, :side, :side], "mask": item["mask"][:side, :side]}
+
+
+def test_lazy_training_cuts_other_sizes_to_the_crop(root, tmp_path):
+    cfg = TrainConfig.from_preset("quick", **TINY)
+    result = train(cfg, Mixed(root, "train"), None, out_dir=tmp_path / "a", val_images=Mixed(root, "val"))
+    assert len(result.history) == 3 and result.history[-1]["val_dice"] is not None
+    with pytest.raises(ShapeError, match=r"item \d+ of the training dataset is 24 x 24, not 48 x 48 like the first; "
+                                         r"a lazy run over mixed sizes needs items of at least the crop, 32 x 32"):
+        train(cfg, Mixed(root, "train", side=24), None, out_dir=tmp_path / "b")
+    with pytest.raises(ShapeError, match="needs a crop"):
+        train(TrainConfig.from_preset("quick", **{**TINY, "crop": None}), Mixed(root, "train"), None,
+              out_dir=tmp_path / "c")
+
+
 def test_lazy_evaluation_reads_mixed_sizes(root, trained):
-    class Mixed(torch.utils.data.Dataset):
-        def __init__(self):
-            self.base = SegmentationDataset(root, "test")
-
-        def __len__(self):
-            return len(self.base)
-
-        def __getitem__(self, i):
-            item = self.base[i]
-            side = 48 if i % 2 == 0 else 40
-            return {"image": item["image"][:, :side, :side], "mask": item["mask"][:side, :side]}
-
-    result = evaluate(trained.model, Mixed(), probe=False)
-    assert result.metrics["n_test"] == len(Mixed()) and 0 < result.metrics["oracle/dice"] <= 1
+    result = evaluate(trained.model, Mixed(root, "test"), probe=False)
+    assert result.metrics["n_test"] == len(Mixed(root, "test")) and 0 < result.metrics["oracle/dice"] <= 1
     assert result.test_probs.shape[-2:] == (48, 48) and result.test_probs.shape[0] == 1
 
 

@@ -10,14 +10,18 @@ accumulates confusion counts. What differs from the tensor path, and why:
 - noisy labels are drawn per item, from a seed made of the run's noise seed, the item's index and (online noise)
   the epoch, so a label is the same whenever its item is read again, and nothing of size ``N x H x W`` is kept;
   with clean labels the two paths train the same network bit for bit;
-- the label statistics (NTM, determinant, polarity) are measured on the first ``_STATS_ITEMS`` items;
-- every item must have the size of the first (crop a folder of mixed sizes beforehand);
+- the label statistics (NTM, determinant, polarity) are measured on those of the first ``_STATS_ITEMS`` items
+  that have the first item's size;
+- a folder of mixed sizes trains with a crop: a batch holding an item of another size than the first has each
+  item cut to the crop on its own, at an offset drawn from the run's data generator, before it is flipped as
+  usual (a folder of one size trains exactly as before); validation batches consecutive items of one size;
 - a checkpoint resumes on the same dataset: same length, names and first item.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -53,6 +57,21 @@ def _fingerprint(dataset: torch.utils.data.Dataset | None) -> list[Any] | None:
     return [[len(dataset), *image.shape], float(image.double().sum()), int(mask.long().sum()), digest]
 
 
+def batches(dataset: torch.utils.data.Dataset, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """``(n, C, H, W)`` images and ``(n, H, W)`` masks of at most ``batch_size`` consecutive items of one size."""
+    images: list[torch.Tensor] = []
+    masks: list[torch.Tensor] = []
+    for i in range(len(dataset)):
+        image, mask = _item(dataset, i)
+        if images and (len(images) == batch_size or image.shape != images[0].shape):
+            yield torch.stack(images), torch.stack(masks)
+            images, masks = [], []
+        images.append(image)
+        masks.append(mask)
+    if images:
+        yield torch.stack(images), torch.stack(masks)
+
+
 class LazyRun(_Run):
     """A training run whose data is read item by item (see the module notes)."""
 
@@ -79,9 +98,11 @@ class LazyRun(_Run):
         return None
 
     def draw_offline_labels(self) -> None:
-        """Measure the label statistics on the first items (their epoch-1 draw)."""
-        index = torch.arange(min(self.n, _STATS_ITEMS))
-        clean = torch.stack([_item(self.dataset, int(i))[1] for i in index]).to(self.dev, self.label_dtype)
+        """Measure the label statistics on the first items of the first size (their epoch-1 draw)."""
+        first = [(i, _item(self.dataset, i)[1]) for i in range(min(self.n, _STATS_ITEMS))]
+        first = [(i, mask) for i, mask in first if tuple(mask.shape) == self.size]
+        index = torch.tensor([i for i, _ in first])
+        clean = torch.stack([mask for _, mask in first]).to(self.dev, self.label_dtype)
         noisy = self._noise(clean, index, epoch=1)
         self.first_labels = noisy.to("cpu")
         self.label_stats = _label_stats(clean, noisy, self.num_classes)
@@ -104,18 +125,33 @@ class LazyRun(_Run):
 
     def _batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Read the batch's items (and nothing else), draw their labels, crop and flip on the device."""
-        items = [_item(self.dataset, i) for i in index.tolist()]
-        for i, (image, _) in zip(index.tolist(), items):
-            if tuple(image.shape[-2:]) != self.size:
-                raise ShapeError(f"item {i} of the training dataset is {image.shape[-2]} x {image.shape[-1]}, not "
-                                 f"{self.size[0]} x {self.size[1]} like the first; a lazy run needs one size")
-        self.images = torch.stack([image for image, _ in items]).to(self.dev, torch.float32)
-        clean = torch.stack([mask for _, mask in items]).to(self.dev, self.label_dtype)
-        self.targets = self._noise(clean, index.cpu(), epoch=self.epoch_now)
+        images, targets = [], []
+        for i in index.tolist():
+            image, mask = _item(self.dataset, i)
+            image, mask = image.to(self.dev, torch.float32), mask.to(self.dev, self.label_dtype)
+            images.append(image)
+            targets.append(self._noise(mask[None], torch.tensor([i]), epoch=self.epoch_now)[0])
+        if any(tuple(image.shape[-2:]) != self.size for image in images):
+            cut = [self._cut(i, image, mask) for i, image, mask in zip(index.tolist(), images, targets)]
+            images, targets = [image for image, _ in cut], [mask for _, mask in cut]
+        self.images, self.targets = torch.stack(images), torch.stack(targets)
         try:
-            return super()._batch(torch.arange(len(items), device=self.dev))
+            return super()._batch(torch.arange(len(images), device=self.dev))
         finally:
             self.images = self.targets = None  # the batch is all a lazy run holds
+
+    def _cut(self, i: int, image: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """An item of a batch of mixed sizes, cut to the crop at a random offset."""
+        h, w = image.shape[-2:]
+        if self.crop is None or h < self.crop[0] or w < self.crop[1]:
+            need = "a crop (--crop)" if self.crop is None else f"items of at least the crop, {self.crop[0]} x " \
+                                                                f"{self.crop[1]}"
+            raise ShapeError(f"item {i} of the training dataset is {h} x {w}, not {self.size[0]} x {self.size[1]} "
+                             f"like the first; a lazy run over mixed sizes needs {need}")
+        top = int(torch.randint(h - self.crop[0] + 1, (1,), generator=self.g_data))
+        left = int(torch.randint(w - self.crop[1] + 1, (1,), generator=self.g_data))
+        return (image[..., top:top + self.crop[0], left:left + self.crop[1]],
+                mask[top:top + self.crop[0], left:left + self.crop[1]])
 
     # ------------------------------------------------------------------------------------- validation
     def _validate(self) -> dict[str, float]:
@@ -125,10 +161,8 @@ class LazyRun(_Run):
         thresholds = sorted({0.5, *torch.linspace(0, 1, self.config.num_thresholds + 2)[1:-1].tolist()})
         counts = inverted = confusion = None
         batch = self.config.batch_size
-        for start in range(0, len(self.val_dataset), batch):
-            items = [_item(self.val_dataset, i) for i in range(start, min(start + batch, len(self.val_dataset)))]
-            x = torch.stack([image for image, _ in items]).to(self.dev, torch.float32)
-            y = torch.stack([mask for _, mask in items]).to(self.dev, torch.long)
+        for x, y in batches(self.val_dataset, batch):
+            x, y = x.to(self.dev, torch.float32), y.to(self.dev, torch.long)
             probs = predict(self.model, x, batch_size=batch, tile=self.config.tile)
             if self.num_classes == 2:
                 c = confusion_at_thresholds(probs, y, thresholds).sum(dim=0)

@@ -18,7 +18,6 @@ holds a batch, the model and about 8 kB of counts per image. What differs from t
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -27,28 +26,13 @@ from torch import nn
 from ..errors import DataError
 from ..metrics import ScoreHistogram, confusion_matrix, evaluate_binary_histograms, multiclass_report_from_confusion
 from ._evaluate import EvalResult, LinearProbe, _features, _model_device, fit_linear_probe, probe_absent, probe_metrics
-from ._lazy import _item
+from ._lazy import _item, batches
 from ._predict import predict
 
 __all__: list[str] = []
 
 PROBE_ITEMS = 64
 """Training items a lazy evaluation draws to fit the feature probe on."""
-
-
-def batches(dataset: torch.utils.data.Dataset, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-    """``(n, C, H, W)`` images and ``(n, H, W)`` masks of at most ``batch_size`` consecutive items of one size."""
-    images: list[torch.Tensor] = []
-    masks: list[torch.Tensor] = []
-    for i in range(len(dataset)):
-        image, mask = _item(dataset, i)
-        if images and (len(images) == batch_size or image.shape != images[0].shape):
-            yield torch.stack(images), torch.stack(masks)
-            images, masks = [], []
-        images.append(image)
-        masks.append(mask)
-    if images:
-        yield torch.stack(images), torch.stack(masks)
 
 
 class _Counts:
