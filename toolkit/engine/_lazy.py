@@ -15,13 +15,18 @@ accumulates confusion counts. What differs from the tensor path, and why:
 - a folder of mixed sizes trains with a crop: a batch holding an item of another size than the first has each
   item cut to the crop on its own, at an offset drawn from the run's data generator, before it is flipped as
   usual (a folder of one size trains exactly as before); validation batches consecutive items of one size;
-- a checkpoint resumes on the same dataset: same length, names and first item.
+- a checkpoint resumes on the same dataset: same length, names and first item;
+- :data:`READ_THREADS` threads read the items of the next :data:`READ_AHEAD` batches while a batch trains
+  (decoding releases the GIL), so the dataset's ``__getitem__`` must be safe to call from several threads, as
+  :class:`~mstool.data.SegmentationDataset`'s is; the order of every random draw is the same as without them.
 """
 
 from __future__ import annotations
 
 import hashlib
+from collections import deque
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -38,6 +43,12 @@ __all__: list[str] = []
 
 _STATS_ITEMS = 32
 """Items the label statistics of a lazy run are measured on."""
+
+READ_THREADS = 4
+"""Threads that read (decode and normalise) the items of a lazy run's coming batches."""
+
+READ_AHEAD = 2
+"""Batches read ahead of the one training: the memory of a lazy run is that many batches more."""
 
 
 def _item(dataset: torch.utils.data.Dataset, index: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -123,11 +134,33 @@ class LazyRun(_Run):
         self.epoch_now = epoch
         return super().epoch(epoch, emit)
 
+    def _steps(self, batches: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]]:
+        """Each step's batch, its items read by background threads while the steps before it train."""
+        todo = iter(batches)
+        pending: deque = deque()
+        with ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="mstool-read") as pool:
+
+            def read_next() -> None:
+                index = next(todo, None)
+                if index is not None:
+                    pending.append((index, [pool.submit(_item, self.dataset, i) for i in index.tolist()]))
+
+            for _ in range(READ_AHEAD + 1):
+                read_next()
+            while pending:
+                index, futures = pending.popleft()
+                read_next()
+                yield index, self._assemble(index, [future.result() for future in futures])
+
     def _batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Read the batch's items (and nothing else), draw their labels, crop and flip on the device."""
+        return self._assemble(index, [_item(self.dataset, i) for i in index.tolist()])
+
+    def _assemble(self, index: torch.Tensor, items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor,
+                                                                                                      torch.Tensor]:
+        """The batch of the items read: their labels drawn, cut to the crop if sizes differ, cropped and flipped."""
         images, targets = [], []
-        for i in index.tolist():
-            image, mask = _item(self.dataset, i)
+        for i, (image, mask) in zip(index.tolist(), items):
             image, mask = image.to(self.dev, torch.float32), mask.to(self.dev, self.label_dtype)
             images.append(image)
             targets.append(self._noise(mask[None], torch.tensor([i]), epoch=self.epoch_now)[0])

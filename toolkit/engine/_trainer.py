@@ -356,8 +356,7 @@ class _Run:
         loss_sum = torch.zeros((), device=self.dev, dtype=torch.float64)
         count = torch.zeros((), device=self.dev, dtype=torch.float64)
         with _forked_rng(self.dev, spawn_seed(self.g_data)):
-            for step, index in enumerate(batches):
-                x, y = self._batch(index)
+            for step, (index, (x, y)) in enumerate(self._steps(batches)):
                 loss = self._step(x, y)
                 loss_sum += loss.detach().double() * index.numel()
                 count += index.numel()
@@ -375,6 +374,10 @@ class _Run:
             row["val_dice_best"] = scores.get("val_dice_best")
         self.history.append(row)
         return row
+
+    def _steps(self, batches: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]]:
+        """Each step's index and its batch (:meth:`_batch`)."""
+        return ((index, self._batch(index)) for index in batches)
 
     def _batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """The images and labels of one step, cropped and flipped on the device."""
