@@ -172,3 +172,30 @@ def test_lazy_evaluation_refuses_tensor_labels(root, trained):
         evaluate(trained.model, SegmentationDataset(root, "test"), val_images=images)
     with pytest.raises(ParameterError, match="`test_labels` must be given with test image tensors"):
         evaluate(trained.model, images)
+
+
+def test_items_are_read_ahead_in_order_and_no_further_than_asked():
+    import threading
+    import time
+
+    from mstool.engine._lazy import read_items
+
+    class Slow(torch.utils.data.Dataset):
+        def __init__(self):
+            self.read, self.lock = [], threading.Lock()
+
+        def __len__(self):
+            return 20
+
+        def __getitem__(self, i):
+            time.sleep(0.002 * (i % 3))  # later items often finish first
+            with self.lock:
+                self.read.append(i)
+            return {"image": torch.full((1, 2, 2), float(i)), "mask": torch.zeros(2, 2, dtype=torch.long)}
+
+    ds = Slow()
+    items = read_items(ds, range(20), ahead=4)
+    first = next(items)
+    time.sleep(0.05)
+    assert first[0][0, 0, 0] == 0 and len(ds.read) <= 5  # the first, and at most 4 ahead of it
+    assert [int(image[0, 0, 0]) for image, _ in items] == list(range(1, 20))

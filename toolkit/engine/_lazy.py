@@ -16,16 +16,18 @@ accumulates confusion counts. What differs from the tensor path, and why:
   item cut to the crop on its own, at an offset drawn from the run's data generator, before it is flipped as
   usual (a folder of one size trains exactly as before); validation batches consecutive items of one size;
 - a checkpoint resumes on the same dataset: same length, names and first item;
-- :data:`READ_THREADS` threads read the items of the next :data:`READ_AHEAD` batches while a batch trains
-  (decoding releases the GIL), so the dataset's ``__getitem__`` must be safe to call from several threads, as
-  :class:`~mstool.data.SegmentationDataset`'s is; the order of every random draw is the same as without them.
+- :data:`READ_THREADS` threads read the items of the next :data:`READ_AHEAD` batches while a batch trains or
+  is predicted (decoding releases the GIL), so the dataset's ``__getitem__`` must be safe to call from several
+  threads, as :class:`~mstool.data.SegmentationDataset`'s is; every random draw is made in the same order as
+  without them.
 """
 
 from __future__ import annotations
 
 import hashlib
+import itertools
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -68,12 +70,26 @@ def _fingerprint(dataset: torch.utils.data.Dataset | None) -> list[Any] | None:
     return [[len(dataset), *image.shape], float(image.double().sum()), int(mask.long().sum()), digest]
 
 
+def read_items(dataset: torch.utils.data.Dataset, indices: Iterable[int],
+               ahead: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+    """The items at ``indices``, in order, read by :data:`READ_THREADS` threads at most ``ahead`` items ahead."""
+    todo = iter(indices)
+    pending: deque = deque()
+    with ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="mstool-read") as pool:
+        for i in itertools.islice(todo, max(1, ahead)):
+            pending.append(pool.submit(_item, dataset, i))
+        while pending:
+            item = pending.popleft().result()
+            for i in itertools.islice(todo, 1):
+                pending.append(pool.submit(_item, dataset, i))
+            yield item
+
+
 def batches(dataset: torch.utils.data.Dataset, batch_size: int) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """``(n, C, H, W)`` images and ``(n, H, W)`` masks of at most ``batch_size`` consecutive items of one size."""
     images: list[torch.Tensor] = []
     masks: list[torch.Tensor] = []
-    for i in range(len(dataset)):
-        image, mask = _item(dataset, i)
+    for image, mask in read_items(dataset, range(len(dataset)), READ_AHEAD * batch_size):
         if images and (len(images) == batch_size or image.shape != images[0].shape):
             yield torch.stack(images), torch.stack(masks)
             images, masks = [], []
@@ -136,21 +152,10 @@ class LazyRun(_Run):
 
     def _steps(self, batches: list[torch.Tensor]) -> Iterator[tuple[torch.Tensor, tuple[torch.Tensor, torch.Tensor]]]:
         """Each step's batch, its items read by background threads while the steps before it train."""
-        todo = iter(batches)
-        pending: deque = deque()
-        with ThreadPoolExecutor(max_workers=READ_THREADS, thread_name_prefix="mstool-read") as pool:
-
-            def read_next() -> None:
-                index = next(todo, None)
-                if index is not None:
-                    pending.append((index, [pool.submit(_item, self.dataset, i) for i in index.tolist()]))
-
-            for _ in range(READ_AHEAD + 1):
-                read_next()
-            while pending:
-                index, futures = pending.popleft()
-                read_next()
-                yield index, self._assemble(index, [future.result() for future in futures])
+        ahead = READ_AHEAD * max((index.numel() for index in batches), default=1)
+        items = read_items(self.dataset, (i for index in batches for i in index.tolist()), ahead)
+        for index in batches:
+            yield index, self._assemble(index, [next(items) for _ in range(index.numel())])
 
     def _batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Read the batch's items (and nothing else), draw their labels, crop and flip on the device."""
