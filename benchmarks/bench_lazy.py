@@ -80,7 +80,7 @@ def _write(root: Path, n: int, side: int) -> None:
                     oriented = [x.flip(1) for x in oriented]
                 name = f"img{index:05d}"
                 write_image(root / split / "images" / f"{name}.tif",
-                            (oriented[0] * 60000).clamp(0, 65535).numpy().astype("uint16"))
+                            oriented[0].round().clamp(0, 65535).numpy().astype("uint16"))
                 write_mask(root / split / "labels" / f"{name}.png", oriented[1].numpy())
                 index += 1
 

@@ -38,7 +38,7 @@ def test_counts_at_an_edge_equal_the_tensor_report():
     hist = _histogram(probs, labels)
     for polarity in (1, -1):
         t = hist.snap(0.3719)
-        assert t == 381 / 1024
+        assert t == 380 / 1024 and hist.snap(t) == t  # down to an edge; an edge is its own
         want = binary_report(probs, labels, threshold=t, polarity=polarity)
         got = hist.report(0.3719, polarity)
         for key in ("tp", "fp", "fn", "tn", "dice", "dice_img_mean", "iou_img_std", "auc_img_mean"):
@@ -62,7 +62,7 @@ def test_protocols_match_the_tensor_path_within_a_bin():
     assert set(got) == set(want)
     # the validation choice lands on the same grid point, moved to an edge; the oracle's Dice is a near-plateau,
     # where a move of half a bin may pick a neighbouring grid point of the same Dice
-    assert got["val/threshold"] == pytest.approx(want["val/threshold"], abs=1 / 2048 + 1e-9)
+    assert got["val/threshold"] == pytest.approx(want["val/threshold"], abs=1 / 1024)
     assert got["oracle/threshold"] == pytest.approx(want["oracle/threshold"], abs=0.05)
     for name in ("val", "oracle", "fixed"):
         assert got[f"{name}/dice"] == pytest.approx(want[f"{name}/dice"], abs=2e-3)
@@ -102,10 +102,14 @@ def test_bad_input_is_refused():
         evaluate_binary_histograms(_histogram(probs, torch.full_like(labels, 255)))
 
 
-def test_constant_scores_warn_as_the_tensor_path_does():
+def test_constant_scores_warn_and_score_as_the_tensor_path_does():
     _, labels = _noisy_maps()
+    constant = torch.full((6, 1, 24, 24), 0.3001)  # inside a bin: a threshold at it must still take every pixel
     with pytest.warns(MstoolWarning, match="constant"):
-        evaluate_binary_histograms(_histogram(torch.full((6, 1, 24, 24), 0.5), labels))
+        got = evaluate_binary_histograms(_histogram(constant, labels), val=_histogram(constant, labels)).as_dict()
+    with pytest.warns(MstoolWarning, match="constant"):
+        want = evaluate_binary(constant, labels, val_probs=constant, val_labels=labels).as_dict()
+    assert got["val/dice"] == want["val/dice"] > 0.4 and got["val/fp"] == want["val/fp"]
 
 
 def test_multiclass_report_from_confusion_equals_the_report():

@@ -8,7 +8,7 @@ size (a folder of mixed sizes is fine), and counted as it is predicted: binary m
 :class:`mstool.metrics.ScoreHistogram` s, multi-class predictions into per-image confusion matrices, so memory
 holds a batch, the model and about 8 kB of counts per image. What differs from the tensor path, and why:
 
-- binary thresholds sit on the histogram's bin edges (at most 1/2048 from the tensor path's grid;
+- binary thresholds sit on the histogram's bin edges (moved down by less than 1/1024 from the tensor path's grid;
   :mod:`mstool.metrics` says what that changes);
 - the feature probe is fitted on :data:`PROBE_ITEMS` training items drawn at random, an equal share of
   ``probe_pixels`` from each, instead of pixels drawn from the whole split (which would mean reading it all);
@@ -38,9 +38,9 @@ PROBE_ITEMS = 64
 class _Counts:
     """One network's maps of one set, counted batch by batch."""
 
-    def __init__(self, num_classes: int) -> None:
+    def __init__(self, num_classes: int, size: int) -> None:
         self.num_classes = num_classes
-        self.histogram = ScoreHistogram() if num_classes == 2 else None
+        self.histogram = ScoreHistogram(capacity=max(1, size)) if num_classes == 2 else None
         self.confusion: list[torch.Tensor] = []
 
     def update(self, probs: torch.Tensor, labels: torch.Tensor) -> None:
@@ -106,7 +106,7 @@ def _protocols(name: str, test: dict[str, _Counts], val: dict[str, _Counts] | No
 def _count(nets: dict[str, nn.Module], dataset: torch.utils.data.Dataset, num_classes: int, run: dict[str, Any],
            kept: list[torch.Tensor] | None = None, keep: int = 0) -> dict[str, _Counts]:
     """Each network's maps of ``dataset`` counted; the model's first ``keep`` maps (of one size) put in ``kept``."""
-    counts = {name: _Counts(num_classes) for name in nets}
+    counts = {name: _Counts(num_classes, len(dataset)) for name in nets}
     dev = _model_device(nets["model"])
     for images, masks in batches(dataset, run["batch_size"]):
         images, masks = images.to(dev, torch.float32), masks.to(dev, torch.long)
