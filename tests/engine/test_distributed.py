@@ -96,3 +96,14 @@ def test_a_killed_distributed_run_resumes_from_its_checkpoint(tmp_path):
     assert len(rows) == 40
     for before, after in zip(saved["history"], rows):  # the epochs before the kill are the checkpoint's own
         assert float(after["seconds"]) == pytest.approx(before["seconds"], rel=1e-9)
+
+
+def test_two_processes_train_on_data_read_item_by_item(tmp_path):
+    out = tmp_path / "run"
+    done = _torchrun(out, "--lazy", epochs=3)
+    _, stderr = done.communicate(timeout=300)
+    assert done.returncode == 0, stderr[-2000:]
+    record = json.loads((out / "train.json").read_text())
+    assert record["lazy"] is True and record["processes"] == 2 and record["effective_batch_size"] == 4
+    losses = [float(r["train_loss"]) for r in _curves(out / "curves.csv")]
+    assert len(losses) == 3 and losses[-1] < losses[0]

@@ -158,10 +158,17 @@ def train_run(
     splits = splits or prepare_splits(src, out)
     result = train(cfg, splits.train_images, splits.train_labels, out_dir=out, val_images=splits.val_images,
                    val_labels=splits.val_labels, num_classes=splits.num_classes, device=dev, progress=progress)
+    return _finish(out, src, cfg, result, splits, splits.root, splits.notes)
+
+
+def _finish(out: Path, src: DataSource, cfg: TrainConfig, result: TrainResult, splits: Splits | None, root: Path,
+            notes: list[str]) -> TrainRun:
+    """Write ``train.json`` (the first process only) and return the run."""
     # a synth: dataset is recorded by the folder it was written to, so evaluation reads the same images
     processes = rank_and_world()[1]
-    record = {"data": str(splits.root), "layout": src.layout, "fit": src.fit, "val_fraction": src.val_fraction,
-              "synth_seed": src.seed, "mask_mode": src.mask_mode, "notes": splits.notes,
+    record = {"data": str(root), "layout": src.layout, "fit": src.fit, "val_fraction": src.val_fraction,
+              "synth_seed": src.seed, "mask_mode": src.mask_mode, "notes": notes,
+              **({"lazy": True} if splits is None else {}),
               "config": cfg.to_dict(drop_none=True), "label_stats": result.label_stats,
               **({"processes": processes, "effective_batch_size": cfg.batch_size * processes}
                  if processes > 1 else {})}
@@ -184,13 +191,7 @@ def _train_lazily(src: DataSource, out: Path, cfg: TrainConfig, inputs: list, de
         train_set, val_set, k = lazy_splits(src, out)
     result = train(cfg, train_set, None, out_dir=out, val_images=val_set, num_classes=k, device=dev,
                    progress=progress)
-    record = {"data": str(train_set.layout.root), "layout": src.layout, "fit": src.fit,
-              "val_fraction": src.val_fraction, "synth_seed": src.seed, "mask_mode": src.mask_mode, "notes": [],
-              "lazy": True, "config": cfg.to_dict(drop_none=True), "label_stats": result.label_stats}
-    if is_main():
-        write_json(out / TRAIN_RECORD, record, indent=2)
-    barrier()
-    return TrainRun(out, result, None, record)
+    return _finish(out, src, cfg, result, None, train_set.layout.root, [])
 
 
 def recorded_source(run_dir: str | os.PathLike, data: str | os.PathLike | None = None, *,
