@@ -70,14 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     total = flops * steps * args.cells
     print(f"{args.preset} preset: {cfg.model} {cfg.model_options}, batch {cfg.batch_size} of {cfg.crop}^2 crops, "
           f"{cfg.epochs} epochs of {args.train_images} images of {args.side}^2 = {steps} steps per cell")
-    print(f"one step: {flops / 1e12:.2f} TFLOP (counted), {cpu:.1f} s on this CPU with {torch.get_num_threads()} "
+    print(f"one step: {flops / 1e12:.3g} TFLOP (counted), {cpu:.3g} s on this CPU with {torch.get_num_threads()} "
           f"threads (measured at batch {args.cpu_batch}, scaled)")
-    print(f"one cell: {flops * steps / 1e15:.1f} PFLOP, {cpu * steps / 3600:.1f} CPU hours here (measured step)")
-    print(f"the sweep of {args.cells} cells: {total / 1e18:.2f} EFLOP, {cpu * steps * args.cells / 3600:.0f} CPU "
+    print(f"one cell: {flops * steps / 1e15:.3g} PFLOP, {cpu * steps / 3600:.3g} CPU hours here (measured step)")
+    print(f"the sweep of {args.cells} cells: {total / 1e18:.3g} EFLOP, {cpu * steps * args.cells / 3600:.3g} CPU "
           "hours here")
     for tf in (float(t) for t in args.tflops.split(",")):
         hours = total / (tf * 1e12) / 3600
-        print(f"  ESTIMATE at {tf:.0f} TFLOPS sustained: {hours:.2f} GPU-hours ({hours / args.cells * 60:.1f} "
+        print(f"  ESTIMATE at {tf:.0f} TFLOPS sustained: {hours:.3g} GPU-hours ({hours / args.cells * 60:.3g} "
               "GPU-minutes per cell), training only")
     return 0
 
