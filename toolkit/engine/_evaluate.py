@@ -45,10 +45,11 @@ class EvalResult:
     Attributes:
         metrics: one flat JSON-friendly dict (see :func:`evaluate`).
         test_probs: ``(N, 1, H, W)`` foreground probabilities or ``(N, K, H, W)`` softmax of the test images,
-            on the device of ``test_images`` (for example panels and score-map files).
+            on the device of ``test_images`` (for example panels and score-map files); of a test Dataset, the
+            first 8 maps of the first item's size, on the CPU.
         protocols: the binary :class:`~mstool.metrics.ProtocolResult` (``as_rows()`` gives a table), or None
             for multi-class data.
-        probe_probs: the probe's test maps, or None when no probe was fitted.
+        probe_probs: the probe's test maps, or None when no probe was fitted (or the test set is a Dataset).
     """
 
     metrics: dict[str, Any]

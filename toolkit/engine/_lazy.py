@@ -157,10 +157,6 @@ class LazyRun(_Run):
         for index in batches:
             yield index, self._assemble(index, [next(items) for _ in range(index.numel())])
 
-    def _batch(self, index: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Read the batch's items (and nothing else), draw their labels, crop and flip on the device."""
-        return self._assemble(index, [_item(self.dataset, i) for i in index.tolist()])
-
     def _assemble(self, index: torch.Tensor, items: list[tuple[torch.Tensor, torch.Tensor]]) -> tuple[torch.Tensor,
                                                                                                       torch.Tensor]:
         """The batch of the items read: their labels drawn, cut to the crop if sizes differ, cropped and flipped."""

@@ -94,12 +94,12 @@ class TrainRun:
 
 @dataclass
 class EvalRun:
-    """What :func:`evaluate_run` measured, where it wrote it, and the data it read."""
+    """What :func:`evaluate_run` measured, where it wrote it, and the data it read (None when read lazily)."""
 
     path: Path
     metrics: dict[str, Any]
     result: EvalResult
-    splits: Splits
+    splits: Splits | None
 
 
 def train_run(
@@ -266,7 +266,8 @@ def evaluate_run(
     own = out is None and is_mstool_folder(ckpt.parent)
     check_output_file(target, overwrite=overwrite or own, inputs=[checkpoint, source.data], suffixes=(".json",))
     settings = {"device": resolve_device(device), "probe": probe, "tile": tile, "generator": make_generator(seed)}
-    if lazy if lazy is not None else bool(_record(ckpt.parent).get("lazy")):
+    lazy = bool(_record(ckpt.parent).get("lazy")) if lazy is None else lazy
+    if lazy:
         train_set, val_set, test_set = (lazy_split(source, ckpt.parent, name) for name in ("train", "val", "test"))
         result = evaluate(ckpt, test_set, val_images=val_set, train_images=train_set, **settings)
         splits, metrics = None, {**result.metrics, "lazy": True, "data_notes": []}
