@@ -199,3 +199,13 @@ def test_items_are_read_ahead_in_order_and_no_further_than_asked():
     time.sleep(0.05)
     assert first[0][0, 0, 0] == 0 and len(ds.read) <= 5  # the first, and at most 4 ahead of it
     assert [int(image[0, 0, 0]) for image, _ in items] == list(range(1, 20))
+
+
+def test_lazy_evaluation_on_the_accelerator_equals_the_cpu(root, trained, accel):
+    import copy
+
+    ds = {s: SegmentationDataset(root, s) for s in ("train", "val", "test")}
+    runs = [evaluate(copy.deepcopy(trained.model), ds["test"], val_images=ds["val"], train_images=ds["train"],
+                     device=dev, generator=torch.Generator().manual_seed(0)).metrics for dev in ("cpu", accel)]
+    for key in ("val/dice", "oracle/dice", "fixed/dice", "probe/dice"):
+        assert runs[1][key] == pytest.approx(runs[0][key], abs=5e-3), key

@@ -120,3 +120,10 @@ def test_multiclass_report_from_confusion_equals_the_report():
     assert multiclass_report_from_confusion(cm) == multiclass_report(pred, labels, 3)
     with pytest.raises(ShapeError, match=r"\(N, K, K\)"):
         multiclass_report_from_confusion(cm[0])
+
+
+def test_histograms_on_the_accelerator_equal_the_cpu(accel):
+    probs, labels = _noisy_maps()
+    on_cpu, on_accel = _histogram(probs, labels), _histogram(probs.to(accel), labels.to(accel))
+    assert torch.equal(on_cpu.counts(0.25, -1), on_accel.counts(0.25, -1))
+    assert on_cpu.report(0.5, 1)["auc_img_mean"] == pytest.approx(on_accel.report(0.5, 1)["auc_img_mean"], abs=1e-6)
