@@ -36,7 +36,7 @@ def _config():
                                    model_options={"base": 8, "depth": 3})
 
 
-def _child(root: str, mode: str, out: str) -> None:
+def _child(root: str, mode: str, out: str, device: str = "cpu") -> None:
     import torch
 
     from mstool.data import SegmentationDataset, load_split_tensors
@@ -47,15 +47,15 @@ def _child(root: str, mode: str, out: str) -> None:
     extra = {}
     if mode == "lazy":
         train(_config(), SegmentationDataset(root, "train"), None, out_dir=out,
-              val_images=SegmentationDataset(root, "val"))
+              val_images=SegmentationDataset(root, "val"), device=device)
     elif mode == "eager":
         images, labels, _ = load_split_tensors(root, "train")
         val_images, val_labels, _ = load_split_tensors(root, "val")
-        train(_config(), images, labels, out_dir=out, val_images=val_images, val_labels=val_labels)
+        train(_config(), images, labels, out_dir=out, val_images=val_images, val_labels=val_labels, device=device)
     else:  # eval: the lazy run's model on the three splits read item by item
         result = evaluate(Path(out) / "model.pt", SegmentationDataset(root, "test"),
                           val_images=SegmentationDataset(root, "val"), train_images=SegmentationDataset(root, "train"),
-                          generator=torch.Generator().manual_seed(0))
+                          device=device, generator=torch.Generator().manual_seed(0))
         extra = {"val_dice": result.metrics["val/dice"], "probe_dice": result.metrics["probe/dice"]}
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
     print(json.dumps({"peak_mb": peak, "seconds": time.perf_counter() - start, **extra}))
@@ -91,6 +91,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--side", type=int, default=256, help="image side in pixels (default 256)")
     ap.add_argument("--modes", default="lazy,eager", help="lazy, eager or both (default)")
     ap.add_argument("--evaluate", action="store_true", help="also evaluate the lazy run's model item by item")
+    ap.add_argument("--device", default="cpu", help="where to train and evaluate (default cpu)")
     ap.add_argument("--tmp", default=None, help="where to write the datasets (default: the system's temp folder)")
     ap.add_argument("_child", nargs="*", help=argparse.SUPPRESS)
     args = ap.parse_args(argv)
@@ -111,8 +112,8 @@ def main(argv: list[str] | None = None) -> int:
                 jobs.insert(jobs.index("lazy") + 1, "eval")
             for job in jobs:
                 out = Path(tmp) / f"run{n}-{'lazy' if job == 'eval' else job}"
-                done = subprocess.run([sys.executable, __file__, str(root), job, str(out)], capture_output=True,
-                                      text=True)
+                done = subprocess.run([sys.executable, __file__, str(root), job, str(out), args.device],
+                                      capture_output=True, text=True)
                 if done.returncode:
                     print(done.stderr[-2000:], file=sys.stderr)
                     return 1

@@ -26,6 +26,9 @@ done
 step "iGTT on 8 images (built-in ER and EM, 256 x 256)"
 timeout 900 $PY benchmarks/bench_unsupervised.py --device cuda --n 8 --size 256 --kinds er,em --methods otsu,igtt 2>&1 | tail -12
 
+step "lazy training and evaluation on the card (1,000 images of 512 x 512, read item by item)"
+timeout 900 $PY benchmarks/bench_lazy.py --device cuda --sizes 1000 --side 512 --modes lazy,eager --evaluate 2>&1 | tail -5
+
 step "one quick-preset cell, timed"
 /usr/bin/time -f "%e s wall, %M kB peak RSS" mstool compare --data synth:er --preset quick --labels clean --seeds 0 \
   --device cuda -o "$OUT/quick" -q
