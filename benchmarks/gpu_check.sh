@@ -2,7 +2,7 @@
 # The GPU path, proven in one run: the script to start first on a machine with a CUDA card (the project's CI has
 # none). Everything it prints also lands in $OUT/gpu_report.txt (OUT defaults to ./gpu_out), with the card named.
 #
-#   bash benchmarks/gpu_check.sh            # about 10 minutes on one H100, most of it the paper-preset cell
+#   bash benchmarks/gpu_check.sh            # about 12 minutes on one H100 (estimated), most of it the paper cell
 #   QUICK=1 bash benchmarks/gpu_check.sh    # skip the paper-preset cell
 set -u
 OUT=${OUT:-gpu_out}
