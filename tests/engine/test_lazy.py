@@ -172,6 +172,8 @@ def test_lazy_evaluation_refuses_tensor_labels(root, trained):
         evaluate(trained.model, SegmentationDataset(root, "test"), val_images=images)
     with pytest.raises(ParameterError, match="`test_labels` must be given with test image tensors"):
         evaluate(trained.model, images)
+    with pytest.raises(ShapeError, match="`test_images` must hold at least one item; got an empty Dataset"):
+        evaluate(trained.model, torch.utils.data.Subset(SegmentationDataset(root, "test"), []))
 
 
 def test_items_are_read_ahead_in_order_and_no_further_than_asked():

@@ -23,9 +23,17 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..errors import DataError
+from ..errors import DataError, ShapeError
 from ..metrics import ScoreHistogram, confusion_matrix, evaluate_binary_histograms, multiclass_report_from_confusion
-from ._evaluate import EvalResult, LinearProbe, _features, _model_device, fit_linear_probe, probe_absent, probe_metrics
+from ._evaluate import (
+    EvalResult,
+    LinearProbe,
+    _model_device,
+    _probe_pixels,
+    fit_linear_probe,
+    probe_absent,
+    probe_metrics,
+)
 from ._lazy import _item, batches
 from ._predict import predict
 
@@ -72,6 +80,8 @@ def evaluate_items(
     keep: int = 8,
 ) -> EvalResult:
     """:func:`mstool.engine.evaluate` on Datasets, ``metrics`` holding the entries it has already filled."""
+    if len(test) == 0:
+        raise ShapeError("`test_images` must hold at least one item; got an empty Dataset")
     k = metrics["num_classes"]
     absent = probe_absent(model, probe, train)
     linear = None if absent else fit_probe_items(model, train, num_classes=k, steps=probe_steps,
@@ -93,8 +103,7 @@ def evaluate_items(
         scored = test_counts["probe"].report() if k != 2 else \
             _protocols("probe", test_counts, val_counts, num_thresholds, False)
         metrics.update(probe_metrics(scored, k, linear.pixels))
-    test_probs = torch.cat(kept) if kept else torch.zeros(0, 1 if k == 2 else k, 0, 0)
-    return EvalResult(metrics=metrics, test_probs=test_probs, protocols=protocols, probe_probs=None)
+    return EvalResult(metrics=metrics, test_probs=torch.cat(kept), protocols=protocols, probe_probs=None)
 
 
 def _protocols(name: str, test: dict[str, _Counts], val: dict[str, _Counts] | None, num_thresholds: int,
@@ -132,25 +141,13 @@ def fit_probe_items(model: nn.Module, dataset: torch.utils.data.Dataset, *, num_
     chosen = torch.randperm(len(dataset), generator=generator)[:items].sort().values.tolist()
     share = -(-max_pixels // max(1, len(chosen)))
     feats, labels = [], []
-    was_training = model.training
-    model.eval()
-    try:
-        for i in chosen:
-            image, mask = _item(dataset, i)
-            flat = mask.reshape(-1)
-            where = torch.nonzero(flat != 255).flatten()
-            if where.numel() > share:
-                where = where[torch.randperm(where.numel(), generator=generator)[:share].sort().values]
-            if where.numel() == 0:
-                continue
-            with torch.inference_mode():
-                f = _features(model, image[None].to(dev, torch.float32))
-                feats.append(f.permute(0, 2, 3, 1).reshape(-1, f.shape[1])[where.to(dev)])
-            labels.append(flat[where].to(dev, torch.long))
-    finally:
-        model.train(was_training)
+    for i in chosen:
+        image, mask = _item(dataset, i)
+        if bool((mask != 255).any()):
+            x, y = _probe_pixels(model, image[None].float(), mask[None], share, 1, generator, dev)
+            feats.append(x)
+            labels.append(y.long())
     if not feats:
         raise DataError(f"the {len(chosen)} training item(s) drawn to fit the probe on hold no labelled pixel")
-    # clone: features made in inference mode cannot take part in the fit's autograd
-    return fit_linear_probe(model, torch.cat(feats).clone(), torch.cat(labels), num_classes=num_classes,
-                            steps=steps, weight_decay=weight_decay)
+    return fit_linear_probe(model, torch.cat(feats), torch.cat(labels), num_classes=num_classes, steps=steps,
+                            weight_decay=weight_decay)
