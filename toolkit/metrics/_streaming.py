@@ -64,7 +64,7 @@ class ScoreHistogram:
         # and the process grew by 2.6 MB an image of 512 x 512 that way
         self._images = torch.zeros(capacity, 2, self.bins, dtype=torch.int32)
         self._auc = torch.zeros(capacity, dtype=_ratio_dtype(torch.device("cpu")))
-        self._fine = torch.zeros(2, self.fine_bins, dtype=torch.int64)
+        self._fine: torch.Tensor | None = None  # (2, F), on the device of the scores: no copy per batch
         self.low, self.high = math.inf, -math.inf
         self.n_images = 0
 
@@ -97,7 +97,8 @@ class ScoreHistogram:
         index = (torch.arange(n, device=s.device).unsqueeze(1) * 2 + y.clamp(max=1)) * self.bins + coarse
         per_image = torch.bincount(index[keep], minlength=n * 2 * self.bins).view(n, 2, self.bins)
         fine = (flat * self.fine_bins).long().clamp_(max=self.fine_bins - 1) + y.clamp(max=1) * self.fine_bins
-        self._fine += torch.bincount(fine[keep], minlength=2 * self.fine_bins).view(2, -1).cpu()
+        counted = torch.bincount(fine[keep], minlength=2 * self.fine_bins).view(2, -1)
+        self._fine = counted if self._fine is None else self._fine + counted.to(self._fine.device)
         if self.n_images + n > self._images.shape[0]:
             size = max(2 * self._images.shape[0], self.n_images + n)
             self._images = torch.cat([self._images, self._images.new_zeros(size - self._images.shape[0], 2, self.bins)])
@@ -129,7 +130,7 @@ class ScoreHistogram:
     # -------------------------------------------------------------------------- the ScoredSet protocol
     def check(self, metric: str, labels_name: str) -> None:
         """As the tensor path: refuse a set without a labelled pixel, warn when no threshold can mean anything."""
-        pixels = self._fine.sum(dim=1)
+        pixels = torch.zeros(2, dtype=torch.int64) if self._fine is None else self._fine.sum(dim=1).cpu()
         warn_degenerate(labelled=int(pixels.sum()) > 0, constant=self.low == self.high,
                         foreground=int(pixels[1]) > 0, metric=metric, labels_name=labels_name,
                         ignore_index=self.ignore_index)
@@ -154,7 +155,7 @@ class ScoreHistogram:
 
     def _pooled_auc(self) -> torch.Tensor:
         """Mann-Whitney AUC of the fine histogram; pairs within one bin count one half."""
-        neg, pos = self._fine.to(_ratio_dtype(torch.device("cpu")))
+        neg, pos = self._fine.cpu().to(_ratio_dtype(torch.device("cpu")))
         below = torch.cumsum(neg, 0) - neg
         return (pos * (below + 0.5 * neg)).sum() / (pos.sum() * neg.sum())
 
