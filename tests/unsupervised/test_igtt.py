@@ -327,6 +327,7 @@ def test_empty_batch():
     ({"keep": 0}, "`keep`"), ({"bootstrap": "magic"}, "`bootstrap`"), ({"selection": "best"}, "`selection`"),
     ({"loss": "ce"}, "`loss`"), ({"lr": 0}, "`lr`"), ({"prior_weight": -1}, "`prior_weight`"),
     ({"crop": 4}, "`crop`"), ({"ems": 3}, "`ems`"), ({"model_options": {"width": 3}}, "width"),
+    ({"anchor": 0.6}, "`anchor`"), ({"anchor": -0.1}, "`anchor`"),
 ])
 def test_setting_errors(kwargs, match):
     with pytest.raises(ParameterError, match=match):
@@ -440,6 +441,37 @@ def test_a_1024_image_goes_through_in_tiles():
     out = method.segment((x - x.mean()) / x.std(), generator=torch.Generator().manual_seed(0))
     assert out.masks.shape == (1, 1024, 1024) and out.scores.shape == (1, 1, 1024, 1024)
     assert 0 < int(out.masks.sum()) <= 1024 * 1024 // 2 and len(out.info["rounds"]) == 1
+
+
+# ---------------------------------------------------------------------------------------------------- anchor
+def test_anchor_leaves_out_background_targets_where_the_first_mask_is_confident_foreground():
+    method = IGTT(anchor=0.35)
+    first = torch.zeros(1, 9, 9, dtype=torch.long)
+    first[:, 2:7, 2:7] = 1
+    anchor = method._anchor(first, None)
+    assert anchor.shape == (1, 9, 9) and float(anchor[0, 4, 4]) == 1.0 and float(anchor[0, 0, 0]) == 0.0
+    masks = torch.zeros(1, 9, 9, dtype=torch.long)
+    masks[:, 3:6, 3:6] = 1  # the selection shrank the object
+    targets = method._extract(masks, None, torch.Generator().manual_seed(0), None, anchor)
+    # the shrunk ring inside the first object is ignored (its 3 x 3 density is above 0.65), not taught as background
+    assert int((targets == 255).sum()) == int(((anchor > 0.65) & (masks == 0)).sum()) > 0
+    assert bool((targets[masks == 1] == 1).all()) and bool((targets[anchor == 0] == 0).all())
+    assert method._anchor(first, "skeleton+shift:1+sample:0.1") is None and IGTT(anchor=0)._anchor(first, None) is None
+    assert method._anchor(None, None) is None  # no Otsu bootstrap, no anchor
+
+
+def test_anchor_recorded_and_inert_where_it_does_not_apply():
+    """Thick objects: the anchor is used and recorded; thin ones (skeleton EMS) and a blank bootstrap: none, and the
+    run is bit for bit the run without it."""
+    x, _ = _blobs(2, 32)
+    out = IGTT(**TINY, anchor=0.35).segment(x, generator=torch.Generator().manual_seed(0))
+    assert out.info["anchor"] == 0.35 and out.trained.settings()["anchor"] == 0.35
+    assert IGTT(**TINY, anchor=0).segment(x, generator=torch.Generator().manual_seed(0)).info["anchor"] is None
+    thin, _ = _blobs(2, 32, thin=True)
+    for data, extra in ((thin, {}), (x, {"bootstrap": "blank"})):
+        runs = [IGTT(**TINY, **extra, anchor=a).segment(data, generator=torch.Generator().manual_seed(0))
+                for a in (0.0, 0.35)]
+        assert runs[1].info["anchor"] is None and torch.equal(runs[0].scores, runs[1].scores)
 
 
 def test_tile_setting_checked_and_saved():
