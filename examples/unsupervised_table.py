@@ -27,7 +27,7 @@ from mstool.compare import SuiteConfig, gap_closed, run_suite, summarize, summar
 from mstool.data import write_tiled_dataset
 
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dsb2018-nuclei-sample"
-METHODS = ["otsu", "local", "kmeans", "dfc", "dfc:prior=otsu+local+kmeans", "igtt", "igtt:prior=otsu",
+METHODS = ["otsu", "local", "kmeans", "dfc", "dfc:prior=otsu+local+kmeans", "igtt", "igtt:anchor=0", "igtt:prior=otsu",
            "igtt:prior=local", "igtt:prior=kmeans", "igtt:prior=otsu+local+kmeans",
            "igtt:prior=otsu+local+kmeans,prior-gate=0.35"]
 
