@@ -45,6 +45,9 @@ from .options import (
               help="Image side of a synth: dataset. [default: 128 (quick) or 256 (paper)]")
 @click.option("--synth-invert", is_flag=True, default=None,
               help="Turn a synth: dataset over: dark objects on a bright background.")
+@click.option("--synth-seed", type=click.IntRange(min=0), default=None,
+              help="Seed of a synth: dataset: another draw of the same kind, to judge a method on images it was "
+                   "not tuned on. [default: 0]")
 @click.option("--cell", "cells", multiple=True,
               help="Run only this cell (repeatable), e.g. for one job per cell on a cluster; see --list-cells.")
 @click.option("--list-cells", is_flag=True, help="Print the cell ids of the suite and exit.")
@@ -65,7 +68,7 @@ from .options import (
 @quiet_option
 @handle_errors
 def compare(data, labels, unsupervised, models, seeds, out, preset, config_file, epochs, batch_size, crop, lr,
-            noise_mode, settings, layout, synth_n, synth_size, synth_invert, cells, list_cells, report_only,
+            noise_mode, settings, layout, synth_n, synth_size, synth_invert, synth_seed, cells, list_cells, report_only,
             keep_checkpoints, executor, address, cpus_per_cell, gpus_per_cell, mask_mode, device, threads, quiet):
     """Train one network per label spec, model and seed, evaluate each honestly, and report.
 
@@ -92,7 +95,8 @@ def compare(data, labels, unsupervised, models, seeds, out, preset, config_file,
     values = {k: v for k, v in values.items() if k != "train"} | {"train": train_overrides(
         values, epochs=epochs, batch_size=batch_size, crop=crop, lr=lr, noise_mode=noise_mode, settings=settings)}
     for key, given in (("data", data), ("preset", preset), ("layout", layout), ("synth_n", synth_n),
-                       ("synth_size", synth_size), ("synth_invert", synth_invert), ("mask_mode", mask_mode)):
+                       ("synth_size", synth_size), ("synth_invert", synth_invert), ("synth_seed", synth_seed),
+                       ("mask_mode", mask_mode)):
         if given is not None:
             values[key] = given
     if labels:

@@ -1,8 +1,10 @@
 import json
 
+import numpy as np
 from click.testing import CliRunner
 
 from mstool.cli.main import cli
+from mstool.io import read_image
 
 TINY = ["--epochs", "1", "--crop", "32", "--batch-size", "4", "--set", "model_options.base=4",
         "--set", "model_options.depth=2", "--set", "probe=false"]
@@ -64,3 +66,21 @@ def test_compare_bad_inputs_are_one_line(tmp_path):
         r = runner.invoke(cli, ["compare", "-o", str(tmp_path / "run"), "-q", *extra])
         assert r.exit_code == 2, (extra, r.output)
         assert text in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_compare_synth_seed_draws_other_images(tmp_path):
+    """--synth-seed makes another draw of the kind (recorded in config.toml), so a method can be judged on images
+    it was not tuned on; the default draw is seed 0."""
+    base = ["compare", "--data", "synth:nuc", "--labels", "none", "--unsupervised", "otsu", "--seeds", "0",
+            "--synth-n", "3", "--synth-size", "32", "-q"]
+    runs = {}
+    for seed in (None, 0, 5):
+        out = tmp_path / f"run-{seed}"
+        r = CliRunner().invoke(cli, [*base, "-o", str(out), *([] if seed is None else ["--synth-seed", str(seed)])])
+        assert r.exit_code == 0, r.output
+        assert f"synth_seed = {0 if seed is None else seed}" in (out / "config.toml").read_text()
+        images = sorted((out / "data" / "test" / "images").iterdir())
+        runs[seed] = np.stack([read_image(p) for p in images])
+    assert np.array_equal(runs[None], runs[0]) and not np.array_equal(runs[0], runs[5])
+    r = CliRunner().invoke(cli, [*base, "-o", str(tmp_path / "bad"), "--synth-seed", "-1"])
+    assert r.exit_code == 2 and "--synth-seed" in r.stderr and r.stderr.count("\n") == 1, r.stderr
