@@ -11,7 +11,7 @@ import time
 import pytest
 import torch
 
-from mstool.engine.distributed import rank_and_world, shard
+from mstool.engine.distributed import rank_and_world, same_everywhere, shard
 from mstool.errors import ParameterError
 from mstool.runs import run_config, train_run
 
@@ -19,6 +19,25 @@ from mstool.runs import run_config, train_run
 def test_shard_in_one_process_is_plain_batches():
     assert rank_and_world() == (0, 1)
     assert [b.tolist() for b in shard(torch.arange(7), 3)] == [[0, 1, 2], [3, 4, 5], [6]]
+
+
+def _agree(rank, folder, values):
+    torch.distributed.init_process_group("gloo", init_method=f"file://{folder}/store", rank=rank, world_size=2)
+    try:
+        answers = [same_everywhere(v) for v in values[rank]]
+        (folder / f"rank{rank}").write_text(json.dumps(answers))
+    finally:
+        torch.distributed.destroy_process_group()
+
+
+def test_same_everywhere_gives_every_process_one_answer(tmp_path):
+    """Resumed ranks compare their checkpoint epochs with it: every rank must get the same answer, so that they stop
+    together instead of one waiting in a collective the others never join."""
+    assert same_everywhere(7)  # one process
+    values = [[3, 3, 0], [3, 5, 0]]
+    torch.multiprocessing.spawn(_agree, args=(tmp_path, values), nprocs=2, join=True)
+    answers = [json.loads((tmp_path / f"rank{r}").read_text()) for r in (0, 1)]
+    assert answers == [[True, False, True], [True, False, True]]
 
 
 def test_ddp_outside_torchrun_says_how_to_start_it(tmp_path):
@@ -43,6 +62,27 @@ class _Run:
 
     def poll(self):
         return self.process.poll()
+
+    def kill(self):
+        """SIGKILL the launcher and its workers, as a crash would. torchrun starts each worker in a session of its
+        own, so killing the launcher's process group leaves them running: an orphaned run then went on writing
+        the folder that the resumed run was reading."""
+        table = subprocess.run(["ps", "-e", "-o", "pid=,ppid="], capture_output=True, text=True, check=True).stdout
+        children: dict[int, list[int]] = {}
+        for line in table.splitlines():
+            pid, ppid = map(int, line.split())
+            children.setdefault(ppid, []).append(pid)
+        tree, todo = [], [self.pid]
+        while todo:
+            pid = todo.pop()
+            tree.append(pid)
+            todo.extend(children.get(pid, []))
+        for pid in tree:
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:  # it ended between the listing and the kill
+                pass
+        self.process.wait(timeout=60)
 
     def wait(self, timeout):
         return self.process.wait(timeout=timeout)
@@ -85,8 +125,7 @@ def test_a_killed_distributed_run_resumes_from_its_checkpoint(tmp_path):
     while not (out / "checkpoint.pt").exists() and time.time() < deadline:
         assert first.poll() is None, first.communicate(timeout=1)[1][-2000:]  # it ended before its first checkpoint
         time.sleep(0.05)
-    os.killpg(first.pid, signal.SIGKILL)
-    first.wait(timeout=60)
+    first.kill()
     saved = torch.load(out / "checkpoint.pt", weights_only=True)
     assert 2 <= saved["epoch"] < 40
     again = _torchrun(out, "--set", "checkpoint_every=2", epochs=40)

@@ -47,14 +47,22 @@ from .._types import Progress
 from .._version import __version__
 from ..data import random_crop_flip
 from ..device import make_generator, resolve_device, spawn_seed
-from ..errors import DataError, FileMissingError, FileReadError, MstoolWarning, ParameterError, ShapeError
+from ..errors import (
+    DataError,
+    FileMissingError,
+    FileReadError,
+    MstoolWarning,
+    OutputError,
+    ParameterError,
+    ShapeError,
+)
 from ..labels import apply_spec, noise_transition_matrix, ntm_det, parse_spec
 from ..losses import make_loss
 from ..metrics import binary_scores, confusion_at_thresholds, multiclass_report
 from ..models import build_model
 from ._config import TrainConfig
 from ._predict import predict
-from .distributed import all_sum, barrier, is_main, rank_and_world, shard, wrap
+from .distributed import all_sum, barrier, is_main, rank_and_world, same_everywhere, shard, wrap
 
 __all__ = ["TrainResult", "train", "load_model", "convergence", "CHECKPOINT_NAME", "MODEL_NAME", "CURVES_NAME"]
 
@@ -208,6 +216,10 @@ def train(
         start_epoch = run.load(ckpt_path)
     else:
         run.draw_offline_labels()
+    if not same_everywhere(start_epoch):  # ranks that train different epochs would wait on each other forever
+        raise OutputError(f"{ckpt_path}: the {world} processes resumed from different epochs, so the checkpoint "
+                          f"changed while they read it: is another run writing into {out}? Stop it, or use "
+                          "another output folder")
     steps = math.ceil(run.n / min(config.batch_size, run.n) / world)
     emit({"event": "start", "epochs": config.epochs, "start_epoch": start_epoch, "steps_per_epoch": steps,
           "device": str(dev), "processes": world})

@@ -20,7 +20,8 @@ from torch import nn
 
 from ..errors import ParameterError
 
-__all__ = ["launched", "init_from_env", "rank_and_world", "is_main", "barrier", "wrap", "shard", "all_sum"]
+__all__ = ["launched", "init_from_env", "rank_and_world", "is_main", "barrier", "wrap", "shard", "all_sum",
+           "same_everywhere"]
 
 
 def launched() -> bool:
@@ -100,3 +101,20 @@ def all_sum(value: torch.Tensor) -> torch.Tensor:
         value = value.clone()
         dist.all_reduce(value)
     return value
+
+
+def same_everywhere(value: int) -> bool:
+    """Whether every process holds the same integer ``value`` (always true in one process); every process gets the
+    same answer, so all of them can stop together instead of one waiting forever in a collective.
+
+    Example:
+        >>> same_everywhere(3)
+        True
+    """
+    if rank_and_world()[1] == 1:
+        return True
+    # nccl reduces only CUDA tensors; init_from_env has set this process's GPU
+    device = torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else "cpu"
+    both = torch.tensor([value, -value], dtype=torch.int64, device=device)
+    dist.all_reduce(both, op=dist.ReduceOp.MAX)  # the largest value and minus the smallest, in one collective
+    return int(both[0]) == -int(both[1])
