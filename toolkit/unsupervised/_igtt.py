@@ -137,7 +137,7 @@ from ..engine import predict
 from ..errors import DataError, DTypeError, FileMissingError, FileReadError, MstoolWarning, ParameterError, ShapeError
 from ..labels import apply_spec, parse_spec, skeletonize
 from ..losses import bce_loss, soft_iou_loss
-from ..metastructure import EMS_DEFAULT, density
+from ..metastructure import EMS_DEFAULT, foreground_density
 from ..models import build_model
 from ..models import model_options as network_options  # `model_options` names a setting in this module
 from ._base import METHODS, Segmentation, check_images_and_prior
@@ -942,7 +942,7 @@ class IGTT:
         """``auto``: DMI + soft IoU for skeleton-based targets, BCE otherwise (see the class docstring)."""
         if self.loss != "auto":
             return self.loss
-        return "dmi+iou" if spec is not None and "skeleton" in spec else "bce"
+        return "dmi+iou" if _skeletal(spec) else "bce"
 
     def _bootstrap(self, images: torch.Tensor, prior: torch.Tensor | None, constant: torch.Tensor,
                    spec: str | None, g: torch.Generator) -> tuple[torch.Tensor, str, torch.Tensor | None]:
@@ -967,9 +967,9 @@ class IGTT:
     def _anchor(self, first: torch.Tensor | None, spec: str | None) -> torch.Tensor | None:
         """``(N, H, W)`` foreground density (3 x 3 box) of the first Otsu mask, or ``None`` when there is no
         anchor: ``anchor`` 0, no Otsu bootstrap, or skeleton targets."""
-        if self.anchor == 0 or first is None or (spec is not None and "skeleton" in spec):
+        if self.anchor == 0 or first is None or _skeletal(spec):
             return None
-        return density(first, 2, kernel="box", bandwidth=1)[:, 1]
+        return foreground_density(first, kernel="box", bandwidth=1)[:, 0]
 
     def _extract(self, masks: torch.Tensor, spec: str | None, g: torch.Generator,
                  prior: torch.Tensor | None = None, anchor: torch.Tensor | None = None) -> torch.Tensor:
@@ -979,7 +979,7 @@ class IGTT:
         ``anchor`` density (:meth:`_anchor`), background where it is above ``1 - anchor`` is left out too."""
         gate = self.prior_gate if prior is not None else 0.0
         q = None if gate == 0 else prior[:, 0]
-        skeletal = spec is not None and "skeleton" in spec
+        skeletal = _skeletal(spec)
         if q is not None and skeletal:
             masks = masks * (q >= gate)
         targets = masks if spec is None else apply_spec(masks, spec, generator=g, num_classes=2)
@@ -1137,6 +1137,11 @@ def _crop_windows(images: torch.Tensor, targets: torch.Tensor, pick: torch.Tenso
     item = pick[:, None, None]
     # the advanced indices around the channel slice come first: (B, h, w, C)
     return images[item, :, rows, cols].permute(0, 3, 1, 2).contiguous(), targets[item, rows, cols]
+
+
+def _skeletal(spec: str | None) -> bool:
+    """Whether an EMS spec makes skeleton targets (one-pixel lines), not area targets."""
+    return spec is not None and "skeleton" in spec
 
 
 def _placed(model: torch.nn.Module, device: torch.device) -> torch.nn.Module:
