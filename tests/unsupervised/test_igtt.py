@@ -460,6 +460,23 @@ def test_anchor_leaves_out_background_targets_where_the_first_mask_is_confident_
     assert method._anchor(None, None) is None  # no Otsu bootstrap, no anchor
 
 
+def test_anchor_reaches_the_training_targets_from_round_two(monkeypatch):
+    """Thick objects: rounds after the first train on targets with the anchor's ignored pixels; without it, none."""
+    ignored: dict[float, list[int]] = {}
+    train_round = IGTT._train_round
+
+    def spy(self, model, optimizer, schedule, images, targets, loss_name, g):
+        ignored.setdefault(self.anchor, []).append(int((targets == 255).sum()))
+        return train_round(self, model, optimizer, schedule, images, targets, loss_name, g)
+
+    monkeypatch.setattr(IGTT, "_train_round", spy)
+    x, _ = _blobs(2, 32)
+    for anchor in (0.35, 0.0):
+        IGTT(**{**TINY, "rounds": 3}, anchor=anchor).segment(x, generator=torch.Generator().manual_seed(0))
+    assert ignored[0.0] == [0, 0, 0]
+    assert ignored[0.35][0] == 0 and all(n > 0 for n in ignored[0.35][1:])
+
+
 def test_anchor_recorded_and_inert_where_it_does_not_apply():
     """Thick objects: the anchor is used and recorded; thin ones (skeleton EMS) and a blank bootstrap: none, and the
     run is bit for bit the run without it."""
