@@ -8,9 +8,13 @@ best of ``--repeats`` timings kept (the machines are shared). Dice is per image 
 Sets: the built-in kinds (``--n`` images of ``--size`` pixels, seed 0) and, when the DSB sample is present, its four
 256 x 256 corner crops.
 
+``--precision bf16`` adds both configurations with bfloat16 updates (:class:`mstool.device.MixedPrecision`), timed
+in the same alternation, to show what a CPU with bfloat16 units (or a GPU) gains at what Dice.
+
 Usage:
     python benchmarks/bench_dfc.py                                 # er, mito, nuc, em, dsb; 2 images each
     python benchmarks/bench_dfc.py --sets nuc,dsb --n 4 --threads 1
+    python benchmarks/bench_dfc.py --precision bf16 --threads 1
 """
 
 from __future__ import annotations
@@ -62,8 +66,14 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--precision", choices=["bf16", "fp16", "fp32"], default=None,
+                        help="also run both configurations in this precision (default: only the default, auto)")
     args = parser.parse_args()
     set_threads(args.threads)
+    configs = dict(CONFIGS)
+    if args.precision:
+        configs.update({f"{label}, {args.precision}": {**options, "precision": args.precision}
+                        for label, options in CONFIGS.items()})
     print(f"device: {describe_device()}; {args.n} images of {args.size} px per built-in kind, 4 DSB crops of 256 px")
     results: dict[tuple[str, str], tuple[float, float]] = {}
     sets = []
@@ -74,7 +84,7 @@ def main() -> None:
             continue
         sets.append(name)
         images, labels = loaded
-        for label, options in CONFIGS.items():
+        for label, options in configs.items():
             best, score = np.inf, np.nan
             for _ in range(args.repeats):
                 start = time.perf_counter()
@@ -84,15 +94,19 @@ def main() -> None:
                 best = min(best, (time.perf_counter() - start) / len(images))
                 score = dice(seg.masks, labels)
             results[label, name] = (score, best)
-    width = max(len(k) for k in CONFIGS) + 2
+    width = max(len(k) for k in configs) + 2
     print(f"{'configuration':<{width}}" + "".join(f"{s + ' Dice':>11}{s + ' s/img':>11}" for s in sets))
-    for label in CONFIGS:
+    for label in configs:
         print(f"{label:<{width}}" + "".join(f"{results[label, s][0]:>11.3f}{results[label, s][1]:>11.2f}"
                                              for s in sets))
     names = list(CONFIGS)
     for s in sets:
         (d0, t0), (d1, t1) = results[names[0], s], results[names[1], s]
         print(f"{s}: defaults {d0 - d1:+.3f} Dice against the published settings, at {t0 / t1:.2f} of their time")
+        if args.precision:
+            for label in CONFIGS:
+                (d0, t0), (d1, t1) = results[label, s], results[f"{label}, {args.precision}", s]
+                print(f"{s}: {label} in {args.precision}: {d1 - d0:+.3f} Dice, {t0 / t1:.2f}x as fast")
 
 
 if __name__ == "__main__":

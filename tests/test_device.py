@@ -1,8 +1,18 @@
+import warnings
+
 import pytest
 import torch
 
-from mstool.device import describe_device, make_generator, resolve_device, set_threads, spawn_seed
-from mstool.errors import DeviceError, ParameterError
+from mstool.device import (
+    MixedPrecision,
+    _cpu_bf16,
+    describe_device,
+    make_generator,
+    resolve_device,
+    set_threads,
+    spawn_seed,
+)
+from mstool.errors import DeviceError, MstoolWarning, ParameterError
 
 
 def test_resolve_device_cpu_and_auto():
@@ -53,3 +63,69 @@ def test_set_threads_and_describe():
     with pytest.raises(ParameterError, match=r"`threads` must be an integer >= 0 \(0 keeps the default\); got -2"):
         set_threads(-2)
     assert describe_device(torch.device("cpu")).startswith("cpu (")
+
+
+def _train_once(precision: MixedPrecision) -> torch.Tensor:
+    """One SGD step of a fixed conv net under ``precision``; the weights after it."""
+    net = torch.nn.Conv2d(1, 4, 3, padding=1)
+    torch.nn.init.constant_(net.weight, 0.1)
+    torch.nn.init.zeros_(net.bias)
+    net = net.to(precision.device)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    x = torch.linspace(-1, 1, 64, device=precision.device).view(1, 1, 8, 8)
+    with precision.autocast():
+        out = net(x)
+    loss = out.float().square().mean()
+    opt.zero_grad()
+    precision.backward(loss, opt)
+    precision.step(opt)
+    return net.weight.detach().cpu()
+
+
+def test_mixed_precision_on_the_cpu_is_float32_unless_asked():
+    auto = MixedPrecision(torch.device("cpu"))
+    assert (auto.name, auto.dtype, auto.scaler) == ("fp32", None, None)
+    with auto.autocast():
+        assert not torch.is_autocast_enabled("cpu")
+    # fp32 steps are plain backward and step: the same weights as the loop written by hand
+    net = torch.nn.Conv2d(1, 4, 3, padding=1)
+    torch.nn.init.constant_(net.weight, 0.1)
+    torch.nn.init.zeros_(net.bias)
+    opt = torch.optim.SGD(net.parameters(), lr=0.1)
+    net(torch.linspace(-1, 1, 64).view(1, 1, 8, 8)).square().mean().backward()
+    opt.step()
+    assert torch.equal(_train_once(auto), net.weight.detach())
+
+
+def test_mixed_precision_bf16_on_the_cpu_runs_the_forward_pass_in_bfloat16():
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        mp = MixedPrecision(torch.device("cpu"), "bf16")
+    # the warning says so exactly when this CPU would emulate bfloat16
+    assert any(issubclass(w.category, MstoolWarning) for w in caught) is not _cpu_bf16()
+    assert (mp.name, mp.dtype, mp.scaler) == ("bf16", torch.bfloat16, None)
+    with mp.autocast():
+        out = torch.nn.Conv2d(1, 2, 3)(torch.ones(1, 1, 5, 5))
+    assert out.dtype == torch.bfloat16
+    fp32 = _train_once(MixedPrecision(torch.device("cpu"), "fp32"))
+    bf16 = _train_once(mp)
+    assert not torch.equal(bf16, fp32) and torch.allclose(bf16, fp32, atol=1e-2)
+
+
+def test_mixed_precision_refuses_what_the_device_cannot_run():
+    with pytest.raises(ParameterError, match="`precision` must be one of"):
+        MixedPrecision(torch.device("cpu"), "half")
+    with pytest.raises(DeviceError, match="'fp16' needs a CUDA device; got cpu"):
+        MixedPrecision(torch.device("cpu"), "fp16")
+
+
+def test_mixed_precision_on_a_gpu_is_mixed_by_default(accel):
+    mp = MixedPrecision(accel)
+    if accel.type != "cuda":
+        assert mp.name == "fp32"
+        return
+    assert mp.dtype in (torch.bfloat16, torch.float16)
+    half = MixedPrecision(accel, "fp16")
+    assert half.scaler is not None
+    fp32 = _train_once(MixedPrecision(accel, "fp32"))
+    assert torch.allclose(_train_once(half), fp32, atol=1e-2)

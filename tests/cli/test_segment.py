@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import torch
 from click.testing import CliRunner
 
 from mstool.cli import segment as segment_cli
@@ -42,6 +43,12 @@ def test_segment_bad_inputs(tmp_path):
     assert "method 'otsu' has no option 'colour'; its options are: foreground, bins" in r.stderr
     r = runner.invoke(cli, ["prior", "estimate", "-o", str(tmp_path / "p.npz")])
     assert r.exit_code == 2 and "exactly one of --labels and --images" in r.output
+    # a precision this machine cannot run: one line, and no output folder left behind
+    if not torch.cuda.is_available():
+        r = runner.invoke(cli, ["segment", str(tmp_path / "imgs"), "--method", "igtt", "--set", "precision=fp16",
+                                "-o", str(tmp_path / "fp16"), "-q"])
+        assert r.exit_code == 2 and r.stderr.count("\n") == 1, r.output
+        assert "`precision` 'fp16' needs a CUDA device" in r.stderr and not (tmp_path / "fp16").exists()
 
 
 IGTT_SETTINGS = ["--set", "rounds=2", "--set", "steps=1", "--set", "crop=16", "--set", "thresholds=5",

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
+
 import pytest
 import torch
 
-from mstool.errors import DataError, MstoolWarning, ParameterError, ShapeError
+from mstool.device import _cpu_bf16
+from mstool.errors import DataError, DeviceError, MstoolWarning, ParameterError, ShapeError
 from mstool.unsupervised._base import METHODS
 from mstool.unsupervised._dfc import DFC, DFCNet, dfc, prior_scribbles
 
@@ -94,6 +97,19 @@ def test_stops_at_the_minimum_number_of_labels():
     scribbles[0, 16, 16], scribbles[0, 0, 0] = 1, 0
     assert dfc(images, scribbles=scribbles, generator=gen(0), channels=16, iterations=12,
                min_labels=16).info["iterations"] == [12]
+
+
+def test_precision_is_recorded_and_bf16_trains_in_bfloat16():
+    images, truth = square_batch()
+    default = dfc(images, generator=gen(2), **QUICK)
+    fp32 = dfc(images, generator=gen(2), precision="fp32", **QUICK)
+    assert default.info["precision"] == fp32.info["precision"] == "fp32"  # auto on the CPU
+    assert torch.equal(default.scores, fp32.scores)
+    with pytest.warns(MstoolWarning) if not _cpu_bf16() else contextlib.nullcontext():
+        bf16 = dfc(images, generator=gen(2), precision="bf16", **QUICK)
+    assert bf16.info["precision"] == "bf16"
+    assert not torch.equal(bf16.scores, fp32.scores)  # the updates ran in bfloat16
+    assert dice(bf16.masks, truth) > 0.9
 
 
 def test_same_generator_same_result():
@@ -276,6 +292,8 @@ def test_progress_reports_every_update_in_order():
     (lambda: DFC(foreground="left"), ParameterError, "`foreground` must be one of"),
     (lambda: DFC(prior_keep=2), ParameterError, "`prior_keep` must be in"),
     (lambda: DFC(tile=8), ParameterError, "`tile` must be an integer >= 16"),
+    (lambda: DFC(precision="half"), ParameterError, "`precision` must be one of auto, fp32, bf16, fp16"),
+    (lambda: dfc(torch.randn(1, 1, 8, 8), precision="fp16"), DeviceError, "'fp16' needs a CUDA device"),
     (lambda: prior_scribbles(torch.ones(1, 1, 4, 4), top=1.5), ParameterError, "`top` must be in"),
     (lambda: prior_scribbles(torch.ones(1, 4, 4)), ShapeError, "`prior` must be"),
     (lambda: prior_scribbles(-torch.ones(1, 1, 4, 4)), DataError, "non-negative"),

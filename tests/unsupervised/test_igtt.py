@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import math
 import warnings
 
 import pytest
 import torch
 
+from mstool.device import _cpu_bf16
 from mstool.errors import (
     DataError,
+    DeviceError,
     FileMissingError,
     FileReadError,
     MstoolWarning,
@@ -460,14 +463,31 @@ def test_anchor_leaves_out_background_targets_where_the_first_mask_is_confident_
     assert method._anchor(None, None) is None  # no Otsu bootstrap, no anchor
 
 
+def test_precision_is_recorded_and_bf16_trains_in_bfloat16():
+    x, truth = _blobs(2, 32)
+    default = IGTT(**TINY).segment(x, generator=torch.Generator().manual_seed(0))
+    fp32 = IGTT(**TINY, precision="fp32").segment(x, generator=torch.Generator().manual_seed(0))
+    assert default.info["precision"] == fp32.info["precision"] == "fp32"  # auto on the CPU
+    assert torch.equal(default.scores, fp32.scores)
+    with pytest.warns(MstoolWarning) if not _cpu_bf16() else contextlib.nullcontext():
+        bf16 = IGTT(**TINY, precision="bf16").segment(x, generator=torch.Generator().manual_seed(0))
+    assert bf16.info["precision"] == "bf16" and bf16.trained.settings()["precision"] == "bf16"
+    assert not torch.equal(bf16.scores, fp32.scores)  # the steps ran in bfloat16
+    assert bf16.scores.dtype == torch.float32  # prediction stays float32
+    with pytest.raises(DeviceError, match="'fp16' needs a CUDA device; got cpu"):
+        IGTT(**TINY, precision="fp16").segment(x, generator=torch.Generator().manual_seed(0))
+    with pytest.raises(ParameterError, match="`precision` must be one of"):
+        IGTT(precision="half")
+
+
 def test_anchor_reaches_the_training_targets_from_round_two(monkeypatch):
     """Thick objects: rounds after the first train on targets with the anchor's ignored pixels; without it, none."""
     ignored: dict[float, list[int]] = {}
     train_round = IGTT._train_round
 
-    def spy(self, model, optimizer, schedule, images, targets, loss_name, g):
+    def spy(self, model, optimizer, schedule, mixed, images, targets, loss_name, g):
         ignored.setdefault(self.anchor, []).append(int((targets == 255).sum()))
-        return train_round(self, model, optimizer, schedule, images, targets, loss_name, g)
+        return train_round(self, model, optimizer, schedule, mixed, images, targets, loss_name, g)
 
     monkeypatch.setattr(IGTT, "_train_round", spy)
     x, _ = _blobs(2, 32)

@@ -46,7 +46,7 @@ from .._fs import atomic_path
 from .._types import Progress
 from .._version import __version__
 from ..data import random_crop_flip
-from ..device import make_generator, resolve_device, spawn_seed
+from ..device import MixedPrecision, make_generator, resolve_device, spawn_seed
 from ..errors import (
     DataError,
     FileMissingError,
@@ -319,9 +319,8 @@ class _Run:
         self.loss_fn = make_loss(self.loss_name, self.out_channels)
         self.optimizer = _optimizer(config, self.model)
         self.scheduler = _scheduler(config, self.optimizer)
-        self.amp = config.amp and dev.type == "cuda"
-        self.amp_dtype = (torch.bfloat16 if self.amp and torch.cuda.is_bf16_supported() else torch.float16)
-        self.scaler = (torch.amp.GradScaler("cuda") if self.amp and self.amp_dtype == torch.float16 else None)
+        self.precision = MixedPrecision(dev, "auto" if config.amp else "fp32")
+        self.scaler = self.precision.scaler  # checkpointed with the run
         self.label_dtype = torch.uint8 if num_classes <= IGNORE_INDEX else torch.long
         self.val_key = "val_dice" if num_classes == 2 else "val_miou"
         self.label_stats: dict[str, Any] = {}
@@ -402,22 +401,14 @@ class _Run:
 
     def _step(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """One forward, backward and optimizer step; returns the loss."""
-        with torch.autocast(self.dev.type, dtype=self.amp_dtype, enabled=self.amp):
+        with self.precision.autocast():
             logits = self.net(x)
         loss = self.loss_fn(logits.float(), y)
         self.optimizer.zero_grad(set_to_none=True)
-        if self.scaler is not None:
-            self.scaler.scale(loss).backward()
-            self.scaler.unscale_(self.optimizer)
-        else:
-            loss.backward()
+        self.precision.backward(loss, self.optimizer)
         if self.config.grad_clip is not None:
             nn.utils.clip_grad_norm_(self.model.parameters(), self.config.grad_clip)
-        if self.scaler is not None:
-            self.scaler.step(self.optimizer)
-            self.scaler.update()
-        else:
-            self.optimizer.step()
+        self.precision.step(self.optimizer)
         return loss
 
     def _validate(self) -> dict[str, float]:

@@ -64,7 +64,7 @@ from torch import nn
 from .. import IGNORE_INDEX
 from .._check import check_in, check_int, check_labels, check_range, check_shape
 from .._types import Progress
-from ..device import spawn_seed
+from ..device import PRECISIONS, MixedPrecision, spawn_seed
 from ..errors import DataError, ShapeError
 from ._base import METHODS, Segmentation, check_images_and_prior
 from ._classical import (
@@ -192,6 +192,7 @@ def dfc(
     prior_bottom: float = 0.2,
     prior_keep: float = 0.05,
     tile: int | None = 512,
+    precision: str = "auto",
     generator: torch.Generator | None = None,
     progress: Progress | None = None,
 ) -> Segmentation:
@@ -219,6 +220,8 @@ def dfc(
         tile: side of the largest image trained and segmented whole, ``>= 16`` (``None``: no limit); a larger
             image trains on random ``tile x tile`` crops and is segmented in overlapping windows (module
             docstring). An image that fits in one tile gives exactly the untiled result.
+        precision: the training updates' precision, one of :data:`~mstool.device.PRECISIONS` (``auto``: mixed
+            on CUDA, float32 on the CPU); the clusters are read from the last update's response, cast to float32.
         generator: CPU generator: each image's network initialisation (one seed per image, in order) and the
             pseudo-scribble sampling; the crops of a tiled image are drawn from the image's seed.
         progress: called after every update with ``{"event": "round", "round": updates so far, "rounds":
@@ -228,12 +231,14 @@ def dfc(
         :class:`Segmentation`: masks ``(N, H, W)``, scores ``(N, 1, H, W)``, info per image: ``iterations`` (updates
         made), ``labels`` (clusters at the end), ``foreground_clusters``, ``cluster_means``, ``rule``
         (``intensity`` or ``scribbles``) and ``scribbled`` (background and foreground scribble pixels); for the
-        batch, ``foreground`` (the side), ``foreground_rule`` and, for ``auto``, its votes and reason.
+        batch, ``foreground`` (the side), ``foreground_rule`` and, for ``auto``, its votes and reason, and
+        ``precision`` (the one used).
 
     Raises:
         ShapeError, DTypeError: bad ``images``, ``scribbles`` or ``prior``.
         DataError: a negative or non-finite ``prior``.
         ParameterError: a bad option or a scribble value other than 0, 1 or 255.
+        DeviceError: a ``precision`` the images' device cannot run.
 
     Example:
         >>> x = torch.zeros(1, 1, 16, 16)
@@ -247,7 +252,7 @@ def dfc(
     """
     check_images_and_prior(images, prior)
     settings = _check_dfc(channels, layers, iterations, min_labels, lr, momentum, continuity, scribble_continuity,
-                          scribble_weight, foreground, tile)
+                          scribble_weight, foreground, tile, precision)
     n, c, h, w = images.shape
     if scribbles is not None:
         check_labels(scribbles, "scribbles", num_classes=2)
@@ -257,6 +262,8 @@ def dfc(
         pseudo = prior_scribbles(prior, top=prior_top, bottom=prior_bottom, keep=prior_keep, generator=generator)
         scribbles = pseudo if scribbles is None else torch.where(scribbles != IGNORE_INDEX, scribbles, pseudo)
     foreground, why = resolve_foreground(images, foreground)
+    mixed = MixedPrecision(images.device, precision)
+    why = {**why, "precision": mixed.name}
     if n == 0:
         return _empty(images, {"iterations": [], "labels": [], "foreground_clusters": [], "cluster_means": [],
                                "rule": [], "scribbled": [], **why})
@@ -277,7 +284,7 @@ def dfc(
                 info[key].append(empty)
             continue
         emit = _round_events(progress, settings["iterations"], i, n)
-        net, response, steps = _train(images[i : i + 1], scr, seed=seed, emit=emit, **settings)
+        net, response, steps = _train(images[i : i + 1], scr, seed=seed, emit=emit, mixed=mixed, **settings)
         if response is not None:
             labels = response.argmax(1)[0]
         else:  # a tiled image: the clusters of the whole image, window by window
@@ -330,11 +337,12 @@ class DFC:
     prior_bottom: float = 0.2
     prior_keep: float = 0.05
     tile: int | None = 512
+    precision: str = "auto"
 
     def __post_init__(self) -> None:
         checked = _check_dfc(self.channels, self.layers, self.iterations, self.min_labels, self.lr, self.momentum,
                              self.continuity, self.scribble_continuity, self.scribble_weight, self.foreground,
-                             self.tile)
+                             self.tile, self.precision)
         # the counts are kept as Python ints (a numpy integer passes the check but not a JSON record)
         for name in ("tile", "channels", "layers", "iterations", "min_labels"):
             setattr(self, name, checked[name])
@@ -352,12 +360,12 @@ class DFC:
                    continuity=self.continuity, scribble_continuity=self.scribble_continuity,
                    scribble_weight=self.scribble_weight, foreground=self.foreground,
                    prior_top=self.prior_top, prior_bottom=self.prior_bottom, prior_keep=self.prior_keep,
-                   tile=self.tile, generator=generator, progress=progress)
+                   tile=self.tile, precision=self.precision, generator=generator, progress=progress)
 
 
 def _train(image: torch.Tensor, scribbles: torch.Tensor | None, *, seed: int, tile: int | None,
-           emit: Callable[[int], None], channels: int, layers: int, iterations: int, min_labels: int, lr: float,
-           momentum: float, continuity: float, scribble_continuity: float,
+           emit: Callable[[int], None], mixed: MixedPrecision, channels: int, layers: int, iterations: int,
+           min_labels: int, lr: float, momentum: float, continuity: float, scribble_continuity: float,
            scribble_weight: float) -> tuple[DFCNet, torch.Tensor | None, int]:
     """Train one network on ``image`` ``(1, C, H, W)``; return it, its last response ``(1, q, H, W)`` (``None``
     for an image larger than ``tile``, trained on crops) and the number of updates."""
@@ -381,7 +389,9 @@ def _train(image: torch.Tensor, scribbles: torch.Tensor | None, *, seed: int, ti
                 x0 = int(torch.randint(0, w - tw + 1, (), generator=g))
                 x = image[..., y0 : y0 + th, x0 : x0 + tw]
                 scr = None if target_scr is None else target_scr[..., y0 : y0 + th, x0 : x0 + tw]
-            response = net(x)
+            with mixed.autocast():
+                response = net(x)
+            response = response.float()
             labels = response.argmax(1)
             if steps >= iterations or (target_scr is None and labels.unique().numel() <= min_labels):
                 break
@@ -401,8 +411,8 @@ def _train(image: torch.Tensor, scribbles: torch.Tensor | None, *, seed: int, ti
             dx = (response[:, :, :, 1:] - response[:, :, :, :-1]).abs().mean()
             loss = loss + continuity * (dy + dx)
             opt.zero_grad()
-            loss.backward()
-            opt.step()
+            mixed.backward(loss, opt)
+            mixed.step(opt)
             steps += 1
             emit(steps)
     return net, (response.detach() if whole else None), steps
@@ -496,9 +506,11 @@ def _foreground(labels: torch.Tensor, intensity: torch.Tensor, q: int, anchored:
 
 def _check_dfc(channels: int, layers: int, iterations: int, min_labels: int, lr: float, momentum: float,
                continuity: float, scribble_continuity: float, scribble_weight: float, foreground: str,
-               tile: int | None) -> dict:
-    """Validate the training settings; return those :func:`_train` takes."""
+               tile: int | None, precision: str) -> dict:
+    """Validate the training settings; return those :func:`_train` takes (all but ``precision``, which it gets
+    resolved for the images' device)."""
     check_in(foreground, "foreground", FOREGROUND_RULES)
+    check_in(precision, "precision", PRECISIONS)
     return {
         "tile": None if tile is None else check_int(tile, "tile", low=16),
         "channels": check_int(channels, "channels", low=2),

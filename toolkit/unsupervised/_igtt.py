@@ -132,7 +132,7 @@ from .. import __version__
 from .._check import check_in, check_int, check_labels, check_range, check_shape
 from .._fs import atomic_path
 from .._types import Progress
-from ..device import make_generator, resolve_device
+from ..device import PRECISIONS, MixedPrecision, make_generator, resolve_device
 from ..engine import predict
 from ..errors import DataError, DTypeError, FileMissingError, FileReadError, MstoolWarning, ParameterError, ShapeError
 from ..labels import apply_spec, parse_spec, skeletonize
@@ -679,6 +679,9 @@ class IGTT:
             most ``tile`` on a side, even with ``crop=None``), so memory follows ``batch_size x tile^2`` and
             not the image: with the default 512, ``mstool segment`` of one 4096 x 4096 image peaked at 1.7 GB
             (process RSS, CPU). Images up to ``tile`` are done exactly as without tiling.
+        precision: the training steps' precision, one of :data:`~mstool.device.PRECISIONS` (``auto``: mixed on
+            CUDA, float32 on the CPU; ``bf16`` on a CPU with bfloat16 units: see the module docstring's Speed).
+            Prediction and selection run in float32. ``info["precision"]`` records the one used.
 
     Raises:
         ParameterError: a setting out of range, an unknown choice or bad model options.
@@ -733,6 +736,7 @@ class IGTT:
         jitter: float = 0.3,
         prior_gate: float = 0.0,
         anchor: float = 0.35,
+        precision: str = "auto",
     ):
         self.rounds = check_int(rounds, "rounds", low=1)
         self.steps = check_int(steps, "steps", low=1)
@@ -767,6 +771,7 @@ class IGTT:
         self.jitter = check_range(jitter, "jitter", 0, 1, high_open=True)
         self.prior_gate = check_range(prior_gate, "prior_gate", 0, 0.5)
         self.anchor = check_range(anchor, "anchor", 0, 0.5)
+        self.precision = check_in(precision, "precision", PRECISIONS)
         unknown = sorted(set(self.model_options) - set(network_options("unet")))
         if unknown:  # fail here, not when segment() starts (values are checked when the network is built)
             raise ParameterError(f"`model_options` has unknown option(s) {', '.join(unknown)}; the U-Net takes "
@@ -796,7 +801,7 @@ class IGTT:
             "batch_size": self.batch_size,
             "crop": self.crop, "dmi_weight": self.dmi_weight, "iou_weight": self.iou_weight, "loss": self.loss,
             "tile": self.tile, "foreground": self.foreground, "jitter": self.jitter, "prior_gate": self.prior_gate,
-            "anchor": self.anchor,
+            "anchor": self.anchor, "precision": self.precision,
         }
 
     def __repr__(self) -> str:
@@ -889,6 +894,7 @@ class IGTT:
         loss_name = self._loss_for(spec)
         model = build_model("unet", in_channels=c, num_classes=1, options=self.model_options, generator=g)
         model = _placed(model, images.device)
+        mixed = MixedPrecision(images.device, self.precision)
         optimizer = torch.optim.Adam(model.parameters(), lr=self.lr)
         total = self.rounds * self.steps
         # cosine decay over the whole run: late rounds refine instead of swinging the masks from round to round
@@ -898,10 +904,10 @@ class IGTT:
         targets, info["bootstrap"], first = self._bootstrap(images, prior, constant, spec, g)
         anchor = self._anchor(first, spec)
         info.update(ems=spec or "none", object_width=width, loss=loss_name,
-                    anchor=None if anchor is None else self.anchor)
+                    anchor=None if anchor is None else self.anchor, precision=mixed.name)
         previous = None
         for r in range(self.rounds):
-            loss = self._train_round(model, optimizer, schedule, images, targets, loss_name, g)
+            loss = self._train_round(model, optimizer, schedule, mixed, images, targets, loss_name, g)
             probs = self._predict(images)
             sel = self._select(probs, prior, constant)
             entry = self._log(r + 1, sel, probs, labels, loss, start)
@@ -991,8 +997,8 @@ class IGTT:
         return targets
 
     def _train_round(self, model: torch.nn.Module, optimizer: torch.optim.Optimizer,
-                     schedule: torch.optim.lr_scheduler.LRScheduler | None, images: torch.Tensor,
-                     targets: torch.Tensor, loss_name: str, g: torch.Generator) -> float:
+                     schedule: torch.optim.lr_scheduler.LRScheduler | None, mixed: MixedPrecision,
+                     images: torch.Tensor, targets: torch.Tensor, loss_name: str, g: torch.Generator) -> float:
         """``steps`` Adam steps on random crops of random images; the mean loss."""
         n, _, h, w = images.shape
         side = self.crop
@@ -1007,15 +1013,17 @@ class IGTT:
             x = x.contiguous(memory_format=torch.channels_last)
             if self.jitter > 0:
                 x = _jitter(x, self.jitter, g)
-            logits = model(x)
+            with mixed.autocast():
+                logits = model(x)
+            logits = logits.float()
             probs = torch.sigmoid(logits)
             if loss_name == "bce":
                 loss = bce_loss(logits, y)
             else:
                 loss = self.dmi_weight * _signed_dmi_loss(probs, y) + self.iou_weight * soft_iou_loss(probs, y)
             optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
+            mixed.backward(loss, optimizer)
+            mixed.step(optimizer)
             if schedule is not None:
                 schedule.step()
             total += float(loss.detach())
