@@ -26,6 +26,9 @@ done
 step "iGTT on 8 images (built-in ER and EM, 256 x 256)"
 timeout 900 $PY benchmarks/bench_unsupervised.py --device cuda --n 8 --size 256 --kinds er,em --methods otsu,igtt 2>&1 | tail -12
 
+step "iGTT mixed precision (the default on CUDA) against float32 steps, 5 images of 128 x 128"
+timeout 600 $PY benchmarks/bench_igtt.py --device cuda --kinds er,nuc,em --seeds 0,1 2>&1 | tail -16
+
 step "lazy training and evaluation on the card (1,000 images of 512 x 512, read item by item)"
 timeout 900 $PY benchmarks/bench_lazy.py --device cuda --sizes 1000 --side 512 --modes lazy,eager --evaluate 2>&1 | tail -5
 
