@@ -94,8 +94,8 @@ the loop collapsed here too (``er`` 0.27, ``mito`` 0.34; Otsu 0.850 and 0.874); 
   (``changed``: 2-7% after round 1, 0.1-0.8% after round 8 on the built-in kinds, so a stop on settled masks
   would save little at these settings); with ground truth (``labels=``, used for nothing else) also the Dice of
   its pseudo-labels and of its map at the best candidate threshold in hindsight.
-- **Speed.** Nearly all the time is the ``rounds x steps`` training steps, and a step of 8 crops of 64 x 64 is
-  mostly per-operation overhead on the CPU: 4 crops cost 84% of 8, 2 crops 53%. Training crops are cut and
+- **Speed.** Nearly all the time is the ``rounds x steps`` training steps, and fewer crops per step run less
+  efficiently on the CPU: 4 crops cost 84% of 8, 2 crops 53%. Training crops are cut and
   flipped by indexing (a kornia pipeline cost 3 to 9 ms a step) and the network runs channels-last: 4.7 -> 3.7
   CPU seconds per 128 x 128 image (5 images, one thread, two jobs side by side). What would cut more costs Dice
   (5 images per kind, 3 seeds; mean over ``er``, ``mito``, ``nuc``, ``em`` and the 16 DSB tiles, 0.887 at the
@@ -103,7 +103,10 @@ the loop collapsed here too (``er`` 0.27, ``mito`` 0.34; Otsu 0.850 and 0.874); 
   of 48 0.873 at 57%, 8 crops of 32 0.819 at 43%, 4 crops of 48 with 80 steps in round 1 and 10 in each later
   round 0.852 at 29%; half the rounds (with jitter 0.2) 0.872 at half the time. Against the new code (3.7 s,
   0.863 on seeds 0-2): U-Net base 12 3.0 s, 0.888, but on seeds 3-8 ``er`` 0.873 +- 0.033 against 0.897 +- 0.004;
-  base 8 1.9 s, 0.849; depth 2 2.8 s, 0.857.
+  base 8 1.9 s, 0.849; depth 2 2.8 s, 0.857. The steps are compute-bound (6.9 GFLOP a step, run at about 70
+  GFLOP/s on one core), so precision is the lever left: ``precision="bf16"`` on a CPU with bfloat16 units took
+  4.73 -> 3.11 CPU seconds per image at the same Dice (0.883 -> 0.884 over ``er``, ``mito``, ``nuc``, ``em``, 3
+  seeds; ``benchmarks/bench_igtt.py``). It is not the CPU default, so that results do not depend on the CPU.
 
 All ``K`` candidates of all images are scored in one batched pass: a pixel's bucket among its image's evenly
 spaced thresholds is one multiply-add, one histogram over (image, bucket) and a reverse cumulative sum give every
