@@ -10,7 +10,7 @@ Sets: `er`, `mito`, `nuc`, `em` (built-in synthetic, 24 images of 128 x 128, 5 t
 DSB2018 nuclei sample cut into 16 tiles of 128 x 128, 3 test tiles; needs ../shared/data, or --image/--mask).
 `KIND-inv` turns a set over (dark objects on a bright background).
 
-Run (about 5 to 10 minutes per set on 2 CPU cores):
+Run (about 8 to 13 minutes per set on 2 CPU cores):
     python examples/unsupervised_table.py --out runs/table
     python examples/unsupervised_table.py --out runs/table --sets em,dsb --seeds 0
 Re-running into the same folder reuses the finished cells.
@@ -27,7 +27,8 @@ from mstool.compare import SuiteConfig, gap_closed, run_suite, summarize, summar
 from mstool.data import write_tiled_dataset
 
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dsb2018-nuclei-sample"
-METHODS = ["otsu", "local", "kmeans", "dfc", "dfc:prior=otsu+local+kmeans", "igtt", "igtt:anchor=0", "igtt:prior=otsu",
+METHODS = ["otsu", "local", "kmeans", "dfc", "dfc:prior=otsu", "dfc:prior=local", "dfc:prior=kmeans",
+           "dfc:prior=otsu+local+kmeans", "igtt", "igtt:anchor=0", "igtt:prior=otsu",
            "igtt:prior=local", "igtt:prior=kmeans", "igtt:prior=otsu+local+kmeans",
            "igtt:prior=otsu+local+kmeans,prior-gate=0.35"]
 
