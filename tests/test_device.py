@@ -112,6 +112,16 @@ def test_mixed_precision_bf16_on_the_cpu_runs_the_forward_pass_in_bfloat16():
     assert not torch.equal(bf16, fp32) and torch.allclose(bf16, fp32, atol=1e-2)
 
 
+def test_mixed_precision_bf16_warns_on_a_cpu_without_bfloat16_units(monkeypatch):
+    monkeypatch.setattr("mstool.device._cpu_bf16", lambda: False)
+    with pytest.warns(MstoolWarning, match="no bfloat16 units, so bfloat16 is emulated and slower"):
+        assert MixedPrecision(torch.device("cpu"), "bf16").dtype == torch.bfloat16
+    monkeypatch.setattr("mstool.device._cpu_bf16", lambda: True)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        MixedPrecision(torch.device("cpu"), "bf16")
+
+
 def test_mixed_precision_refuses_what_the_device_cannot_run():
     with pytest.raises(ParameterError, match="`precision` must be one of"):
         MixedPrecision(torch.device("cpu"), "half")
