@@ -28,7 +28,7 @@ import numpy as np
 import torch
 
 from mstool.data import synthesize
-from mstool.device import describe_device, set_threads
+from mstool.device import PRECISIONS, describe_device, set_threads
 from mstool.errors import MstoolWarning
 from mstool.io import normalize_image, read_image, read_mask
 from mstool.unsupervised import DFC
@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128)
     parser.add_argument("--repeats", type=int, default=1)
     parser.add_argument("--threads", type=int, default=None)
-    parser.add_argument("--precision", choices=["bf16", "fp16", "fp32"], default=None,
+    parser.add_argument("--precision", choices=[p for p in PRECISIONS if p != "auto"], default=None,
                         help="also run both configurations in this precision (default: only the default, auto)")
     args = parser.parse_args()
     set_threads(args.threads)

@@ -65,14 +65,18 @@ def test_set_threads_and_describe():
     assert describe_device(torch.device("cpu")).startswith("cpu (")
 
 
-def _train_once(precision: MixedPrecision) -> torch.Tensor:
-    """One SGD step of a fixed conv net under ``precision``; the weights after it."""
+def _fixed_net(device: torch.device) -> tuple[torch.nn.Conv2d, torch.optim.SGD, torch.Tensor]:
+    """A conv net with constant weights, its SGD optimizer and a fixed input."""
     net = torch.nn.Conv2d(1, 4, 3, padding=1)
     torch.nn.init.constant_(net.weight, 0.1)
     torch.nn.init.zeros_(net.bias)
-    net = net.to(precision.device)
-    opt = torch.optim.SGD(net.parameters(), lr=0.1)
-    x = torch.linspace(-1, 1, 64, device=precision.device).view(1, 1, 8, 8)
+    net = net.to(device)
+    return net, torch.optim.SGD(net.parameters(), lr=0.1), torch.linspace(-1, 1, 64, device=device).view(1, 1, 8, 8)
+
+
+def _train_once(precision: MixedPrecision) -> torch.Tensor:
+    """One SGD step of the fixed conv net under ``precision``; the weights after it."""
+    net, opt, x = _fixed_net(precision.device)
     with precision.autocast():
         out = net(x)
     loss = out.float().square().mean()
@@ -88,11 +92,8 @@ def test_mixed_precision_on_the_cpu_is_float32_unless_asked():
     with auto.autocast():
         assert not torch.is_autocast_enabled("cpu")
     # fp32 steps are plain backward and step: the same weights as the loop written by hand
-    net = torch.nn.Conv2d(1, 4, 3, padding=1)
-    torch.nn.init.constant_(net.weight, 0.1)
-    torch.nn.init.zeros_(net.bias)
-    opt = torch.optim.SGD(net.parameters(), lr=0.1)
-    net(torch.linspace(-1, 1, 64).view(1, 1, 8, 8)).square().mean().backward()
+    net, opt, x = _fixed_net(torch.device("cpu"))
+    net(x).square().mean().backward()
     opt.step()
     assert torch.equal(_train_once(auto), net.weight.detach())
 

@@ -263,17 +263,17 @@ def dfc(
         scribbles = pseudo if scribbles is None else torch.where(scribbles != IGNORE_INDEX, scribbles, pseudo)
     foreground, why = resolve_foreground(images, foreground)
     mixed = MixedPrecision(images.device, precision)
-    why = {**why, "precision": mixed.name}
+    batch = {**why, "precision": mixed.name}  # what holds for the whole batch
     if n == 0:
         return _empty(images, {"iterations": [], "labels": [], "foreground_clusters": [], "cluster_means": [],
-                               "rule": [], "scribbled": [], **why})
+                               "rule": [], "scribbled": [], **batch})
     constant = _constant(images)
     _warn_constant(constant, "dfc")
     masks = torch.zeros(n, h, w, dtype=torch.long, device=images.device)
     scores = images.new_zeros(n, 1, h, w)
     info: dict = {key: [] for key in ("iterations", "labels", "foreground_clusters", "cluster_means", "rule",
                                       "scribbled")}
-    info.update(why)
+    info.update(batch)
     for i in range(n):
         seed = spawn_seed(generator)
         scr = None if scribbles is None else scribbles[i].to(images.device)

@@ -1009,7 +1009,7 @@ class IGTT:
             side = self.tile if side is None else min(side, self.tile)
         crop = (h, w) if side is None else (min(side, h), min(side, w))
         model.train()
-        total = 0.0
+        losses = []
         for _ in range(self.steps):
             pick = torch.randperm(n, generator=g)[: self.batch_size].to(images.device)
             x, y = _crop_flip(images, targets, pick, crop, g)
@@ -1029,8 +1029,8 @@ class IGTT:
             mixed.step(optimizer)
             if schedule is not None:
                 schedule.step()
-            total += float(loss.detach())
-        return total / self.steps
+            losses.append(loss.detach())  # read once a round: a float() per step would sync a GPU every step
+        return float(torch.stack(losses).double().mean())
 
     def _predict(self, images: torch.Tensor) -> torch.Tensor:
         # an image that fits in one tile is predicted whole: the same batches, and so the same bits, as untiled
