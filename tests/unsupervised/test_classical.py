@@ -154,6 +154,45 @@ def test_local_offset_and_window():
     assert box.info["kind"] == "mean" and dice(box.masks, truth) > 0.8
 
 
+def discs(radius: int, size: int = 128, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+    """Four bright noisy discs of ``radius`` on a dark background, z-scored, and their mask."""
+    g = torch.Generator().manual_seed(seed)
+    yy, xx = torch.meshgrid(torch.arange(size), torch.arange(size), indexing="ij")
+    centres = [(size // 4, size // 4), (size // 4, 3 * size // 4), (3 * size // 4, size // 4),
+               (3 * size // 4, 3 * size // 4)]
+    truth = torch.zeros(size, size, dtype=torch.bool)
+    for cy, cx in centres:
+        truth |= (yy - cy) ** 2 + (xx - cx) ** 2 <= radius**2
+    x = 2.0 * truth.float() + 0.5 * torch.randn(size, size, generator=g)
+    return zscore(x[None, None]), truth[None].long()
+
+
+def test_local_auto_window_follows_the_objects():
+    thin = torch.zeros(1, 1, 64, 64)
+    thin[..., 8:56:8, 4:60] = 1.0  # lines two pixels apart in width terms: a narrow window
+    wide, truth = discs(radius=20)
+    a, b = local_threshold(thin), local_threshold(wide)
+    assert a.info["block_rule"] == b.info["block_rule"] == "auto"
+    assert a.info["block_size"] < 51 < b.info["block_size"] <= 2 * 128 - 1
+    assert b.info["block_size"] == 2 * round(10 * b.info["object_width"] / 2) + 1 or b.info["block_size"] == 255
+    assert b.info["block_size"] % 2 == 1
+    # a fixed 51-pixel window compares the middle of a 40-pixel disc with itself and loses it
+    assert dice(b.masks, truth) > 0.9 > 0.8 > dice(local_threshold(wide, block_size=51).masks, truth)
+    given = local_threshold(wide, block_size=31)
+    assert given.info["block_rule"] == "given" and given.info["block_size"] == 31
+    assert "object_width" not in given.info
+
+
+def test_local_auto_window_is_capped_and_has_a_fallback():
+    images, truth = square_batch(size=48)  # one wide square: its width alone would ask for a 1000-pixel window
+    seg = local_threshold(images)
+    assert seg.info["block_size"] == 95 and dice(seg.masks, truth) > 0.9
+    with pytest.warns(MstoolWarning, match="constant"):
+        flat = local_threshold(torch.zeros(2, 1, 16, 16))
+    assert flat.info["block_size"] == 51 and flat.info["object_width"] == float("inf")
+    assert LocalThreshold().block_size == "auto"
+
+
 def test_local_handles_a_window_larger_than_the_image():
     images, truth = square_batch(size=16)
     assert dice(local_threshold(images, block_size=101, offset=1.0).masks, truth) > 0.9
@@ -349,6 +388,7 @@ def test_multiotsu_ignores_a_prior_with_a_warning():
     (lambda: otsu_thresholds(torch.zeros(1, 4), classes=5, bins=4), ParameterError, "`bins` must be an integer >= 5"),
     (lambda: LocalThreshold(block_size=10), ParameterError, "`block_size` must be odd"),
     (lambda: LocalThreshold(block_size=1), ParameterError, "`block_size` must be an integer >= 3"),
+    (lambda: LocalThreshold(block_size="wide"), ParameterError, "`block_size` must be 'auto' or an odd integer"),
     (lambda: LocalThreshold(kind="median"), ParameterError, "`kind` must be one of gaussian, mean"),
     (lambda: KMeans(clusters=1), ParameterError, "`clusters` must be an integer >= 2"),
     (lambda: KMeans(init="random"), ParameterError, "`init` must be one of"),

@@ -63,10 +63,11 @@ import torch.nn.functional as F
 from kornia.filters import box_blur, gaussian_blur2d
 
 from .. import names
-from .._check import check_in, check_int, check_range
+from .._check import check_in, check_int, check_range, check_shape
 from .._types import Progress
 from ..device import spawn_seed
 from ..errors import MstoolWarning, ParameterError
+from ..labels import skeletonize
 from ._base import METHODS, Segmentation, check_images_and_prior
 
 __all__ = [
@@ -74,6 +75,8 @@ __all__ = [
     "choose_foreground",
     "resolve_foreground",
     "otsu_thresholds",
+    "object_width",
+    "otsu_object_width",
     "foreground_clusters",
     "pixel_features",
     "otsu",
@@ -93,6 +96,13 @@ FOREGROUND_RULES = names.FOREGROUND_RULES
 :func:`choose_foreground`."""
 
 _LOCAL_KINDS = ("gaussian", "mean")
+# A window ten object widths across: the local mean then sees background around every object, so the interior of
+# a wide object (a nucleus) is not compared with itself. Chosen on draws 7 and 8 of the built-in kinds and 8 DSB
+# training tiles (block_size k x width, k = 6 to 16): larger windows gained up to 25 points on nuclei and DSB, lost
+# at most 0.4 on EM, and k = 10 came within 1.3 points of the best k on every set.
+_BLOCK_PER_WIDTH = 10
+_FIXED_BLOCK = 51  # the window for images with no object to measure
+_WIDTH_SMOOTH = 1.0  # sigma of the Otsu mask object widths are measured on
 _KMEANS_INITS = ("kmeans++", "quantile")
 _COVARIANCES = ("full", "diag", "tied", "spherical")
 
@@ -187,10 +197,7 @@ def choose_foreground(images: torch.Tensor, *, smooth: float = 1.0, bins: int = 
     structured = ~_constant(images) if n else torch.zeros(0, dtype=torch.bool)
     dark = torch.zeros(n, dtype=torch.bool, device=images.device)
     if n and h * w:
-        if sigma > 0:
-            radius = max(1, min(math.ceil(3 * sigma), min(h, w) - 1))
-            x = gaussian_blur2d(x, (2 * radius + 1, 2 * radius + 1), (sigma, sigma), border_type="reflect")
-        counts, centres, _, _ = _histograms(x[:, 0], bins)
+        counts, centres, _, _ = _histograms(smoothed(x, sigma)[:, 0], bins)
         taps = torch.arange(-6, 7, device=counts.device, dtype=counts.dtype)
         kernel = torch.exp(-(taps**2) / 8.0)  # a Gaussian of 2 bins
         peak = F.conv1d(counts[:, None], (kernel / kernel.sum())[None, None], padding=6)[:, 0].argmax(1)
@@ -215,6 +222,67 @@ def resolve_foreground(images: torch.Tensor, foreground: str) -> tuple[str, dict
     if foreground != "auto":
         return foreground, {"foreground": foreground, "foreground_rule": "given"}
     return choose_foreground(images)
+
+
+def smoothed(x: torch.Tensor, sigma: float) -> torch.Tensor:
+    """``(N, 1, H, W)`` images blurred with a Gaussian of standard deviation ``sigma`` (reflecting border; the
+    kernel is cut at 3 sigma and at the image's size); ``sigma`` 0 returns ``x``."""
+    _, _, h, w = x.shape
+    if sigma == 0 or h * w == 0:
+        return x
+    radius = max(1, min(math.ceil(3 * sigma), min(h, w) - 1))
+    return gaussian_blur2d(x, (2 * radius + 1, 2 * radius + 1), (sigma, sigma), border_type="reflect")
+
+
+def object_width(masks: torch.Tensor) -> float:
+    """The mean object width of a mask batch: foreground pixels per skeleton pixel, pooled over the batch.
+
+    A tubule ``w`` pixels wide and ``L`` long has about ``w L`` pixels and an ``L``-pixel skeleton; a disc of
+    radius ``r`` has ``pi r^2`` pixels and a skeleton of a few, so blobs measure wide. An empty batch (or
+    foreground) measures ``inf``.
+
+    Args:
+        masks: ``(N, H, W)`` integer binary masks.
+
+    Returns:
+        Width in pixels (``inf`` without foreground).
+
+    Example:
+        >>> m = torch.zeros(1, 16, 16, dtype=torch.long)
+        >>> m[:, 4:7, 2:14] = 1
+        >>> round(object_width(m), 1)  # 36 pixels, an 11-pixel skeleton
+        3.3
+    """
+    check_shape(masks, "masks", "N H W", dtype="int")
+    fg = masks > 0
+    length = int(skeletonize(fg).sum()) if fg.numel() else 0
+    return float(fg.sum()) / length if length else math.inf
+
+
+def otsu_object_width(images: torch.Tensor, foreground: str) -> float:
+    """The width of the objects on side ``foreground`` of a batch, in pixels: :func:`object_width` of the Otsu
+    masks of the images smoothed with sigma 1 (the raw images' masks are speckled by noise, and specks would
+    measure as thin objects). Constant images add nothing; a batch without objects measures ``inf``.
+
+    Args:
+        images: ``(N, C, H, W)`` float images; the intensity is the channel mean.
+        foreground: ``"bright"`` or ``"dark"``.
+
+    Example:
+        >>> square, line = torch.zeros(2, 1, 32, 32).unbind(0)
+        >>> square[..., 8:24, 8:24] = 1.0
+        >>> line[..., 16, 4:28] = 1.0
+        >>> otsu_object_width(line[None], "bright") < 4 < 20 < otsu_object_width(square[None], "bright")
+        True
+    """
+    check_in(foreground, "foreground", ("bright", "dark"))
+    n, _, h, w = images.shape
+    if n == 0 or h * w == 0:
+        return math.inf
+    flat = smoothed(_signed_intensity(images, foreground)[:, None], _WIDTH_SMOOTH).flatten(1)
+    span = flat.amax(1, keepdim=True) - flat.amin(1, keepdim=True)
+    masks = (flat > otsu_thresholds(flat)) & (span > 0)
+    return object_width(masks.view(n, h, w).long())
 
 
 def _otsu_of_histogram(counts: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:
@@ -388,8 +456,8 @@ def multiotsu(images: torch.Tensor, *, classes: int = 3, bins: int = 256) -> Seg
     return Segmentation(masks, scores, {"thresholds": t.tolist(), "classes": classes})
 
 
-def local_threshold(images: torch.Tensor, *, block_size: int = 51, kind: str = "gaussian", offset: float = 0.5,
-                    foreground: str = "auto", prior: torch.Tensor | None = None) -> Segmentation:
+def local_threshold(images: torch.Tensor, *, block_size: int | str = "auto", kind: str = "gaussian",
+                    offset: float = 0.5, foreground: str = "auto", prior: torch.Tensor | None = None) -> Segmentation:
     """Local (adaptive) threshold: a pixel is foreground where it exceeds its neighbourhood mean by ``offset``.
 
     The local contrast ``x - local_mean(x)`` is thresholded at ``offset``; ``local_mean`` is a Gaussian window
@@ -398,9 +466,15 @@ def local_threshold(images: torch.Tensor, *, block_size: int = 51, kind: str = "
     a positive offset keeps flat background (where the contrast is pure noise) out of the foreground. Note the
     sign: scikit-image's ``offset`` is subtracted from the threshold, this one is added.
 
+    The window must be wider than the objects, or the middle of a wide object is compared with itself and lost
+    (a fixed 51-pixel window found 0.70-0.72 Dice of synthetic nuclei and 0.64 of real DSB nuclei, against
+    0.84-0.86 for a window scaled to them). ``block_size="auto"`` (the default) makes it ten times the objects'
+    width, measured on the batch (:func:`otsu_object_width`, on the foreground side), odd, and at most
+    ``2 * min(H, W) - 1``; 51 when there is nothing to measure. ``info`` records the window and the width.
+
     Args:
         images: ``(N, C, H, W)`` z-scored float images; the intensity is the channel mean.
-        block_size: odd window side ``>= 3`` in pixels.
+        block_size: ``"auto"`` or an odd window side ``>= 3`` in pixels.
         kind: ``"gaussian"`` or ``"mean"`` (box).
         offset: contrast threshold in image std units (``dark``: the intensity must fall ``offset`` below).
         foreground: ``"bright"``, ``"dark"`` or ``"auto"`` (:func:`choose_foreground`).
@@ -410,7 +484,8 @@ def local_threshold(images: torch.Tensor, *, block_size: int = 51, kind: str = "
     Returns:
         :class:`Segmentation`: masks ``(N, H, W)``, scores ``(N, 1, H, W)`` (the contrast mapped monotonically to
         ``[0, 1]`` with the offset at 0.5), info ``offset`` (per image), ``rule`` (``fixed_offset`` or
-        ``prior_fraction``) and, with a prior, ``fraction``.
+        ``prior_fraction``), ``block_size``, ``block_rule`` (``given`` or ``auto``), for ``auto`` the
+        ``object_width`` and, with a prior, ``fraction``.
 
     Raises:
         ShapeError, DTypeError: bad ``images`` or ``prior``.
@@ -426,9 +501,16 @@ def local_threshold(images: torch.Tensor, *, block_size: int = 51, kind: str = "
     check_images_and_prior(images, prior)
     block_size, kind, offset = _check_local(block_size, kind, offset)
     foreground, why = resolve_foreground(images, foreground)
+    info: dict = {**why, "block_rule": "given"}
+    if block_size == "auto":
+        width = otsu_object_width(images, foreground)
+        # beyond twice the image the window adds only copies of the border row, whose noise it then repeats
+        widest = max(3, 2 * min(images.shape[-2:]) - 1)
+        block_size = _FIXED_BLOCK if math.isinf(width) else min(2 * round(_BLOCK_PER_WIDTH * width / 2) + 1, widest)
+        info.update(block_rule="auto", object_width=width)
     x = _signed_intensity(images, foreground)
     contrast = x - _local_mean(x, block_size, kind)
-    info: dict = {**why, "block_size": block_size, "kind": kind}
+    info.update(block_size=block_size, kind=kind)
     if prior is None:
         t = x.new_full((x.shape[0],), offset)
         info["rule"] = "fixed_offset"
@@ -682,7 +764,7 @@ class LocalThreshold:
     scribbles: ClassVar[bool] = False
     learned: ClassVar[bool] = False
 
-    block_size: int = 51
+    block_size: int | str = "auto"
     kind: str = "gaussian"
     offset: float = 0.5
     foreground: str = "auto"
@@ -952,10 +1034,13 @@ def _check_binary(foreground: str, bins: int) -> int:
     return check_int(bins, "bins", low=2)
 
 
-def _check_local(block_size: int, kind: str, offset: float) -> tuple[int, str, float]:
-    block_size = check_int(block_size, "block_size", low=3)
-    if block_size % 2 == 0:
-        raise ParameterError(f"`block_size` must be odd; got {block_size}")
+def _check_local(block_size: int | str, kind: str, offset: float) -> tuple[int | str, str, float]:
+    if block_size != "auto":
+        if isinstance(block_size, str):
+            raise ParameterError(f"`block_size` must be 'auto' or an odd integer >= 3; got {block_size!r}")
+        block_size = check_int(block_size, "block_size", low=3)
+        if block_size % 2 == 0:
+            raise ParameterError(f"`block_size` must be odd; got {block_size}")
     return block_size, check_in(kind, "kind", _LOCAL_KINDS), check_range(offset, "offset")
 
 

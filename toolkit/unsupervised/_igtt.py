@@ -129,7 +129,6 @@ from typing import Any, ClassVar, NamedTuple
 
 import torch
 import torch.nn.functional as F
-from kornia.filters import gaussian_blur2d
 
 from .. import __version__
 from .._check import check_in, check_int, check_labels, check_range, check_shape
@@ -138,13 +137,13 @@ from .._types import Progress
 from ..device import PRECISIONS, MixedPrecision, make_generator, resolve_device
 from ..engine import predict
 from ..errors import DataError, DTypeError, FileMissingError, FileReadError, MstoolWarning, ParameterError, ShapeError
-from ..labels import apply_spec, parse_spec, skeletonize
+from ..labels import apply_spec, parse_spec
 from ..losses import bce_loss, soft_iou_loss
 from ..metastructure import EMS_DEFAULT, foreground_density
 from ..models import build_model
 from ..models import model_options as network_options  # `model_options` names a setting in this module
 from ._base import METHODS, Segmentation, check_images_and_prior
-from ._classical import FOREGROUND_RULES, otsu_thresholds, resolve_foreground
+from ._classical import FOREGROUND_RULES, object_width, otsu_object_width, otsu_thresholds, resolve_foreground, smoothed
 
 __all__ = [
     "IGTT",
@@ -177,7 +176,6 @@ LOSSES = ("auto", "dmi+iou", "bce")
 ``auto`` (``dmi+iou`` for skeleton-based targets, ``bce`` otherwise)."""
 
 _FORMAT = "mstool-igtt"
-_WIDTH_SMOOTH = 1.0  # sigma of the Otsu mask the object width is measured on
 _FORMAT_VERSION = 1
 _DMI_EPS = 1e-6  # as in mstool.losses.dmi_loss
 _CHUNK = 1 << 24  # candidate pixels per chunk when the densities of candidates are needed
@@ -510,11 +508,7 @@ def otsu_masks(images: torch.Tensor, *, smooth: float = 1.0, bins: int = 256,
     n, _, h, w = images.shape
     if n == 0 or h * w == 0:
         return torch.zeros(n, h, w, dtype=torch.long, device=images.device)
-    x = images.mean(1, keepdim=True)
-    if sigma > 0:
-        radius = max(1, min(math.ceil(3 * sigma), (min(h, w) - 1)))
-        x = gaussian_blur2d(x, (2 * radius + 1, 2 * radius + 1), (sigma, sigma), border_type="reflect")
-    flat = x.flatten(1)
+    flat = smoothed(images.mean(1, keepdim=True), sigma).flatten(1)
     span = flat.amax(1, keepdim=True) - flat.amin(1, keepdim=True)
     masks = (flat > otsu_thresholds(flat, bins=bins)) ^ (foreground == "dark")
     masks = (masks & (span > 0)).view(n, h, w).long()
@@ -567,31 +561,6 @@ def sample_from_prior(
         chance = chance * (within > 0)
     u = torch.rand((n, h, w), generator=generator, dtype=torch.float64).to(prior.device)
     return (u < chance.double()).long()
-
-
-def object_width(masks: torch.Tensor) -> float:
-    """The mean object width of a mask batch: foreground pixels per skeleton pixel, pooled over the batch.
-
-    A tubule ``w`` pixels wide and ``L`` long has about ``w L`` pixels and an ``L``-pixel skeleton; a disc of
-    radius ``r`` has ``pi r^2`` pixels and a skeleton of a few, so blobs measure wide. An empty batch (or
-    foreground) measures ``inf``.
-
-    Args:
-        masks: ``(N, H, W)`` integer binary masks.
-
-    Returns:
-        Width in pixels (``inf`` without foreground).
-
-    Example:
-        >>> m = torch.zeros(1, 16, 16, dtype=torch.long)
-        >>> m[:, 4:7, 2:14] = 1
-        >>> round(object_width(m), 1)  # 36 pixels, an 11-pixel skeleton
-        3.3
-    """
-    check_shape(masks, "masks", "N H W", dtype="int")
-    fg = masks > 0
-    length = int(skeletonize(fg).sum()) if fg.numel() else 0
-    return float(fg.sum()) / length if length else math.inf
 
 
 def choose_ems(width: float, *, thin_width: float = 6.0, keep: float = 0.1, thick: str = "clean") -> str:
@@ -938,8 +907,7 @@ class IGTT:
             return EMS_DEFAULT, None
         if self.ems != "auto":
             return self.ems, None
-        masks = otsu_masks(images, smooth=_WIDTH_SMOOTH, foreground="bright") * ~constant.view(-1, 1, 1)
-        width = object_width(masks)
+        width = otsu_object_width(images[~constant], "bright")
         return choose_ems(width, thin_width=self.thin_width, keep=self.keep, thick=self.thick_ems), width
 
     def _oriented(self, images: torch.Tensor) -> torch.Tensor:
