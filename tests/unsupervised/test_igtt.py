@@ -262,6 +262,19 @@ def test_reproducible_and_labels_only_log():
     assert [e["round"] for e in events] == [1, 2] and events[0]["event"] == "round"
 
 
+def test_a_subclass_trains_as_itself():
+    calls = []
+
+    class Logged(IGTT):  # a user's variant: its own first targets must be the ones trained on
+        def _bootstrap(self, *args):
+            calls.append("bootstrap")
+            return super()._bootstrap(*args)
+
+    x, _ = _blobs(1, 32)
+    out = Logged(**TINY).segment(x, generator=torch.Generator().manual_seed(0))
+    assert calls == ["bootstrap"] and type(out.trained) is Logged
+
+
 def test_prior_bootstrap_and_selection():
     x, lab = _blobs(2, 32)
     prior = foreground_density(lab, bandwidth=2)

@@ -850,7 +850,7 @@ class IGTT:
             return self._result(probs, sel, info, start)
 
         # the trained state goes to a new instance, so this one can serve any number of calls, even at once
-        fitted = IGTT(**self.settings())
+        fitted = type(self)(**self.settings())  # a subclass keeps its own steps
         return fitted._fit(images, prior, constant, labels, generator, emit, info, start)
 
     def _fit(self, images: torch.Tensor, prior: torch.Tensor | None, constant: torch.Tensor,
