@@ -863,7 +863,7 @@ class IGTT:
         self.side, why = resolve_foreground(images[~constant], self.foreground)
         info.update(why)
         images = self._oriented(images)  # from here on the foreground is bright, whichever side it was
-        spec, width = self._choose_ems(images, constant)
+        spec, width = self._choose_ems(images)
         loss_name = self._loss_for(spec)
         model = build_model("unet", in_channels=c, num_classes=1, options=self.model_options, generator=g)
         model = _placed(model, images.device)
@@ -896,11 +896,12 @@ class IGTT:
         return result
 
     # ---------------------------------------------------------------------------------------- the steps
-    def _choose_ems(self, images: torch.Tensor, constant: torch.Tensor) -> tuple[str | None, float | None]:
+    def _choose_ems(self, images: torch.Tensor) -> tuple[str | None, float | None]:
         """The EMS spec (``None`` for ``no_ems``) and, for ``auto``, the object width it was chosen by.
 
         The width is measured on the Otsu mask of the image smoothed with sigma 1, whatever the bootstrap: the
-        raw image's mask is speckled by noise, and specks would measure as thin objects.
+        raw image's mask is speckled by noise, and specks would measure as thin objects. Constant images have no
+        Otsu mask, so they add nothing.
         """
         if self.no_ems:
             return None, None
@@ -908,7 +909,7 @@ class IGTT:
             return EMS_DEFAULT, None
         if self.ems != "auto":
             return self.ems, None
-        width = otsu_object_width(images[~constant], "bright")
+        width = otsu_object_width(images, "bright")
         return choose_ems(width, thin_width=self.thin_width, keep=self.keep, thick=self.thick_ems), width
 
     def _oriented(self, images: torch.Tensor) -> torch.Tensor:
