@@ -14,8 +14,13 @@ making neighbours agree; the batch norm on the response keeps clusters from coll
 soon as at most ``min_labels`` clusters remain, or after ``iterations`` updates. With scribbles the label-count stop
 is off and training runs all ``iterations``: the count drops within a few updates, before the scribbles have
 taken hold, and it is the scribbles, not the count, that say what the clustering should be. The continuity
-weight ``mu`` is ``continuity`` without scribbles and the weaker ``scribble_continuity`` with them: over a full
-budget a strong continuity term erodes small and thin objects.
+weight ``mu`` is ``continuity`` without scribbles and ``scribble_continuity`` with them, both 1 by default, the
+authors' code's ``stepsize_con``: over a full budget a strong continuity term erodes small and thin objects, and
+without scribbles it merges clusters so fast that the label-count stop ends training early. ``continuity`` was 5
+until measured on draws no choice had used (5 test images of 128 x 128 of draws 7 and 8 of ``er``, ``mito``,
+``nuc`` and ``em`` and 8 DSB training tiles, seeds 0-2, mean Dice): 1 scored higher on all nine sets (+1.6 to
++14.9 points, mean 0.709 -> 0.770), at 4.4 times the CPU time (1.3 -> 5.7 s per image on one thread: the count
+falls to 3 clusters after 19-69 updates with ``mu = 5``, rarely within 200 with 1).
 
 From clusters to a binary map, label-free:
 
@@ -184,7 +189,7 @@ def dfc(
     min_labels: int = 3,
     lr: float = 0.1,
     momentum: float = 0.9,
-    continuity: float = 5.0,
+    continuity: float = 1.0,
     scribble_continuity: float = 1.0,
     scribble_weight: float = 1.0,
     foreground: str = "auto",
@@ -329,7 +334,7 @@ class DFC:
     min_labels: int = 3
     lr: float = 0.1
     momentum: float = 0.9
-    continuity: float = 5.0
+    continuity: float = 1.0
     scribble_continuity: float = 1.0
     scribble_weight: float = 1.0
     foreground: str = "auto"
