@@ -23,6 +23,7 @@ from mstool.errors import (
 from mstool.losses import dmi_loss
 from mstool.metastructure import density_similarity, foreground_density
 from mstool.unsupervised._base import METHODS
+from mstool.unsupervised._classical import otsu_object_width
 from mstool.unsupervised._igtt import (
     IGTT,
     candidate_thresholds,
@@ -172,6 +173,16 @@ def test_otsu_masks_two_levels_and_constant():
     masks = otsu_masks(x, smooth=0)
     assert masks[0].sum() == 6 and masks[0, 1:3, 1:4].all()
     assert masks[1].sum() == 0  # constant image
+
+
+def test_otsu_masks_dark_side_is_the_bright_side_of_the_negated_image():
+    x, _ = _blobs(2, 32)
+    dark = otsu_masks(x, foreground="dark")
+    assert torch.equal(dark, otsu_masks(-x, foreground="bright"))
+    assert 0 < int(dark.sum()) < dark.numel()
+    assert torch.equal(otsu_masks(-x, foreground="dark"), otsu_masks(x, foreground="bright"))
+    # iGTT's width measure and the local threshold's window read the same masks
+    assert otsu_object_width(x, "dark") == object_width(otsu_masks(x, foreground="dark"))
 
 
 def test_otsu_masks_agree_with_skimage():

@@ -279,10 +279,18 @@ def otsu_object_width(images: torch.Tensor, foreground: str) -> float:
     n, _, h, w = images.shape
     if n == 0 or h * w == 0:
         return math.inf
-    flat = smoothed(_signed_intensity(images, foreground)[:, None], _WIDTH_SMOOTH).flatten(1)
+    return object_width(smoothed_otsu_masks(images, foreground, _WIDTH_SMOOTH))
+
+
+def smoothed_otsu_masks(images: torch.Tensor, foreground: str, sigma: float, bins: int = 256) -> torch.Tensor:
+    """``(N, H, W)`` int64 Otsu masks of the channel-mean images blurred with sigma ``sigma`` (:func:`smoothed`),
+    on side ``foreground`` (``"bright"`` or ``"dark"``: the negated intensity, so the dark mask of ``x`` is the
+    bright mask of ``-x`` exactly); a constant image gives an empty mask. Inputs are not checked: the public
+    callers (:func:`otsu_object_width`, iGTT's ``otsu_masks``) do that."""
+    n, _, h, w = images.shape
+    flat = smoothed(_signed_intensity(images, foreground)[:, None], sigma).flatten(1)
     span = flat.amax(1, keepdim=True) - flat.amin(1, keepdim=True)
-    masks = (flat > otsu_thresholds(flat)) & (span > 0)
-    return object_width(masks.view(n, h, w).long())
+    return ((flat > otsu_thresholds(flat, bins=bins)) & (span > 0)).view(n, h, w).long()
 
 
 def _otsu_of_histogram(counts: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:

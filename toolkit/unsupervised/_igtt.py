@@ -144,7 +144,13 @@ from ..metastructure import EMS_DEFAULT, foreground_density
 from ..models import build_model
 from ..models import model_options as network_options  # `model_options` names a setting in this module
 from ._base import METHODS, Segmentation, check_images_and_prior
-from ._classical import FOREGROUND_RULES, object_width, otsu_object_width, otsu_thresholds, resolve_foreground, smoothed
+from ._classical import (
+    FOREGROUND_RULES,
+    object_width,
+    otsu_object_width,
+    resolve_foreground,
+    smoothed_otsu_masks,
+)
 
 __all__ = [
     "IGTT",
@@ -487,8 +493,8 @@ def otsu_masks(images: torch.Tensor, *, smooth: float = 1.0, bins: int = 256,
         images: ``(N, C, H, W)`` float.
         smooth: Gaussian sigma in pixels, ``>= 0`` (0: no smoothing).
         bins: histogram bins, ``>= 2``.
-        foreground: ``"bright"`` (above the threshold), ``"dark"`` (at or below it) or ``"minority"`` (the
-            smaller side of each image, :func:`fix_polarity`).
+        foreground: ``"bright"`` (above the threshold), ``"dark"`` (the bright mask of the negated image) or
+            ``"minority"`` (the smaller side of each image, :func:`fix_polarity`).
 
     Returns:
         ``(N, H, W)`` int64 masks on the images' device.
@@ -509,10 +515,7 @@ def otsu_masks(images: torch.Tensor, *, smooth: float = 1.0, bins: int = 256,
     n, _, h, w = images.shape
     if n == 0 or h * w == 0:
         return torch.zeros(n, h, w, dtype=torch.long, device=images.device)
-    flat = smoothed(images.mean(1, keepdim=True), sigma).flatten(1)
-    span = flat.amax(1, keepdim=True) - flat.amin(1, keepdim=True)
-    masks = (flat > otsu_thresholds(flat, bins=bins)) ^ (foreground == "dark")
-    masks = (masks & (span > 0)).view(n, h, w).long()
+    masks = smoothed_otsu_masks(images, "dark" if foreground == "dark" else "bright", sigma, bins)
     return fix_polarity(masks)[0] if foreground == "minority" else masks
 
 
