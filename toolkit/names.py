@@ -33,7 +33,7 @@ MODELS = ("unet", "deeplabv3plus", "hrnet")
 LOSSES = ("bce", "ce", "soft_iou", "dmi", "dmi+iou")
 """Training losses (:func:`mstool.losses.make_loss`); a training config also takes ``auto``."""
 
-UNSUPERVISED_METHODS = ("otsu", "multiotsu", "local", "kmeans", "gmm", "dfc", "igtt")
+UNSUPERVISED_METHODS = ("otsu", "minerror", "multiotsu", "local", "kmeans", "gmm", "dfc", "igtt")
 """Unsupervised methods (:data:`mstool.unsupervised.METHODS`)."""
 
 FOREGROUND_RULES = ("auto", "bright", "dark")

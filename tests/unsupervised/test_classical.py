@@ -1,4 +1,4 @@
-"""Classical baselines: Otsu, multi-Otsu, local threshold, k-means, Gaussian mixture."""
+"""Classical baselines: Otsu, minimum-error threshold, multi-Otsu, local threshold, k-means, Gaussian mixture."""
 
 from __future__ import annotations
 
@@ -15,20 +15,23 @@ from mstool.unsupervised._classical import (
     GaussianMixture,
     KMeans,
     LocalThreshold,
+    MinimumError,
     MultiOtsu,
     Otsu,
     foreground_clusters,
     gmm,
     kmeans,
     local_threshold,
+    minimum_error,
+    minimum_error_thresholds,
     multiotsu,
     otsu,
     otsu_thresholds,
     pixel_features,
 )
 
-BINARY = ["otsu", "local", "kmeans", "gmm"]
-TWO_CLASS = {"otsu": {}, "local": {}, "kmeans": {}, "gmm": {}, "multiotsu": {"classes": 2}}
+BINARY = ["otsu", "minerror", "local", "kmeans", "gmm"]
+TWO_CLASS = {"otsu": {}, "minerror": {}, "local": {}, "kmeans": {}, "gmm": {}, "multiotsu": {"classes": 2}}
 
 
 def zscore(x: torch.Tensor) -> torch.Tensor:
@@ -57,8 +60,8 @@ def run(name: str, images: torch.Tensor, seed: int = 0, **options) -> Segmentati
 
 # ------------------------------------------------------------------------------------------------ registry
 def test_registry_names():
-    for name, cls in [("otsu", Otsu), ("multiotsu", MultiOtsu), ("local", LocalThreshold), ("kmeans", KMeans),
-                      ("gmm", GaussianMixture)]:
+    for name, cls in [("otsu", Otsu), ("minerror", MinimumError), ("multiotsu", MultiOtsu),
+                      ("local", LocalThreshold), ("kmeans", KMeans), ("gmm", GaussianMixture)]:
         assert METHODS.get(name) is cls
 
 
@@ -82,7 +85,7 @@ def test_dark_rule_finds_a_dark_square(name):
     assert dice(run(name, -images).masks, truth) > 0.9
 
 
-@pytest.mark.parametrize("name", ["otsu", "local"])
+@pytest.mark.parametrize("name", ["otsu", "minerror", "local"])
 def test_dark_on_inverted_equals_bright(name):
     images, _ = square_batch()
     bright, dark = run(name, images), run(name, -images, foreground="dark")
@@ -418,6 +421,75 @@ def test_class_equals_function():
                        kmeans(images, clusters=3, generator=g2).scores)
 
 
+# ------------------------------------------------------------------------------------------- minimum error
+def _minimum_error_reference(v: np.ndarray, bins: int = 256, guard: bool = True) -> float:
+    """Kittler-Illingworth's criterion evaluated threshold by threshold (a loop, float64) between the means of
+    scikit-image's Otsu classes, for comparison."""
+    counts, edges = np.histogram(v, bins)
+    centres, width = (edges[:-1] + edges[1:]) / 2, edges[1] - edges[0]
+    split = centres <= threshold_otsu(v, nbins=bins)
+    lowest = (counts * centres)[split].sum() / counts[split].sum()
+    highest = (counts * centres)[~split].sum() / counts[~split].sum()
+    best, best_t = np.inf, None
+    for j in range(bins - 1):
+        if guard and not lowest <= centres[j] <= highest:
+            continue
+        parts = [(counts[: j + 1], centres[: j + 1]), (counts[j + 1:], centres[j + 1:])]
+        if any(c.sum() == 0 for c, _ in parts):
+            continue
+        crit = 0.0
+        for c, x in parts:
+            p = c.sum() / counts.sum()
+            mean = (c * x).sum() / c.sum()
+            var = (c * (x - mean) ** 2).sum() / c.sum() + width ** 2 / 12
+            crit += 0.5 * p * np.log(var) - p * np.log(p)
+        if crit < best:
+            best, best_t = crit, centres[j]
+    return best_t
+
+
+def test_minimum_error_thresholds_agree_with_a_loop_over_thresholds():
+    g = torch.Generator().manual_seed(3)
+    x = torch.randn(4, 30, 30, generator=g, dtype=torch.float64)
+    x = x + (3 + torch.rand(4, 1, 1, generator=g, dtype=torch.float64)) * (torch.rand(4, 30, 30, generator=g) > 0.8)
+    t = minimum_error_thresholds(x, bins=64)
+    ref = [_minimum_error_reference(a.numpy(), bins=64) for a in x]
+    np.testing.assert_allclose(t.numpy(), ref, atol=1e-9)
+    assert minimum_error_thresholds(torch.full((1, 5), 2.0)).tolist() == [2.0]
+
+
+def test_minimum_error_stays_between_the_otsu_class_means():
+    """A few saturated pixels (one very bright nucleus, as on a real DSB tile) make the unrestricted criterion split
+    the foreground; the threshold is kept between the means of Otsu's two classes."""
+    g = torch.Generator().manual_seed(0)
+    u = torch.rand(16384, generator=g, dtype=torch.float64)
+    x = torch.where(u < 0.8, 0.45 * torch.randn(16384, generator=g, dtype=torch.float64),
+                    torch.where(u < 0.997, 1.2 + 0.6 * torch.randn(16384, generator=g, dtype=torch.float64),
+                                8.5 + 0.15 * torch.randn(16384, generator=g, dtype=torch.float64)))
+    t = float(minimum_error_thresholds(x[None]))
+    split = x <= float(otsu_thresholds(x[None]))
+    bin_width = float(x.max() - x.min()) / 256  # the class means are taken over bin centres
+    assert float(x[split].mean()) - bin_width <= t <= float(x[~split].mean()) + bin_width
+    assert t == pytest.approx(_minimum_error_reference(x.numpy()), abs=1e-9)
+    assert _minimum_error_reference(x.numpy(), guard=False) > float(x[~split].mean())  # what the guard prevents
+
+
+def test_minimum_error_keeps_a_rare_wide_class_that_otsu_cuts():
+    """Two classes of unequal spread and share: the minimum-error rule misclassifies fewer pixels than Otsu's."""
+    g = torch.Generator().manual_seed(0)
+    truth = torch.rand(1, 64, 64, generator=g) < 0.15
+    x = torch.where(truth, 2.5 + 0.8 * torch.randn(1, 64, 64, generator=g), 0.2 * torch.randn(1, 64, 64, generator=g))
+    images = zscore(x[:, None])
+    errors = {name: int((run(name, images, foreground="bright").masks.bool() != truth).sum())
+              for name in ("otsu", "minerror")}
+    assert errors["minerror"] < 0.6 * errors["otsu"], errors
+    seg = minimum_error(images)
+    assert seg.info["rule"] == "minimum_error"
+    assert torch.equal(seg.masks.bool(), seg.scores[:, 0] >= 0.5)
+    assert torch.equal(seg.masks[0].bool(), images[0, 0] > seg.info["threshold"][0])
+    assert torch.equal(MinimumError(bins=64).segment(images).masks, minimum_error(images, bins=64).masks)
+
+
 # ------------------------------------------------------------------------------------------------ polarity
 @pytest.mark.parametrize(("kind", "side"), [("nuc", "bright"), ("er", "bright"), ("mito", "bright"), ("em", "dark")])
 def test_auto_polarity_on_every_kind_and_turned_over(kind, side):
@@ -470,7 +542,8 @@ def test_every_method_declares_what_it_is_and_takes_the_same_keywords():
 
     declared = {name: (cls.deterministic, cls.binary, cls.learned, cls.scribbles)
                 for name, cls in ((n, METHODS.get(n)) for n in METHODS.names())}
-    assert declared == {"otsu": (True, True, False, False), "multiotsu": (True, False, False, False),
+    assert declared == {"otsu": (True, True, False, False), "minerror": (True, True, False, False),
+                        "multiotsu": (True, False, False, False),
                         "local": (True, True, False, False), "kmeans": (False, True, False, False),
                         "gmm": (False, True, False, False), "dfc": (False, True, True, True),
                         "igtt": (False, True, True, False)}

@@ -250,6 +250,33 @@ def test_ems_settings_recorded(kwargs, expected, loss):
     assert out.info["bootstrap"] == kwargs.get("bootstrap", "otsu")
 
 
+def test_minimum_error_bootstrap_trains_on_the_minimum_error_masks(monkeypatch):
+    """``bootstrap="minerror"``: the first targets (thick objects: the masks themselves) are the minimum-error masks
+    of the raw image, which differ from Otsu's on these blobs with a dim rim, and the anchor reads the same mask."""
+    from mstool.unsupervised._classical import minimum_error
+
+    first_targets = []
+    train_round = IGTT._train_round
+
+    def spy(self, model, optimizer, schedule, mixed, images, targets, loss_name, g):
+        if not first_targets:
+            first_targets.append(targets.clone())
+        return train_round(self, model, optimizer, schedule, mixed, images, targets, loss_name, g)
+
+    monkeypatch.setattr(IGTT, "_train_round", spy)
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
+    r = ((yy - 15.5) ** 2 + (xx - 15.5) ** 2).sqrt()
+    x = (torch.clamp(10 - r, 0, 1) * 3 + torch.clamp(10 - r, 0, 4) * 0.5 + 0.2 * torch.randn(2, 1, 32, 32, generator=g))
+    x = (x - x.mean((2, 3), keepdim=True)) / x.std((2, 3), keepdim=True)
+    out = IGTT(**TINY, bootstrap="minerror").segment(x, generator=torch.Generator().manual_seed(0))
+    expected = minimum_error(x, foreground="bright").masks
+    assert out.info["bootstrap"] == "minerror" and out.info["ems"] == "clean" and out.info["anchor"] == 0.35
+    assert torch.equal(first_targets[0], expected)
+    assert not torch.equal(expected, IGTT(**TINY)._bootstrap(x, None, torch.zeros(2, dtype=torch.bool), "clean",
+                                                               torch.Generator().manual_seed(0))[2])
+
+
 def test_signed_dmi_is_dmi_for_the_right_polarity():
     from mstool.unsupervised._igtt import _signed_dmi_loss
 

@@ -1,6 +1,6 @@
-"""Classical unsupervised baselines: Otsu, multi-Otsu, local threshold, k-means and Gaussian mixtures.
+"""Classical unsupervised baselines: Otsu, minimum-error threshold, multi-Otsu, local threshold, k-means and GMMs.
 
-Size: one module (over 900 lines) because the five methods share the polarity rule (:func:`choose_foreground`),
+Size: one module (over 1100 lines) because the six methods share the polarity rule (:func:`choose_foreground`),
 the cluster-to-foreground rule and the prior handling, which must stay the same for all of them.
 
 Legend: N batch · C channels · K classes or clusters · P pixels (H * W) · D features · H, W pixels.
@@ -30,6 +30,7 @@ Conventions (shared by every method here and by DFC):
   ========== ==================================================================================================
   otsu       replaces Otsu's criterion: the threshold is set so that the foreground fraction equals the
              prior's mean (its expected foreground fraction), per image
+  minerror   the same as ``otsu``
   local      the same for the local contrast ``x - local_mean``: the offset is chosen per image to match
              the prior's foreground fraction
   kmeans     a pixel-wise class prior (as an atlas prior in EM segmentation): the clustering is fitted
@@ -39,7 +40,7 @@ Conventions (shared by every method here and by DFC):
              prior is ignored with a warning
   ========== ==================================================================================================
 
-  These four read the prior as a per-pixel foreground probability (a density in ``[0, 1]``, as
+  These five read the prior as a per-pixel foreground probability (a density in ``[0, 1]``, as
   :func:`mstool.metastructure.density` gives); values above 1 are clipped to 1 with a warning. That needs a
   calibrated prior, such as the density of full or rough labels: the density of sparse samples (an EMS skeleton,
   ``normalize_ignored=False``) is far below the true fraction and shrinks the mask accordingly. DFC reads only
@@ -75,16 +76,19 @@ __all__ = [
     "choose_foreground",
     "resolve_foreground",
     "otsu_thresholds",
+    "minimum_error_thresholds",
     "object_width",
     "otsu_object_width",
     "foreground_clusters",
     "pixel_features",
     "otsu",
     "multiotsu",
+    "minimum_error",
     "local_threshold",
     "kmeans",
     "gmm",
     "Otsu",
+    "MinimumError",
     "MultiOtsu",
     "LocalThreshold",
     "KMeans",
@@ -158,6 +162,64 @@ def _histograms(x: torch.Tensor, bins: int) -> tuple[torch.Tensor, ...]:
     counts = torch.bincount((idx + offset).flatten(), minlength=n * bins).view(n, bins).to(wide)
     centres = lo + (torch.arange(bins, device=x.device, dtype=wide) + 0.5) * width
     return counts, centres, lo, width
+
+
+def minimum_error_thresholds(x: torch.Tensor, *, bins: int = 256) -> torch.Tensor:
+    """Kittler and Illingworth's minimum-error threshold of each item of a batch; one batched pass.
+
+    The histogram is read as a mixture of two Gaussians, each with its own share ``P``, mean and spread
+    ``sigma``; the threshold minimises ``P_0 ln sigma_0 + P_1 ln sigma_1 - P_0 ln P_0 - P_1 ln P_1``, the
+    error of classifying with the fitted mixture. Otsu's criterion assumes equal spreads and so moves the
+    threshold into the wider or rarer class: on sparse bright objects with blurred edges it lands high and
+    cuts the dim rims off. A class's variance includes the bins' own (``width^2 / 12``, Sheppard's
+    correction), so a class of a single bin is not a spike of zero spread that the criterion would fall into.
+    The threshold is searched between the means of Otsu's two classes: a few saturated pixels (one very bright
+    nucleus on a real DSB tile) otherwise made the criterion split the foreground in two, keeping 1.3% of a tile
+    whose nuclei cover 20% (Dice 0.10; 0.83 with the restriction, Otsu 0.85). Thresholds and the ``> t``
+    reading follow :func:`otsu_thresholds`; this is the ``MinError`` rule of ImageJ's Auto Threshold.
+
+    Args:
+        x: ``(N, ...)`` float values, one item per row.
+        bins: histogram bins, ``>= 2``.
+
+    Returns:
+        ``(N,)`` thresholds in the dtype of ``x``; a constant item gets its value.
+
+    Example:
+        >>> g = torch.Generator().manual_seed(0)
+        >>> wide = torch.randn(1, 1500, generator=g) * 0.8 + 2.5  # a rare, wide bright class
+        >>> x = torch.cat([torch.randn(1, 8500, generator=g) * 0.2, wide], 1)
+        >>> minimum_error_thresholds(x), otsu_thresholds(x)[:, 0]  # Otsu's cuts into the wide class
+        (tensor([0.6769]), tensor([1.3263]))
+
+    References:
+        Kittler, Illingworth, "Minimum error thresholding", Pattern Recognition 19 (1986).
+    """
+    bins = check_int(bins, "bins", low=2)
+    counts, centres, lo, width = _histograms(x, bins)
+    total = counts.sum(1, keepdim=True)
+    w0 = counts.cumsum(1)[:, :-1]  # class 0: bins 0..j, class 1: bins j+1.. (j = 0 .. bins - 2)
+    s0 = (counts * centres).cumsum(1)[:, :-1]
+    q0 = (counts * centres * centres).cumsum(1)[:, :-1]
+    w1 = total - w0
+    s1 = (counts * centres).sum(1, keepdim=True) - s0
+    q1 = (counts * centres * centres).sum(1, keepdim=True) - q0
+    floor = width * width / 12
+    valid = (w0 > 0) & (w1 > 0)
+    w0s, w1s = w0.clamp(min=1), w1.clamp(min=1)
+    var0 = (q0 / w0s - (s0 / w0s) ** 2).clamp(min=0) + floor
+    var1 = (q1 / w1s - (s1 / w1s) ** 2).clamp(min=0) + floor
+    p0, p1 = w0s / total, w1s / total
+    crit = 0.5 * (p0 * var0.log() + p1 * var1.log()) - p0 * p0.log() - p1 * p1.log()
+    # between the means of Otsu's two classes: outside them the criterion can split one class in two
+    otsu_cut = _optimal_cuts(counts, centres, 2)  # first bin of Otsu's upper class
+    cs0, ct0 = (counts * centres).cumsum(1), counts.cumsum(1)
+    below = cs0.gather(1, otsu_cut - 1) / ct0.gather(1, otsu_cut - 1).clamp(min=1)
+    above = (cs0[:, -1:] - cs0.gather(1, otsu_cut - 1)) / (ct0[:, -1:] - ct0.gather(1, otsu_cut - 1)).clamp(min=1)
+    inside = (centres[:, :-1] >= below) & (centres[:, :-1] <= above)
+    cut = crit.masked_fill(~(valid & inside), math.inf).argmin(1, keepdim=True)
+    t = centres.gather(1, cut)[:, 0]
+    return torch.where(width[:, 0] > 0, t, lo[:, 0]).to(x.dtype)
 
 
 def choose_foreground(images: torch.Tensor, *, smooth: float = 1.0, bins: int = 256) -> tuple[str, dict]:
@@ -407,13 +469,61 @@ def otsu(images: torch.Tensor, *, foreground: str = "auto", bins: int = 256,
     References:
         Otsu, IEEE TSMC 9 (1979).
     """
+    return _global_threshold(images, foreground, bins, prior, "otsu")
+
+
+def minimum_error(images: torch.Tensor, *, foreground: str = "auto", bins: int = 256,
+                  prior: torch.Tensor | None = None) -> Segmentation:
+    """Kittler and Illingworth's minimum-error global threshold of each image's intensity, batched.
+
+    :func:`otsu` with the threshold of :func:`minimum_error_thresholds`: the two intensity classes may differ in
+    spread and share, so sparse objects with blurred edges keep their dim rims (Otsu's threshold lands high on
+    them). It reads the histogram as two Gaussians, so a class that is far from one, such as a background that
+    falls off into a shaded corner, can pull the threshold into it (README's unsupervised table has what it
+    scored).
+
+    Args:
+        images: ``(N, C, H, W)`` z-scored float images; the intensity is the channel mean.
+        foreground: ``"bright"``, ``"dark"`` or ``"auto"`` (:func:`choose_foreground`).
+        bins: histogram bins.
+        prior: as for :func:`otsu`: given, the threshold matches the prior's foreground fraction instead.
+
+    Returns:
+        :class:`Segmentation` as :func:`otsu`'s; ``info["rule"]`` is ``minimum_error`` or ``prior_fraction``.
+
+    Raises:
+        ShapeError, DTypeError: bad ``images`` or ``prior``.
+        DataError: a negative or non-finite ``prior``.
+        ParameterError: a bad ``foreground`` or ``bins``.
+
+    Example:
+        >>> x = torch.zeros(1, 1, 8, 8)
+        >>> x[..., 2:6, 2:6] = 1.0
+        >>> seg = minimum_error(x)
+        >>> int(seg.masks.sum()), seg.info["rule"]
+        (16, 'minimum_error')
+
+    References:
+        Kittler, Illingworth, Pattern Recognition 19 (1986).
+    """
+    return _global_threshold(images, foreground, bins, prior, "minimum_error")
+
+
+def _global_threshold(images: torch.Tensor, foreground: str, bins: int, prior: torch.Tensor | None,
+                      rule: str) -> Segmentation:
+    """One global threshold per image by ``rule`` (``otsu`` or ``minimum_error``), or by the prior's fraction."""
     check_images_and_prior(images, prior)
     bins = _check_binary(foreground, bins)
     foreground, info = resolve_foreground(images, foreground)
     x = _signed_intensity(images, foreground)
     if prior is None:
-        t = otsu_thresholds(x, bins=bins)[:, 0] if len(x) else x.new_zeros(0)
-        info["rule"] = "otsu"
+        if not len(x):
+            t = x.new_zeros(0)
+        elif rule == "otsu":
+            t = otsu_thresholds(x, bins=bins)[:, 0]
+        else:
+            t = minimum_error_thresholds(x, bins=bins)
+        info["rule"] = rule
     else:
         fraction = _prior_fraction(prior)
         t = _fraction_threshold(x, fraction)
@@ -733,6 +843,30 @@ class Otsu:
                 progress: Progress | None = None) -> Segmentation:
         """:func:`otsu` with these settings (deterministic: ``generator`` is not used)."""
         return otsu(images, foreground=self.foreground, bins=self.bins, prior=prior)
+
+
+@METHODS.register("minerror")
+@dataclass
+class MinimumError:
+    """Kittler and Illingworth's minimum-error threshold (:func:`minimum_error`); a prior sets the threshold to
+    match its foreground fraction, as for :class:`Otsu`."""
+
+    deterministic: ClassVar[bool] = True
+    binary: ClassVar[bool] = True
+    scribbles: ClassVar[bool] = False
+    learned: ClassVar[bool] = False
+
+    foreground: str = "auto"
+    bins: int = 256
+
+    def __post_init__(self) -> None:
+        self.bins = _check_binary(self.foreground, self.bins)
+
+    def segment(self, images: torch.Tensor, *, prior: torch.Tensor | None = None,
+                generator: torch.Generator | None = None, labels: torch.Tensor | None = None,
+                progress: Progress | None = None) -> Segmentation:
+        """:func:`minimum_error` with these settings (deterministic: ``generator`` is not used)."""
+        return minimum_error(images, foreground=self.foreground, bins=self.bins, prior=prior)
 
 
 @METHODS.register("multiotsu")
