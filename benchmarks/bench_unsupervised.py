@@ -35,8 +35,8 @@ from mstool.unsupervised._base import METHODS
 from mstool.unsupervised._classical import GaussianMixture, KMeans, LocalThreshold, MultiOtsu, Otsu  # noqa: F401
 from mstool.unsupervised._dfc import DFC  # noqa: F401  (registers "dfc")
 
-NAMES = ["otsu", "multiotsu", "local", "kmeans", "gmm", "dfc"]
-PRIOR_NAMES = ["otsu", "local", "kmeans", "gmm", "dfc"]
+NAMES = ["otsu", "minerror", "multiotsu", "local", "kmeans", "gmm", "dfc"]
+PRIOR_NAMES = ["otsu", "minerror", "local", "kmeans", "gmm", "dfc"]
 
 
 def load(kind: str, n: int, size: int, device: torch.device) -> tuple[torch.Tensor, torch.Tensor]:

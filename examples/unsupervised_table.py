@@ -27,8 +27,8 @@ from mstool.compare import SuiteConfig, gap_closed, run_suite, summarize, summar
 from mstool.data import write_tiled_dataset
 
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dsb2018-nuclei-sample"
-METHODS = ["otsu", "local", "kmeans", "dfc", "dfc:prior=otsu", "dfc:prior=local", "dfc:prior=kmeans",
-           "dfc:prior=otsu+local+kmeans", "igtt", "igtt:anchor=0", "igtt:prior=otsu",
+METHODS = ["otsu", "minerror", "local", "kmeans", "gmm", "dfc", "dfc:prior=otsu", "dfc:prior=local", "dfc:prior=kmeans",
+           "dfc:prior=otsu+local+kmeans", "igtt", "igtt:anchor=0", "igtt:bootstrap=minerror", "igtt:prior=otsu",
            "igtt:prior=local", "igtt:prior=kmeans", "igtt:prior=otsu+local+kmeans",
            "igtt:prior=otsu+local+kmeans,prior-gate=0.35"]
 

@@ -478,9 +478,9 @@ def minimum_error(images: torch.Tensor, *, foreground: str = "auto", bins: int =
 
     :func:`otsu` with the threshold of :func:`minimum_error_thresholds`: the two intensity classes may differ in
     spread and share, so sparse objects with blurred edges keep their dim rims (Otsu's threshold lands high on
-    them). It reads the histogram as two Gaussians, so a class that is far from one, such as a background that
-    falls off into a shaded corner, can pull the threshold into it (README's unsupervised table has what it
-    scored).
+    them). It reads the histogram as two Gaussians, and objects whose intensity is far from one are made too
+    wide: thin tubules, whose blurred edges fill the range between background and object (README's six-set
+    table: nuclei 0.918 and EM membranes 0.852 against Otsu's 0.859 and 0.770, but ER 0.741 against 0.835).
 
     Args:
         images: ``(N, C, H, W)`` z-scored float images; the intensity is the channel mean.
@@ -492,9 +492,7 @@ def minimum_error(images: torch.Tensor, *, foreground: str = "auto", bins: int =
         :class:`Segmentation` as :func:`otsu`'s; ``info["rule"]`` is ``minimum_error`` or ``prior_fraction``.
 
     Raises:
-        ShapeError, DTypeError: bad ``images`` or ``prior``.
-        DataError: a negative or non-finite ``prior``.
-        ParameterError: a bad ``foreground`` or ``bins``.
+        The errors of :func:`otsu`, for the same inputs.
 
     Example:
         >>> x = torch.zeros(1, 1, 8, 8)
@@ -822,15 +820,15 @@ def gmm(
 
 
 # ----------------------------------------------------------------------------------------- registered classes
-@METHODS.register("otsu")
 @dataclass
-class Otsu:
-    """Otsu's threshold (:func:`otsu`); a prior sets the threshold to match its foreground fraction."""
+class _GlobalThreshold:
+    """One global threshold per image by the class's ``rule`` (shared by :class:`Otsu` and :class:`MinimumError`)."""
 
     deterministic: ClassVar[bool] = True
     binary: ClassVar[bool] = True
     scribbles: ClassVar[bool] = False
     learned: ClassVar[bool] = False
+    rule: ClassVar[str]
 
     foreground: str = "auto"
     bins: int = 256
@@ -841,32 +839,25 @@ class Otsu:
     def segment(self, images: torch.Tensor, *, prior: torch.Tensor | None = None,
                 generator: torch.Generator | None = None, labels: torch.Tensor | None = None,
                 progress: Progress | None = None) -> Segmentation:
-        """:func:`otsu` with these settings (deterministic: ``generator`` is not used)."""
-        return otsu(images, foreground=self.foreground, bins=self.bins, prior=prior)
+        """The threshold with these settings (deterministic: ``generator`` is not used)."""
+        return _global_threshold(images, self.foreground, self.bins, prior, self.rule)
+
+
+@METHODS.register("otsu")
+@dataclass
+class Otsu(_GlobalThreshold):
+    """Otsu's threshold (:func:`otsu`); a prior sets the threshold to match its foreground fraction."""
+
+    rule: ClassVar[str] = "otsu"
 
 
 @METHODS.register("minerror")
 @dataclass
-class MinimumError:
+class MinimumError(_GlobalThreshold):
     """Kittler and Illingworth's minimum-error threshold (:func:`minimum_error`); a prior sets the threshold to
     match its foreground fraction, as for :class:`Otsu`."""
 
-    deterministic: ClassVar[bool] = True
-    binary: ClassVar[bool] = True
-    scribbles: ClassVar[bool] = False
-    learned: ClassVar[bool] = False
-
-    foreground: str = "auto"
-    bins: int = 256
-
-    def __post_init__(self) -> None:
-        self.bins = _check_binary(self.foreground, self.bins)
-
-    def segment(self, images: torch.Tensor, *, prior: torch.Tensor | None = None,
-                generator: torch.Generator | None = None, labels: torch.Tensor | None = None,
-                progress: Progress | None = None) -> Segmentation:
-        """:func:`minimum_error` with these settings (deterministic: ``generator`` is not used)."""
-        return minimum_error(images, foreground=self.foreground, bins=self.bins, prior=prior)
+    rule: ClassVar[str] = "minimum_error"
 
 
 @METHODS.register("multiotsu")
