@@ -12,8 +12,8 @@
 4. The positive result: segment with no labels at all, on ER (bright tubules) and on EM-like tissue (dark
    membranes, with dark organelles that are not membrane). Bootstrap a consensus density prior from the Otsu,
    local-threshold and k-means masks and segment the test images with iGTT guided by it (`mstool segment
-   --prior`; the polarity is found from the images); then add the unsupervised methods (Otsu, local threshold,
-   iGTT with EMS, without EMS and with the consensus prior; ``--full`` adds k-means, DFC with and without a prior
+   --prior`; the polarity is found from the images); then add the unsupervised methods (Otsu, the minimum-error
+   threshold, local threshold, iGTT with EMS, without EMS and with the consensus prior; ``--full`` adds k-means, DFC with and without a prior
    and iGTT with an Otsu prior, over 3 seeds) to the comparison of step 3, and run the same on EM beside a U-Net
    trained on its clean labels.
 
@@ -90,8 +90,8 @@ def step_compare(out: Path, seeds: str, full: bool) -> None:
 
 
 CONSENSUS = "otsu,local,kmeans"
-UNSUPERVISED_QUICK = "otsu,local,igtt,igtt:no-ems,igtt:prior=otsu+local+kmeans"
-UNSUPERVISED = ("otsu,local,kmeans,dfc,dfc:prior=otsu+local+kmeans,igtt,igtt:no-ems,igtt:prior=otsu,"
+UNSUPERVISED_QUICK = "otsu,minerror,local,igtt,igtt:no-ems,igtt:prior=otsu+local+kmeans"
+UNSUPERVISED = ("otsu,minerror,local,kmeans,dfc,dfc:prior=otsu+local+kmeans,igtt,igtt:no-ems,igtt:prior=otsu,"
                 "igtt:prior=otsu+local+kmeans")
 
 
