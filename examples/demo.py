@@ -13,9 +13,9 @@
    membranes, with dark organelles that are not membrane). Bootstrap a consensus density prior from the Otsu,
    local-threshold and k-means masks and segment the test images with iGTT guided by it (`mstool segment
    --prior`; the polarity is found from the images); then add the unsupervised methods (Otsu, the minimum-error
-   threshold, local threshold, iGTT with EMS, without EMS and with the consensus prior; ``--full`` adds k-means, DFC with and without a prior
-   and iGTT with an Otsu prior, over 3 seeds) to the comparison of step 3, and run the same on EM beside a U-Net
-   trained on its clean labels.
+   threshold, local threshold, iGTT with EMS, without EMS and with the consensus prior; ``--full`` adds k-means,
+   DFC with and without a prior and iGTT with an Otsu prior, over 3 seeds) to the comparison of step 3, and run
+   the same on EM beside a U-Net trained on its clean labels.
 
 Every step is a command a user can run alone; this script only chains them, prints where the outputs went and
 how long each step took. Run: python examples/demo.py --out demo_out (about 5 minutes on 2 CPU cores), or

@@ -134,7 +134,7 @@ def gap_closed(entries: list[dict[str, Any]], supervised: float) -> dict[str, fl
 _UNSUPERVISED_NOTE = (
     "Unsupervised methods see only the test images, never a label; **own mask** is the mask the method gives "
     "by its label-free rule (its headline), **oracle** the best threshold of its score map on the test labels "
-    "(optimistic). Methods with random draws run once per seed; Otsu, multi-Otsu and the local threshold once."
+    "(optimistic). Methods with random draws run once per seed; deterministic ones (the thresholds) once."
 )
 _SUPERVISED_REFERENCE = " The supervised rows are the clean-label cells of the table above, for reference."
 
