@@ -170,7 +170,7 @@ def minimum_error_thresholds(x: torch.Tensor, *, bins: int = 256) -> torch.Tenso
     The histogram is read as a mixture of two Gaussians, each with its own share ``P``, mean and spread
     ``sigma``; the threshold minimises ``P_0 ln sigma_0 + P_1 ln sigma_1 - P_0 ln P_0 - P_1 ln P_1``, the
     error of classifying with the fitted mixture. Otsu's criterion assumes equal spreads and so moves the
-    threshold into the wider or rarer class: on sparse bright objects with blurred edges it lands high and
+    threshold into the wider class: on sparse bright objects with blurred edges it lands high and
     cuts the dim rims off. A class's variance includes the bins' own (``width^2 / 12``, Sheppard's
     correction), so a class of a single bin is not a spike of zero spread that the criterion would fall into.
     The threshold is searched between the means of Otsu's two classes: a few saturated pixels (one very bright
@@ -341,18 +341,21 @@ def otsu_object_width(images: torch.Tensor, foreground: str) -> float:
     n, _, h, w = images.shape
     if n == 0 or h * w == 0:
         return math.inf
-    return object_width(smoothed_otsu_masks(images, foreground, _WIDTH_SMOOTH))
+    return object_width(smoothed_threshold_masks(images, foreground, _WIDTH_SMOOTH))
 
 
-def smoothed_otsu_masks(images: torch.Tensor, foreground: str, sigma: float, bins: int = 256) -> torch.Tensor:
-    """``(N, H, W)`` int64 Otsu masks of the channel-mean images blurred with sigma ``sigma`` (:func:`smoothed`),
-    on side ``foreground`` (``"bright"`` or ``"dark"``: the negated intensity, so the dark mask of ``x`` is the
-    bright mask of ``-x`` exactly); a constant image gives an empty mask. Inputs are not checked: the public
-    callers (:func:`otsu_object_width`, iGTT's ``otsu_masks``) do that."""
+def smoothed_threshold_masks(images: torch.Tensor, foreground: str, sigma: float, rule: str = "otsu",
+                             bins: int = 256) -> torch.Tensor:
+    """``(N, H, W)`` int64 masks of the channel-mean images blurred with sigma ``sigma`` (:func:`smoothed`) above
+    their global threshold by ``rule`` (``"otsu"``, :func:`otsu_thresholds`, or ``"minimum_error"``,
+    :func:`minimum_error_thresholds`), on side ``foreground`` (``"bright"`` or ``"dark"``: the negated intensity,
+    so the dark mask of ``x`` is the bright mask of ``-x`` exactly); a constant image gives an empty mask. Inputs
+    are not checked: the public callers (:func:`otsu_object_width`, iGTT's bootstrap) do that."""
     n, _, h, w = images.shape
     flat = smoothed(_signed_intensity(images, foreground)[:, None], sigma).flatten(1)
     span = flat.amax(1, keepdim=True) - flat.amin(1, keepdim=True)
-    return ((flat > otsu_thresholds(flat, bins=bins)) & (span > 0)).view(n, h, w).long()
+    t = otsu_thresholds(flat, bins=bins) if rule == "otsu" else minimum_error_thresholds(flat, bins=bins)[:, None]
+    return ((flat > t) & (span > 0)).view(n, h, w).long()
 
 
 def _otsu_of_histogram(counts: torch.Tensor, centres: torch.Tensor) -> torch.Tensor:

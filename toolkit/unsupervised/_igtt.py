@@ -150,12 +150,10 @@ from ..models import model_options as network_options  # `model_options` names a
 from ._base import METHODS, Segmentation, check_images_and_prior
 from ._classical import (
     FOREGROUND_RULES,
-    minimum_error_thresholds,
     object_width,
     otsu_object_width,
     resolve_foreground,
-    smoothed,
-    smoothed_otsu_masks,
+    smoothed_threshold_masks,
 )
 
 __all__ = [
@@ -179,10 +177,10 @@ own spread, ``-log(|cov(p, s)| / sqrt(f (1 - f)))`` with ``f`` its foreground fr
 map and mask, i.e. Otsu's criterion on the map)."""
 
 BOOTSTRAPS = ("auto", "otsu", "minerror", "prior", "otsu+prior", "blank")
-"""First-round targets: ``otsu`` (the targets extracted from the Otsu mask of the image), ``prior`` (pixels drawn
-with probability proportional to the prior: an RCL-sampled label of it), ``otsu+prior`` (the Otsu targets, each
-pixel kept with probability ``q / max q``), ``blank`` (the paper's empty masks), ``auto`` (``otsu``; a prior
-then acts through the selection)."""
+"""First-round targets: ``otsu`` (the targets extracted from the Otsu mask of the image), ``minerror`` (the same
+from its minimum-error mask), ``prior`` (pixels drawn with probability proportional to the prior: an RCL-sampled
+label of it), ``otsu+prior`` (the Otsu targets, each pixel kept with probability ``q / max q``), ``blank`` (the
+paper's empty masks), ``auto`` (``otsu``; a prior then acts through the selection)."""
 
 LOSSES = ("auto", "dmi+iou", "bce")
 """Training losses: ``dmi+iou`` (the paper's; DMI with its sign, see :func:`_signed_dmi_loss`), ``bce``, and
@@ -521,7 +519,7 @@ def otsu_masks(images: torch.Tensor, *, smooth: float = 1.0, bins: int = 256,
     n, _, h, w = images.shape
     if n == 0 or h * w == 0:
         return torch.zeros(n, h, w, dtype=torch.long, device=images.device)
-    masks = smoothed_otsu_masks(images, "dark" if foreground == "dark" else "bright", sigma, bins)
+    masks = smoothed_threshold_masks(images, "dark" if foreground == "dark" else "bright", sigma, bins=bins)
     return fix_polarity(masks)[0] if foreground == "minority" else masks
 
 
@@ -947,7 +945,7 @@ class IGTT:
         if mode == "prior":
             return sample_from_prior(prior, self.keep, generator=g) * ~constant.view(n, 1, 1), mode, None
         if mode == "minerror":
-            first = _minimum_error_masks(images, self.smooth)
+            first = smoothed_threshold_masks(images, "bright", self.smooth, "minimum_error")
         else:
             first = otsu_masks(images, smooth=self.smooth, foreground="bright")
         first = first * ~constant.view(n, 1, 1)
@@ -1132,14 +1130,6 @@ def _crop_windows(images: torch.Tensor, targets: torch.Tensor, pick: torch.Tenso
     item = pick[:, None, None]
     # the advanced indices around the channel slice come first: (B, h, w, C)
     return images[item, :, rows, cols].permute(0, 3, 1, 2).contiguous(), targets[item, rows, cols]
-
-
-def _minimum_error_masks(images: torch.Tensor, smooth: float) -> torch.Tensor:
-    """``(N, H, W)`` int64 masks of the channel-mean images (blurred with sigma ``smooth``) above their
-    minimum-error threshold (:func:`~mstool.unsupervised._classical.minimum_error_thresholds`)."""
-    n, _, h, w = images.shape
-    flat = smoothed(images.mean(1, keepdim=True), smooth).flatten(1)
-    return (flat > minimum_error_thresholds(flat)[:, None]).view(n, h, w).long()
 
 
 def _skeletal(spec: str | None) -> bool:
