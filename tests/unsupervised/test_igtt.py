@@ -20,6 +20,7 @@ from mstool.errors import (
     ShapeError,
     SpecError,
 )
+from mstool.labels import skeletonize
 from mstool.losses import dmi_loss
 from mstool.metastructure import density_similarity, foreground_density
 from mstool.unsupervised._base import METHODS
@@ -275,6 +276,57 @@ def test_minimum_error_bootstrap_trains_on_the_minimum_error_masks(monkeypatch):
     assert torch.equal(first_targets[0], expected)
     assert not torch.equal(expected, IGTT(**TINY)._bootstrap(x, None, torch.zeros(2, dtype=torch.bool), "clean",
                                                                torch.Generator().manual_seed(0))[2])
+
+
+def _lines_and_dots(n=2, size=48):
+    """Thin bright lines (a network) with small bright dots beside them, z-scored; and where the dots are."""
+    g = torch.Generator().manual_seed(0)
+    x = torch.zeros(n, 1, size, size)
+    x[:, :, 10:13, 4:44] = 3.0
+    x[:, :, 4:44, 30:33] = 3.0
+    dots = torch.zeros(n, size, size, dtype=torch.bool)
+    for y0, x0 in ((30, 8), (38, 16), (22, 40)):
+        dots[:, y0:y0 + 3, x0:x0 + 3] = True
+    x[dots[:, None]] = 3.0
+    x = x + 0.2 * torch.randn(x.shape, generator=g)
+    return (x - x.mean((2, 3), keepdim=True)) / x.std((2, 3), keepdim=True), dots
+
+
+def test_long_skeletons_drop_the_pieces_of_blobs():
+    from mstool.unsupervised._igtt import _long_skeletons
+
+    masks = torch.zeros(1, 24, 24, dtype=torch.long)
+    masks[:, 4:7, 2:22] = 1  # a tubule: a skeleton of about 18 pixels
+    masks[:, 14:18, 14:18] = 1  # a blob: a skeleton of a pixel or two
+    kept = _long_skeletons(masks, 6)
+    assert int(kept[:, 4:7].sum()) >= 15 and int(kept[:, 10:].sum()) == 0
+    assert torch.equal(_long_skeletons(masks, 1), skeletonize(masks.bool()).long())
+
+
+def test_min_skeleton_keeps_small_blobs_out_of_skeleton_targets(monkeypatch):
+    """Skeleton EMS with ``min_skeleton``: no first target lies on a dot; without it, some do; area targets are
+    untouched."""
+    first_targets = {}
+    train_round = IGTT._train_round
+
+    def spy(self, model, optimizer, schedule, mixed, images, targets, loss_name, g):
+        first_targets.setdefault(self.min_skeleton, targets.clone())
+        return train_round(self, model, optimizer, schedule, mixed, images, targets, loss_name, g)
+
+    monkeypatch.setattr(IGTT, "_train_round", spy)
+    x, dots = _lines_and_dots()
+    skeleton = {"ems": "skeleton", "loss": "dmi+iou"}
+    runs = {m: IGTT(**TINY, **skeleton, min_skeleton=m).segment(x, generator=torch.Generator().manual_seed(0))
+            for m in (0.0, 1.5)}
+    assert int(first_targets[0.0][dots].sum()) > 0 and int(first_targets[1.5][dots].sum()) == 0
+    assert int(first_targets[1.5].sum()) > 0.8 * int(first_targets[0.0][~dots].sum())  # the lines stay
+    assert runs[1.5].info["shortest_skeleton"] == pytest.approx(1.5 * otsu_object_width(x, "bright"))
+    assert runs[0.0].info["shortest_skeleton"] is None
+    blobs, _ = _blobs(2, 32)
+    area = [IGTT(**TINY, min_skeleton=m).segment(blobs, generator=torch.Generator().manual_seed(0)) for m in (0, 1.5)]
+    assert area[0].info["ems"] == "clean" and torch.equal(area[0].scores, area[1].scores)
+    with pytest.raises(ParameterError, match="`min_skeleton` must be"):
+        IGTT(min_skeleton=-1)
 
 
 def test_signed_dmi_is_dmi_for_the_right_polarity():
