@@ -969,11 +969,8 @@ class IGTT:
             return torch.zeros(n, h, w, dtype=torch.long, device=images.device), mode, None
         if mode == "prior":
             return sample_from_prior(prior, self.keep, generator=g) * ~constant.view(n, 1, 1), mode, None
-        if mode == "minerror":
-            first = smoothed_threshold_masks(images, "bright", self.smooth, "minimum_error")
-        else:
-            first = otsu_masks(images, smooth=self.smooth, foreground="bright")
-        first = first * ~constant.view(n, 1, 1)
+        rule = "minimum_error" if mode == "minerror" else "otsu"
+        first = smoothed_threshold_masks(images, "bright", self.smooth, rule) * ~constant.view(n, 1, 1)
         targets = self._extract(first, spec, g, prior)
         if mode == "otsu+prior":
             # keep each target pixel with probability q / max q: Otsu's specks where the prior is empty go
@@ -1163,13 +1160,12 @@ def _long_skeletons(masks: torch.Tensor, shortest: float) -> torch.Tensor:
     """``(N, H, W)`` int64 skeletons of ``masks`` without their 8-connected pieces of fewer than ``shortest``
     pixels."""
     skeletons = skeletonize(masks.bool()).cpu().numpy()
-    kept = np.zeros_like(skeletons)
-    for i, skeleton in enumerate(skeletons):
-        pieces, _ = ndimage.label(skeleton, structure=np.ones((3, 3)))
-        long_enough = np.bincount(pieces.ravel()) >= shortest
-        long_enough[0] = False  # the background
-        kept[i] = long_enough[pieces]
-    return torch.from_numpy(kept).to(masks.device).long()
+    within_image = np.zeros((3, 3, 3), dtype=bool)
+    within_image[1] = True  # 8-connected in each image, never across the batch: one labelling for all
+    pieces, _ = ndimage.label(skeletons, structure=within_image)
+    long_enough = np.bincount(pieces.ravel()) >= shortest
+    long_enough[0] = False  # the background
+    return torch.from_numpy(long_enough[pieces]).to(masks.device).long()
 
 
 def _skeletal(spec: str | None) -> bool:
