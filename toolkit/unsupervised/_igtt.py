@@ -92,9 +92,9 @@ the loop collapsed here too (``er`` 0.27, ``mito`` 0.34; Otsu 0.850 and 0.874); 
   and DSB 2.3 points: the foreground iGTT adds beyond Otsu (dim nuclei) is often right. ER and EM, thin objects
   with skeleton targets, are untouched; with ``no_ems`` their targets are areas and the anchor applies, which cost
   the EM test images of README's table 2.8 points (0.807 -> 0.779, 3 seeds): on membranes iGTT beats Otsu by
-  dropping Otsu's false foreground. EM's measured width sits at ``thin_width`` (5.9-6.1 px across draws), and on
-  the draw where it picks area targets (seed 7) the default cost 3 points (0.816 ± 0.039 -> 0.786 ± 0.033). On
-  ``er`` with ``no_ems`` the anchor helps (seed 7: 0.824 ± 0.116 -> 0.897 ± 0.012).
+  dropping Otsu's false foreground. EM's measured width sits at ``thin_width`` (5.6-6.3 px across draws 0 and
+  7-10), and on the draw where it picks area targets (seed 7) the default cost 3 points (0.816 ± 0.039 -> 0.786
+  ± 0.033). On ``er`` with ``no_ems`` the anchor helps (seed 7: 0.824 ± 0.116 -> 0.897 ± 0.012).
 - **Skeletons of blobs** (``min_skeleton=1.5``). The skeleton of a compact blob, an organelle or a speck, is a
   piece of a few pixels, a network's one long piece; skeleton EMS drew targets on both, and on membranes iGTT
   learnt the organelles as foreground. Skeleton pieces shorter than 1.5 object widths are now dropped before the
