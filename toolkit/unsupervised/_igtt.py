@@ -778,7 +778,6 @@ class IGTT:
         self.pretrained = False
         self.ems_chosen: str | None = None
         self.side: str | None = None  # the foreground side the network was trained on
-        self._shortest = 0.0  # pixels; set per run by _fit from min_skeleton and the measured width
 
     @property
     def trained(self) -> bool:
@@ -889,7 +888,7 @@ class IGTT:
         info.update(why)
         images = self._oriented(images)  # from here on the foreground is bright, whichever side it was
         spec, width = self._choose_ems(images)
-        self._shortest = self._shortest_skeleton(images, spec, width)
+        shortest = self._shortest_skeleton(images, spec, width)
         loss_name = self._loss_for(spec)
         model = build_model("unet", in_channels=c, num_classes=1, options=self.model_options, generator=g)
         model = _placed(model, images.device)
@@ -900,11 +899,11 @@ class IGTT:
         schedule = (torch.optim.lr_scheduler.LambdaLR(optimizer, lambda i: 0.5 * (1 + math.cos(math.pi * i / total)))
                     if self.schedule == "cosine" else None)
         self.model, self.in_channels, self.ems_chosen = model, c, spec
-        targets, info["bootstrap"], first = self._bootstrap(images, prior, constant, spec, g)
+        targets, info["bootstrap"], first = self._bootstrap(images, prior, constant, spec, g, shortest)
         anchor = self._anchor(first, spec)
         info.update(ems=spec or "none", object_width=width, loss=loss_name,
                     anchor=None if anchor is None else self.anchor, precision=mixed.name,
-                    shortest_skeleton=self._shortest or None)
+                    shortest_skeleton=shortest or None)
         previous = None
         for r in range(self.rounds):
             loss = self._train_round(model, optimizer, schedule, mixed, images, targets, loss_name, g)
@@ -916,7 +915,7 @@ class IGTT:
             info["rounds"].append(entry)
             emit({"event": "round", "rounds": self.rounds, **entry})
             if r + 1 < self.rounds:
-                targets = self._extract(sel.masks, spec, g, prior, anchor)
+                targets = self._extract(sel.masks, spec, g, prior, anchor, shortest)
         self.pretrained = True
         result = self._result(probs, sel, info, start)
         result.trained = self
@@ -959,8 +958,10 @@ class IGTT:
         return "dmi+iou" if _skeletal(spec) else "bce"
 
     def _bootstrap(self, images: torch.Tensor, prior: torch.Tensor | None, constant: torch.Tensor,
-                   spec: str | None, g: torch.Generator) -> tuple[torch.Tensor, str, torch.Tensor | None]:
-        """First-round targets, the bootstrap's name and its Otsu mask (``None`` for a bootstrap without one)."""
+                   spec: str | None, g: torch.Generator,
+                   shortest: float = 0.0) -> tuple[torch.Tensor, str, torch.Tensor | None]:
+        """First-round targets, the bootstrap's name and its first (Otsu or minimum-error) mask (``None`` for a
+        bootstrap without one); ``shortest`` as for :meth:`_extract`."""
         mode = self.bootstrap
         if mode == "auto":
             mode = "otsu"
@@ -973,7 +974,7 @@ class IGTT:
             return sample_from_prior(prior, self.keep, generator=g) * ~constant.view(n, 1, 1), mode, None
         rule = "minimum_error" if mode == "minerror" else "otsu"
         first = smoothed_threshold_masks(images, "bright", self.smooth, rule) * ~constant.view(n, 1, 1)
-        targets = self._extract(first, spec, g, prior)
+        targets = self._extract(first, spec, g, prior, shortest=shortest)
         if mode == "otsu+prior":
             # keep each target pixel with probability q / max q: Otsu's specks where the prior is empty go
             targets = sample_from_prior(prior, 1.0, within=targets, generator=g)
@@ -987,18 +988,20 @@ class IGTT:
         return foreground_density(first, kernel="box", bandwidth=1)[:, 0]
 
     def _extract(self, masks: torch.Tensor, spec: str | None, g: torch.Generator,
-                 prior: torch.Tensor | None = None, anchor: torch.Tensor | None = None) -> torch.Tensor:
+                 prior: torch.Tensor | None = None, anchor: torch.Tensor | None = None,
+                 shortest: float = 0.0) -> torch.Tensor:
         """The next targets: EMS of the masks, or the masks themselves for ``no_ems``; with a prior and
         ``prior_gate``, what the prior confidently contradicts is left out (skeleton EMS: foreground the prior
         does not support is dropped before the skeleton; area targets: such pixels become 255, ignored); with an
-        ``anchor`` density (:meth:`_anchor`), background where it is above ``1 - anchor`` is left out too."""
+        ``anchor`` density (:meth:`_anchor`), background where it is above ``1 - anchor`` is left out too; with
+        skeleton EMS, skeleton pieces of fewer than ``shortest`` pixels (:meth:`_shortest_skeleton`) are dropped."""
         gate = self.prior_gate if prior is not None else 0.0
         q = None if gate == 0 else prior[:, 0]
         skeletal = _skeletal(spec)
         if q is not None and skeletal:
             masks = masks * (q >= gate)
-        if skeletal and self._shortest > 0:
-            masks = _long_skeletons(masks, self._shortest)  # the spec's skeleton of a skeleton is the skeleton itself
+        if skeletal and shortest > 0:
+            masks = _long_skeletons(masks, shortest)  # the spec's skeleton of a skeleton is the skeleton itself
         targets = masks if spec is None else apply_spec(masks, spec, generator=g, num_classes=2)
         if q is not None and not skeletal:
             contested = ((targets == 1) & (q < gate)) | ((targets == 0) & (q > 1 - gate))
