@@ -41,8 +41,11 @@ def test_tiny_suite_gives_the_pinned_results(tmp_path):
     assert sorted(got) == sorted(pinned)
     for cell, fields in pinned.items():
         assert sorted(got[cell]) == sorted(fields), cell
+        # the probe is an L-BFGS fit: its float path follows the CPU's vector width, and on another CPU (an AMD
+        # EPYC against the machine that pinned it) probe/auc moved by 2e-5 with every trained network bit for bit
         differ = [(key, value, got[cell][key]) for key, value in fields.items()
-                  if not math.isclose(got[cell][key], value, rel_tol=0, abs_tol=1e-6)]
+                  if not math.isclose(got[cell][key], value, rel_tol=0,
+                                      abs_tol=1e-4 if key.startswith("probe/") else 1e-6)]
         assert not differ, f"{cell}: {differ[:5]}"
 
 
