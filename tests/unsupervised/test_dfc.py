@@ -260,11 +260,26 @@ def test_tiled_image_trains_on_crops():
     assert seg.info["iterations"] == [10] and bool(torch.isfinite(seg.scores).all())
 
 
+def test_crop_trains_on_crops_and_reads_the_whole_image():
+    images, truth = square_batch(n=2, size=64)
+    cropped = dfc(images, generator=gen(0), crop=32, **QUICK)
+    # the same crops as a 32-pixel tile draws, read in one window instead of four: the same clusters
+    tiled = dfc(images, generator=gen(0), tile=32, **QUICK)
+    assert torch.equal(cropped.masks, tiled.masks) and cropped.info == tiled.info
+    assert torch.allclose(cropped.scores, tiled.scores, rtol=0, atol=1e-5)
+    assert dice(cropped.masks, truth) > 0.9
+    assert torch.equal(dfc(images, generator=gen(0), crop=32, tile=None, **QUICK).masks, cropped.masks)
+    # a crop no smaller than the image is the whole image, bit for bit
+    whole, big = (dfc(images, generator=gen(0), crop=crop, **QUICK) for crop in (None, 64))
+    assert torch.equal(whole.masks, big.masks) and torch.equal(whole.scores, big.scores)
+    assert not torch.equal(whole.scores, cropped.scores)
+
+
 def test_a_1024_image_goes_through_in_tiles():
     x = torch.randn(1, 1, 1024, 1024, generator=gen(0))
     x[..., 200:500, 300:700] += 4.0
     # one update: only a strong continuity term smooths the pixel noise in a single step
-    seg = dfc(zscore(x), generator=gen(0), tile=256, channels=4, layers=1, iterations=1, continuity=5.0)
+    seg = dfc(zscore(x), generator=gen(0), tile=256, crop=None, channels=4, layers=1, iterations=1, continuity=5.0)
     assert seg.masks.shape == (1, 1024, 1024) and seg.info["iterations"] == [1]
     truth = torch.zeros(1, 1024, 1024, dtype=torch.long)
     truth[:, 200:500, 300:700] = 1
@@ -294,6 +309,7 @@ def test_progress_reports_every_update_in_order():
     (lambda: DFC(foreground="left"), ParameterError, "`foreground` must be one of"),
     (lambda: DFC(prior_keep=2), ParameterError, "`prior_keep` must be in"),
     (lambda: DFC(tile=8), ParameterError, "`tile` must be an integer >= 16"),
+    (lambda: DFC(crop=8), ParameterError, "`crop` must be an integer >= 16"),
     (lambda: DFC(precision="half"), ParameterError, "`precision` must be one of auto, fp32, bf16, fp16"),
     (lambda: dfc(torch.randn(1, 1, 8, 8), precision="fp16"), DeviceError, "'fp16' needs a CUDA device"),
     (lambda: prior_scribbles(torch.ones(1, 1, 4, 4), top=1.5), ParameterError, "`top` must be in"),
