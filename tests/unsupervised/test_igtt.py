@@ -9,6 +9,7 @@ import warnings
 import pytest
 import torch
 
+from mstool.data import synthesize
 from mstool.device import _cpu_bf16
 from mstool.errors import (
     DataError,
@@ -22,7 +23,7 @@ from mstool.errors import (
 )
 from mstool.labels import skeletonize
 from mstool.losses import dmi_loss
-from mstool.metastructure import density_similarity, foreground_density
+from mstool.metastructure import EMS_DEFAULT, density_similarity, foreground_density
 from mstool.unsupervised._base import METHODS
 from mstool.unsupervised._classical import otsu_object_width
 from mstool.unsupervised._igtt import (
@@ -674,3 +675,17 @@ def test_one_instance_serves_several_groups_and_keeps_no_state():
     again = method.segment(small, generator=torch.Generator().manual_seed(0))
     assert torch.equal(first.masks, again.masks) and not method.trained
     assert first.trained is not again.trained and first.trained.model is not again.trained.model
+
+
+@pytest.mark.parametrize("kind, start, ems", [("em", "minerror", "clean"), ("er", "otsu", EMS_DEFAULT),
+                                              ("nuc", "otsu", "clean")])
+def test_auto_bootstrap_starts_membranes_from_the_minimum_error_mask(kind, start, ems):
+    data = synthesize(kind, 2, 64, generator=torch.Generator().manual_seed(3))
+    x = (data.images - data.images.mean((2, 3), keepdim=True)) / data.images.std((2, 3), keepdim=True)
+    out = IGTT(**TINY).segment(x, generator=torch.Generator().manual_seed(0))
+    ratio = out.info["minerror_to_otsu"]
+    assert out.info["bootstrap"] == start and out.info["ems"] == ems and (ratio < 1) == (start == "minerror")
+    # the same run as naming that start (and, for membranes, the area targets) outright
+    named = {"bootstrap": start, **({"ems": "clean"} if start == "minerror" else {})}
+    same = IGTT(**TINY, **named).segment(x, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(out.masks, same.masks) and same.info["minerror_to_otsu"] is None

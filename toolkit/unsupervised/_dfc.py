@@ -39,10 +39,10 @@ clusters ``masks == (scores >= 0.5)``; with more they can differ where no cluste
 With a prior, :func:`prior_scribbles` turns the density into sparse pseudo-scribbles (see there); given scribbles
 take precedence where both label a pixel.
 
-Large images (``tile``). An image no larger than ``tile`` on either side (512 by default) is trained and segmented
-whole, as in the paper. A larger one would hold ``q`` float maps of its size per layer (2 GB for each of a 4096 x 4096
-image at ``q = 32``, several times over for the gradients), so each update instead trains on one random
-``tile x tile`` crop, and the label-count stop looks at that crop. The clusters are then read from the whole
+Large images (``tile``). An image no larger than ``tile`` on either side (512 by default) is segmented whole, as
+in the paper. A larger one would hold ``q`` float maps of its size per layer (4 GB for each of a 4096 x 4096 image
+at ``q = 64``, several times over for the gradients), so each update instead trains on one random crop of at most
+``tile`` (``crop``, below), and the label-count stop looks at that crop. The clusters are then read from the whole
 image in windows of ``tile`` overlapping by ``layers`` pixels, the receptive field of the network, so every
 pixel's response is the one a whole-image pass would give. The batch norms get the statistics of the whole
 image first (:func:`_whole_image_statistics`: each layer's mean and variance over all windows, layer after
@@ -56,9 +56,10 @@ whole-image loss, and a quarter of the pixels of a 128 x 128 image costs a quart
 no other choice had used (5 test images of 128 x 128 of draws 7 and 8 of ``er``, ``mito``, ``nuc`` and ``em`` and 8
 DSB training tiles, seeds 0-2, one thread; mean Dice over the nine sets): the whole image 0.771 at 3.46 CPU s per
 image, crops of 64 0.781 at 0.91 s, of 48 0.764 at 0.51 s, of 32 0.775 at 0.32 s (single sets moved 2-6 points
-either way, as much as one seed from another). Spending the time saved elsewhere did not pay: 400 updates of 64
-0.750 (thin ER lost 6 points to the continuity term), 48 channels 0.773; 64 channels 0.795 at 2.40 s is an option
-(``channels=64``), not the default. ``crop=None`` gives the whole-image training of the paper.
+either way, as much as one seed from another). Part of the time saved buys width: ``q = 64`` channels on crops of
+64 score 0.795 at 2.40 s (48 channels 0.773; 400 updates of 32 channels 0.750, thin ER losing 6 points to the
+continuity term), so the defaults are 64 channels on crops of 64 (README's DFC bullets have the benchmark against
+the authors' settings and the six-set table). ``crop=None`` gives the whole-image training of the paper.
 
 References:
     Kim, Kanezaki, Tanaka, "Unsupervised Learning of Image Segmentation Based on Differentiable Feature
@@ -194,7 +195,7 @@ def dfc(
     *,
     scribbles: torch.Tensor | None = None,
     prior: torch.Tensor | None = None,
-    channels: int = 32,
+    channels: int = 64,
     layers: int = 2,
     iterations: int = 200,
     min_labels: int = 3,
@@ -215,7 +216,7 @@ def dfc(
 ) -> Segmentation:
     """Segment each image with its own DFC network (module docstring), then map clusters to foreground label-free.
 
-    The defaults are quick settings for microscopy tiles on a CPU (a 128 x 128 image takes about a second on one
+    The defaults are quick settings for microscopy tiles on a CPU (a 128 x 128 image takes about 2.5 s on one
     thread); the paper trains wider (``q = 100``), on the whole image and longer (up to 1000 iterations).
 
     Args:
@@ -344,7 +345,7 @@ class DFC:
     scribbles: ClassVar[bool] = True
     learned: ClassVar[bool] = True
 
-    channels: int = 32
+    channels: int = 64
     layers: int = 2
     iterations: int = 200
     min_labels: int = 3
