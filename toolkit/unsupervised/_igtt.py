@@ -849,8 +849,9 @@ class IGTT:
             :class:`Segmentation`: ``masks`` ``(N, H, W)`` int64; ``scores`` ``(N, 1, H, W)`` the network's
             foreground probability, ``1 - p`` for images whose polarity was inverted (so the mask is the
             high side of ``info["thresholds"]``, in ``p`` units before inversion); ``info`` with ``rounds`` (one
-            log entry per round), ``ems``, ``object_width``, ``bootstrap``, ``thresholds``, ``inverted``,
-            ``threshold`` (median), ``constant_images``, ``seconds``.
+            log entry per round), ``ems``, ``object_width``, ``bootstrap``, ``minerror_to_otsu`` (the ratio the
+            ``auto`` bootstrap chose by, else ``None``), ``thresholds``, ``inverted``, ``threshold`` (median),
+            ``constant_images``, ``seconds``.
 
         Raises:
             ShapeError, DTypeError: bad ``images``, ``prior`` or ``labels``; channels other than a loaded
