@@ -880,7 +880,8 @@ class IGTT:
         info: dict[str, Any] = {"method": "igtt", "settings": self.settings(),
                                 "constant_images": constant.nonzero().flatten().tolist(), "rounds": []}
         if n == 0 or bool(constant.all()):  # nothing to train on: no network comes back
-            info.update(ems=self.ems_chosen or "none", object_width=None, bootstrap=None, loss=None, thresholds=[],
+            info.update(ems=self.ems_chosen or "none", object_width=None, bootstrap=None, minerror_to_otsu=None,
+                        loss=None, thresholds=[],
                         inverted=[], threshold=None, seconds=time.perf_counter() - start)
             return Segmentation(torch.zeros(n, h, w, dtype=torch.long, device=images.device),
                                 torch.zeros(n, 1, h, w, device=images.device), info)
@@ -888,8 +889,8 @@ class IGTT:
             probs = self._predict(self._oriented(images))
             sel = self._select(probs, prior, constant)
             info["rounds"].append(self._log(0, sel, probs, labels, None, start))
-            info.update(ems=self.ems_chosen or "none", object_width=None, bootstrap=None, loss=None,
-                        foreground=self.side or "minority", foreground_rule="trained")
+            info.update(ems=self.ems_chosen or "none", object_width=None, bootstrap=None, minerror_to_otsu=None,
+                        loss=None, foreground=self.side or "minority", foreground_rule="trained")
             return self._result(probs, sel, info, start)
 
         # the trained state goes to a new instance, so this one can serve any number of calls, even at once
