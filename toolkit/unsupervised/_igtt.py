@@ -998,9 +998,12 @@ class IGTT:
 
     def _bootstrap(self, images: torch.Tensor, prior: torch.Tensor | None, constant: torch.Tensor,
                    spec: str | None, g: torch.Generator, shortest: float = 0.0,
-                   mode: str = "otsu") -> tuple[torch.Tensor, str, torch.Tensor | None]:
+                   mode: str | None = None) -> tuple[torch.Tensor, str, torch.Tensor | None]:
         """First-round targets, the bootstrap's name and its first (Otsu or minimum-error) mask (``None`` for a
-        bootstrap without one); ``shortest`` as for :meth:`_extract`; ``mode`` from :meth:`_resolve_bootstrap`."""
+        bootstrap without one); ``shortest`` as for :meth:`_extract`; ``mode`` from :meth:`_resolve_bootstrap`
+        (``None``: the ``bootstrap`` setting, ``auto`` read as ``otsu``)."""
+        if mode is None:
+            mode = "otsu" if self.bootstrap == "auto" else self.bootstrap
         if mode in ("prior", "otsu+prior") and prior is None:
             raise ParameterError(f"`bootstrap` {mode!r} needs a `prior`; pass one or use 'otsu' or 'blank'")
         n, _, h, w = images.shape
