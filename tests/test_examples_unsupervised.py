@@ -7,6 +7,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 
@@ -80,3 +81,35 @@ def test_segment_with_rough_labels(tmp_path):
     for label in ("otsu", "igtt + rough-label prior"):
         values = table_row(stdout, label)
         assert len(values) == 2 and all(0 <= v <= 1 for v in values)
+
+
+def test_heldout_em_writes_a_membrane_dataset_in_the_paper_layout(tmp_path):
+    from mstool.data import check_dataset
+    from mstool.io import read_image, read_mask
+
+    out = tmp_path / "d"
+    run_example("heldout_em.py", "--out", str(out), "--n", "4", "--size", "96", "--seed", "3", cwd=tmp_path)
+    report = check_dataset(out)
+    assert report.layout == "paper" and report.ok, report
+    assert [s.images for s in report.splits] == [2, 1, 1]
+    meta = json.loads((out / "dataset.json").read_text())
+    assert meta["n"] == 4 and meta["seed"] == 3 and meta["invert"] is False
+    image = read_image(out / "train" / "images" / "heldout_em_0000.tif")
+    mask = read_mask(out / "train" / "labels" / "heldout_em_0000.png") > 0
+    assert image.dtype == np.uint8 and image.shape == (96, 96)
+    assert 0.05 < mask.mean() < 0.4
+    # membranes are the dark class, but not the only dark pixels (nuclear envelopes, mitochondria, vesicle rims)
+    pixels = image.astype(float)
+    assert pixels[mask].mean() < pixels[~mask].mean() - 40
+    assert (pixels[~mask] < np.median(pixels[mask])).sum() > 0.02 * (~mask).sum()
+
+    inverted = tmp_path / "inv"
+    run_example("heldout_em.py", "--out", str(inverted), "--n", "4", "--size", "96", "--seed", "3", "--invert",
+                cwd=tmp_path)
+    flipped = read_image(inverted / "train" / "images" / "heldout_em_0000.tif")
+    assert np.array_equal(flipped, 255 - image)
+
+    proc = subprocess.run([sys.executable, str(EXAMPLES / "heldout_em.py"), "--out", str(out)], capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode != 0 and f"--out {out}: exists and is not empty" in proc.stderr
+    assert check_dataset(out).ok  # untouched
