@@ -506,6 +506,25 @@ def test_auto_polarity_on_every_kind_and_turned_over(kind, side):
         assert f"the foreground {expect}" in info["foreground_reason"]
 
 
+def test_auto_polarity_finds_dark_walls_between_cells_of_varied_tone():
+    """Cells whose tones differ as much as the walls differ from them: the whole image's histogram has no single
+    background mode (the rule on it, used until 2026-12-07, tied 2 to 2 here and said bright); the residual from
+    the local median still leans to the walls' side."""
+    from mstool.unsupervised import choose_foreground
+
+    g = torch.Generator().manual_seed(0)
+    cell, k = 24, 4
+    tones = 0.45 + 0.55 * torch.rand(4, 1, k, k, generator=g)
+    x = tones.repeat_interleave(cell, 2).repeat_interleave(cell, 3)
+    wall = (torch.arange(cell * k) % cell) < 3
+    x = torch.where(wall[:, None] | wall[None, :], torch.tensor(0.15), x) + 0.03 * torch.randn(x.shape, generator=g)
+    side, info = choose_foreground(x)
+    assert side == "dark" and info["foreground_votes"] == {"dark": 4, "bright": 0}, info
+    assert choose_foreground(-x)[0] == "bright"
+    with pytest.raises(ParameterError, match="`window` must be odd"):
+        choose_foreground(x, window=16)
+
+
 def test_auto_polarity_without_structure_is_bright():
     from mstool.unsupervised import choose_foreground
 
