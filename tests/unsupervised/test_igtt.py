@@ -28,6 +28,7 @@ from mstool.unsupervised._base import METHODS
 from mstool.unsupervised._classical import otsu_object_width
 from mstool.unsupervised._igtt import (
     IGTT,
+    _mean_dice,
     candidate_thresholds,
     choose_ems,
     fix_polarity,
@@ -252,11 +253,8 @@ def test_ems_settings_recorded(kwargs, expected, loss):
     assert out.info["bootstrap"] == kwargs.get("bootstrap", "otsu")
 
 
-def test_minimum_error_bootstrap_trains_on_the_minimum_error_masks(monkeypatch):
-    """``bootstrap="minerror"``: the first targets (thick objects: the masks themselves) are the minimum-error masks
-    of the raw image, which differ from Otsu's on these blobs with a dim rim, and the anchor reads the same mask."""
-    from mstool.unsupervised._classical import minimum_error
-
+def _spy_first_targets(monkeypatch) -> list[torch.Tensor]:
+    """The first round's targets of the next iGTT run, appended to the returned list."""
     first_targets = []
     train_round = IGTT._train_round
 
@@ -266,6 +264,15 @@ def test_minimum_error_bootstrap_trains_on_the_minimum_error_masks(monkeypatch):
         return train_round(self, model, optimizer, schedule, mixed, images, targets, loss_name, g)
 
     monkeypatch.setattr(IGTT, "_train_round", spy)
+    return first_targets
+
+
+def test_minimum_error_bootstrap_trains_on_the_minimum_error_masks(monkeypatch):
+    """``bootstrap="minerror"``: the first targets (thick objects: the masks themselves) are the minimum-error masks
+    of the raw image, which differ from Otsu's on these blobs with a dim rim, and the anchor reads the same mask."""
+    from mstool.unsupervised._classical import minimum_error
+
+    first_targets = _spy_first_targets(monkeypatch)
     g = torch.Generator().manual_seed(0)
     yy, xx = torch.meshgrid(torch.arange(32.0), torch.arange(32.0), indexing="ij")
     r = ((yy - 15.5) ** 2 + (xx - 15.5) ** 2).sqrt()
@@ -277,6 +284,25 @@ def test_minimum_error_bootstrap_trains_on_the_minimum_error_masks(monkeypatch):
     assert torch.equal(first_targets[0], expected)
     assert not torch.equal(expected, IGTT(**TINY)._bootstrap(x, None, torch.zeros(2, dtype=torch.bool), "clean",
                                                                torch.Generator().manual_seed(0))[2])
+
+
+def test_local_bootstrap_trains_on_the_local_threshold_masks(monkeypatch):
+    """``bootstrap="local"``: the first targets are the local threshold's masks, which find the blobs of the dim
+    half of an unevenly lit image where Otsu's global threshold takes the bright half's background."""
+    from mstool.unsupervised._classical import local_threshold
+
+    first_targets = _spy_first_targets(monkeypatch)
+    g = torch.Generator().manual_seed(0)
+    yy, xx = torch.meshgrid(torch.arange(48.0), torch.arange(48.0), indexing="ij")
+    blobs = ((torch.sin(yy / 2.5) * torch.sin(xx / 2.5)) > 0.6).float()
+    x = blobs + 2.0 * (xx > 24) + 0.1 * torch.randn(2, 1, 48, 48, generator=g)
+    out = IGTT(**TINY, bootstrap="local", ems="clean").segment(x, generator=torch.Generator().manual_seed(0))
+    expected = local_threshold(x, foreground="bright").masks
+    assert out.info["bootstrap"] == "local" and torch.equal(first_targets[0], expected)
+    otsu_first = IGTT(**TINY)._bootstrap(x, None, torch.zeros(2, dtype=torch.bool), "clean",
+                                          torch.Generator().manual_seed(0))[2]
+    truth = blobs.bool().expand(2, 48, 48)
+    assert _mean_dice(expected, truth) > _mean_dice(otsu_first, truth) + 0.2
 
 
 def _lines_and_dots(n=2, size=48):
