@@ -213,9 +213,9 @@ BOOTSTRAPS = ("auto", "otsu", "minerror", "local", "prior", "otsu+prior", "blank
 its minimum-error mask), ``local`` (the same from the local threshold's mask, :func:`local_threshold` at its
 defaults: a window ten times the objects' width), ``prior`` (pixels drawn with probability proportional to the
 prior: an RCL-sampled label of it), ``otsu+prior`` (the Otsu targets, each pixel kept with probability
-``q / max q``), ``blank`` (the paper's empty masks), ``auto`` (``minerror`` with area targets where the minimum-error masks of
-the images hold fewer pixels than the Otsu masks, membrane-like images; ``otsu`` otherwise; a prior then acts
-through the selection)."""
+``q / max q``), ``blank`` (the paper's empty masks), ``auto`` (``minerror`` with area targets where the
+minimum-error masks of the images hold fewer pixels than the Otsu masks, membrane-like images; ``otsu`` otherwise; a
+prior then acts through the selection)."""
 
 LOSSES = ("auto", "dmi+iou", "bce")
 """Training losses: ``dmi+iou`` (the paper's; DMI with its sign, see :func:`_signed_dmi_loss`), ``bce``, and
