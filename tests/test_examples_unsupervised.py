@@ -113,3 +113,21 @@ def test_heldout_em_writes_a_membrane_dataset_in_the_paper_layout(tmp_path):
                           text=True, timeout=120)
     assert proc.returncode != 0 and f"--out {out}: exists and is not empty" in proc.stderr
     assert check_dataset(out).ok  # untouched
+
+
+def test_unsupervised_table_writes_the_heldout_sets_once(tmp_path, monkeypatch):
+    from mstool.io import read_image
+
+    monkeypatch.syspath_prepend(str(EXAMPLES))
+    from unsupervised_table import data_for
+
+    assert data_for("em-inv", tmp_path, tmp_path / "none.tif", tmp_path / "none.tif") == ("synth:em", True)
+    data, invert = data_for("heldout-em", tmp_path, tmp_path / "none.tif", tmp_path / "none.tif")
+    turned, _ = data_for("heldout-em-inv", tmp_path, tmp_path / "none.tif", tmp_path / "none.tif")
+    assert data == str(tmp_path / "data-heldout-em") and turned == data + "-inv" and invert is False
+    name = "test/images/heldout_em_0023.tif"
+    image = read_image(tmp_path / "data-heldout-em" / name)
+    assert np.array_equal(read_image(tmp_path / "data-heldout-em-inv" / name), 255 - image)
+    stamp = (tmp_path / "data-heldout-em" / "dataset.json").stat().st_mtime_ns
+    data_for("heldout-em", tmp_path, tmp_path / "none.tif", tmp_path / "none.tif")  # kept, not drawn again
+    assert (tmp_path / "data-heldout-em" / "dataset.json").stat().st_mtime_ns == stamp
