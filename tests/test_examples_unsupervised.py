@@ -131,3 +131,4 @@ def test_unsupervised_table_writes_the_heldout_sets_once(tmp_path, monkeypatch):
     stamp = (tmp_path / "data-heldout-em" / "dataset.json").stat().st_mtime_ns
     data_for("heldout-em", tmp_path, tmp_path / "none.tif", tmp_path / "none.tif")  # kept, not drawn again
     assert (tmp_path / "data-heldout-em" / "dataset.json").stat().st_mtime_ns == stamp
+    assert data_for(data, tmp_path / "elsewhere", tmp_path / "none.tif", tmp_path / "none.tif") == (data, False)
