@@ -523,6 +523,9 @@ def test_auto_polarity_finds_dark_walls_between_cells_of_varied_tone():
     assert choose_foreground(-x)[0] == "bright"
     with pytest.raises(ParameterError, match="`window` must be odd"):
         choose_foreground(x, window=16)
+    # a large image is read on a strided grid of window centres (600 x 600: every third pixel), same side
+    big = x[:1].repeat(1, 1, 7, 7)[:, :, :600, :600]
+    assert choose_foreground(big)[0] == "dark" and choose_foreground(-big)[0] == "bright"
 
 
 def test_auto_polarity_without_structure_is_bright():
