@@ -16,12 +16,17 @@ illumination. This script draws membrane images another way, with numpy, scipy a
 - the "camera": Gaussian blur, a linear illumination ramp, additive Gaussian noise at the requested
   signal-to-noise ratio, row-wise scan-line offsets, a random gamma and 8-bit quantisation.
 
+`--kind er` draws the endoplasmic reticulum instead: dark tubules (1-5 px wide, smooth random walks) in a bright
+cytoplasm mottled at three scales, with dark mitochondria and, in most images, part of a dimmer, clumped nucleus,
+neither of which is ER; the same camera.
+
     python examples/heldout_em.py --out data/heldout-em            # 24 images of 128 x 128, split 14/5/5
     python examples/heldout_em.py --out DIR --n 6 --size 256 --snr 4 --seed 1
+    python examples/heldout_em.py --out DIR --kind er                # dark ER tubules
 
 The folder has the paper layout (`{train,val,test}/{images,labels}/`, 8-bit TIFF images, 0/255 PNG masks) that
 `mstool compare --data DIR` and `mstool segment --images DIR/test/images` read; `dataset.json` records the
-settings. `examples/unsupervised_table.py --sets heldout-em` writes it and runs the table on it.
+settings. `examples/unsupervised_table.py --sets heldout-em` (or `heldout-er`) writes it and runs the table on it.
 """
 
 from __future__ import annotations
@@ -136,6 +141,43 @@ def draw(rng: np.random.Generator, shape: tuple[int, int]) -> tuple[np.ndarray, 
     return membrane, np.clip(image, 0, None)
 
 
+def draw_er(rng: np.random.Generator, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """Endoplasmic reticulum as EM shows it: dark tubules (1-5 px wide; smooth random walks that turn off sharply
+    now and then) in a bright, mottled cytoplasm that also holds dark mitochondria and a dimmer nucleus, which are
+    not ER. Returns the ER mask (H, W) bool and the ideal transmission (H, W) float."""
+    h, w = shape
+    image = rng.uniform(0.7, 0.85) * (1 + 0.05 * smooth_noise(rng, shape, 1.0) + 0.07 * smooth_noise(rng, shape, 5.0)
+                                      + 0.08 * smooth_noise(rng, shape, 20.0))
+    yy, xx = np.mgrid[:h, :w]
+    if rng.random() < 0.6:  # part of a nucleus, dimmer and clumped
+        cy, cx, r = rng.uniform(0, h), rng.uniform(0, w), rng.uniform(25, 45)
+        nucleus = np.hypot(yy - cy, xx - cx) < r
+        image[nucleus] *= np.where(smooth_noise(rng, shape, 2.0)[nucleus] > 0.7, 0.55, 0.75)
+    centre = np.zeros(shape, dtype=bool)
+    half = np.zeros(shape)
+    for _ in range(max(1, int(rng.poisson(h * w / 1200)))):
+        y, x = rng.uniform(0, h), rng.uniform(0, w)
+        heading, width = rng.uniform(0, 2 * math.pi), rng.uniform(2.5, 4.5)
+        for _ in range(int(rng.uniform(30, 120))):
+            heading += rng.normal(0, 0.15)
+            y, x = y + math.sin(heading), x + math.cos(heading)
+            if not (0 <= y < h and 0 <= x < w):
+                break
+            centre[int(y), int(x)] = True
+            half[int(y), int(x)] = max(half[int(y), int(x)], width / 2)
+            if rng.random() < 0.01:  # a branch: the walk turns off sharply
+                heading += rng.choice([-1.0, 1.0]) * rng.uniform(0.8, 1.4)
+    distance, (iy, ix) = ndimage.distance_transform_edt(~centre, return_indices=True)
+    er = distance < half[iy, ix]  # 1 px for a width under 3, 3 px from 3 on, 5 px above 4.1
+    image[er] = rng.uniform(0.22, 0.32) * (1 + 0.1 * smooth_noise(rng, shape, 2.0)[er])
+    for _ in range(int(rng.poisson(h * w / 2500))):  # mitochondria, clear of the tubules
+        cy, cx = rng.uniform(0, h), rng.uniform(0, w)
+        rr, cc = ellipse(cy, cx, rng.uniform(3, 6), rng.uniform(7, 14), shape=shape, rotation=rng.uniform(0, math.pi))
+        keep = ~er[rr, cc]
+        image[rr[keep], cc[keep]] = rng.uniform(0.3, 0.42)
+    return er, np.clip(image, 0, None)
+
+
 def photograph(rng: np.random.Generator, ideal: np.ndarray, membrane: np.ndarray, snr: float) -> np.ndarray:
     """Blur, a linear illumination ramp, Gaussian and scan-line noise at ``snr``, a gamma, 8 bits."""
     h, w = ideal.shape
@@ -151,14 +193,19 @@ def photograph(rng: np.random.Generator, ideal: np.ndarray, membrane: np.ndarray
     return np.round(255 * image).astype(np.uint8)
 
 
-def em_like(rng: np.random.Generator, shape: tuple[int, int], snr: float = 8.0) -> tuple[np.ndarray, np.ndarray]:
-    """One image (H, W) uint8 and its membrane mask (H, W) uint8 (1 = membrane)."""
-    membrane, ideal = draw(rng, shape)
-    return photograph(rng, ideal, membrane, snr), membrane.astype(np.uint8)
+KINDS = {"em": (draw, "membrane"), "er": (draw_er, "er")}
+"""Scene drawers by kind, with the name of the foreground class."""
+
+
+def em_like(rng: np.random.Generator, shape: tuple[int, int], snr: float = 8.0,
+            kind: str = "em") -> tuple[np.ndarray, np.ndarray]:
+    """One image (H, W) uint8 and its mask (H, W) uint8 (1 = membrane, or ER for ``kind="er"``)."""
+    foreground, ideal = KINDS[kind][0](rng, shape)
+    return photograph(rng, ideal, foreground, snr), foreground.astype(np.uint8)
 
 
 def write_dataset(root: Path, n: int = 24, size: int = 128, snr: float = 8.0, seed: int = 0,
-                  invert: bool = False) -> Path:
+                  invert: bool = False, kind: str = "em") -> Path:
     """``n`` images in the paper layout under ``root`` (written beside it, then renamed: no half-written folder);
     ``invert`` turns the images over (bright membranes on dark cells), the labels stay."""
     root = Path(root)
@@ -171,13 +218,14 @@ def write_dataset(root: Path, n: int = 24, size: int = 128, snr: float = 8.0, se
     start = 0
     for split, count in zip(("train", "val", "test"), counts, strict=True):
         for i in range(start, start + count):
-            image, mask = em_like(rng, (size, size), snr)
+            image, mask = em_like(rng, (size, size), snr, kind)
             image = 255 - image if invert else image
-            write_image(tmp / split / "images" / f"heldout_em_{i:04d}.tif", image)
-            write_mask(tmp / split / "labels" / f"heldout_em_{i:04d}.png", mask)
+            write_image(tmp / split / "images" / f"heldout_{kind}_{i:04d}.tif", image)
+            write_mask(tmp / split / "labels" / f"heldout_{kind}_{i:04d}.png", mask)
         start += count
-    meta = {"generator": "examples/heldout_em.py", "n": n, "size": size, "snr": snr, "seed": seed, "invert": invert,
-            "classes": ["background", "membrane"], "split": dict(zip(("train", "val", "test"), counts, strict=True))}
+    meta = {"generator": "examples/heldout_em.py", "kind": kind, "n": n, "size": size, "snr": snr, "seed": seed,
+            "invert": invert, "classes": ["background", KINDS[kind][1]],
+            "split": dict(zip(("train", "val", "test"), counts, strict=True))}
     (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
     if root.exists():
         root.rmdir()
@@ -192,11 +240,13 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=128, help="side in pixels (default 128)")
     parser.add_argument("--snr", type=float, default=8.0, help="membrane contrast over noise std (default 8)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--invert", action="store_true", help="bright membranes on dark cells")
+    parser.add_argument("--kind", choices=sorted(KINDS), default="em",
+                        help="em: membranes between cells (default); er: ER tubules in the cytoplasm")
+    parser.add_argument("--invert", action="store_true", help="bright foreground on a dark background")
     args = parser.parse_args()
     if args.n < 3 or args.size < 32 or not args.snr > 0:
         parser.error(f"need --n >= 3, --size >= 32 and --snr > 0; got {args.n}, {args.size}, {args.snr}")
-    print(write_dataset(args.out, args.n, args.size, args.snr, args.seed, args.invert))
+    print(write_dataset(args.out, args.n, args.size, args.snr, args.seed, args.invert, args.kind))
 
 
 if __name__ == "__main__":

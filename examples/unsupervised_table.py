@@ -9,7 +9,8 @@ over seeds, and the share of the gap between Otsu and the supervised network tha
 Sets: `er`, `mito`, `nuc`, `em` (built-in synthetic, 24 images of 128 x 128, 5 test images) and `dsb` (the real
 DSB2018 nuclei sample cut into 16 tiles of 128 x 128, 3 test tiles; needs ../shared/data, or --image/--mask).
 `heldout-em` is EM-like data from another generator and camera model (`examples/heldout_em.py`, 24 images of
-128 x 128, 5 test images), on which no setting was chosen. `NAME-inv` turns a set over (dark objects on a bright
+128 x 128, 5 test images), on which no setting was chosen; `heldout-er` the same generator's ER: dark tubules in
+a bright, mottled cytoplasm with dark mitochondria. `NAME-inv` turns a set over (dark objects on a bright
 background; bright membranes on `heldout-em-inv`). A folder in the paper layout (`{train,val,test}/{images,labels}`)
 is a set as it is, named by its path.
 
@@ -43,7 +44,7 @@ def data_for(name: str, out: Path, image: Path, mask: Path) -> tuple[str, bool]:
     if Path(name).is_dir():  # a dataset folder of one's own, as it is
         return name, False
     base, invert = (name[:-4], True) if name.endswith("-inv") else (name, False)
-    if base not in ("dsb", "heldout-em"):
+    if base not in ("dsb", "heldout-em", "heldout-er"):
         return f"synth:{base}", invert
     root = out / f"data-{name}"
     if not root.exists() and base == "dsb":
@@ -51,7 +52,7 @@ def data_for(name: str, out: Path, image: Path, mask: Path) -> tuple[str, bool]:
     elif not root.exists():
         from heldout_em import write_dataset  # a script beside this one, not part of the package
 
-        write_dataset(root, invert=invert)
+        write_dataset(root, invert=invert, kind=base.split("-")[1])
     return str(root), False
 
 

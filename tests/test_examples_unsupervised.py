@@ -109,6 +109,13 @@ def test_heldout_em_writes_a_membrane_dataset_in_the_paper_layout(tmp_path):
     flipped = read_image(inverted / "train" / "images" / "heldout_em_0000.tif")
     assert np.array_equal(flipped, 255 - image)
 
+    tubules = tmp_path / "er"
+    run_example("heldout_em.py", "--out", str(tubules), "--n", "3", "--size", "96", "--kind", "er", cwd=tmp_path)
+    assert json.loads((tubules / "dataset.json").read_text())["classes"] == ["background", "er"]
+    image = read_image(tubules / "train" / "images" / "heldout_er_0000.tif").astype(float)
+    mask = read_mask(tubules / "train" / "labels" / "heldout_er_0000.png") > 0
+    assert 0.05 < mask.mean() < 0.4 and image[mask].mean() < image[~mask].mean() - 40
+
     proc = subprocess.run([sys.executable, str(EXAMPLES / "heldout_em.py"), "--out", str(out)], capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode != 0 and f"--out {out}: exists and is not empty" in proc.stderr
