@@ -34,8 +34,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import shutil
-import tempfile
 from pathlib import Path
 
 import numpy as np
@@ -43,7 +41,9 @@ from scipy import ndimage
 from skimage.draw import ellipse
 from skimage.segmentation import find_boundaries, watershed
 
+from mstool._fs import atomic_dir  # the package's own atomic folder writer
 from mstool.data import split_counts
+from mstool.errors import MstoolError
 from mstool.io import write_image, write_mask
 
 
@@ -205,32 +205,27 @@ def em_like(rng: np.random.Generator, shape: tuple[int, int], snr: float = 8.0,
 
 
 def write_dataset(root: Path, n: int = 24, size: int = 128, snr: float = 8.0, seed: int = 0,
-                  invert: bool = False, kind: str = "em") -> Path:
+                  invert: bool = False, kind: str = "em", overwrite: bool = False) -> Path:
     """``n`` images in the paper layout under ``root`` (written beside it, then renamed: no half-written folder);
-    ``invert`` turns the images over (bright membranes on dark cells), the labels stay."""
-    root = Path(root)
-    if root.exists() and any(root.iterdir()):
-        raise SystemExit(f"error: --out {root}: exists and is not empty")
+    ``invert`` turns the images over (bright membranes on dark cells), the labels stay; ``overwrite`` replaces a
+    folder this script (or mstool) wrote, once the new one is complete."""
     rng = np.random.default_rng(seed)
     counts = split_counts(n)
-    root.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=root.name + ".", dir=root.parent))
-    start = 0
-    for split, count in zip(("train", "val", "test"), counts, strict=True):
-        for i in range(start, start + count):
-            image, mask = em_like(rng, (size, size), snr, kind)
-            image = 255 - image if invert else image
-            write_image(tmp / split / "images" / f"heldout_{kind}_{i:04d}.tif", image)
-            write_mask(tmp / split / "labels" / f"heldout_{kind}_{i:04d}.png", mask)
-        start += count
-    meta = {"generator": "examples/heldout_em.py", "kind": kind, "n": n, "size": size, "snr": snr, "seed": seed,
-            "invert": invert, "classes": ["background", KINDS[kind][1]],
-            "split": dict(zip(("train", "val", "test"), counts, strict=True))}
-    (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
-    if root.exists():
-        root.rmdir()
-    shutil.move(str(tmp), root)
-    return root
+    # refuses a non-empty folder it did not write; a failed run leaves nothing half-written
+    with atomic_dir(root, overwrite=overwrite, kind="heldout") as tmp:
+        start = 0
+        for split, count in zip(("train", "val", "test"), counts, strict=True):
+            for i in range(start, start + count):
+                image, mask = em_like(rng, (size, size), snr, kind)
+                image = 255 - image if invert else image
+                write_image(tmp / split / "images" / f"heldout_{kind}_{i:04d}.tif", image)
+                write_mask(tmp / split / "labels" / f"heldout_{kind}_{i:04d}.png", mask)
+            start += count
+        meta = {"generator": "examples/heldout_em.py", "kind": kind, "n": n, "size": size, "snr": snr, "seed": seed,
+                "invert": invert, "classes": ["background", KINDS[kind][1]],
+                "split": dict(zip(("train", "val", "test"), counts, strict=True))}
+        (tmp / "dataset.json").write_text(json.dumps(meta, indent=2) + "\n")
+    return Path(root)
 
 
 def main() -> None:
@@ -243,10 +238,15 @@ def main() -> None:
     parser.add_argument("--kind", choices=sorted(KINDS), default="em",
                         help="em: membranes between cells (default); er: ER tubules in the cytoplasm")
     parser.add_argument("--invert", action="store_true", help="bright foreground on a dark background")
+    parser.add_argument("--overwrite", action="store_true", help="replace a folder this script wrote")
     args = parser.parse_args()
     if args.n < 3 or args.size < 32 or not args.snr > 0:
         parser.error(f"need --n >= 3, --size >= 32 and --snr > 0; got {args.n}, {args.size}, {args.snr}")
-    print(write_dataset(args.out, args.n, args.size, args.snr, args.seed, args.invert, args.kind))
+    try:
+        print(write_dataset(args.out, args.n, args.size, args.snr, args.seed, args.invert, args.kind,
+                            args.overwrite))
+    except MstoolError as err:  # a folder that is not empty, or cannot be written
+        parser.error(f"--out {err}")
 
 
 if __name__ == "__main__":

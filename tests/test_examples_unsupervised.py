@@ -118,8 +118,10 @@ def test_heldout_em_writes_a_membrane_dataset_in_the_paper_layout(tmp_path):
 
     proc = subprocess.run([sys.executable, str(EXAMPLES / "heldout_em.py"), "--out", str(out)], capture_output=True,
                           text=True, timeout=120)
-    assert proc.returncode != 0 and f"--out {out}: exists and is not empty" in proc.stderr
-    assert check_dataset(out).ok  # untouched
+    assert proc.returncode == 2 and f"--out {out}: output folder exists and is not empty" in proc.stderr
+    assert check_dataset(out).ok and json.loads((out / "dataset.json").read_text())["n"] == 4  # untouched
+    run_example("heldout_em.py", "--out", str(out), "--n", "3", "--size", "64", "--overwrite", cwd=tmp_path)
+    assert json.loads((out / "dataset.json").read_text())["n"] == 3
 
 
 def test_unsupervised_table_writes_the_heldout_sets_once(tmp_path, monkeypatch):
