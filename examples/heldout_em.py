@@ -1,12 +1,12 @@
-"""A second electron-microscopy-like data set, drawn by code that shares nothing with `mstool.data`, to judge the
-methods on images they were not tuned on.
+"""A second electron-microscopy-like data set, drawn by code that shares nothing with the built-in generator, to
+judge the methods on images they were not tuned on.
 
 Every choice in mstool's unsupervised methods was measured on the built-in kinds, and all of them come from one
 generator and one camera model (`mstool.data.synthesize`): Voronoi cells, Poisson-Gaussian counts, a vignetted
 illumination. This script draws membrane images another way, with numpy, scipy and scikit-image only:
 
 - cells are the watershed basins of jittered, unevenly spaced seeds on a noisy distance map, so they vary in size
-  (about 25-70 px across) and their walls are irregular, not straight Voronoi edges;
+  (about 20-45 px across) and their walls are irregular, not straight Voronoi edges;
 - membranes (the foreground) are 2-6 px wide bands along the cell walls; where a band is wider than 4 px its middle
   line is lighter, the double-membrane look of two apposed cell membranes;
 - cells are mottled at three scales, one in eight is a dark cell; many hold a nucleus (a disc of darker, clumped
@@ -25,7 +25,7 @@ neither of which is ER; the same camera.
     python examples/heldout_em.py --out DIR --kind er                # dark ER tubules
 
 The folder has the paper layout (`{train,val,test}/{images,labels}/`, 8-bit TIFF images, 0/255 PNG masks) that
-`mstool compare --data DIR` and `mstool segment --images DIR/test/images` read; `dataset.json` records the
+`mstool compare --data DIR` and `mstool segment DIR/test/images` read; `dataset.json` records the
 settings. `examples/unsupervised_table.py --sets heldout-em` (or `heldout-er`) writes it and runs the table on it.
 """
 
