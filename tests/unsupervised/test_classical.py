@@ -528,6 +528,22 @@ def test_auto_polarity_finds_dark_walls_between_cells_of_varied_tone():
     assert choose_foreground(big)[0] == "dark" and choose_foreground(-big)[0] == "bright"
 
 
+@pytest.mark.parametrize(("name", "side"), [("coins", "bright"), ("text", "dark"), ("page", "dark"),
+                                             ("microaneurysms", "dark"), ("retina", "dark")])
+def test_auto_polarity_on_real_images_bundled_with_scikit_image(name, side):
+    """Real images whose foreground side is known: bright coins; dark text (page: on an uneven background); dark
+    vessels of a fundus photograph (its green channel; the histogram-mode rule used until 2026-12-07 said bright)."""
+    from skimage import data
+
+    from mstool.unsupervised import choose_foreground
+
+    image = getattr(data, name)()
+    image = image[..., 1] if image.ndim == 3 else image
+    x = torch.from_numpy(image.astype(np.float32))[None, None]
+    assert choose_foreground(x)[0] == side
+    assert choose_foreground(x.amax() - x)[0] == {"bright": "dark", "dark": "bright"}[side]
+
+
 def test_auto_polarity_without_structure_is_bright():
     from mstool.unsupervised import choose_foreground
 
