@@ -283,7 +283,7 @@ def test_minimum_error_bootstrap_trains_on_the_minimum_error_masks(monkeypatch):
     assert out.info["bootstrap"] == "minerror" and out.info["ems"] == "clean" and out.info["anchor"] == 0.35
     assert torch.equal(first_targets[0], expected)
     assert not torch.equal(expected, IGTT(**TINY)._bootstrap(x, None, torch.zeros(2, dtype=torch.bool), "clean",
-                                                               torch.Generator().manual_seed(0))[2])
+                                                               torch.Generator().manual_seed(0), mode="otsu")[2])
 
 
 def test_local_bootstrap_trains_on_the_local_threshold_masks(monkeypatch):
@@ -300,7 +300,7 @@ def test_local_bootstrap_trains_on_the_local_threshold_masks(monkeypatch):
     expected = local_threshold(x, foreground="bright").masks
     assert out.info["bootstrap"] == "local" and torch.equal(first_targets[0], expected)
     otsu_first = IGTT(**TINY)._bootstrap(x, None, torch.zeros(2, dtype=torch.bool), "clean",
-                                          torch.Generator().manual_seed(0))[2]
+                                          torch.Generator().manual_seed(0), mode="otsu")[2]
     truth = blobs.bool().expand(2, 48, 48)
     assert _mean_dice(expected, truth) > _mean_dice(otsu_first, truth) + 0.2
 

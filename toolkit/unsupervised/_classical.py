@@ -268,7 +268,7 @@ def choose_foreground(images: torch.Tensor, *, smooth: float = 1.0, window: int 
     x = smoothed(images.mean(1, keepdim=True), sigma)
     n = len(x)
     structured = ~_constant(images) if n else torch.zeros(0, dtype=torch.bool)
-    skew = torch.stack([_residual_skewness(x[i: i + 1], window) for i in range(n)]) if n else torch.zeros(0)
+    skew = torch.stack([_residual_skewness(x[i: i + 1], window) for i in range(n)]).cpu() if n else torch.zeros(0)
     dark = (skew < 0).to(structured.device) & structured
     votes = {"dark": int(dark.sum()), "bright": int((structured & ~dark).sum())}
     side = "dark" if votes["dark"] > votes["bright"] else "bright"
@@ -284,20 +284,18 @@ def choose_foreground(images: torch.Tensor, *, smooth: float = 1.0, window: int 
 
 
 def _residual_skewness(x: torch.Tensor, window: int) -> torch.Tensor:
-    """Skewness of ``x`` minus its local median, for one ``(1, 1, H, W)`` image, as a 0-d float64 tensor (0 when
-    the residual is flat or the image is narrower than 3 pixels)."""
+    """Skewness of ``x`` minus its local median, for one ``(1, 1, H, W)`` image, as a 0-d float64 tensor on its
+    device (0 when the residual is flat or the image is narrower than 3 pixels)."""
     _, _, h, w = x.shape
     k = min(window, h - (h % 2 == 0), w - (w % 2 == 0))
     if k < 3:
-        return torch.zeros((), dtype=torch.float64)
+        return torch.zeros((), dtype=torch.float64, device=x.device)
     stride = max(1, math.ceil(math.sqrt((h - k + 1) * (w - k + 1) / _RESIDUAL_SAMPLES)))
     patches = F.unfold(x, k, stride=stride)[0]  # (k * k, L): one column per window centre
     residual = (patches[k * k // 2] - patches.median(0).values).double()
     residual = residual - residual.mean()
-    spread = residual.pow(2).mean().sqrt()
-    if not spread > 0:
-        return torch.zeros((), dtype=torch.float64)
-    return (residual.pow(3).mean() / spread**3).cpu()
+    spread = residual.pow(2).mean().sqrt().clamp(min=torch.finfo(torch.float64).tiny)  # flat: 0 / tiny = 0
+    return (residual / spread).pow(3).mean()
 
 
 def resolve_foreground(images: torch.Tensor, foreground: str) -> tuple[str, dict]:

@@ -932,7 +932,7 @@ class IGTT:
         info.update(why)
         images = self._oriented(images)  # from here on the foreground is bright, whichever side it was
         mode, ratios = self._resolve_bootstrap(images[~constant])
-        spec, width = self._choose_ems(images, area=ratios["minerror_to_otsu"] is not None and mode == "minerror")
+        spec, width = self._choose_ems(images, area=self.bootstrap == "auto" and mode == "minerror")
         shortest = self._shortest_skeleton(images, spec, width)
         loss_name = self._loss_for(spec)
         model = build_model("unet", in_channels=c, num_classes=1, options=self.model_options, generator=g)
@@ -972,9 +972,8 @@ class IGTT:
         """The bootstrap to use and, for ``auto``, the ratios it was chosen by (``None`` otherwise):
         ``otsu_to_local``, the pixels of the Otsu masks over those of the local threshold's masks: above
         :data:`_GLOBAL_TO_LOCAL`, ``local``; else ``minerror_to_otsu``, the pixels of the minimum-error masks over
-        those of the Otsu masks: below 1,
-        ``minerror`` (with area targets, :meth:`_choose_ems`); else ``otsu``. All masks are of the images smoothed
-        with sigma 1, oriented, non-constant. See the module docstring."""
+        those of the Otsu masks: below 1, ``minerror`` (with area targets, :meth:`_choose_ems`); else ``otsu``.
+        All masks are of the images smoothed with sigma 1, oriented, non-constant. See the module docstring."""
         ratios: dict[str, float | None] = {"otsu_to_local": None, "minerror_to_otsu": None}
         if self.bootstrap != "auto":
             return self.bootstrap, ratios
@@ -1033,9 +1032,9 @@ class IGTT:
                    mode: str | None = None) -> tuple[torch.Tensor, str, torch.Tensor | None]:
         """First-round targets, the bootstrap's name and its first (Otsu or minimum-error) mask (``None`` for a
         bootstrap without one); ``shortest`` as for :meth:`_extract`; ``mode`` from :meth:`_resolve_bootstrap`
-        (``None``: the ``bootstrap`` setting, ``auto`` read as ``otsu``)."""
+        (``None``: resolved from the ``bootstrap`` setting the same way)."""
         if mode is None:
-            mode = "otsu" if self.bootstrap == "auto" else self.bootstrap
+            mode = self._resolve_bootstrap(images[~constant])[0]
         if mode in ("prior", "otsu+prior") and prior is None:
             raise ParameterError(f"`bootstrap` {mode!r} needs a `prior`; pass one or use 'otsu' or 'blank'")
         n, _, h, w = images.shape
