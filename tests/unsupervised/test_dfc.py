@@ -10,7 +10,7 @@ import torch
 from mstool.device import _cpu_bf16
 from mstool.errors import DataError, DeviceError, MstoolWarning, ParameterError, ShapeError
 from mstool.unsupervised._base import METHODS
-from mstool.unsupervised._dfc import DFC, DFCNet, dfc, prior_scribbles
+from mstool.unsupervised._dfc import DFC, DFCNet, _foreground, dfc, prior_scribbles
 
 QUICK = {"channels": 16, "layers": 2, "iterations": 30}
 
@@ -73,14 +73,50 @@ def test_bright_square_is_found():
     assert seg.scores.shape == (2, 1, 32, 32)
     assert float(seg.scores.min()) >= 0 and float(seg.scores.max()) <= 1
     assert dice(seg.masks, truth) > 0.9
-    assert seg.info["rule"] == ["intensity", "intensity"]
+    assert seg.info["rule"] == ["local", "local"]
     agree = (seg.masks.bool() == (seg.scores[:, 0] >= 0.5)).float().mean()
     assert float(agree) > 0.95
 
 
-def test_dark_rule():
+@pytest.mark.parametrize("mapping", ["local", "intensity"])
+def test_dark_rule(mapping):
     images, truth = square_batch()
-    assert dice(dfc(-images, foreground="dark", generator=gen(0), **QUICK).masks, truth) > 0.9
+    seg = dfc(-images, foreground="dark", mapping=mapping, generator=gen(0), **QUICK)
+    assert dice(seg.masks, truth) > 0.9 and seg.info["rule"] == [mapping]
+
+
+def uneven_clusters():
+    """Four clusters: a dark left background (0) with dim objects (1), a bright right background (2) with bright
+    objects (3); the right background is brighter than the left objects, so no global cut separates them."""
+    labels = torch.zeros(32, 64, dtype=torch.long)
+    labels[:, 32:] = 2
+    for y in (4, 14, 24):
+        for x0, cluster in ((4, 1), (14, 1), (36, 3), (46, 3)):
+            labels[y : y + 5, x0 : x0 + 5] = cluster
+    level = torch.tensor([0.0, 1.0, 2.0, 3.0])
+    return labels, level[labels]
+
+
+@pytest.mark.parametrize("foreground", ["bright", "dark"])
+def test_local_mapping_where_the_background_level_changes(foreground):
+    labels, intensity = uneven_clusters()
+    intensity = intensity if foreground == "bright" else -intensity
+    fg, means, rule = _foreground(labels, intensity, 8, False, foreground, "local")
+    assert rule == "local" and torch.nonzero(fg).flatten().tolist() == [1, 3]
+    # the cluster means split globally: the bright background joins the foreground, the dim objects do not
+    fg, _, rule = _foreground(labels, intensity, 8, False, foreground, "intensity")
+    assert rule == "intensity" and torch.nonzero(fg).flatten().tolist() == [2, 3]
+    assert sorted(means) == [0, 1, 2, 3]
+
+
+def test_local_mapping_falls_back_to_the_means_without_a_split():
+    labels, intensity = uneven_clusters()
+    # one cluster: no vote can split it, so the cluster-means rule decides (and finds nothing to split)
+    fg, _, rule = _foreground(torch.zeros_like(labels), intensity, 8, False, "bright", "local")
+    assert rule == "intensity" and not bool(fg.any())
+    # scribble anchors win over the mapping
+    fg, _, rule = _foreground(labels, intensity, 8, True, "bright", "local")
+    assert rule == "scribbles" and fg[1] and not fg[0]
 
 
 def test_stops_at_the_minimum_number_of_labels():
@@ -307,6 +343,8 @@ def test_progress_reports_every_update_in_order():
     (lambda: DFC(scribble_continuity=-1), ParameterError, "`scribble_continuity` must be in"),
     (lambda: DFC(scribble_weight=-1), ParameterError, "`scribble_weight` must be in"),
     (lambda: DFC(foreground="left"), ParameterError, "`foreground` must be one of"),
+    (lambda: DFC(mapping="otsu"), ParameterError, "`mapping` must be one of local, intensity"),
+    (lambda: dfc(torch.randn(1, 1, 8, 8), mapping="vote"), ParameterError, "`mapping` must be one of"),
     (lambda: DFC(prior_keep=2), ParameterError, "`prior_keep` must be in"),
     (lambda: DFC(tile=8), ParameterError, "`tile` must be an integer >= 16"),
     (lambda: DFC(crop=8), ParameterError, "`crop` must be an integer >= 16"),
