@@ -31,9 +31,10 @@ from mstool.compare import SuiteConfig, gap_closed, run_suite, summarize, summar
 from mstool.data import write_tiled_dataset
 
 SAMPLE = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "dsb2018-nuclei-sample"
-METHODS = ["otsu", "minerror", "local", "kmeans", "gmm", "dfc", "dfc:prior=otsu", "dfc:prior=local",
-           "dfc:prior=kmeans", "dfc:prior=otsu+local+kmeans", "dfc:prior=minerror", "dfc:prior=otsu+minerror+local",
-           "igtt", "igtt:no-ems", "igtt:anchor=0", "igtt:min-skeleton=0", "igtt:bootstrap=minerror",
+METHODS = ["otsu", "minerror", "local", "kmeans", "gmm", "dfc", "dfc:mapping=intensity", "dfc:prior=otsu",
+           "dfc:prior=local", "dfc:prior=kmeans", "dfc:prior=otsu+local+kmeans", "dfc:prior=minerror",
+           "dfc:prior=otsu+minerror+local", "igtt", "igtt:no-ems", "igtt:anchor=0", "igtt:min-skeleton=0",
+           "igtt:bootstrap=minerror",
            "igtt:bootstrap=otsu", "igtt:bootstrap=local", "igtt:bootstrap=minerror,ems=clean", "igtt:prior=otsu",
            "igtt:prior=local", "igtt:prior=kmeans", "igtt:prior=otsu+local+kmeans",
            "igtt:prior=otsu+local+kmeans,prior-gate=0.35", "igtt:prior=minerror", "igtt:prior=otsu+minerror+local"]
