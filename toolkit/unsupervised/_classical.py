@@ -370,11 +370,15 @@ def smoothed_threshold_masks(images: torch.Tensor, foreground: str, sigma: float
                              bins: int = 256) -> torch.Tensor:
     """``(N, H, W)`` int64 masks of the channel-mean images blurred with sigma ``sigma`` (:func:`smoothed`) above
     their global threshold by ``rule`` (``"otsu"``, :func:`otsu_thresholds`, or ``"minimum_error"``,
-    :func:`minimum_error_thresholds`), on side ``foreground`` (``"bright"`` or ``"dark"``: the negated intensity,
-    so the dark mask of ``x`` is the bright mask of ``-x`` exactly); a constant image gives an empty mask. Inputs
-    are not checked: the public callers (:func:`otsu_object_width`, iGTT's bootstrap) do that."""
+    :func:`minimum_error_thresholds`), or above their local mean (``"local"``: :func:`local_threshold` at its
+    defaults), on side ``foreground`` (``"bright"`` or ``"dark"``: the negated intensity, so the dark mask of ``x``
+    is the bright mask of ``-x`` exactly); a constant image gives an empty mask. Inputs are not checked: the public
+    callers (:func:`otsu_object_width`, iGTT's bootstrap, DFC's cluster vote) do that."""
     n, _, h, w = images.shape
-    flat = smoothed(_signed_intensity(images, foreground)[:, None], sigma).flatten(1)
+    x = smoothed(_signed_intensity(images, foreground)[:, None], sigma)
+    if rule == "local":
+        return local_threshold(x, foreground="bright").masks
+    flat = x.flatten(1)
     span = flat.amax(1, keepdim=True) - flat.amin(1, keepdim=True)
     t = otsu_thresholds(flat, bins=bins) if rule == "otsu" else minimum_error_thresholds(flat, bins=bins)[:, None]
     return ((flat > t) & (span > 0)).view(n, h, w).long()

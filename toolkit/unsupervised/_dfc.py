@@ -105,9 +105,8 @@ from ._classical import (
     _empty,
     _warn_constant,
     foreground_clusters,
-    local_threshold,
     resolve_foreground,
-    smoothed,
+    smoothed_threshold_masks,
 )
 
 __all__ = ["DFCNet", "prior_scribbles", "dfc", "DFC", "MAPPINGS"]
@@ -553,8 +552,7 @@ def _foreground(labels: torch.Tensor, intensity: torch.Tensor, q: int, anchored:
         fg[0], fg[1] = False, True
         return fg, table, "scribbles"
     if mapping == "local":
-        x = intensity[None, None]
-        local = local_threshold(smoothed(-x if foreground == "dark" else x, 1.0), foreground="bright").masks
+        local = smoothed_threshold_masks(intensity[None, None], foreground, 1.0, "local")
         inside = torch.bincount(labels.flatten(), weights=local.flatten().to(intensity.dtype), minlength=q)
         fg = present & (2 * inside > sizes)
         if bool(fg.any()) and not bool(fg[present].all()):

@@ -190,11 +190,9 @@ from ..models import model_options as network_options  # `model_options` names a
 from ._base import METHODS, Segmentation, check_images_and_prior
 from ._classical import (
     FOREGROUND_RULES,
-    local_threshold,
     object_width,
     otsu_object_width,
     resolve_foreground,
-    smoothed,
     smoothed_threshold_masks,
 )
 
@@ -980,7 +978,7 @@ class IGTT:
         if images.shape[0] == 0:
             return "otsu", ratios
         otsu = smoothed_threshold_masks(images, "bright", 1.0, "otsu").sum()
-        local = local_threshold(smoothed(images, 1.0), foreground="bright").masks.sum()
+        local = smoothed_threshold_masks(images, "bright", 1.0, "local").sum()
         ratios["otsu_to_local"] = float(otsu) / max(1.0, float(local))
         if ratios["otsu_to_local"] > _GLOBAL_TO_LOCAL:
             return "local", ratios
@@ -1042,12 +1040,8 @@ class IGTT:
             return torch.zeros(n, h, w, dtype=torch.long, device=images.device), mode, None
         if mode == "prior":
             return sample_from_prior(prior, self.keep, generator=g) * ~constant.view(n, 1, 1), mode, None
-        if mode == "local":
-            first = local_threshold(smoothed(images, self.smooth), foreground="bright").masks
-        else:
-            rule = "minimum_error" if mode == "minerror" else "otsu"
-            first = smoothed_threshold_masks(images, "bright", self.smooth, rule)
-        first = first * ~constant.view(n, 1, 1)
+        rule = {"minerror": "minimum_error", "local": "local"}.get(mode, "otsu")
+        first = smoothed_threshold_masks(images, "bright", self.smooth, rule) * ~constant.view(n, 1, 1)
         targets = self._extract(first, spec, g, prior, shortest=shortest)
         if mode == "otsu+prior":
             # keep each target pixel with probability q / max q: Otsu's specks where the prior is empty go
