@@ -31,7 +31,8 @@ from .options import (
 @click.option("--unsupervised", "unsupervised", multiple=True, metavar="METHODS",
               help="Unsupervised methods evaluated beside the supervised rows on the same test images, "
                    "comma-separated or repeated: NAME[:OPTION,...], e.g. otsu,local,kmeans,dfc,igtt,igtt:no-ems,"
-                   "igtt:prior=otsu (prior=M: a prior bootstrapped from M's masks, no labels).")
+                   "igtt:prior=otsu (prior=M: a prior bootstrapped from M's masks, no labels; "
+                   "prior=labels:SPEC: the prior of rough labels made from the test labels by SPEC).")
 @click.option("--model", "models", multiple=True,
               help=f"Networks ({', '.join(names.MODELS)}), comma-separated or repeated. [default: unet]")
 @click.option("--seeds", default=None, help="Seeds, comma-separated. [default: 0,1,2]")

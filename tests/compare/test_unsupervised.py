@@ -33,11 +33,32 @@ def test_method_specs_parse_to_canonical_strings():
     assert [c.id for c in cfg.cells()] == ["unsup-igtt-prior-otsu+local__seed0"]
 
 
+def test_labels_priors_keep_their_spec_whole_and_draw_per_seed_only_when_the_spec_does():
+    rough = parse_method_spec("igtt:prior=labels:flip:0.2,0.1,no-ems,prior-weight=2")
+    assert rough.prior == "labels:flip:0.2,0.1" and dict(rough.options) == {"no_ems": True, "prior_weight": 2}
+    assert str(rough) == "igtt:prior=labels:flip:0.2,0.1,no-ems,prior-weight=2"
+    assert parse_method_spec("igtt:prior=labels").prior == "labels:clean"
+    # a word argument of the spec stays in it; a method option after it does not
+    assert parse_method_spec("otsu:prior=labels:sample:0.1,ignore").prior == "labels:sample:0.1,ignore"
+    assert parse_method_spec("otsu:prior=labels:dilate:1").deterministic
+    assert not parse_method_spec("otsu:prior=labels:dilate:1+sample:0.3").deterministic
+    cfg = SuiteConfig(labels=[], seeds=[0, 1], unsupervised=["otsu:prior=labels:dilate:1",
+                                                             "otsu:prior=labels:flip:0.2,0.1"], train=TINY)
+    assert [c.id for c in cfg.cells()] == ["unsup-otsu-prior-labels-dilate-1__seed0",
+                                           "unsup-otsu-prior-labels-flip-0.2_0.1__seed0",
+                                           "unsup-otsu-prior-labels-flip-0.2_0.1__seed1"]
+    assert split_method_list("otsu,igtt:prior=labels:flip:0.2,0.1,rounds=2,dfc") == [
+        "otsu", "igtt:prior=labels:flip:0.2,0.1,rounds=2", "dfc"]
+
+
 @pytest.mark.parametrize("text, match", [
     ("watershed", "unknown unsupervised method 'watershed'"),
     ("igtt:rounds=0", "rounds"),
     ("igtt:colour=red", "method 'igtt' has no option 'colour'; its options are: rounds, steps"),
-    ("igtt:prior=labels", "prior=labels.*bootstrapped"),
+    ("igtt:prior=labelz", "prior=labelz.*bootstrapped.*or `labels:SPEC`"),
+    ("igtt:prior=labels:bogus", "unknown label spec 'bogus'"),
+    ("igtt:prior=labels:", "empty spec"),
+    ("igtt:prior=otsu,prior=labels", "one prior per unsupervised method entry"),
     ("igtt:prior=otsu+otsu", "at least two different methods"),
     ("igtt:model-options=2,model-options.base=4", "both as a value"),
     ("", "NAME"),
@@ -67,7 +88,8 @@ def test_deterministic_methods_get_one_cell_learned_ones_one_per_seed():
 def mixed_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("unsup") / "run"
     cfg = SuiteConfig(data="synth:er", labels=["clean"], seeds=[0], synth_n=6, synth_size=48, train=TINY,
-                      unsupervised=["otsu", TINY_IGTT, "dfc:iterations=3,prior=otsu", "multiotsu"])
+                      unsupervised=["otsu", TINY_IGTT, "dfc:iterations=3,prior=otsu", "multiotsu",
+                                    "otsu:prior=labels"])
     rows = run_suite(cfg, run)
     return run, cfg, rows
 
@@ -90,7 +112,12 @@ def test_unsupervised_rows_are_evaluated_on_the_test_images(mixed_run):
     # multi-Otsu's brightest class is its foreground: a smaller mask than Otsu's two-class split
     multi = by_cell["unsup-multiotsu__seed0"]
     assert 0 < multi["mask/tp"] + multi["mask/fp"] < otsu["mask/tp"] + otsu["mask/fp"]
-    assert (run / "log.txt").read_text().count("mask/dice") == 4
+    # a prior from the exact test labels sets Otsu's threshold to their foreground share
+    exact = by_cell["unsup-otsu-prior-labels-clean__seed0"]
+    assert exact["prior"] == "labels:clean"
+    assert exact["mask/tp"] + exact["mask/fp"] == pytest.approx(exact["mask/tp"] + exact["mask/fn"], rel=0.02)
+    assert otsu["mask/tp"] + otsu["mask/fp"] != pytest.approx(otsu["mask/tp"] + otsu["mask/fn"], rel=0.02)
+    assert (run / "log.txt").read_text().count("mask/dice") == 5
 
 
 def test_report_sets_unsupervised_rows_beside_the_supervised_clean_row(mixed_run):
@@ -102,6 +129,7 @@ def test_report_sets_unsupervised_rows_beside_the_supervised_clean_row(mixed_run
     assert len(table) >= 3 and len({line.count("|") for line in table}) == 1  # every row fills the header's columns
     assert "| supervised unet | clean training labels |" in md
     assert "| otsu | none | " in md and "none (prior bootstrapped from otsu)" in md
+    assert "| otsu:prior=labels:clean | test labels made rough by clean, as a prior | " in md
     # the supervised table holds only the label specs
     supervised_table = md.split("## Unsupervised")[0]
     assert "igtt" not in supervised_table
@@ -111,7 +139,7 @@ def test_report_sets_unsupervised_rows_beside_the_supervised_clean_row(mixed_run
     summary = summarize_unsupervised(rows)
     assert [e["spec"] for e in summary] == [
         "otsu", "igtt:model-options.base=4,model-options.depth=2,rounds=1,steps=2", "dfc:prior=otsu,iterations=3",
-        "multiotsu"]
+        "multiotsu", "otsu:prior=labels:clean"]
     assert json.loads((run / "results.json").read_text())["suite"]["unsupervised"][0] == "otsu"
 
 

@@ -10,7 +10,11 @@ not an option: it bootstraps a density prior from ``METHOD``'s masks of the same
 and passes it to the method, as ``mstool prior estimate --images --from METHOD`` followed by ``mstool segment
 --prior`` would; ``prior=otsu+local+dfc`` makes it the consensus of several methods
 (:func:`mstool.unsupervised.bootstrap_prior`). The prior's methods look at the side the entry's ``foreground``
-says (``auto`` when it says nothing).
+says (``auto`` when it says nothing). ``prior=labels:SPEC`` instead gives the method the prior of rough labels of
+the same test images, simulated by the label spec ``SPEC`` (``prior=labels:dilate:1+sample:0.3``; a spec's own
+commas are kept, ``prior=labels:flip:0.2,0.1``; bare ``prior=labels`` is the exact labels): the paper's question
+of what meta-structure information adds to an unsupervised model, asked with a quick annotation's worth of it
+(:func:`mstool.runs.segment_cell`).
 
 What an unsupervised row measures: the method segments the test images without any label (it sees only them, the
 paper's transductive setting). The headline, ``mask``, is the method's own label-free mask; ``oracle`` thresholds
@@ -24,7 +28,9 @@ from __future__ import annotations
 import dataclasses
 from typing import Any
 
-from ..errors import ParameterError
+from ..errors import ParameterError, SpecError
+from ..labels import is_stochastic, parse_spec
+from ..runs import LABELS_PRIOR
 from ..unsupervised import METHODS, build_method, parse_bootstrap
 
 __all__ = ["MethodSpec", "parse_method_spec", "split_method_list", "nest_options", "UNSUPERVISED_PREFIX"]
@@ -34,7 +40,8 @@ UNSUPERVISED_PREFIX = "unsup-"
 
 @dataclasses.dataclass(frozen=True)
 class MethodSpec:
-    """A parsed method entry: registry ``name``, constructor ``options`` and the ``prior`` bootstrap method."""
+    """A parsed method entry: registry ``name``, constructor ``options`` and the ``prior``: its bootstrap methods
+    (``otsu+local``) or ``labels:SPEC``."""
 
     name: str
     options: tuple[tuple[str, Any], ...] = ()
@@ -43,7 +50,11 @@ class MethodSpec:
     @property
     def deterministic(self) -> bool:
         """Whether the entry has no random draws (its method and its prior's methods are deterministic, as their
-        registry entries say): a comparison runs it once, whatever the seeds."""
+        registry entries say, and a labels prior's spec draws nothing): a comparison runs it once, whatever the
+        seeds."""
+        kind, _, spec = (self.prior or "").partition(":")
+        if kind == LABELS_PRIOR:
+            return METHODS.get(self.name).deterministic and not is_stochastic(spec)
         used = [self.name] + ([] if self.prior is None else self.prior.split("+"))
         return all(METHODS.get(name).deterministic for name in used)
 
@@ -79,13 +90,16 @@ def parse_method_spec(text: str) -> MethodSpec:
     """Parse ``NAME[:ITEM,...]`` and check the name, the options (by building the method) and the prior method.
 
     Raises:
-        ParameterError: an unknown method, an unknown or bad option, an item without a key, a bad prior method.
+        ParameterError: an unknown method, an unknown or bad option, an item without a key, a bad prior method
+            or labels spec, two priors.
 
     Example:
         >>> str(parse_method_spec("igtt:no-ems")), str(parse_method_spec(" igtt : prior=otsu , rounds=4 "))
         ('igtt:no-ems', 'igtt:prior=otsu,rounds=4')
         >>> parse_method_spec("dfc:prior=local").prior
         'local'
+        >>> str(parse_method_spec("igtt:prior=labels:flip:0.2,0.1,rounds=4"))
+        'igtt:prior=labels:flip:0.2,0.1,rounds=4'
     """
     if not isinstance(text, str) or not text.strip():
         raise ParameterError(f"an unsupervised method entry must be NAME[:OPTIONS]; got {text!r}")
@@ -96,16 +110,15 @@ def parse_method_spec(text: str) -> MethodSpec:
     options: dict[str, Any] = {}
     flags: list[str] = []
     prior = None
-    for item in (p.strip() for p in rest.split(",") if rest.strip()):
+    for item in _items(rest):
         key, eq, value = item.partition("=")
         key = key.strip().replace("-", "_")
         if not key:
             raise ParameterError(f"empty option in unsupervised method entry {text!r}")
         if key == "prior":
-            try:
-                prior = "+".join(parse_bootstrap(value.strip()))
-            except ParameterError as exc:
-                raise ParameterError(f"`prior={value.strip()}` in {text!r}: {exc}") from None
+            if prior is not None:
+                raise ParameterError(f"one prior per unsupervised method entry; {text!r} names two")
+            prior = _parse_prior(value.strip(), text)
             continue
         options[key] = _parse_value(value.strip()) if eq else True
         if not eq:
@@ -118,6 +131,39 @@ def parse_method_spec(text: str) -> MethodSpec:
         raise ParameterError(f"{exc} (if {', '.join(map(repr, flags))} was meant as a method: known methods are "
                              f"{', '.join(METHODS.names())})") from None
     return MethodSpec(name, tuple(sorted(options.items())), prior)
+
+
+def _items(rest: str) -> list[str]:
+    """The entry's comma-separated items, with a labels prior's spec kept whole: a piece that continues the
+    spec before it (``prior=labels:flip:0.2`` then ``0.1``) joins it."""
+    items: list[str] = []
+    for piece in (p.strip() for p in rest.split(",") if rest.strip()):
+        head, _, value = items[-1].partition("=") if items else ("", "", "")
+        kind, _, spec = value.strip().partition(":")
+        if head.strip() == "prior" and kind == LABELS_PRIOR and spec and "=" not in piece:
+            try:
+                parse_spec(f"{spec},{piece}")
+            except SpecError:
+                pass
+            else:
+                items[-1] += "," + piece
+                continue
+        items.append(piece)
+    return items
+
+
+def _parse_prior(value: str, text: str) -> str:
+    """The canonical prior of an entry: ``a+b`` bootstrap methods, or ``labels:SPEC``."""
+    kind, colon, spec = value.partition(":")
+    try:
+        if kind.strip() == LABELS_PRIOR:
+            if colon and not spec.strip():
+                raise ParameterError("a labels prior is `labels` or `labels:SPEC`; got an empty spec")
+            return f"{LABELS_PRIOR}:{parse_spec(spec.strip() or 'clean')}"
+        return "+".join(parse_bootstrap(value))
+    except ParameterError as exc:
+        hint = "" if kind.strip() == LABELS_PRIOR else f"; or `{LABELS_PRIOR}:SPEC` for rough labels"
+        raise ParameterError(f"`prior={value}` in {text!r}: {exc}{hint}") from None
 
 
 def nest_options(options: dict[str, Any]) -> dict[str, Any]:

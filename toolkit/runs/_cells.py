@@ -21,13 +21,16 @@ from ..data import Splits
 from ..device import make_generator, resolve_device
 from ..engine import TrainConfig, convergence, evaluate, train
 from ..errors import DataError, MstoolWarning
-from ..labels import label_info
-from ..metastructure import expected_similarity, meta_similarity
+from ..labels import apply_spec, label_info
+from ..metastructure import estimate_prior, expected_similarity, meta_similarity
 from ..metrics import binary_report, evaluate_binary
 from ..unsupervised import bootstrap_prior, build_method
 from ._records import json_value, write_examples
 
-__all__ = ["train_cell", "segment_cell"]
+__all__ = ["train_cell", "segment_cell", "LABELS_PRIOR"]
+
+LABELS_PRIOR = "labels"
+"""A cell prior written ``labels:SPEC`` is made from the test labels after the label spec (:func:`segment_cell`)."""
 
 
 def train_cell(
@@ -121,7 +124,12 @@ def segment_cell(
         method, options: an unsupervised method of :data:`mstool.unsupervised.METHODS` and its options.
         prior: methods (``otsu`` or ``otsu+local+dfc``) whose masks of the same test images bootstrap a density
             prior (:func:`mstool.unsupervised.bootstrap_prior` at its default bandwidth),
-            looking at the side ``options["foreground"]`` says (``auto`` when it says nothing).
+            looking at the side ``options["foreground"]`` says (``auto`` when it says nothing); or
+            ``labels:SPEC``: rough labels of the test images, simulated by applying the label spec ``SPEC`` to
+            their exact labels (``labels:dilate:1+sample:0.3``, a brush too wide that covers 30% of the
+            objects), made into the prior that ``mstool prior estimate --labels`` makes of a folder of them (box
+            window 5, calibrated to their own foreground share). This is the one row where a method sees labels,
+            and only their density.
         seed: seed of every draw.
         num_thresholds: thresholds of the oracle protocol.
         device: where the method runs.
@@ -143,7 +151,10 @@ def segment_cell(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", MstoolWarning)
         density = None
-        if prior is not None:
+        if prior is not None and prior.partition(":")[0] == LABELS_PRIOR:
+            rough = apply_spec(labels, prior.partition(":")[2], generator=g, num_classes=2)
+            density = estimate_prior(rough, splits.test_names, num_classes=2, source=prior).foreground()
+        elif prior is not None:
             density = bootstrap_prior(images, splits.test_names, prior, foreground=options.get("foreground", "auto"),
                                       generator=g).foreground()
         # labels are logged per round by the methods that log, never used for a choice
