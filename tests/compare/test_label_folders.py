@@ -84,3 +84,18 @@ def test_cli_folder_label_errors_are_one_line_and_write_nothing(dataset, tmp_pat
                                  "--epochs", "1", "--out", str(out)])
     assert r.exit_code == 2 and r.stderr.count("\n") == 1 and "no mask for training image" in r.stderr
     assert not out.exists()
+
+
+def test_synthetic_data_is_checked_against_label_folders_before_the_run_folder_is_written(dataset, tmp_path):
+    root, _ = dataset
+    missing = _copy(root / "inverted", tmp_path / "missing")
+    sorted((missing / "train" / "labels").glob("*.png"))[0].unlink()
+    same = {"data": "synth:er", "synth_n": 6, "synth_size": 48, "synth_seed": 2, "seeds": [0], "train": TINY}
+    out = tmp_path / "runs" / "er"  # in a folder that does not exist yet
+    with pytest.raises(DataError, match="no mask for training image"):
+        run_suite(SuiteConfig(labels=[f"mine={missing}"], **same), out)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["missing"]  # no run folder, no scratch images
+    # the folder the synthetic images match: generated aside, then moved into the run folder
+    rows = run_suite(SuiteConfig(labels=[f"inv={root / 'inverted'}"], **same), out)
+    assert [r["cell"] for r in rows] == ["inv__unet__seed0"] and (out / "data" / "dataset.json").exists()
+    assert sorted(p.name for p in out.parent.iterdir()) == ["er"]

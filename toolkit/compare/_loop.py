@@ -14,8 +14,11 @@ outputs differ only in timings.
 
 from __future__ import annotations
 
+import dataclasses
 import os
+import shutil
 import socket
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -125,12 +128,34 @@ def _prepare(config: SuiteConfig, run_dir: Path, cells: list[str] | None) -> tup
             raise ParameterError(f"unknown cell(s) {', '.join(unknown)}; this suite has: "
                                  f"{', '.join(list(known)[:6])}{' ...' if len(known) > 6 else ''}")
         todo = [known[c] for c in cells]
-    data = None
-    if not config.is_synthetic and not all(cell_done(run_dir, cell) for cell in todo):
+    data, scratch = None, None
+    pending = not all(cell_done(run_dir, cell) for cell in todo)
+    if pending and config.is_synthetic and config.label_folders and not (run_dir / "data").exists():
+        # label folders are checked against the generated images' names: generate them aside first, so that a
+        # mismatch leaves no run folder behind
+        scratch = Path(tempfile.mkdtemp(prefix=f".{run_dir.name}-data-", dir=_existing_parent(run_dir)))
+        try:
+            data = prepare_data(config, scratch)
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+    elif pending and (not config.is_synthetic or config.label_folders):
         data = prepare_data(config, run_dir)
     open_run_dir(run_dir, kind="compare", inputs=inputs)
+    if scratch is not None:
+        shutil.move(scratch / "data", run_dir / "data")
+        shutil.rmtree(scratch, ignore_errors=True)
+        data = dataclasses.replace(data, root=run_dir / "data")
     write_text(run_dir / "config.toml", f"# mstool {__version__} comparison suite\n" + write_toml(config.to_dict()))
     return config, todo, data
+
+
+def _existing_parent(path: Path) -> Path:
+    """The nearest folder above ``path`` that exists (the run folder may be nested in new folders)."""
+    parent = path.absolute().parent
+    while not parent.exists():
+        parent = parent.parent
+    return parent
 
 
 def _check_same_suite(run_dir: Path, config: SuiteConfig) -> None:
