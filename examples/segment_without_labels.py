@@ -88,7 +88,7 @@ def dice_scores(masks: Path, truth: dict[str, Path]) -> tuple[float, float, int]
         if not found:
             continue
         mask = torch.from_numpy(read_mask(found[0], mode="binary"))
-        labels = torch.from_numpy(read_mask(path, mode="binary"))
+        labels = torch.from_numpy(read_mask(path))  # an instance mask's objects (ids > 0) are the foreground
         report = binary_report(mask[None, None].float(), labels[None], threshold=0.5)
         tp, fp, fn = tp + report["tp"], fp + report["fp"], fn + report["fn"]
         per_image.append(report["dice"])
