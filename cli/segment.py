@@ -19,7 +19,8 @@ from .options import device_option, echo, handle_errors, overwrite_option, quiet
               help="iGTT: weight of the prior-consistency term in candidate selection.")
 @click.option("--foreground", type=click.Choice(names.FOREGROUND_RULES), default=None,
               help="Which side of the intensity is foreground, for every binary method (iGTT included); auto "
-                   "decides for each group of images: background is the side of the most common intensity. "
+                   "decides for each group of images: background is what most of an image is locally, so the "
+                   "foreground is the side the image leans to against its 15 x 15 local median. "
                    "[default: auto]")
 @click.option("--no-ems", is_flag=True, help="iGTT without its EMS step (the paper's ablation).")
 @click.option("--checkpoint", type=click.Path(exists=True), default=None,

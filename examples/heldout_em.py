@@ -229,7 +229,7 @@ def write_dataset(root: Path, n: int = 24, size: int = 128, snr: float = 8.0, se
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--out", type=Path, required=True, help="new or empty folder")
     parser.add_argument("--n", type=int, default=24, help="images (at least 3; default 24)")
     parser.add_argument("--size", type=int, default=128, help="side in pixels (default 128)")

@@ -62,7 +62,7 @@ def data_for(name: str, out: Path, image: Path, mask: Path) -> tuple[str, bool]:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0].replace("\n", " "))
     parser.add_argument("--out", type=Path, default=Path("unsupervised_table_out"))
     parser.add_argument("--sets", default="er,mito,nuc,em,dsb")
     parser.add_argument("--methods", default=",".join(METHODS), help="compare --unsupervised entries")
