@@ -13,7 +13,7 @@ from mstool.compare import SuiteConfig, prepare_data, run_suite
 from mstool.data import write_synthetic_dataset
 from mstool.errors import DataError, ParameterError
 from mstool.io import write_mask
-from mstool.runs import make_label_set
+from mstool.runs import evaluate_run, make_label_set
 
 from .test_runner import TINY
 
@@ -96,6 +96,10 @@ def test_synthetic_data_is_checked_against_label_folders_before_the_run_folder_i
         run_suite(SuiteConfig(labels=[f"mine={missing}"], **same), out)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["missing"]  # no run folder, no scratch images
     # the folder the synthetic images match: generated aside, then moved into the run folder
-    rows = run_suite(SuiteConfig(labels=[f"inv={root / 'inverted'}"], **same), out)
-    assert [r["cell"] for r in rows] == ["inv__unet__seed0"] and (out / "data" / "dataset.json").exists()
-    assert sorted(p.name for p in out.parent.iterdir()) == ["er"]
+    rows = run_suite(SuiteConfig(labels=["clean", f"inv={root / 'inverted'}"], **same), out)
+    assert [r["cell"] for r in rows] == ["clean__unet__seed0", "inv__unet__seed0"]
+    assert (out / "data" / "dataset.json").exists() and sorted(p.name for p in out.parent.iterdir()) == ["er"]
+    # a cell's network evaluates again on the suite's data, found through the suite's config.toml
+    again = evaluate_run(out / "cells" / "clean__unet__seed0" / "model.pt", probe=False)
+    assert again.metrics["val/dice"] == pytest.approx(rows[0]["val/dice"], abs=1e-9)
+    assert again.splits.root == out / "data"

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import tomllib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -212,9 +213,20 @@ def recorded_source(run_dir: str | os.PathLike, data: str | os.PathLike | None =
 
 
 def _record(run_dir: str | os.PathLike) -> dict[str, Any]:
-    """The ``train.json`` of a training run folder, or ``{}`` when it has none."""
+    """The ``train.json`` of a training run folder; for a cell of a comparison (``SUITE/cells/ID``, which has
+    none) the data settings of the suite's ``config.toml``; else ``{}``."""
     path = Path(run_dir) / TRAIN_RECORD
-    return json.loads(path.read_text()) if path.is_file() else {}
+    if path.is_file():
+        return json.loads(path.read_text())
+    suite = Path(run_dir).parent.parent
+    if Path(run_dir).parent.name != "cells" or not (suite / "config.toml").is_file():
+        return {}
+    config = tomllib.loads((suite / "config.toml").read_text())
+    record = {key: config[key] for key in ("data", "layout", "fit", "val_fraction", "synth_seed", "mask_mode")
+              if key in config}
+    if str(record.get("data", "")).startswith("synth:"):  # generated into the suite's folder
+        record["data"] = str(suite / "data")
+    return record
 
 
 def evaluate_run(
