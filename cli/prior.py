@@ -25,9 +25,11 @@ def prior():
 
 @prior.command("estimate")
 @click.option("--labels", "labels", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Rough, sparse or noisy labels: a dataset folder or a folder of masks (all of one size).")
-@click.option("--images", "images", type=click.Path(exists=True, file_okay=False), default=None,
-              help="No labels at all: a folder of images to bootstrap the prior from (with --from).")
+              help="Rough, sparse or noisy labels: a dataset folder, a folder of masks or the output of `mstool "
+                   "labels make` (all of one size; every split unless --split says which).")
+@click.option("--images", "images", type=click.Path(exists=True), default=None,
+              help="No labels at all: an image, a folder of images or a dataset folder to bootstrap the prior from "
+                   "(with --from).")
 @click.option("--from", "from_method", default="otsu", show_default=True, metavar="METHOD[,METHOD...]",
               help="Unsupervised method that bootstraps a prior from --images (a binary method of `mstool segment "
                    "--method`), or several, comma-separated, for a consensus prior: the mean of their densities.")
@@ -56,8 +58,8 @@ def prior():
 def estimate(labels, images, from_method, foreground, ems, kernel, bandwidth, layout, splits, mask_mode, page, out,
              seed, device, threads, overwrite, quiet):
     """Estimate per-class spatial densities from labels (--labels), or bootstrap them from images with no labels
-    (--images --from otsu, or a consensus such as --from otsu,local,kmeans,dfc; a folder of images or a dataset
-    folder), and save them as a density.npz prior."""
+    (--images --from otsu, or a consensus such as --from otsu,local,kmeans,dfc; one image, a folder of images or a
+    dataset folder), and save them as a density.npz prior."""
     from mstool.metastructure import EMS_DEFAULT
     from mstool.runs import estimate_prior_from_images, estimate_prior_from_labels
 
@@ -97,19 +99,23 @@ def estimate(labels, images, from_method, foreground, ems, kernel, bandwidth, la
 @click.argument("prior_file", type=click.Path(exists=True, dir_okay=False))
 @click.option("-o", "--out", required=True, type=click.Path(dir_okay=False),
               help="The picture to write (.png, .pdf or .svg).")
-@click.option("--images", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Images to show beside the densities (dataset folder or image folder).")
+@click.option("--images", type=click.Path(exists=True), default=None,
+              help="Images to show beside the densities (an image, an image folder or a dataset folder), each of "
+                   "its entry's size.")
 @click.option("--labels", type=click.Path(exists=True, file_okay=False), default=None,
-              help="Labels to show beside the densities (dataset folder or mask folder).")
+              help="Labels to show beside the densities (a dataset folder, a mask folder or the output of `mstool "
+                   "labels make`), each of its entry's size.")
+@click.option("--split", "splits", multiple=True,
+              help="Look for images and labels in these splits only (repeatable; default: every split).")
 @click.option("--name", "names", multiple=True, help="Entries to draw (repeatable; default: the first --rows).")
 @click.option("--rows", type=click.IntRange(min=1), default=4, show_default=True, help="Entries drawn by default.")
 @overwrite_option
 @quiet_option
 @handle_errors
-def show(prior_file, out, images, labels, names, rows, overwrite, quiet):
+def show(prior_file, out, images, labels, splits, names, rows, overwrite, quiet):
     """Draw a prior: image, label and the density of each class, one row per entry."""
     from mstool.runs import show_prior
 
     drawn = show_prior(prior_file, out, images=images, labels=labels, names=list(names) or None, max_rows=rows,
-                       overwrite=overwrite)
+                       splits=splits or None, overwrite=overwrite)
     echo(f"wrote {out} ({len(drawn)} entries: {', '.join(drawn)})", quiet=quiet)

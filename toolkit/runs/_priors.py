@@ -4,6 +4,7 @@ The library functions behind ``mstool prior estimate|show``.
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import replace
 from pathlib import Path
@@ -12,10 +13,18 @@ import numpy as np
 import torch
 
 from .._fs import atomic_path, check_output_file
-from ..data import MaskEntry, collect_masks, discover_layout, read_images, read_label_set
+from ..data import (
+    MaskEntry,
+    collect_images,
+    collect_masks,
+    find_counterparts,
+    find_masks_by_stem,
+    read_images,
+    read_label_set,
+)
 from ..device import make_generator
 from ..errors import DataError, LayoutError
-from ..io import find_images, normalize_image, read_image, read_mask
+from ..io import normalize_image, read_image
 from ..labels import apply_spec, count_classes, parse_spec
 from ..metastructure import Prior, estimate_prior, load_prior, save_prior
 from ..unsupervised import BOOTSTRAP_BANDWIDTH, bootstrap_prior, parse_bootstrap
@@ -45,8 +54,9 @@ def estimate_prior_from_labels(
     """Estimate a meta-structure density prior from a folder of (rough, sparse or noisy) labels.
 
     Args:
-        labels: a label set (dataset folder or mask folder). All masks must have one size (a prior is one
-            ``(N, C, H, W)`` array).
+        labels: a label set: a dataset folder, a folder of masks, or a noisy copy written by
+            :func:`mstool.runs.make_label_set` (every split, unless ``splits`` says which). All masks must have one
+            size (a prior is one ``(N, C, H, W)`` array).
         ems: a label spec applied before the density, e.g. the paper's EMS ``skeleton+shift:1+sample:0.1``.
         kernel, bandwidth: the Parzen window (see :func:`mstool.metastructure.density`).
         seed: seed of the ``ems`` draw.
@@ -59,9 +69,10 @@ def estimate_prior_from_labels(
 
     Raises:
         DataError: masks of several sizes, or a mask whose size differs from its image's.
+        LayoutError: no masks; two masks for one image name (in different splits: choose with ``splits``).
     """
     _check_out(out, overwrite, [labels])
-    entries, mode = collect_masks(labels, layout=layout, splits=splits, mask_suffix=mask_suffix)
+    entries, mode = _collect_labels(labels, layout=layout, splits=splits, mask_suffix=mask_suffix)
     arrays = read_label_set(entries, mode=mask_mode or mode)
     shapes = sorted({a.shape for a in arrays})
     if len(shapes) > 1:
@@ -105,8 +116,8 @@ def estimate_prior_from_images(
     (:func:`mstool.unsupervised.bootstrap_prior`).
 
     Args:
-        images: images of one size: a folder of images, or a dataset folder (its images, never its masks; see
-            :func:`mstool.data.collect_images`).
+        images: images of one size: one image file, a folder of images, or a dataset folder (its images, never
+            its masks; see :func:`mstool.data.collect_images`).
         method: an unsupervised method of :data:`mstool.unsupervised.METHODS` (``otsu``, ``local``, ``dfc`` ...),
             or several (``"otsu,local,kmeans,dfc"``) for the consensus prior.
         options: options for every method; ``foreground`` (``auto``, ``bright``, ``dark``) is read here and
@@ -167,46 +178,106 @@ def show_prior(
     labels: str | os.PathLike | None = None,
     names: list[str] | None = None,
     max_rows: int = 4,
+    splits: tuple[str, ...] | None = None,
     overwrite: bool = False,
 ) -> list[str]:
-    """Draw a prior: one row per image with the image and label (when their folders are given) and the density of
-    every class. Returns the names drawn.
+    """Draw a prior: one row per image with the image and label (when given) and the density of every class.
+    Returns the names drawn.
+
+    Args:
+        images: an image file, a folder of images or a dataset folder (as :func:`estimate_prior_from_images`).
+        labels: a label set (as :func:`estimate_prior_from_labels`).
+        splits: the splits of dataset folders (or of a noisy copy's clean set) to look in (default: all).
 
     Raises:
         OutputExistsError: ``out`` exists and ``overwrite`` is not set.
         OutputError: ``out`` is not a picture file (``.png``, ``.pdf``, ``.svg``), or is one of the inputs.
+        DataError: an image or mask whose size is not the prior's (the message names the file and both sizes).
+        LayoutError: an entry drawn has no image or mask in the folders given.
     """
     check_output_file(out, overwrite=overwrite, inputs=[prior_path, images, labels], suffixes=PICTURE_SUFFIXES)
     prior = load_prior(prior_path)
     chosen = list(names) if names else list(prior.names[:max_rows])
     sub = prior.for_names(chosen)
-    image_list = _lookup_files(images, chosen, "image") if images else None
-    label_list = _lookup_files(labels, chosen, "label") if labels else None
+    image_files, image_arrays = _images_to_draw(sub, images, chosen, splits) if images else (None, None)
+    label_arrays = _labels_to_draw(sub, labels, chosen, splits, image_files) if labels else None
     with atomic_path(out) as tmp:
         plot_prior(
-            tmp, sub.density, names=chosen, classes=sub.classes,
-            images=[read_image(p) for p in image_list] if image_list else None,
-            labels=[read_mask(p) for p in label_list] if label_list else None,
+            tmp, sub.density, names=chosen, classes=sub.classes, images=image_arrays, labels=label_arrays,
             title=f"{Path(prior_path).name}: {sub.kernel} window, bandwidth {sub.bandwidth:g}; source {sub.source}",
         )
     return chosen
 
 
-def _lookup_files(root: str | os.PathLike, names: list[str], what: str) -> list[Path]:
-    """Files of a dataset folder (any layout) or a plain folder, by image name."""
-    root = Path(root)
-    try:
-        found = discover_layout(root)
-    except LayoutError:
-        by_name = {p.stem: p for p in find_images(root)}
-    else:
-        by_name = {}
-        for split in found.splits:
-            for s in found.scan(split)[0]:
-                path = s.image if what == "image" else s.mask
-                if path is not None:
-                    by_name.setdefault(s.name, path)
+def _images_to_draw(prior: Prior, root: str | os.PathLike, names: list[str],
+                    splits: tuple[str, ...] | None) -> tuple[list[Path], list[np.ndarray]]:
+    """The images of ``names`` (found as the estimate finds them), each checked to be the size of its entry."""
+    by_name = {e.name: e.path for e in collect_images(root, splits=splits)}
+    files = _pick(by_name, names, root, "image")
+    arrays = [read_image(p) for p in files]
+    prior.match([str(p) for p in files], [a.shape[:2] for a in arrays])
+    return files, arrays
+
+
+def _labels_to_draw(prior: Prior, root: str | os.PathLike, names: list[str], splits: tuple[str, ...] | None,
+                    image_files: list[Path] | None) -> list[np.ndarray]:
+    """The masks of ``names`` (found as the estimate finds them), each checked against what it is drawn beside."""
+    entries, mode = _collect_labels(root, splits=splits)
+    _check_unique_names(entries)
+    chosen = _pick({e.name: e for e in entries}, names, root, "label")
+    arrays = read_label_set(chosen, mode=mode)
+    h, w = prior.size
+    for i, (entry, mask) in enumerate(zip(chosen, arrays)):
+        if mask.shape != (h, w):
+            # the images, when given, already match the prior, so its size is theirs too
+            against = f"its image {image_files[i]}" if image_files else f"entry '{names[i]}' of prior {prior.path}"
+            raise DataError(f"{entry.path}: mask is {mask.shape[0]} x {mask.shape[1]} but {against} is {h} x {w}")
+    return arrays
+
+
+def _pick(by_name: dict, names: list[str], root: str | os.PathLike, what: str) -> list:
     missing = [n for n in names if n not in by_name]
     if missing:
         raise LayoutError(f"{root}: no {what} named {', '.join(missing[:3])}")
     return [by_name[n] for n in names]
+
+
+def _collect_labels(labels: str | os.PathLike, *, layout: str = "auto", splits: tuple[str, ...] | None = None,
+                    mask_suffix: str = "_masks") -> tuple[list[MaskEntry], str]:
+    """The masks of a dataset folder, a folder of masks, or a noisy copy from ``mstool labels make``.
+
+    A noisy copy holds masks only, at its clean set's relative paths, so no layout matches it; its masks are found
+    as ``labels audit`` finds a noisy set's: the clean set named in its ``noise.json`` lists them, with their
+    names, splits and images (whose sizes are checked).
+    """
+    try:
+        return collect_masks(labels, layout=layout, splits=splits, mask_suffix=mask_suffix)
+    except LayoutError:
+        clean = _recorded_clean_set(Path(labels))
+        if clean is None:
+            raise
+    try:
+        entries, _ = collect_masks(clean, layout=layout, splits=splits, mask_suffix=mask_suffix)
+    except LayoutError as exc:
+        raise LayoutError(f"{labels} (a noisy copy of {clean}): {exc}") from None
+    paths = find_counterparts(entries, labels)
+    # a copy is written as 0/255 or palette PNGs whatever the clean layout's mode; `labels audit` reads it so too
+    return [replace(e, path=p, rel=p.relative_to(labels)) for e, p in zip(entries, paths)], "auto"
+
+
+def _recorded_clean_set(labels: Path) -> Path | None:
+    """The clean set that a ``labels make`` copy was made from, or ``None`` for a folder with no ``noise.json``."""
+    record = labels / "noise.json"
+    if not record.is_file():
+        return None
+    try:
+        source = json.loads(record.read_text())["source"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise DataError(f"{record}: not a noise.json written by `mstool labels make` ({exc})") from None
+    clean = Path(source)
+    if not clean.is_dir():
+        folders = sorted({str(p.parent) for files in find_masks_by_stem(labels).values() for p in files})
+        more = f" and {len(folders) - 3} more" if len(folders) > 3 else ""
+        raise LayoutError(f"{labels}: a noisy copy of {source}, which is not found from here (its noise.json); run "
+                          f"from where it was made, or pass one mask folder: {', '.join(folders[:3])}{more}")
+    return clean
