@@ -56,6 +56,7 @@ def workspace(tmp_path_factory) -> Path:
     Image.fromarray(np.zeros((4, 4), np.uint8)).save(w / "files" / "existing.png")
     (w / "files" / "existing.json").write_text("{}\n")
     (w / "files" / "bad.pt").write_bytes(b"not a model")
+    (w / "files" / "broken.tif").write_text("hello, not a TIFF")
     (w / "notes").mkdir()
     (w / "notes" / "notes.txt").write_text("a user's own folder\n")
     r = CliRunner().invoke(cli, ["segment", str(w / "imgs"), "-o", str(w / "done"), "-q", "--no-overlays"])
@@ -150,6 +151,7 @@ CASES: list[Case] = [
     Case(["segment", "imgs", "-o", "out", "--method", "watershed"], "--method"),
     Case(["segment", "imgs", "-o", "out", "--method", "igtt", "--checkpoint", "files/bad.pt"], "files/bad.pt"),
     Case(["segment", "nowhere", "-o", "out"], "nowhere"),
+    Case(["segment", "files/broken.tif", "-o", "out"], "files/broken.tif: cannot read image"),
     Case(["segment", "data/ds", "-o", "out", "--split", "holdout"], "holdout"),
     Case(["segment", "imgs", "-o", "rofs/seg"], "rofs/seg", patch="read-only"),
     Case(["segment", "imgs", "-o", "out", "--method", "multiotsu", "--foreground", "dark"], "foreground"),
@@ -227,3 +229,9 @@ def test_bad_input(case, workspace, tmp_path, monkeypatch):
     assert case.names in lines[0], f"the error does not name {case.names!r}: {lines[0]}"
     assert r.stdout == "", r.stdout
     assert _snapshot(w) == before  # nothing written, nothing removed, every input unchanged
+
+
+def test_one_unreadable_image_is_named_once(workspace, tmp_path, monkeypatch):
+    monkeypatch.chdir(workspace)
+    r = CliRunner().invoke(cli, ["segment", "files/broken.tif", "-o", str(tmp_path / "out")])
+    assert r.exit_code == 2 and r.stderr.count("broken.tif") == 1, r.stderr

@@ -134,6 +134,8 @@ def read_images(
             if not skip_unreadable:
                 raise
             problems.append(str(exc))
+    if not loaded and len(problems) == 1 and Path(source).is_file():  # its one problem names the file already
+        raise ParameterError(problems[0])
     if not loaded:
         raise ParameterError(f"{source}: no readable image; {'; '.join(problems)}")
     return loaded, problems
