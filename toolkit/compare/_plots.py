@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import math
+import re
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -107,20 +108,35 @@ def _first_examples(run_dir: Path, rows: list[dict[str, Any]]) -> list[tuple[str
     return entries
 
 
+def _wrap_entry(spec: str, width: int = 28) -> str:
+    """A method entry on lines of about ``width`` characters, broken after ``:``, ``,`` or ``+`` (a panel's title
+    is no wider than its picture)."""
+    lines = [""]
+    for piece in re.split(r"(?<=[:,+])", spec):
+        if lines[-1] and len(lines[-1]) + len(piece) > width:
+            lines.append("")
+        lines[-1] += piece
+    return "\n".join(lines)
+
+
 def _unsupervised_examples(path, run_dir, rows) -> bool:
     plt = pyplot()
     entries = [(spec, r, z["images"][0].astype(np.float32), z["labels"][0], z["masks"][0])
                for spec, r, z in _first_examples(run_dir, [r for r in rows if r.get("kind") == "unsupervised"])]
     if not entries:
         return False
-    fig, axes = plt.subplots(1, len(entries) + 2, figsize=(2.2 * (len(entries) + 2), 2.6), squeeze=False)
+    titles = [_wrap_entry(spec) + (f"\nDice {r['mask/dice']:.3f}" if _finite(r.get("mask/dice")) else "")
+              for spec, r, *_ in entries]
+    extra = max(t.count("\n") for t in titles) - 1  # title lines beyond the usual two
+    fig, axes = plt.subplots(1, len(entries) + 2, figsize=(2.2 * (len(entries) + 2), 2.6 + 0.15 * max(0, extra)),
+                             squeeze=False)
     axes[0, 0].imshow(entries[0][2], cmap="gray")
     axes[0, 0].set_title("test image", fontsize=8)
     show_label(axes[0, 1], entries[0][3], 2)
     axes[0, 1].set_title("ground truth", fontsize=8)
-    for ax, (spec, r, _, _, mask) in zip(axes[0, 2:], entries):
+    for ax, title, (*_, mask) in zip(axes[0, 2:], titles, entries):
         show_label(ax, mask, 2)
-        ax.set_title(f"{spec}\nDice {r['mask/dice']:.3f}" if _finite(r.get("mask/dice")) else spec, fontsize=8)
+        ax.set_title(title, fontsize=8)
     for ax in axes[0]:
         ax.set_axis_off()
     fig.tight_layout()
