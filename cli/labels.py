@@ -9,6 +9,7 @@ import click
 from mstool import names
 
 from .options import (
+    check_spec,
     device_option,
     echo,
     handle_errors,
@@ -48,7 +49,7 @@ def specs():
 @labels.command("make")
 @click.option("--clean", "clean", required=True, type=click.Path(exists=True, file_okay=False),
               help="Clean labels: a dataset folder or a folder of masks.")
-@click.option("--spec", required=True,
+@click.option("--spec", required=True, callback=check_spec,
               help="Label spec, e.g. sample:0.1, flip:0.45,0.45, dilate:2 (see `mstool labels specs`).")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
               help="Output folder (mirrors --clean); never inside or around --clean.")

@@ -15,7 +15,7 @@ import click
 from mstool import names
 
 __all__ = ["device_option", "seed_option", "threads_option", "overwrite_option", "quiet_option", "mask_mode_option",
-           "runtime", "handle_errors", "WarningPrinter", "one_line", "echo"]
+           "runtime", "handle_errors", "WarningPrinter", "one_line", "echo", "check_spec"]
 
 device_option = click.option(
     "--device", default="auto", show_default=True, metavar="auto|cpu|cuda|cuda:N|mps",
@@ -37,6 +37,21 @@ mask_mode_option = click.option(
          "indices, 255 = ignore), auto. [default: the layout's: multiclass for VOC, instance for cellpose, auto]")
 quiet_option = click.option("-q", "--quiet", is_flag=True,
                             help="No progress bars, warnings or closing line; only errors.")
+
+
+def check_spec(ctx, param, value):
+    """A click callback: a label spec is checked when the command starts, so its error names the option; ``paper``
+    (the paper's EMS, where an option takes it) passes as it is."""
+    if value is None or value == "paper":
+        return value
+    from mstool.errors import SpecError
+    from mstool.labels import parse_spec  # imports torch: only when the command runs
+
+    try:
+        parse_spec(value)
+    except SpecError as exc:
+        raise click.BadParameter(str(exc)) from None
+    return value
 
 
 def runtime(device: str, threads: int):

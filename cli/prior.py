@@ -7,6 +7,7 @@ import click
 from mstool import names
 
 from .options import (
+    check_spec,
     device_option,
     echo,
     handle_errors,
@@ -36,7 +37,7 @@ def prior():
 @click.option("--foreground", type=click.Choice(names.FOREGROUND_RULES), default=None,
               help="With --images: which side of the intensity is foreground for the --from method. "
                    "[default: auto]")
-@click.option("--ems", default=None, metavar="SPEC",
+@click.option("--ems", default=None, metavar="SPEC", callback=check_spec,
               help="Label spec applied before the density; 'paper' is the paper's EMS skeleton+shift:1+sample:0.1.")
 @click.option("--kernel", type=click.Choice(names.KERNELS), default="box", show_default=True,
               help="Parzen window: the paper's box of half-width H, or a Gaussian of sigma H.")
