@@ -10,7 +10,8 @@ Four `mstool` commands, each one a user can run alone:
 4. `mstool segment DIR --method igtt --prior prior.npz` does the same with the prior in its candidate selection.
 
 By default the images are built-in synthetic ER micrographs (`mstool data synth --kind er`, every split copied into
-one flat folder), whose exact labels are then used only to print a Dice table at the end. Each method writes
+one flat folder), whose exact labels are then used only to print a Dice table at the end (what `mstool score
+OUT/<method> --truth TRUTH` prints, through its library call `mstool.runs.score_masks`). Each method writes
 OUT/<method>/masks/NAME.png with the input names, overlays (image | mask | prior) and a run.json.
 
 Run (from the repository root; about 2 minutes on 1 CPU thread):
@@ -25,17 +26,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-import torch
-
-from mstool.io import find_images, read_mask
-from mstool.metrics import binary_report
+from mstool.runs import score_masks
 
 METHODS = {"otsu": ("otsu", False), "igtt": ("igtt", False), "igtt_prior": ("igtt", True)}
 """Output folder -> (method of `mstool segment`, whether it gets the prior)."""
@@ -64,45 +61,14 @@ def synthetic_folder(out: Path, n: int, size: int, seed: int, threads: int) -> t
     return images, truth
 
 
-def truth_files(truth: Path) -> dict[str, Path]:
-    """Masks by image name; a `_mask` or `_masks` suffix of the file name is dropped so that cell1_mask.png scores
-    cell1.tif."""
-    out = {}
-    for path in find_images(truth):
-        name = path.stem
-        for suffix in ("_masks", "_mask"):
-            name = name.removesuffix(suffix)
-        out[name] = path
-    return out
-
-
-def dice_scores(masks: Path, truth: dict[str, Path]) -> tuple[float, float, int]:
-    """Pooled Dice (confusion counts summed over the images), mean per-image Dice and the number of images scored.
-
-    Images may differ in size, so each is scored on its own and the counts are added up.
-    """
-    tp = fp = fn = 0
-    per_image = []
-    for name, path in truth.items():
-        found = [p for p in masks.glob(f"{name}.*") if p.suffix in (".png", ".tif")]
-        if not found:
-            continue
-        mask = torch.from_numpy(read_mask(found[0], mode="binary"))
-        labels = torch.from_numpy(read_mask(path))  # an instance mask's objects (ids > 0) are the foreground
-        report = binary_report(mask[None, None].float(), labels[None], threshold=0.5)
-        tp, fp, fn = tp + report["tp"], fp + report["fp"], fn + report["fn"]
-        per_image.append(report["dice"])
-    pooled = 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else math.nan
-    valid = [d for d in per_image if not math.isnan(d)]
-    return pooled, (sum(valid) / len(valid) if valid else math.nan), len(per_image)
-
-
-def print_table(out: Path, truth: dict[str, Path]) -> None:
+def print_table(out: Path, truth: Path) -> None:
+    """Dice of each method's masks against the truth (`mstool score OUT/<method> --truth TRUTH` in Python)."""
     print(f"{'method':<12}{'Dice':>8}{'Dice/img':>10}{'images':>8}{'seconds':>9}")
     for name in METHODS:
-        pooled, mean, n = dice_scores(out / name / "masks", truth)
+        report = score_masks(out / name, truth)
         seconds = json.loads((out / name / "run.json").read_text())["seconds"]
-        print(f"{name:<12}{pooled:>8.3f}{mean:>10.3f}{n:>8d}{seconds:>9.1f}")
+        print(f"{name:<12}{report.pooled.dice:>8.3f}{report.mean_dice:>10.3f}{len(report.images):>8d}"
+              f"{seconds:>9.1f}")
     print("Dice: pooled over all pixels of the images; Dice/img: mean of the images' own Dice; seconds: the "
           "method's own time (run.json), without start-up", flush=True)
 
@@ -142,7 +108,7 @@ def main() -> None:
             extra += [a for s in args.settings for a in ("--set", s)]
         mstool("segment", str(images), "--method", method, *extra, "-o", str(args.out / name), *drawing, *common)
     if truth_dir is not None:
-        print_table(args.out, truth_files(truth_dir))
+        print_table(args.out, truth_dir)
     print(f"masks in {args.out}/{{{','.join(METHODS)}}}/masks, overlays beside them, prior in {prior}; "
           f"finished in {time.perf_counter() - t0:.0f} s", flush=True)
 

@@ -104,7 +104,8 @@ CASES: list[Case] = [
     Case(["data", "check", "data/ds", "--json", "report.txt"], "report.txt"),
     Case(["data", "check", "data/ds", "--layout", "voc"], "data/ds"),
     # ---------------------------------------------------------------------------------------------- labels
-    Case(["labels", "make", "--clean", "data/ds", "--spec", "flip:1.5", "-o", "out"], "flip"),
+    Case(["labels", "make", "--clean", "data/ds", "--spec", "flip:1.5", "-o", "out"], "--spec"),
+    Case(["labels", "make", "--clean", "data/ds", "--spec", "bogus", "-o", "out"], "--spec"),
     *_overlap(["labels", "make", "--clean", "data/ds", "--spec", "sample:0.1"], "data/ds"),
     Case(["labels", "make", "--clean", "data/ds", "--spec", "clean", "-o", ".", "--overwrite"], "."),
     Case(["labels", "make", "--clean", "data/cls", "--mask-mode", "binary", "--spec", "clean", "-o", "out"],
@@ -120,6 +121,7 @@ CASES: list[Case] = [
     *_overlap(["labels", "analyze", "--clean", "data/ds", "--noisy", "done"], "data/ds/a.json", "--json"),
     # ----------------------------------------------------------------------------------------------- prior
     Case(["prior", "estimate", "-o", "p.npz"], "--labels"),
+    Case(["prior", "estimate", "--labels", "data/ds", "--ems", "bogus", "-o", "p.npz"], "--ems"),
     Case(["prior", "estimate", "--labels", "data/ds", "--images", "imgs", "-o", "p.npz"], "--labels"),
     Case(["prior", "estimate", "--labels", "data/mm", "-o", "p.npz"], "data/mm/train/labels/a.png"),
     Case(["prior", "estimate", "--labels", "data/ds", "-o", "files/existing.png"], "files/existing.png"),
@@ -194,6 +196,17 @@ CASES: list[Case] = [
          "prior=multiotsu"),
     Case(["compare", "--data", "data/ds", "--labels", "none", "--unsupervised", "igtt:prior=otsu+otsu", "-o", "run"],
          "prior=otsu+otsu"),
+    # ----------------------------------------------------------------------------------------------- score
+    Case(["score", "nowhere", "--truth", "data/ds"], "nowhere"),
+    Case(["score", "done"], "--truth"),
+    Case(["score", "done", "--truth", "data/ds", "--mask-mode", "bogus"], "--mask-mode"),
+    Case(["score", "done", "--truth", "data/mm"], "done: no mask shares an image name"),
+    Case(["score", "files/existing.png", "--truth", "data/ds/test/labels/er_0004.png"], "files/existing.png"),
+    Case(["score", "files/broken.tif", "--truth", "files/existing.png"], "files/broken.tif"),
+    Case(["score", "done", "--truth", "data/cls", "--mask-mode", "multiclass"], "data/cls/test/labels/"),
+    Case(["score", "done", "--truth", "data/ds", "--json", "files/existing.json"], "files/existing.json"),
+    Case(["score", "done", "--truth", "data/ds", "--json", "s.txt"], "s.txt"),
+    *_overlap(["score", "done", "--truth", "data/ds"], "data/ds/s.json", "--json"),
 ]
 
 
@@ -210,7 +223,7 @@ def _apply(patch: str | None, monkeypatch) -> None:
 def test_the_corpus_is_large_and_covers_every_command():
     commands = {c.args[0] for c in CASES}
     assert len(CASES) >= 40
-    assert commands == {"data", "labels", "prior", "segment", "train", "evaluate", "compare"}
+    assert commands == {"data", "labels", "prior", "segment", "train", "evaluate", "compare", "score"}
 
 
 @pytest.mark.parametrize("case", CASES, ids=[" ".join(c.args)[:70] for c in CASES])

@@ -8,6 +8,7 @@ Legend: N batch · C channels · K classes · H, W pixels.
   (``mstool labels make|analyze|audit``);
 - :func:`estimate_prior_from_labels`, :func:`estimate_prior_from_images`, :func:`show_prior`: density priors on
   disk (``mstool prior estimate|show``);
+- :func:`score_masks`: predicted masks against ground truth, per image and pooled (``mstool score``);
 - :func:`train_cell`, :func:`segment_cell`: one cell of a comparison in its folder (:mod:`mstool.compare` plans
   the cells and reports on them);
 - :func:`write_json`, :func:`write_text`, :func:`write_examples`, :func:`json_value`, :func:`log_line`,
@@ -29,6 +30,7 @@ from ._cells import LABELS_PRIOR, segment_cell, train_cell
 from ._labelsets import VERDICTS, LabelAudit, LabelSetReport, analyze_label_sets, audit_label_sets, make_label_set
 from ._priors import PICTURE_SUFFIXES, estimate_prior_from_images, estimate_prior_from_labels, show_prior
 from ._records import json_value, log_line, versions, write_examples, write_json, write_text
+from ._score import MASK_NAME_SUFFIXES, MaskScore, ScoreReport, score_masks
 from ._segment import segment_folder
 from ._train import (
     SYNTH_DEFAULTS,
@@ -48,6 +50,7 @@ __all__ = [
     "segment_folder",
     "make_label_set", "analyze_label_sets", "LabelSetReport", "audit_label_sets", "LabelAudit", "VERDICTS",
     "estimate_prior_from_labels", "estimate_prior_from_images", "show_prior", "PICTURE_SUFFIXES",
+    "score_masks", "ScoreReport", "MaskScore", "MASK_NAME_SUFFIXES",
     "train_cell", "segment_cell", "LABELS_PRIOR",
     "write_json", "write_text", "write_examples", "json_value", "log_line", "versions",
 ]
