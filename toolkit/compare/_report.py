@@ -137,7 +137,8 @@ def gap_closed(entries: list[dict[str, Any]], supervised: float) -> dict[str, fl
 
 
 _UNSUPERVISED_NOTE = (
-    "Unsupervised methods see only the test images, never a label; **own mask** is the mask the method gives "
+    "Unsupervised methods see only the test images, never a label (a `prior=labels:` row sees the density of "
+    "rough labels made from the test labels, nothing more); **own mask** is the mask the method gives "
     "by its label-free rule (its headline), **oracle** the best threshold of its score map on the test labels "
     "(optimistic). Methods with random draws run once per seed; deterministic ones (the thresholds) once."
 )
