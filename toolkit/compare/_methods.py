@@ -30,7 +30,7 @@ from typing import Any
 
 from ..errors import ParameterError, SpecError
 from ..labels import is_stochastic, parse_spec
-from ..runs import LABELS_PRIOR
+from ..runs import LABELS_PRIOR, labels_prior_spec
 from ..unsupervised import METHODS, build_method, parse_bootstrap
 
 __all__ = ["MethodSpec", "parse_method_spec", "split_method_list", "nest_options", "UNSUPERVISED_PREFIX"]
@@ -52,8 +52,8 @@ class MethodSpec:
         """Whether the entry has no random draws (its method and its prior's methods are deterministic, as their
         registry entries say, and a labels prior's spec draws nothing): a comparison runs it once, whatever the
         seeds."""
-        kind, _, spec = (self.prior or "").partition(":")
-        if kind == LABELS_PRIOR:
+        spec = labels_prior_spec(self.prior)
+        if spec is not None:
             return METHODS.get(self.name).deterministic and not is_stochastic(spec)
         used = [self.name] + ([] if self.prior is None else self.prior.split("+"))
         return all(METHODS.get(name).deterministic for name in used)

@@ -18,7 +18,7 @@ import numpy as np
 from .._fs import atomic_path, is_mstool_folder
 from .._version import __version__
 from ..errors import OutputError
-from ..runs import LABELS_PRIOR
+from ..runs import labels_prior_spec
 from ._loop import run_suite
 from ._plots import draw_all
 from ._rows import PREDICTORS, headline_metric, is_unsupervised, rank_agreement
@@ -107,10 +107,10 @@ def _unsupervised_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[lis
                      _pm(e["val/auc"], e["val/auc_std"], e["n"]), "100%", "-", str(e["n"])])
     gaps = gap_closed(unsupervised, supervised[0]["val/dice"] if supervised else math.nan)
     for e in unsupervised:
-        kind, _, spec = (e["prior"] or "").partition(":")
+        spec = labels_prior_spec(e["prior"])
         used = "none" if e["prior"] is None else f"none (prior bootstrapped from {e['prior']})"
         protocol = "own mask (label-free)"
-        if kind == LABELS_PRIOR:
+        if spec is not None:
             used, protocol = f"test labels made rough by {spec}, as a prior", "own mask"
         line = [e["spec"], used, _pm(e["mask/dice"], e["mask/dice_std"], e["n"]), protocol]
         line += [_pm(e[k], e[k + "_std"], e["n"]) for k, _ in UNSUPERVISED_METRICS if k != "mask/dice"]

@@ -26,7 +26,7 @@ Example:
     ('evaluation.json', True)
 """
 
-from ._cells import LABELS_PRIOR, segment_cell, train_cell
+from ._cells import LABELS_PRIOR, labels_prior_spec, segment_cell, train_cell
 from ._labelsets import VERDICTS, LabelAudit, LabelSetReport, analyze_label_sets, audit_label_sets, make_label_set
 from ._priors import PICTURE_SUFFIXES, estimate_prior_from_images, estimate_prior_from_labels, show_prior
 from ._records import json_value, log_line, versions, write_examples, write_json, write_text
@@ -51,6 +51,6 @@ __all__ = [
     "make_label_set", "analyze_label_sets", "LabelSetReport", "audit_label_sets", "LabelAudit", "VERDICTS",
     "estimate_prior_from_labels", "estimate_prior_from_images", "show_prior", "PICTURE_SUFFIXES",
     "score_masks", "ScoreReport", "MaskScore", "MASK_NAME_SUFFIXES",
-    "train_cell", "segment_cell", "LABELS_PRIOR",
+    "train_cell", "segment_cell", "LABELS_PRIOR", "labels_prior_spec",
     "write_json", "write_text", "write_examples", "json_value", "log_line", "versions",
 ]

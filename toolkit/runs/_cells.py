@@ -27,10 +27,21 @@ from ..metrics import binary_report, evaluate_binary
 from ..unsupervised import bootstrap_prior, build_method
 from ._records import json_value, write_examples
 
-__all__ = ["train_cell", "segment_cell", "LABELS_PRIOR"]
+__all__ = ["train_cell", "segment_cell", "LABELS_PRIOR", "labels_prior_spec"]
 
 LABELS_PRIOR = "labels"
 """A cell prior written ``labels:SPEC`` is made from the test labels after the label spec (:func:`segment_cell`)."""
+
+
+def labels_prior_spec(prior: str | None) -> str | None:
+    """The label spec of a cell prior written ``labels:SPEC``; ``None`` for no prior or a bootstrapped one.
+
+    Example:
+        >>> labels_prior_spec("labels:dilate:1+sample:0.3"), labels_prior_spec("otsu+local")
+        ('dilate:1+sample:0.3', None)
+    """
+    kind, colon, spec = (prior or "").partition(":")
+    return spec if kind == LABELS_PRIOR and colon else None
 
 
 def train_cell(
@@ -151,8 +162,8 @@ def segment_cell(
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", MstoolWarning)
         density = None
-        if prior is not None and prior.partition(":")[0] == LABELS_PRIOR:
-            rough = apply_spec(labels, prior.partition(":")[2], generator=g, num_classes=2)
+        if labels_prior_spec(prior) is not None:
+            rough = apply_spec(labels, labels_prior_spec(prior), generator=g, num_classes=2)
             density = estimate_prior(rough, splits.test_names, num_classes=2, source=prior).foreground()
         elif prior is not None:
             density = bootstrap_prior(images, splits.test_names, prior, foreground=options.get("foreground", "auto"),
