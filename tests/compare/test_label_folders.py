@@ -103,3 +103,16 @@ def test_synthetic_data_is_checked_against_label_folders_before_the_run_folder_i
     again = evaluate_run(out / "cells" / "clean__unet__seed0" / "model.pt", probe=False)
     assert again.metrics["val/dice"] == pytest.approx(rows[0]["val/dice"], abs=1e-9)
     assert again.splits.root == out / "data"
+
+
+def test_the_suite_records_its_dataset_folder_whatever_the_working_directory(dataset, tmp_path, monkeypatch):
+    root, data = dataset
+    monkeypatch.chdir(data.parent)
+    cfg = SuiteConfig(data=data.name, labels=["clean"])
+    assert cfg.data == str(data)  # config.toml then names the folder, not a path relative to some cwd
+    elsewhere = tmp_path / "elsewhere"
+    _copy(data, elsewhere / data.name)
+    monkeypatch.chdir(elsewhere)
+    # the same words typed in another folder are another dataset: a resume there is refused, not mixed in
+    assert SuiteConfig(data=data.name, labels=["clean"]).data != cfg.data
+    assert SuiteConfig.from_dict(cfg.to_dict()).data == str(data)

@@ -49,6 +49,30 @@ def test_train_run_then_evaluate_run_read_the_same_split(tmp_path):
     assert (tmp_path / "mine.json").read_text() == "{}"
 
 
+def test_a_run_records_its_dataset_whatever_the_working_directory(tmp_path, monkeypatch):
+    from mstool.data import write_synthetic_dataset
+
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    write_synthetic_dataset(tmp_path / "a" / "data", "er", 5, 32, seed=1)
+    write_synthetic_dataset(tmp_path / "b" / "data", "nuc", 5, 32, seed=2)  # a decoy of the same relative name
+    monkeypatch.chdir(tmp_path / "a")
+    train_run(DataSource("data"), "run", run_config("quick", TINY))
+    assert json.loads((tmp_path / "a" / "run" / "train.json").read_text())["data"] == str(tmp_path / "a" / "data")
+    monkeypatch.chdir(tmp_path / "b")
+    ev = evaluate_run(tmp_path / "a" / "run" / "model.pt", probe=False)
+    assert ev.metrics["data"] == str(tmp_path / "a" / "data")  # not b/data, which the cwd would have given
+    assert json.loads(ev.path.read_text())["data"] == str(tmp_path / "a" / "data")
+    assert ev.splits.test_names[0].startswith("er_")
+
+
+def test_a_moved_run_folder_still_finds_its_synthetic_data(tmp_path):
+    train_run(DataSource("synth:er", synth_n=4, synth_size=32), tmp_path / "run", run_config("quick", TINY))
+    (tmp_path / "run").rename(tmp_path / "moved")
+    assert recorded_source(tmp_path / "moved").data == str(tmp_path / "moved" / "data")
+    assert evaluate_run(tmp_path / "moved" / "model.pt", probe=False).metrics["data"] == str(tmp_path / "moved" / "data")
+
+
 def test_evaluate_run_needs_a_record_or_data(tmp_path):
     (tmp_path / "model.pt").write_bytes(b"")
     with pytest.raises(FileMissingError, match="no train.json beside the checkpoint"):

@@ -237,6 +237,8 @@ class SuiteConfig:
             raise ParameterError("`seeds` must name at least one seed")
         self.seeds = _unique([check_int(s, "seeds", low=0) for s in self.seeds])
         run_config(self.preset, self.train)  # validates the overrides now, not mid-suite
+        if not self.is_synthetic:  # recorded in config.toml: the same folder whatever the working directory
+            self.data = str(Path(self.data).resolve())
         source = self.source  # checks the data settings now
         if source.is_synthetic:
             self.synth_n, self.synth_size = source.synth_n, source.synth_size

@@ -36,7 +36,8 @@ class DataSource:
     """Where a run's data comes from and how it is read: everything :func:`prepare_splits` needs, checked.
 
     Attributes:
-        data: a dataset folder, or ``synth:KIND`` for built-in synthetic data generated into the run folder.
+        data: a dataset folder (made absolute, so that a record of it means the same folder from any working
+            directory), or ``synth:KIND`` for built-in synthetic data generated into the run folder.
         layout: the dataset layout (``auto`` or a name of :data:`mstool.data.LAYOUTS`).
         fit: ``center`` crops images of different sizes to a common size (:func:`load_split_tensors`); ``None``
             requires one size.
@@ -62,7 +63,8 @@ class DataSource:
     synth_invert: bool = False
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "data", str(self.data))
+        data = str(self.data)
+        object.__setattr__(self, "data", data if data.startswith("synth:") else str(Path(data).resolve()))
         check_in(self.layout, "layout", ["auto", *layout_names()])
         if self.fit is not None:
             check_in(self.fit, "fit", ["center"])

@@ -167,8 +167,8 @@ def _finish(out: Path, src: DataSource, cfg: TrainConfig, result: TrainResult, s
     """Write ``train.json`` (the first process only) and return the run."""
     # a synth: dataset is recorded by the folder it was written to, so evaluation reads the same images
     processes = rank_and_world()[1]
-    record = {"data": str(root), "layout": src.layout, "fit": src.fit, "val_fraction": src.val_fraction,
-              "synth_seed": src.seed, "mask_mode": src.mask_mode, "notes": notes,
+    record = {"data": str(Path(root).resolve()), "layout": src.layout, "fit": src.fit,
+              "val_fraction": src.val_fraction, "synth_seed": src.seed, "mask_mode": src.mask_mode, "notes": notes,
               **({"lazy": True} if splits is None else {}),
               "config": cfg.to_dict(drop_none=True), "label_stats": result.label_stats,
               **({"processes": processes, "effective_batch_size": cfg.batch_size * processes}
@@ -207,6 +207,9 @@ def recorded_source(run_dir: str | os.PathLike, data: str | os.PathLike | None =
     root = data if data is not None else recorded.get("data")
     if root is None:
         raise FileMissingError(f"{run_dir}: no {TRAIN_RECORD} beside the checkpoint; name the dataset with --data")
+    inside = Path(run_dir) / "data"
+    if data is None and not Path(root).exists() and (inside / "dataset.json").is_file():
+        root = inside  # a synth: dataset written into a run folder that has since moved
     return DataSource(str(root), layout=recorded.get("layout", "auto"), fit=recorded.get("fit"),
                       val_fraction=recorded.get("val_fraction", 0.2), seed=recorded.get("synth_seed", 0),
                       mask_mode=mask_mode or recorded.get("mask_mode"))
@@ -289,5 +292,6 @@ def evaluate_run(
                           val_labels=splits.val_labels, train_images=splits.train_images,
                           train_labels=splits.train_labels, **settings)
         metrics = {**result.metrics, "data_notes": splits.notes}
+    metrics = {"data": source.data, **metrics}  # which folder was scored, for a reader of the file alone
     write_json(target, metrics)
     return EvalRun(target, metrics, result, splits)
