@@ -1,4 +1,5 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
@@ -136,3 +137,20 @@ def test_estimate_prior_rejects_mixed_sizes_and_duplicate_names(tmp_path, er_roo
     (dup / "val" / "images" / "nuc_0001.tif").rename(dup / "val" / "images" / "nuc_0000.tif")
     with pytest.raises(LayoutError, match="also names"):
         estimate_prior_from_labels(dup)
+
+
+def test_audit_reads_the_noisy_masks_as_mask_mode_says(tmp_path):
+    from mstool.runs import audit_label_sets
+
+    rng = np.random.default_rng(0)
+    for split in ("train", "val", "test"):
+        for i in range(2):
+            (tmp_path / "d" / split / "images").mkdir(parents=True, exist_ok=True)
+            write_mask(tmp_path / "d" / split / "images" / f"{split}{i}.png", rng.integers(0, 255, (48, 48)))
+            mask = np.zeros((48, 48), np.uint8)
+            mask[5:20, 5:20], mask[5:20, 30:45], mask[25:45, 10:40], mask[:, :2] = 1, 1, 2, 255  # gray classes,
+            # one of them in two pieces and an ignore band: read as `auto` they are object ids, all foreground
+            write_mask(tmp_path / "d" / split / "labels" / f"{split}{i}.tif", mask)  # gray, not a palette
+    copy = shutil.copytree(tmp_path / "d", tmp_path / "copy")
+    audit = audit_label_sets(tmp_path / "d", [copy], mask_mode="multiclass")[0]
+    assert audit.taxonomy == "CL" and audit.expected.score > 0.99  # an identical copy is clean labels

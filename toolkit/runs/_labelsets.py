@@ -251,7 +251,7 @@ def audit_label_sets(
         check_output_file(json_path, overwrite=overwrite, inputs=[clean, *noisy], suffixes=(".json",))
     entries, mode = collect_masks(clean, layout=layout, splits=splits, mask_suffix=mask_suffix)
     clean_arrays = read_label_set(entries, mode=mask_mode or mode)
-    pairs = [_audit_pair(clean, entries, clean_arrays, root) for root in noisy]
+    pairs = [_audit_pair(clean, entries, clean_arrays, root, mask_mode) for root in noisy]
     out = []
     drawings = []
     for root, clean_list, noisy_list, available in pairs:
@@ -285,14 +285,15 @@ def audit_label_sets(
 
 
 def _audit_pair(clean: str | os.PathLike, entries: list[MaskEntry], clean_arrays: list[np.ndarray],
-                root: str | os.PathLike) -> tuple:
-    """The masks of one noisy set that have a clean counterpart, with those counterparts, all checked for size."""
+                root: str | os.PathLike, mask_mode: str | None = None) -> tuple:
+    """The masks of one noisy set that have a clean counterpart, with those counterparts, all checked for size;
+    the noisy masks are read as ``mask_mode`` says (``None``: ``auto``), as :func:`analyze_label_sets` reads them."""
     paths = find_counterparts(entries, root, allow_missing=True)
     used = [(e, a, p) for e, a, p in zip(entries, clean_arrays, paths) if p is not None]
     if not used:
         raise LayoutError(f"{root}: no mask shares a name with the clean labels in {clean} "
                           f"(the first clean mask is {entries[0].rel})")
-    noisy_arrays = [read_mask(p, mode="auto") for _, _, p in used]
+    noisy_arrays = [read_mask(p, mode=mask_mode or "auto") for _, _, p in used]
     wrong = [(p, b.shape, e.path, a.shape) for (e, a, p), b in zip(used, noisy_arrays) if a.shape != b.shape]
     if wrong:
         p, b, c, a = wrong[0]
