@@ -34,7 +34,8 @@ overwrite_option = click.option(
 mask_mode_option = click.option(
     "--mask-mode", type=click.Choice(names.MASK_MODES), default=None,
     help="How to read masks: binary (0/1, 0/255), instance (object ids: > 0 is foreground), multiclass (class "
-         "indices, 255 = ignore), auto. [default: the layout's: multiclass for VOC, instance for cellpose, auto]")
+         "indices, 255 = ignore), cityscapes (labelIds -> the 19 train ids), auto. [default: the layout's: "
+         "multiclass for VOC, instance for cellpose, cityscapes for Cityscapes labelIds, auto]")
 quiet_option = click.option("-q", "--quiet", is_flag=True,
                             help="No progress bars, warnings or closing line; only errors.")
 

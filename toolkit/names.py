@@ -18,7 +18,7 @@ __all__ = [
     "MASK_MODES", "MASK_FORMATS", "PRESETS", "NOISE_MODES", "KERNELS", "EXECUTORS",
 ]
 
-LAYOUTS = ("paper", "voc", "cellpose")
+LAYOUTS = ("paper", "voc", "cellpose", "cityscapes")
 """Dataset folder layouts, in the order ``auto`` tries them (:func:`mstool.data.discover_layout`)."""
 
 LAYOUT_CHOICES = ("auto", *LAYOUTS)
@@ -39,7 +39,7 @@ UNSUPERVISED_METHODS = ("otsu", "minerror", "multiotsu", "local", "kmeans", "gmm
 FOREGROUND_RULES = ("auto", "bright", "dark")
 """Which intensity side is foreground (:func:`mstool.unsupervised.choose_foreground`)."""
 
-MASK_MODES = ("auto", "binary", "instance", "multiclass")
+MASK_MODES = ("auto", "binary", "instance", "multiclass", "cityscapes")
 """How a mask file is read (:func:`mstool.io.read_mask`)."""
 
 MASK_FORMATS = ("png", "tif")

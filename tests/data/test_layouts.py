@@ -7,7 +7,7 @@ from .helpers import make_cellpose, make_paper, make_voc, tiny_pair
 
 
 def test_layout_registry_names():
-    assert layout_names() == ["paper", "voc", "cellpose"]
+    assert layout_names() == ["paper", "voc", "cellpose", "cityscapes"]
 
 
 def test_paper_layout_pairs_by_name_across_suffixes(tmp_path):

@@ -72,7 +72,7 @@ def test_ignore_value_matches_package():
 
 
 def test_mask_modes():
-    assert MASK_MODES == ("auto", "binary", "instance", "multiclass")
+    assert MASK_MODES == ("auto", "binary", "instance", "multiclass", "cityscapes")
 
 
 @pytest.mark.parametrize("mode", ["auto", "binary", "instance"])

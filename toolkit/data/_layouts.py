@@ -1,6 +1,6 @@
 """Dataset folder layouts: find image/mask pairs per split, found automatically or named.
 
-Three layouts (the registry ``LAYOUTS``):
+Four layouts (the registry ``LAYOUTS``):
 
 ``paper``
     the layout of Luo et al.'s ER/MITO data: ``ROOT/{train,val,test}/{images,labels}/`` with equal file names
@@ -13,6 +13,13 @@ Three layouts (the registry ``LAYOUTS``):
     PASCAL VOC: ``JPEGImages/``, ``SegmentationClass/`` (palette PNGs, 255 = ignore) and
     ``ImageSets/Segmentation/{train,val,trainval,test}.txt``. ROOT may also be a ``VOCdevkit`` folder holding one
     ``VOC20xx`` folder.
+``cityscapes``
+    Cityscapes: ``leftImg8bit/{train,val,test}/<city>/<name>_leftImg8bit.png`` beside
+    ``gtFine/{train,val,test}/<city>/<name>_gtFine_labelIds.png``; the sample name is ``<city>_<seq>_<frame>``.
+    Masks are read with the ``cityscapes`` mask mode (labelIds -> the 19 train ids, others 255), or, when every
+    train and val image has a ``<name>_gtFine_labelTrainIds.png`` (cityscapesScripts' ``createTrainIdLabelImgs``),
+    from those files as ``multiclass``. The test split is unlabelled (its public masks are blank). Each folder may
+    also sit one level down, as the zip files unpack by name (``leftImg8bit_trainvaltest/leftImg8bit/``).
 """
 
 from __future__ import annotations
@@ -46,11 +53,12 @@ class Layout:
     """A dataset folder read with one layout.
 
     Attributes:
-        kind: the layout name (``paper``, ``cellpose`` or ``voc``).
+        kind: the layout name (one of :func:`layout_names`).
         root: the dataset folder.
         splits: the splits found, in the order train, val, test (or ``all``).
         mask_mode: how masks of this layout are read by default (``multiclass`` for VOC, ``instance`` for
-            cellpose, ``auto`` for paper).
+            cellpose, ``auto`` for paper; ``cityscapes`` for Cityscapes labelIds, ``multiclass`` for its
+            labelTrainIds).
     """
 
     kind: str
@@ -98,7 +106,8 @@ def discover_layout(root: str | os.PathLike, layout: str = "auto", *, mask_suffi
 
     Raises:
         FileMissingError: ``root`` does not exist.
-        LayoutError: no layout matches (the message says what each layout expects).
+        LayoutError: no layout matches (the message says what each layout expects), or a Cityscapes folder lacks
+            ``leftImg8bit/`` or ``gtFine/``.
         ParameterError: an unknown layout name.
     """
     root = Path(root)
@@ -123,6 +132,8 @@ _EXPECT = {
     "paper": "ROOT/{train,val,test}/{images,labels}/ with equal file names",
     "voc": "ROOT/JPEGImages, ROOT/SegmentationClass and ROOT/ImageSets/Segmentation/{train,val}.txt",
     "cellpose": "ROOT/name.tif with ROOT/name_masks.tif (or in ROOT/{train,val,test}/)",
+    "cityscapes": "ROOT/leftImg8bit/{train,val,test}/<city>/*_leftImg8bit.png beside "
+                  "ROOT/gtFine/{train,val,test}/<city>/*_gtFine_labelIds.png",
 }
 
 
@@ -239,3 +250,75 @@ def _cellpose(root: Path, mask_suffix: str) -> Layout | None:
         return samples, problems + more
 
     return Layout("cellpose", root, splits, "instance", lister)
+
+
+_CS_IMAGE = "_leftImg8bit"
+_CS_LABEL_IDS = "_gtFine_labelIds"
+_CS_TRAIN_IDS = "_gtFine_labelTrainIds"
+
+
+def _cityscapes_folder(root: Path, name: str) -> Path | None:
+    """``ROOT/name``, or ``ROOT/name_trainvaltest/name`` as the zip file unpacks into a folder of its own name."""
+    for folder in (root / name, root / f"{name}_trainvaltest" / name):
+        if folder.is_dir():
+            return folder
+    return None
+
+
+def _city_files(split_dir: Path, suffix: str, problems: list[str]) -> dict[str, Path]:
+    """``split_dir/<city>/<name>{suffix}.png`` by ``<name>``; other files (colour masks, polygons) are skipped."""
+    out: dict[str, Path] = {}
+    if not split_dir.is_dir():
+        return out
+    for city in sorted(p for p in split_dir.iterdir() if p.is_dir() and not p.name.startswith(".")):
+        for p in sorted(city.glob(f"*{suffix}.png")):
+            name = p.name[: -len(f"{suffix}.png")]
+            if name in out:
+                problems.append(f"{p}: two files share the name {name!r} ({out[name]} and {p})")
+                continue
+            out[name] = p
+    return out
+
+
+def _every_train_id_mask(gt: Path, splits: tuple[str, ...]) -> bool:
+    """Whether the labelled splits hold labelTrainIds masks, one for every labelIds mask."""
+    ignored: list[str] = []
+    found = False
+    for split in (s for s in splits if s != "test"):
+        train_ids = _city_files(gt / split, _CS_TRAIN_IDS, ignored)
+        if not set(_city_files(gt / split, _CS_LABEL_IDS, ignored)) <= set(train_ids):
+            return False
+        found = found or bool(train_ids)
+    return found
+
+
+@LAYOUTS.register("cityscapes")
+def _cityscapes(root: Path, mask_suffix: str) -> Layout | None:
+    left, gt = _cityscapes_folder(root, "leftImg8bit"), _cityscapes_folder(root, "gtFine")
+    if left is None and gt is None:
+        return None
+    if left is None or gt is None:
+        have, lack = ("leftImg8bit", "gtFine") if gt is None else ("gtFine", "leftImg8bit")
+        raise LayoutError(f"{root}: a Cityscapes folder holds leftImg8bit/ and gtFine/ side by side; found {have}/ "
+                          f"but no {lack}/ (unpack {lack}_trainvaltest.zip into {root})")
+    splits = tuple(s for s in SPLITS if (left / s).is_dir())
+    if not splits:
+        raise LayoutError(f"{left}: no split folder; a Cityscapes leftImg8bit/ holds {', '.join(SPLITS)}/")
+    train_ids = _every_train_id_mask(gt, splits)
+    suffix = _CS_TRAIN_IDS if train_ids else _CS_LABEL_IDS
+
+    def lister(split: str) -> tuple[list[Sample], list[str]]:
+        problems: list[str] = []
+        images = _city_files(left / split, _CS_IMAGE, problems)
+        if not images:
+            return [], problems + [f"{left / split}: no <city>/<city>_<seq>_<frame>{_CS_IMAGE}.png images found"]
+        masks = None  # the test split's public masks are blank: its images are unlabelled
+        if split != "test":
+            if (gt / split).is_dir():
+                masks = _city_files(gt / split, suffix, problems)
+            else:
+                problems.append(f"{gt / split}: folder missing, so the {split} images have no masks")
+        samples, more = _pair(images, masks, left / split)
+        return samples, problems + more
+
+    return Layout("cityscapes", root, splits, "multiclass" if train_ids else "cityscapes", lister)

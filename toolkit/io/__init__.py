@@ -5,7 +5,8 @@ Legend: C channels · H, W pixels.
 - images: :func:`read_image` gives ``(H, W)`` / ``(H, W, 3)`` arrays in the file's dtype, :func:`load_image`
   gives ``(C, H, W)`` float32 z-scored tensors, :func:`write_image`, :func:`find_images`;
 - masks: :func:`read_mask` gives ``(H, W)`` int64 labels (binary 0/1 or class indices, 255 = ignore),
-  :func:`write_mask`, :func:`voc_palette`, :func:`check_pair`;
+  :func:`write_mask`, :func:`voc_palette`, :func:`check_pair`; Cityscapes labelIds are mapped to the 19 train ids
+  (:data:`CITYSCAPES_CLASSES`) by ``mode="cityscapes"``;
 - score maps: :func:`write_score_map` / :func:`read_score_map`, float32 TIFF or ``.npz``.
 
 Every bad file raises an :class:`~mstool.errors.MstoolError` that names the file and the problem.
@@ -13,7 +14,7 @@ Every bad file raises an :class:`~mstool.errors.MstoolError` that names the file
 
 from .images import IMAGE_SUFFIXES, find_images, image_size, load_image, normalize_image, read_image, write_image
 from .maps import MAP_SUFFIXES, read_score_map, write_score_map
-from .masks import MASK_MODES, check_pair, read_mask, voc_palette, write_mask
+from .masks import CITYSCAPES_CLASSES, MASK_MODES, check_pair, read_mask, voc_palette, write_mask
 
 __all__ = [
     "IMAGE_SUFFIXES",
@@ -24,6 +25,7 @@ __all__ = [
     "write_image",
     "find_images",
     "MASK_MODES",
+    "CITYSCAPES_CLASSES",
     "read_mask",
     "write_mask",
     "voc_palette",

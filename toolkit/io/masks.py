@@ -1,4 +1,5 @@
-"""Read and write label masks: binary, instance and multi-class (PASCAL VOC palette, 255 = ignore).
+"""Read and write label masks: binary, instance and multi-class (PASCAL VOC palette, 255 = ignore), and
+Cityscapes ``labelIds`` masks mapped to the 19 train ids.
 
 Legend: H, W pixels.
 
@@ -24,13 +25,40 @@ from .._fs import atomic_path
 from ..errors import DataError, DTypeError, MstoolWarning, ParameterError, ShapeError
 from .images import _read_pixels
 
-__all__ = ["MASK_MODES", "read_mask", "write_mask", "voc_palette", "check_pair"]
+__all__ = ["MASK_MODES", "CITYSCAPES_CLASSES", "read_mask", "write_mask", "voc_palette", "check_pair"]
 
 MASK_MODES = names.MASK_MODES
 """How :func:`read_mask` interprets the stored values."""
 
 # mstool.IGNORE_INDEX (a test keeps them equal); a literal keeps this floor free of the top-level package
 _IGNORE = 255
+
+CITYSCAPES_CLASSES = (
+    "road", "sidewalk", "building", "wall", "fence", "pole", "traffic light", "traffic sign", "vegetation", "terrain",
+    "sky", "person", "rider", "car", "truck", "bus", "train", "motorcycle", "bicycle",
+)
+"""The 19 Cityscapes evaluation classes: class ``k`` is train id ``k``, as ``read_mask(mode="cityscapes")`` gives."""
+
+# the labelId of each train id 0..18, from the official table (cityscapesScripts, helpers/labels.py); every other
+# labelId (void, parking, rail track, guard rail, bridge, tunnel, polegroup, caravan, trailer; license plate -1)
+# is ignore there, and anything outside 0..33 is no Cityscapes labelId at all
+_CITYSCAPES_LABEL_IDS = (7, 8, 11, 12, 13, 17, 19, 20, 21, 22, 23, 24, 25, 26, 27, 28, 31, 32, 33)
+_CITYSCAPES_MAX_ID = 33
+
+
+@functools.lru_cache(maxsize=1)
+def _cityscapes_lookup() -> np.ndarray:
+    """``(34,)`` int64: the train id (or 255) of each labelId 0..33."""
+    lut = np.full(_CITYSCAPES_MAX_ID + 1, _IGNORE, dtype=np.int64)
+    lut[list(_CITYSCAPES_LABEL_IDS)] = np.arange(len(_CITYSCAPES_LABEL_IDS))
+    lut.flags.writeable = False
+    return lut
+
+
+def _cityscapes_train_ids(label_ids: np.ndarray) -> np.ndarray:
+    """Map ``(H, W)`` Cityscapes labelIds to train ids 0..18; every other value (-1, 34, 255, ...) -> 255."""
+    known = (label_ids >= 0) & (label_ids <= _CITYSCAPES_MAX_ID)
+    return np.where(known, _cityscapes_lookup()[np.clip(label_ids, 0, _CITYSCAPES_MAX_ID)], _IGNORE)
 
 
 @functools.lru_cache(maxsize=1)
@@ -79,6 +107,11 @@ def read_mask(path: str | os.PathLike, *, mode: str = "auto", page: int | None =
         ``{0, 1}``, ``{0, 255}`` and ``{0, v}`` masks -> ``{0, 1}``; a ``{0, 1, 255}`` mask keeps 255 as
         ignore (also in palette masks). Any other mask is refused: binarising it would silently turn object
         ids or class indices into foreground.
+    ``"cityscapes"``
+        values are Cityscapes labelIds (``*_gtFine_labelIds.png``): the 19 evaluation classes become train ids
+        0..18 (road 7 -> 0, ..., car 26 -> 13, ..., bicycle 33 -> 18; names in :data:`CITYSCAPES_CLASSES`) and
+        every other value -> 255 (ignore): the void and unevaluated labelIds, license plate's -1 and anything
+        outside 0..33. Masks already holding train ids (``*_labelTrainIds.png``) are read with ``"multiclass"``.
     ``"auto"`` (default)
         palette masks -> ``"multiclass"``; binary masks as in ``"binary"``; other gray masks are read as object
         ids (``"instance"``). When their values do not look like object ids (one value covers separate regions,
@@ -95,8 +128,8 @@ def read_mask(path: str | os.PathLike, *, mode: str = "auto", page: int | None =
 
     Raises:
         FileMissingError, FileReadError: as :func:`~mstool.io.read_image`.
-        DataError: non-integer or negative values, RGB colours outside the VOC palette, a multi-page
-            TIFF without ``page``, a mask that is not binary in ``"binary"`` mode.
+        DataError: non-integer values, negative values (except in ``"cityscapes"``), RGB colours outside the VOC
+            palette, a multi-page TIFF without ``page``, a mask that is not binary in ``"binary"`` mode.
         ParameterError: an unknown ``mode``.
 
     Example:
@@ -108,13 +141,19 @@ def read_mask(path: str | os.PathLike, *, mode: str = "auto", page: int | None =
         ...     read_mask(Path(d) / "m.png", mode="instance").tolist()
         [[0, 1, 2], [255, 2, 0]]
         [[0, 1, 1], [1, 1, 0]]
+        >>> with tempfile.TemporaryDirectory() as d:  # Cityscapes labelIds: road, car, unlabeled, parking
+        ...     write_mask(Path(d) / "c.png", np.array([[7, 26], [0, 9]]))
+        ...     read_mask(Path(d) / "c.png", mode="cityscapes").tolist()
+        [[0, 13], [255, 255]]
     """
     check_in(mode, "mode", MASK_MODES)
     p = Path(path)
     arr, palette = _read_pixels(p, page=page, keep_palette=True)
     if arr.ndim == 3:
         arr, palette = _rgb_to_labels(arr, p)
-    labels = _integer_labels(arr, p)
+    labels = _integer_labels(arr, p, negative_ok=mode == "cityscapes")
+    if mode == "cityscapes":
+        return _cityscapes_train_ids(labels)
     if mode == "multiclass" or (mode == "auto" and palette):
         return labels
     if mode == "instance":
@@ -139,7 +178,7 @@ def _rgb_to_labels(rgb: np.ndarray, p: Path) -> tuple[np.ndarray, bool]:
                     "palette (indexed) images, or with VOC colours")
 
 
-def _integer_labels(arr: np.ndarray, p: Path) -> np.ndarray:
+def _integer_labels(arr: np.ndarray, p: Path, *, negative_ok: bool = False) -> np.ndarray:
     if arr.dtype == np.bool_:
         return arr.astype(np.int64)
     if np.issubdtype(arr.dtype, np.floating):
@@ -149,7 +188,7 @@ def _integer_labels(arr: np.ndarray, p: Path) -> np.ndarray:
             raise DataError(f"{p}: mask has non-integer values (e.g. {example:g}); masks hold integer labels")
     elif not np.issubdtype(arr.dtype, np.integer):
         raise DataError(f"{p}: mask has {arr.dtype} values; masks hold integer labels")
-    if arr.size and arr.min() < 0:
+    if arr.size and arr.min() < 0 and not negative_ok:
         raise DataError(f"{p}: mask has negative values (minimum {arr.min():g}); labels must be >= 0")
     return arr.astype(np.int64)
 
