@@ -84,6 +84,8 @@ def check(root, layout, mask_suffix, mask_mode, json_path, overwrite):
         classes = ", ".join(str(k) for k in d["class_pixels"]) or "-"
         click.echo(f"  {s.split:<8} images {s.images:>5}  labelled {s.labelled:>5}  sizes {sizes}  dtypes {dtypes}  "
                    f"mask values {classes}  foreground {fg}")
+    for note in report.notes:
+        click.echo(f"note: {note}")
     if report.ok:
         click.echo("no problems found")
         return

@@ -19,6 +19,9 @@ from .options import (
     train_overrides,
 )
 
+# keys of a comparison's config file that name what `mstool train` takes as options
+_COMPARE_ONLY = {"labels", "models", "seeds", "unsupervised"}
+
 
 @click.command("train")
 @click.option("--data", required=True, metavar="ROOT|synth:KIND",
@@ -29,7 +32,8 @@ from .options import (
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
               help="Run folder: checkpoint.pt, model.pt, curves.csv, train.json.")
 @train_options
-@click.option("--layout", type=click.Choice(names.LAYOUT_CHOICES), default="auto", show_default=True)
+@click.option("--layout", type=click.Choice(names.LAYOUT_CHOICES), default=None,
+              help="The dataset layout. [default: a --config file's, else auto]")
 @mask_mode_option
 @click.option("--lazy", is_flag=True,
               help="Read the train and val splits item by item (data larger than memory; needs both splits).")
@@ -45,27 +49,39 @@ def train(data, spec, model, out, preset, config_file, epochs, batch_size, crop,
           mask_mode, lazy, ddp, seed, device, threads, quiet):
     """Train a network on noisy labels made from a dataset's clean labels; resumes a killed run in OUT.
 
-    Validation: the dataset's val split, or (documented fallback) 20% of train held out.
+    Validation: the dataset's val split, or (documented fallback) 20% of train held out. A --config file gives
+    the preset, the data settings (layout, fit, mask_mode, val_fraction, synth_*) and a [train] table; the
+    options given here win.
     """
-    from mstool.compare import read_config_file
+    from mstool.compare import SuiteConfig, read_config_file
     from mstool.engine.distributed import is_main
-    from mstool.runs import run_config, run_source, train_run
+    from mstool.runs import run_config, train_run
 
     from ._progress import TrainingBars
     from .options import runtime
 
     file_values = read_config_file(config_file) if config_file else {}
-    overrides = train_overrides(file_values, epochs=epochs, batch_size=batch_size, crop=crop, lr=lr,
-                                noise_mode=noise_mode, settings=settings)
-    preset = preset or file_values.get("preset", "quick")
-    cfg = run_config(preset, overrides, labels=spec, model=model, seed=seed)
-    source = run_source(data, preset, layout=layout, mask_mode=mask_mode)
+    elsewhere = sorted(set(file_values) & _COMPARE_ONLY)
+    if elsewhere:
+        raise click.BadParameter(f"{config_file}: {elsewhere[0]!r} is a `mstool compare` setting; `mstool train` "
+                                 "takes --labels, --model and --seed", param_hint="--config")
+    values = {k: v for k, v in file_values.items() if k != "train"} | {"train": train_overrides(
+        file_values, epochs=epochs, batch_size=batch_size, crop=crop, lr=lr, noise_mode=noise_mode,
+        settings=settings)}
+    for key, given in (("data", data), ("preset", preset), ("layout", layout), ("mask_mode", mask_mode)):
+        if given is not None:
+            values[key] = given
+    suite = SuiteConfig.from_dict(values)  # the same keys and checks as `mstool compare --config`
+    cfg = run_config(suite.preset, suite.train, labels=spec, model=model, seed=seed)
+    source = suite.source
     dev = runtime(device, threads)
     bars = TrainingBars(quiet=quiet)
     try:
         run = train_run(source, out, cfg, device=dev, progress=bars, ddp=ddp, lazy=lazy)
     finally:
         bars.close()
+    for note in run.record.get("notes", []):  # how the splits were made, when the dataset did not say
+        echo(f"data: {note}", quiet=quiet or not is_main())
     last = run.result.history[-1]
     score = next((f"{k} {last[k]:.3f}" for k in ("val_dice", "val_miou") if last.get(k) is not None), "")
     processes = run.record.get("processes", 1)

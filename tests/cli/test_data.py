@@ -61,3 +61,29 @@ def test_check_missing_root_is_one_line(tmp_path):
     r = CliRunner().invoke(cli, ["data", "check", str(tmp_path / "missing")])
     assert r.exit_code == 2
     assert r.stderr.startswith("Error: ") and r.stderr.count("\n") == 1
+
+
+def test_check_flags_jpeg_masks_and_notes_unlabelled_splits_and_empty_classes(tmp_path):
+    import numpy as np
+
+    from mstool.io import read_mask, write_image, write_mask
+
+    runner = CliRunner()
+    root = make_paper(tmp_path / "jpeg", splits=("train",))
+    mask = read_mask(root / "train" / "labels" / "a.png")
+    (root / "train" / "labels" / "a.png").unlink()
+    write_image(root / "train" / "labels" / "a.jpg", (mask * 255).astype(np.uint8))  # a lossy copy
+    r = runner.invoke(cli, ["data", "check", str(root)])
+    assert r.exit_code == 2 and "a.jpg: 1 mask(s) saved as JPEG" in r.output
+
+    root = make_paper(tmp_path / "stray", splits=("train",))
+    stray = read_mask(root / "train" / "labels" / "b.png")
+    stray[0, 0] = 30
+    write_mask(root / "train" / "labels" / "b.png", stray)
+    (root / "train" / "labels").rename(root / "train" / "masks")
+    make_paper(tmp_path / "stray", names=("c",), splits=("val",))
+    write_mask(root / "val" / "labels" / "c.png", stray)
+    r = runner.invoke(cli, ["data", "check", str(root)])
+    assert r.exit_code == 0, r.output  # notes, not problems: both may be intended
+    assert "note: split 'train': 2 images and no masks" in r.output and "this split holds masks/" in r.output
+    assert "note: mask values go up to 30 but classes 2-29 never occur" in r.output

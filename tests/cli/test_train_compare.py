@@ -84,3 +84,24 @@ def test_compare_synth_seed_draws_other_images(tmp_path):
     assert np.array_equal(runs[None], runs[0]) and not np.array_equal(runs[0], runs[5])
     r = CliRunner().invoke(cli, [*base, "-o", str(tmp_path / "bad"), "--synth-seed", "-1"])
     assert r.exit_code == 2 and "--synth-seed" in r.stderr and r.stderr.count("\n") == 1, r.stderr
+
+
+def test_train_config_file_gives_the_data_settings_and_refuses_what_train_does_not_read(tmp_path):
+    from mstool.data import write_synthetic_dataset
+
+    data = write_synthetic_dataset(tmp_path / "er", "er", n=6, size=32, seed=0)
+    (data / "val" / "images").rename(data / "val" / "pictures")  # no val split: held out of train, 40% of it
+    runner = CliRunner()
+    (tmp_path / "run.toml").write_text('val_fraction = 0.4\nlayout = "paper"\n[train]\nepochs = 1\n')
+    r = runner.invoke(cli, ["train", "--data", str(data), "--config", str(tmp_path / "run.toml"), "-o",
+                            str(tmp_path / "x"), *TINY[2:]])
+    assert r.exit_code == 0, r.output
+    record = json.loads((tmp_path / "x" / "train.json").read_text())
+    assert record["val_fraction"] == 0.4 and record["layout"] == "paper" and record["config"]["epochs"] == 1
+    assert "data: no val split: 40% of train held out" in r.output  # the notes are printed, not only recorded
+    for text, message in (("bogus = 1\n", "unknown suite setting(s) bogus"),
+                          ("seeds = [0, 1]\n", "'seeds' is a `mstool compare` setting")):
+        (tmp_path / "bad.toml").write_text(text)
+        r = runner.invoke(cli, ["train", "--data", str(data), "--config", str(tmp_path / "bad.toml"), "-o",
+                                str(tmp_path / "y")])
+        assert r.exit_code == 2 and message in r.output and not (tmp_path / "y").exists()

@@ -275,7 +275,7 @@ class SuiteConfig:
 
     @classmethod
     def from_dict(cls, values: dict[str, Any]) -> SuiteConfig:
-        known = {f.name for f in dataclasses.fields(cls)}
+        known = {f.name for f in dataclasses.fields(cls) if f.init}
         unknown = sorted(set(values) - known)
         if unknown:
             raise ParameterError(f"unknown suite setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")

@@ -20,7 +20,8 @@ from ..io import MASK_MODES, read_mask
 from ..labels import count_classes
 from ._collect import find_masks_by_stem
 from ._dataset import SegmentationDataset
-from ._layouts import discover_layout, layout_names
+from ._inspect import empty_classes_note
+from ._layouts import Layout, discover_layout, layout_names
 from ._writer import write_synthetic_dataset
 from .synthetic import synth_kinds
 
@@ -117,7 +118,9 @@ def prepare_splits(source: DataSource | str, workdir: str | os.PathLike, *,
       validation, drawn with ``source.seed``; thresholds and polarity are still never chosen on test;
     - a single split (a flat cellpose folder ``all``, or only ``train``): it is divided 60/20/20 into train, val
       and test the same way;
-    - VOC, whose test masks are not public: ``val`` is the test set and validation is held out of ``train``.
+    - no labelled ``test`` split (VOC and Cityscapes, whose test masks are not public, or a dataset with
+      ``train`` and ``val`` only): ``val`` is the test set and validation is held out of ``train``. A split
+      with no mask at all is left out (named in ``notes``); one with some masks missing is an error.
 
     Args:
         source: the data and how to read it; a string is ``DataSource(source)``.
@@ -143,6 +146,10 @@ def prepare_splits(source: DataSource | str, workdir: str | os.PathLike, *,
         root = Path(src.data)
     found = discover_layout(root, src.layout)
     splits = set(found.splits)
+    unlabelled = sorted(s for s in splits if _unlabelled(found, s))
+    if unlabelled:
+        splits -= set(unlabelled)
+        notes.append(f"split(s) {', '.join(unlabelled)} hold no masks and are not used")
 
     def load(split: str) -> Split:
         return load_split_tensors(found, split, fit=src.fit, mask_mode=src.mask_mode)
@@ -150,10 +157,11 @@ def prepare_splits(source: DataSource | str, workdir: str | os.PathLike, *,
     g = make_generator(seed)
     if {"train", "val", "test"} <= splits:
         train, val, test = load("train"), load("val"), load("test")
-    elif found.kind == "voc" and {"train", "val"} <= splits:
+    elif {"train", "val"} <= splits:
         test = load("val")
         train, val = _hold_out(load("train"), val_fraction, g)
-        notes.append(f"VOC: the val split is the test set; validation is held out of train ({val_fraction:.0%})")
+        notes.append(f"no labelled test split: the val split is the test set; {val_fraction:.0%} of train held out "
+                     f"as validation (seed {seed})")
     elif {"train", "test"} <= splits:
         train, val = _hold_out(load("train"), val_fraction, g)
         test = load("test")
@@ -163,14 +171,25 @@ def prepare_splits(source: DataSource | str, workdir: str | os.PathLike, *,
         rest, test = _hold_out(load(only), 0.2, g)
         train, val = _hold_out(rest, 0.25, g)
         notes.append(f"one split ({only!r}): divided 60/20/20 into train/val/test (seed {seed})")
-    else:  # pragma: no cover - discover_layout never returns a layout without splits
-        raise LayoutError(f"{root}: no split found")
+    else:
+        raise LayoutError(f"{root}: no split holds masks ({', '.join(unlabelled)} have images only); training "
+                          "and evaluation need labelled images")
     folders = {name: read_label_folder(path, train[2], train[1].shape[-2:], others=val[2] + test[2], fit=src.fit,
                                        mask_mode=src.mask_mode)
                for name, path in (label_folders or {}).items()}
     every = torch.cat([t[1].flatten() for t in (train, val, test)] + [t.flatten() for t in folders.values()])
+    empty = empty_classes_note(set(torch.unique(every).tolist()))
+    if empty:
+        notes.append(empty)
     return Splits(root, train[0], train[1], val[0], val[1], test[0], test[1], test[2], count_classes(every), notes,
                   train_names=list(train[2]), other_names=list(val[2]) + list(test[2]), label_folders=folders)
+
+
+def _unlabelled(found: Layout, split: str) -> bool:
+    """Whether a split lists images and, by its layout's design, no mask (VOC's test split, a paper-layout split
+    without ``labels/``); a split whose masks are missing by mistake (a scan problem) is not, so it fails loudly."""
+    samples, problems = found.scan(split)
+    return bool(samples) and not problems and all(sample.mask is None for sample in samples)
 
 
 def lazy_split(source: DataSource | str, workdir: str | os.PathLike, split: str) -> SegmentationDataset:
@@ -320,7 +339,8 @@ def load_split_tensors(
     if len(sizes) > 1 and fit is None:
         shown = ", ".join(f"{h} x {w}" for h, w in sizes[:4]) + (" ..." if len(sizes) > 4 else "")
         raise DataError(f"{ds.layout.root}: split {split!r} has images of {len(sizes)} sizes ({shown}); pass "
-                        "fit='center' to crop them to a common size, or predict them one at a time")
+                        "fit='center' (`fit = \"center\"` in a --config file) to crop them to a common size, or "
+                        "predict them one at a time")
     h, w = min(s[0] for s in sizes), min(s[1] for s in sizes)
     images = torch.stack([_center(item["image"], h, w) for item in items])
     labels = torch.stack([_center(item["mask"], h, w) for item in items]).long()

@@ -1,0 +1,55 @@
+"""prepare_splits: which split trains, validates and tests when a dataset does not hold all three with masks."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from mstool.data import prepare_splits
+from mstool.errors import LayoutError
+
+from .helpers import make_paper, make_voc
+
+NAMES = ("a", "b", "c", "d", "e")
+
+
+def test_all_three_labelled_splits_are_used_as_they_are(tmp_path):
+    splits = prepare_splits(str(make_paper(tmp_path / "d", NAMES)), tmp_path / "w")
+    assert (len(splits.train_images), len(splits.val_images), len(splits.test_images)) == (5, 5, 5)
+    assert splits.notes == []
+
+
+def test_train_and_val_only_keep_val_as_the_test_set(tmp_path):
+    root = make_paper(tmp_path / "d", NAMES, splits=("train", "val"))
+    splits = prepare_splits(str(root), tmp_path / "w")
+    # val is not thrown back into a 60/20/20 cut of train: it is the test set, validation comes out of train
+    assert len(splits.test_images) == 5 and len(splits.train_images) + len(splits.val_images) == 5
+    assert any("the val split is the test set" in note for note in splits.notes)
+
+
+def test_an_unlabelled_test_split_is_left_out_and_named(tmp_path):
+    root = make_paper(tmp_path / "d", NAMES)
+    shutil.rmtree(root / "test" / "labels")  # test images to segment, without masks: by design, not a mistake
+    splits = prepare_splits(str(root), tmp_path / "w")
+    assert len(splits.test_images) == 5 and "a" in splits.test_names
+    assert splits.notes[0] == "split(s) test hold no masks and are not used"
+    voc = make_voc(tmp_path / "voc")
+    (voc / "ImageSets" / "Segmentation" / "test.txt").write_text("2007_000009\n")
+    shutil.copy(voc / "JPEGImages" / "2007_000001.jpg", voc / "JPEGImages" / "2007_000009.jpg")
+    assert prepare_splits(str(voc), tmp_path / "w2").test_names == ["2007_000003"]  # VOC's val, as documented
+
+
+def test_missing_masks_in_a_labelled_split_still_fail(tmp_path):
+    root = make_paper(tmp_path / "d", NAMES)
+    (root / "test" / "labels" / "a.png").unlink()
+    with pytest.raises(LayoutError, match="a.tif: no matching mask"):
+        prepare_splits(str(root), tmp_path / "w")
+
+
+def test_no_split_with_masks_is_a_clear_error(tmp_path):
+    root = make_paper(tmp_path / "d", NAMES)
+    for split in ("train", "val", "test"):
+        shutil.rmtree(root / split / "labels")
+    with pytest.raises(LayoutError, match="no split holds masks"):
+        prepare_splits(str(root), tmp_path / "w")
