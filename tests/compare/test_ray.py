@@ -93,7 +93,9 @@ def test_a_failing_cell_is_recorded_and_the_others_finish(tmp_path, local_ray):
     assert "DataError: unsupervised rows need binary data" in failed["error"]
     summary = write_results(tmp_path / "run")
     assert summary["failed"] == ["unsup-otsu__seed0"]
-    assert "unsup-otsu__seed0: DataError" in (tmp_path / "run" / "summary.md").read_text()
+    md = (tmp_path / "run" / "summary.md").read_text()
+    assert "unsup-otsu__seed0: DataError" in md
+    assert "**mIoU**: the mean over classes" in md and "**val** (the headline)" not in md  # multi-class protocols
 
 
 def test_without_ray_the_executor_says_how_to_install_it(tmp_path, monkeypatch):

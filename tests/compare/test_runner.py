@@ -178,3 +178,7 @@ def test_not_converged_cells_are_named_with_advice():
     assert len(lines) == 1
     assert lines[0].startswith("flip-0.45_0.45__unet__seed0: the validation curve gained +0.031 in the second half")
     assert "not converged: noisy labels need more steps; try --epochs 600" in lines[0]
+    short = {"cell": "clean__unet__seed1", "spec": "clean", "epochs": 3, "curve/converged": None, "curve/gain": None}
+    lines = not_converged([rows[1], short])
+    assert lines == ["1 cell(s) (clean__unet__seed1) were validated fewer than 4 times, so whether they converged "
+                     "was not judged: train more epochs or validate more often (--set val_every=N)"]

@@ -191,7 +191,8 @@ _AGREEMENT_NOTE = (
 
 
 def not_converged(rows: list[dict[str, Any]]) -> list[str]:
-    """One line per supervised cell whose validation curve was still rising at the end of its budget."""
+    """One line per supervised cell whose validation curve was still rising at the end of its budget, and one for
+    the cells whose curve had too few points to judge."""
     lines = []
     for r in rows:
         if is_unsupervised(r) or r.get("curve/converged") is not False:
@@ -199,6 +200,13 @@ def not_converged(rows: list[dict[str, Any]]) -> list[str]:
         epochs = r.get("epochs") or r.get("settings", {}).get("epochs")
         lines.append(f"{r['cell']}: the validation curve gained {r['curve/gain']:+.3f} in the second half of "
                      f"{epochs} epochs: not converged: noisy labels need more steps; try --epochs {2 * int(epochs)}")
+    # a cell recorded before the curve was judged has no key at all; this one was judged and had too few points
+    unjudged = [r["cell"] for r in rows
+                if not is_unsupervised(r) and "curve/converged" in r and r["curve/converged"] is None]
+    if unjudged:
+        shown = ", ".join(unjudged[:3]) + (", ..." if len(unjudged) > 3 else "")
+        lines.append(f"{len(unjudged)} cell(s) ({shown}) were validated fewer than 4 times, so whether they converged "
+                     "was not judged: train more epochs or validate more often (--set val_every=N)")
     return lines
 
 
@@ -216,6 +224,20 @@ _PROTOCOLS = (
     "clean training labels (the paper's feature-extraction experiment). Label statistics describe each cell's "
     "actual training labels against the clean ones."
 )
+
+
+_PROTOCOLS_MULTICLASS = (
+    "**mIoU**: the mean over classes of the intersection over union of the argmax prediction on the test set, "
+    "pooled over all test pixels (255 = ignore left out); **pixel acc.**: the share of test pixels predicted right. "
+    "**probe**: a 1x1-conv logistic probe fitted on the frozen network's last decoder features with clean training "
+    "labels (the paper's feature-extraction experiment). Label statistics describe each cell's actual training "
+    "labels against the clean ones."
+)
+
+
+def _protocols(rows: list[dict[str, Any]]) -> str:
+    """The paragraph that says how the table's figures were measured: binary protocols or multi-class mIoU."""
+    return _PROTOCOLS_MULTICLASS if headline_metric(rows) == "argmax/miou" else _PROTOCOLS
 
 
 def run_and_report(config: SuiteConfig, run_dir: str | Path, **options: Any) -> dict[str, Any]:
@@ -282,7 +304,7 @@ def write_results(run_dir: str | Path, rows: list[dict[str, Any]] | None = None,
     agreement = _agreement_table(supervised) if supervised else ([], [])
     if config.labels:
         md += ["\n", _markdown(header, body) if supervised else "No supervised cell has finished yet.\n", "\n",
-               _PROTOCOLS, "\n"]
+               _protocols(supervised), "\n"]
         if supervised:
             md += ["\n## What the labels predict\n\n", _markdown(*agreement), "\n", _AGREEMENT_NOTE, "\n"]
             unfinished = not_converged(supervised)
@@ -357,7 +379,7 @@ models {esc(', '.join(config.models))}, seeds {esc(', '.join(map(str, config.see
 Per-cell numbers: <a href="results.csv">results.csv</a>, <a href="results.json">results.json</a>.</p>
 <ul>{''.join(f'<li>{esc(n)}</li>' for n in notes)}</ul>
 <h2>Summary (mean ± std over seeds)</h2>{table}
-<p>{esc(_PROTOCOLS).replace('**', '')}</p>
+<p>{esc(_protocols(rows)).replace('**', '')}</p>
 {unsup}
 <h2>Plots</h2>{figs}
 <h2>Settings</h2><pre>{settings}</pre>
