@@ -70,7 +70,8 @@ def test_a_moved_run_folder_still_finds_its_synthetic_data(tmp_path):
     train_run(DataSource("synth:er", synth_n=4, synth_size=32), tmp_path / "run", run_config("quick", TINY))
     (tmp_path / "run").rename(tmp_path / "moved")
     assert recorded_source(tmp_path / "moved").data == str(tmp_path / "moved" / "data")
-    assert evaluate_run(tmp_path / "moved" / "model.pt", probe=False).metrics["data"] == str(tmp_path / "moved" / "data")
+    moved = evaluate_run(tmp_path / "moved" / "model.pt", probe=False)
+    assert moved.metrics["data"] == str(tmp_path / "moved" / "data")
 
 
 def test_evaluate_run_needs_a_record_or_data(tmp_path):
