@@ -546,3 +546,17 @@ def test_classify_label_calls_a_moved_expected_density_pcl_when_it_is_signal():
     assert classify_label(**base, expected_score=float("nan"), expected_signal=1.0) == "RCL"
     # rank-1 labels stay RL whatever the score
     assert classify_label(**{**base, "rank": 1}, expected_score=0.0, expected_signal=0.0) == "RL"
+
+
+def test_partial_labels_are_not_the_clean_labels_themselves():
+    from mstool.labels import apply_spec
+
+    clean = torch.zeros(2, 32, 32, dtype=torch.long)
+    clean[:, 8:20, 8:24] = 1
+    g = torch.Generator().manual_seed(0)
+    for spec in ("sample:0.1,ignore", "scribble:0.5"):
+        info = label_info(clean, apply_spec(clean, spec, generator=g, num_classes=2))
+        # every kept pixel is right (nothing changed), but most are left out: not CL
+        assert info.changed_fraction == 0 and info.ignored_fraction > 0.85 and info.taxonomy == "RCL"
+        assert info.as_dict()["ignored_fraction"] == pytest.approx(info.ignored_fraction)
+    assert label_info(clean, clean).taxonomy == "CL" and label_info(clean, clean).ignored_fraction == 0

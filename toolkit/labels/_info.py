@@ -473,6 +473,15 @@ def _boundary_counts(clean: torch.Tensor, noisy: torch.Tensor, num_classes: int 
     return _joint_counts(clean, noisy, valid, k, band)
 
 
+def _ignored_fraction(clean: torch.Tensor, noisy: torch.Tensor, ignore_index: int | None) -> torch.Tensor:
+    """Float64 share of the clean label's unignored pixels that ``noisy`` ignores (0 without an ignore index)."""
+    if ignore_index is None:
+        return torch.zeros((), dtype=torch.float64, device=clean.device)
+    labelled = clean != ignore_index
+    left_out = (labelled & (noisy == ignore_index)).sum().to(torch.float64)
+    return left_out / labelled.sum().clamp_min(1).to(torch.float64)
+
+
 def _boundary_summary(joint: torch.Tensor) -> dict[str, torch.Tensor]:
     """Boundary statistics from ``(..., K, K, 2)`` counts (see :func:`boundary_fraction`)."""
     k = joint.shape[-2]
@@ -540,10 +549,12 @@ score is too noisy to trust (labels flipped 45% both ways carry 3-4%)."""
 def classify_label(*, changed_fraction: float, rank: int, present_classes: int, boundary_fraction: float,
                    expected_boundary_fraction: float, pcl_odds: float = 4.0, changed_pixels: float | None = None,
                    pcl_z: float = 6.0, expected_score: float | None = None,
-                   expected_signal: float | None = None) -> str:
+                   expected_signal: float | None = None, ignored_fraction: float = 0.0) -> str:
     """The label type, ``"CL"``, ``"RL"``, ``"PCL"`` or ``"RCL"``: the first rule below that matches.
 
-    1. **CL**: no pixel changed (``changed_fraction`` is 0, or NaN because no pixel was left to compare).
+    1. **CL**: no pixel changed (``changed_fraction`` is 0, or NaN because no pixel was left to compare) and
+       none of the clean labels was left out (``ignored_fraction`` is 0). Partial labels (scribbles,
+       ``sample:s,ignore``) change no pixel they keep; what they leave out is judged by the rules below.
     2. **RL**: the NTM has rank ``<= 1`` (see :func:`ntm_rank`; every present row is the same distribution,
        the noisy label is independent of the clean one and carries nothing) while at least two clean classes
        are present (with one class, any label is trivially independent of it).
@@ -582,6 +593,7 @@ def classify_label(*, changed_fraction: float, rank: int, present_classes: int, 
         pcl_z: significance threshold of that rule, in standard errors.
         expected_score: the expected-density score of the noisy label (rule 4), or ``None``.
         expected_signal: the share of structure behind that score (rule 4; ``None`` counts as enough).
+        ignored_fraction: share of the clean label's pixels that the noisy label leaves out (ignore index).
 
     Example:
         >>> classify_label(changed_fraction=0.1, rank=2, present_classes=2, boundary_fraction=0.97,
@@ -592,7 +604,7 @@ def classify_label(*, changed_fraction: float, rank: int, present_classes: int, 
         'RL'
     """
     check_range(pcl_odds, "pcl_odds", 1, math.inf, low_open=True)
-    if not changed_fraction > 0:
+    if not changed_fraction > 0 and not ignored_fraction > 0:
         return "CL"
     if rank <= 1 and present_classes >= 2:
         return "RL"
@@ -619,6 +631,8 @@ class LabelInfo:
         mutual_information: ``I(clean; noisy)`` in bits.
         clean_entropy: ``H(clean)`` in bits, the most ``mutual_information`` can be.
         changed_fraction: share of the unignored pixels where the labels differ.
+        ignored_fraction: share of the clean label's unignored pixels that the noisy label ignores (partial
+            labels: scribbles, ``sample:s,ignore``); 0 without an ignore index.
         boundary_fraction: share of the changed pixels inside the boundary band (NaN when none changed).
         boundary_band_fraction: share of all unignored pixels inside the band: the expected
             ``boundary_fraction`` when changes fall uniformly over the image.
@@ -647,6 +661,7 @@ class LabelInfo:
     num_pixels: int
     distance: int
     taxonomy: str
+    ignored_fraction: float = 0.0
 
     @property
     def num_classes(self) -> int:
@@ -668,6 +683,7 @@ class LabelInfo:
             "mutual_information": num(self.mutual_information),
             "clean_entropy": num(self.clean_entropy),
             "changed_fraction": num(self.changed_fraction),
+            "ignored_fraction": num(self.ignored_fraction),
             "boundary_fraction": num(self.boundary_fraction),
             "boundary_band_fraction": num(self.boundary_band_fraction),
             "expected_boundary_fraction": num(self.expected_boundary_fraction),
@@ -738,12 +754,13 @@ def label_info(clean: torch.Tensor, noisy: torch.Tensor, num_classes: int | None
         boundary["expected_boundary_fraction"],
         (support > 0).sum().to(torch.float64),
         total,
+        _ignored_fraction(clean, noisy, ignore_index),
     ]).tolist()  # one device sync for all of them
-    rank, det, cond, mi, h, changed, bf, band, expected, present, pixels = scalars
+    rank, det, cond, mi, h, changed, bf, band, expected, present, pixels, ignored = scalars
     taxonomy = classify_label(changed_fraction=changed, rank=int(rank), present_classes=int(present),
                               boundary_fraction=bf, expected_boundary_fraction=expected, pcl_odds=pcl_odds,
                               changed_pixels=changed * pixels, expected_score=expected_score,
-                              expected_signal=expected_signal)
+                              expected_signal=expected_signal, ignored_fraction=ignored)
     # Narrower bands too: on thin structures (ER tubules) every pixel lies within `distance` of a boundary, so only
     # a narrower band can show that a skeleton or an erosion removed exactly the boundary pixels.
     for d in range(distance - 1, 0, -1):
@@ -754,11 +771,11 @@ def label_info(clean: torch.Tensor, noisy: torch.Tensor, num_classes: int | None
             changed_fraction=changed, rank=int(rank), present_classes=int(present),
             boundary_fraction=float(narrow["boundary_fraction"]),
             expected_boundary_fraction=float(narrow["expected_boundary_fraction"]), pcl_odds=pcl_odds,
-            changed_pixels=changed * pixels,
+            changed_pixels=changed * pixels, ignored_fraction=ignored,
         )
     return LabelInfo(
         ntm=ntm.cpu(), rank=int(rank), det=det if k == 2 else None, condition=cond, mutual_information=mi,
         clean_entropy=h, changed_fraction=changed, boundary_fraction=bf, boundary_band_fraction=band,
         expected_boundary_fraction=expected, present_classes=int(present), num_pixels=int(pixels),
-        distance=distance, taxonomy=taxonomy,
+        distance=distance, taxonomy=taxonomy, ignored_fraction=ignored,
     )
