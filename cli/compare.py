@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 
 from mstool import names
@@ -90,7 +92,7 @@ def compare(data, labels, unsupervised, models, seeds, out, preset, config_file,
 
     if report_only:  # the run folder's own config.toml says what the suite is
         summary = write_results(out)
-        echo(f"wrote the report of {summary['rows']} finished cells to {out}/report.html", quiet=quiet)
+        echo(f"wrote the report of {summary['rows']} finished cells to {Path(out) / 'report.html'}", quiet=quiet)
         return
     values = read_config_file(config_file) if config_file else {}
     values = {k: v for k, v in values.items() if k != "train"} | {"train": train_overrides(
@@ -126,10 +128,10 @@ def compare(data, labels, unsupervised, models, seeds, out, preset, config_file,
                                  cpus_per_cell=cpus_per_cell, gpus_per_cell=gpus_per_cell)
     finally:
         bars.close()
-    echo(f"{summary['rows']} of {summary['planned']} cells finished; summary: {out}/summary.md, report: "
-         f"{out}/report.html", quiet=quiet)
+    echo(f"{summary['rows']} of {summary['planned']} cells finished; summary: {Path(out) / 'summary.md'}, report: "
+         f"{Path(out) / 'report.html'}", quiet=quiet)
     if summary["failed"]:  # the others went on; say which failed and leave a status scripts can see
         click.echo(f"Error: {len(summary['failed'])} cell(s) failed ({', '.join(summary['failed'][:3])}"
-                   f"{' ...' if len(summary['failed']) > 3 else ''}); their errors are in {out}/summary.md",
+                   f"{' ...' if len(summary['failed']) > 3 else ''}); their errors are in {Path(out) / 'summary.md'}",
                    err=True)
         raise SystemExit(1)
