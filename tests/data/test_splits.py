@@ -53,3 +53,15 @@ def test_no_split_with_masks_is_a_clear_error(tmp_path):
         shutil.rmtree(root / split / "labels")
     with pytest.raises(LayoutError, match="no split holds masks"):
         prepare_splits(str(root), tmp_path / "w")
+
+
+def test_a_label_folder_with_cellpose_mask_names_pairs_with_the_images(tmp_path):
+    from mstool.data import read_label_folder
+    from mstool.io import write_mask
+
+    from .helpers import tiny_pair
+
+    for name in ("a", "b"):  # what `mstool labels make` writes for a cellpose dataset: name_masks.png
+        write_mask(tmp_path / "crowd" / f"{name}_masks.png", tiny_pair()[1])
+    masks = read_label_folder(tmp_path / "crowd", ["a", "b"], (16, 16))
+    assert masks.shape == (2, 16, 16) and int(masks.sum()) == 2 * int(tiny_pair()[1].sum())

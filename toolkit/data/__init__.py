@@ -5,12 +5,14 @@ Legend: N batch · C channels · K classes · H, W pixels.
 """
 
 from ._collect import (
+    MASK_NAME_SUFFIXES,
     ImageEntry,
     MaskEntry,
     collect_images,
     collect_masks,
     find_counterparts,
     find_masks_by_stem,
+    mask_image_name,
     read_images,
     read_label_set,
     stack_labels,
@@ -28,7 +30,7 @@ __all__ = [
     "LAYOUTS", "SPLITS", "Layout", "Sample", "discover_layout", "layout_names",
     "SegmentationDataset", "RandomCropFlip", "random_crop_flip",
     "DatasetReport", "SplitReport", "check_dataset", "ImageEntry", "collect_images",
-    "find_masks_by_stem", "MaskEntry", "collect_masks", "find_counterparts", "read_label_set", "stack_labels",
-    "read_images",
+    "find_masks_by_stem", "MASK_NAME_SUFFIXES", "mask_image_name", "MaskEntry", "collect_masks", "find_counterparts",
+    "read_label_set", "stack_labels", "read_images",
     "DataSource", "Splits", "prepare_splits", "lazy_split", "lazy_splits", "load_split_tensors", "read_label_folder",
 ]

@@ -18,7 +18,7 @@ from ..io import IMAGE_SUFFIXES, find_images, image_size, read_image, read_mask
 from ._layouts import Layout, discover_layout
 
 __all__ = ["MaskEntry", "ImageEntry", "collect_masks", "collect_images", "read_images", "read_label_set",
-           "stack_labels", "find_masks_by_stem", "find_counterparts"]
+           "stack_labels", "find_masks_by_stem", "find_counterparts", "MASK_NAME_SUFFIXES", "mask_image_name"]
 
 
 @dataclass(frozen=True)
@@ -239,11 +239,30 @@ def find_counterparts(entries: list[MaskEntry], other_root: str | os.PathLike, *
     return found
 
 
-def find_masks_by_stem(root: str | os.PathLike) -> dict[str, list[Path]]:
-    """Every mask file under ``root`` (any depth, hidden files and mstool's temporaries skipped), by file stem.
+MASK_NAME_SUFFIXES = ("_masks", "_mask")
+"""Endings a mask's file name may add to its image's name (``cell1_masks.tif`` labels ``cell1.tif``)."""
 
-    A folder of real noisy masks named like the images they label (``cell_012.png`` for ``cell_012.tif``) is
-    matched to a dataset this way, whatever its folder structure.
+
+def mask_image_name(stem: str) -> str:
+    """The image name a mask file stem labels: the stem without a :data:`MASK_NAME_SUFFIXES` ending.
+
+    Example:
+        >>> [mask_image_name(s) for s in ("cell1_masks", "cell1_mask", "cell1", "_mask")]
+        ['cell1', 'cell1', 'cell1', '_mask']
+    """
+    for suffix in MASK_NAME_SUFFIXES:
+        if stem.endswith(suffix) and len(stem) > len(suffix):
+            return stem[: -len(suffix)]
+    return stem
+
+
+def find_masks_by_stem(root: str | os.PathLike) -> dict[str, list[Path]]:
+    """Every mask file under ``root`` (any depth, hidden files and mstool's temporaries skipped), by the image name
+    it labels (:func:`mask_image_name`).
+
+    A folder of real noisy masks named like the images they label (``cell_012.png`` or ``cell_012_masks.png``
+    for ``cell_012.tif``, as ``mstool labels make`` names them in a cellpose folder) is matched to a dataset this
+    way, whatever its folder structure.
 
     Raises:
         FileMissingError: ``root`` is not a folder.
@@ -256,7 +275,7 @@ def find_masks_by_stem(root: str | os.PathLike) -> dict[str, list[Path]]:
     for p in sorted(root.rglob("*")):
         rel = p.relative_to(root)
         if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not any(part.startswith(".") for part in rel.parts):
-            out.setdefault(p.stem, []).append(p)
+            out.setdefault(mask_image_name(p.stem), []).append(p)
     if not out:
         raise LayoutError(f"{root}: no mask files ({', '.join(IMAGE_SUFFIXES)})")
     return out

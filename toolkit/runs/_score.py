@@ -21,6 +21,7 @@ import torch
 
 from .. import IGNORE_INDEX
 from .._fs import check_output_file, is_mstool_folder
+from ..data import MASK_NAME_SUFFIXES, mask_image_name
 from ..errors import DataError, LayoutError, MstoolWarning
 from ..io import read_mask
 from ..metrics import binary_scores, confusion_at_thresholds
@@ -29,7 +30,6 @@ from ._records import json_value, write_json
 
 __all__ = ["score_masks", "ScoreReport", "MaskScore", "MASK_NAME_SUFFIXES"]
 
-MASK_NAME_SUFFIXES = ("_masks", "_mask")
 """Suffixes of a mask's file stem that its image's name lacks; at most one is removed."""
 
 
@@ -173,21 +173,14 @@ def _mask_root(masks: str | os.PathLike) -> Path:
     return root
 
 
-def _image_name(stem: str) -> str:
-    for suffix in MASK_NAME_SUFFIXES:
-        if stem.endswith(suffix) and len(stem) > len(suffix):
-            return stem[: -len(suffix)]
-    return stem
-
-
 def _named_masks(root: Path) -> tuple[dict[str, Path], str]:
     """``{image name: mask file}`` of one file or of a label set, and the mode its layout reads masks in."""
     if root.is_file():
-        return {_image_name(root.stem): root}, "auto"
+        return {mask_image_name(root.stem): root}, "auto"
     entries, mode = _collect_labels(root)
     named: dict[str, Path] = {}
     for entry in entries:
-        name = _image_name(entry.name)
+        name = mask_image_name(entry.name)
         if name in named:
             raise LayoutError(f"{entry.path}: image name {name!r} also names {named[name]}; keep one mask per "
                               "image name")
