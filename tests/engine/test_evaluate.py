@@ -105,6 +105,21 @@ def test_multiclass_evaluation():
     assert 0 <= m["probe/miou"] <= 1 and result.probe_probs.shape == (2, 3, 32, 32)
 
 
+def test_a_network_and_test_labels_of_other_classes_are_named():
+    from mstool.errors import MstoolWarning
+
+    images, _ = tiny_data(n=2, size=32)
+    three = torch.bucketize(images[:, 0], torch.tensor([-0.5, 0.5]))
+    binary = build_model("unet", num_classes=2, options={"base": 4, "depth": 1},
+                         generator=torch.Generator().manual_seed(0))
+    with pytest.raises(DataError, match=r"predicts 2 classes \(0..1\) but the test labels hold class 2"):
+        evaluate(binary, images, three, probe=False)
+    multi = build_model("unet", num_classes=3, options={"base": 4, "depth": 1},
+                        generator=torch.Generator().manual_seed(0))
+    with pytest.warns(MstoolWarning, match="predicts 3 classes but the test labels hold 0 and 1 only"):
+        evaluate(multi, images, (three > 0).long(), probe=False)
+
+
 # ------------------------------------------------------------------------------------------------ probe
 def test_probe_reads_the_features():
     images, labels = _ramp_data(n=3, size=16)
@@ -168,7 +183,7 @@ def test_evaluate_errors():
         evaluate(3, images, labels)
     with pytest.raises(ShapeError, match="at least one image"):
         evaluate(_Identity(), images[:0], labels[:0])
-    with pytest.raises(ParameterError, match="`test_labels` must hold class indices in 0..1"):
+    with pytest.raises(DataError, match=r"predicts 2 classes \(0..1\) but the test labels hold class 2"):
         evaluate(_Identity(), images, labels + 1)
 
 

@@ -188,8 +188,8 @@ def test_other_dtypes_become_float32(tmp_path):
 def test_multipage_tiff_needs_a_page(tmp_path):
     stack = np.stack([np.full((6, 7), i, np.uint8) for i in range(5)])
     tifffile.imwrite(tmp_path / "stack.tif", stack, photometric="minisblack")
-    with pytest.raises(DataError, match=r"stack\.tif: a TIFF stack of 5 pages.*--page K \(page=K in Python, K in "
-                                        r"0\.\.4\)"):
+    with pytest.raises(DataError, match=r"stack\.tif: a TIFF stack of 5 pages.*read one with --page K, Python with "
+                                        r"page=K, K in 0\.\.4\)"):
         read_image(tmp_path / "stack.tif")
     assert (read_image(tmp_path / "stack.tif", page=3) == 3).all()
     assert (read_image(tmp_path / "stack.tif", page=0) == 0).all()

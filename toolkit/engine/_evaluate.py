@@ -20,6 +20,7 @@ features hold, whatever labels the network was trained on.
 from __future__ import annotations
 
 import os
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,9 +29,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .. import IGNORE_INDEX
 from .._check import check_int, check_labels, check_range, check_shape
 from ..device import resolve_device
-from ..errors import DataError, ParameterError, ShapeError
+from ..errors import DataError, MstoolWarning, ParameterError, ShapeError
 from ..metrics import evaluate_binary, multiclass_report
 from ._predict import predict
 from ._trainer import TrainResult, load_model
@@ -143,6 +145,7 @@ def evaluate(
     if lazy:
         _check_items(test_labels, val_images, val_labels, train_images, train_labels)
     else:
+        _check_class_count(test_labels, num_classes)
         _check_sets(test_images, test_labels, val_images, val_labels, train_images, train_labels, num_classes)
     allow_inversion, source, det = _inversion(meta, allow_inversion)
     binary = num_classes == 2
@@ -348,6 +351,23 @@ def _check_set(split: str, images: torch.Tensor, labels: torch.Tensor, num_class
                          f"{images.shape[3]}) to match `{image_name}`; got ({', '.join(map(str, labels.shape))})")
     if images.shape[0] == 0:
         raise ShapeError(f"`{image_name}` must hold at least one image; got an empty batch")
+
+
+def _check_class_count(test_labels: torch.Tensor | None, num_classes: int) -> None:
+    """The network and the test labels must speak of the same classes: more classes in the labels is an error
+    (a binary network scored on VOC masks), a binary set scored by a multi-class network a warning."""
+    if not isinstance(test_labels, torch.Tensor) or not test_labels.numel() or test_labels.is_floating_point():
+        return  # _check_sets says what is wrong with it
+    valid = test_labels[test_labels != IGNORE_INDEX]
+    if not valid.numel():
+        return
+    hi = int(valid.max())
+    if hi >= num_classes:
+        raise DataError(f"the network predicts {num_classes} classes (0..{num_classes - 1}) but the test labels hold "
+                        f"class {hi}: evaluate it on data with the classes it was trained on")
+    if num_classes > 2 and hi <= 1:
+        warnings.warn(f"the network predicts {num_classes} classes but the test labels hold 0 and 1 only: is this "
+                      "the data it was trained for?", MstoolWarning, stacklevel=3)
 
 
 def _check_sets(test_images: torch.Tensor, test_labels: torch.Tensor, val_images: torch.Tensor | None,

@@ -475,7 +475,7 @@ class _Run:
         return int(ckpt["epoch"])
 
     def _check_compatible(self, path: Path, ckpt: dict[str, Any]) -> None:
-        again = "; pass resume=False to start again, or use another output folder"
+        again = "; use another output folder (or resume=False in Python) to start again"
         now, then = self.config.to_dict(), dict(ckpt.get("config", {}))
         for key, value in now.items():
             if key not in _RESUME_FREE and then.get(key) != value:

@@ -101,8 +101,9 @@ def _read_tiff(p: Path, page: int | None) -> np.ndarray:
             pages = [pg for pg in pages if not getattr(pg, "is_reduced", False)] or pages
         n = len(pages)
         if page is None and n > 1:
-            raise DataError(f"{p}: a TIFF stack of {n} pages, and mstool reads one image per file; choose a page with "
-                            f"--page K (page=K in Python, K in 0..{n - 1}) or save each page as its own file")
+            raise DataError(f"{p}: a TIFF stack of {n} pages, and mstool reads one image per file; save each page as "
+                            f"its own file (mstool segment and prior estimate read one with --page K, Python with "
+                            f"page=K, K in 0..{n - 1})")
         index = 0 if page is None else int(page)
         if not 0 <= index < n:
             raise ParameterError(f"`page` (--page) must be in [0, {n - 1}] for {p} ({n} pages); got {page}")
