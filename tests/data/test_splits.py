@@ -65,3 +65,14 @@ def test_a_label_folder_with_cellpose_mask_names_pairs_with_the_images(tmp_path)
         write_mask(tmp_path / "crowd" / f"{name}_masks.png", tiny_pair()[1])
     masks = read_label_folder(tmp_path / "crowd", ["a", "b"], (16, 16))
     assert masks.shape == (2, 16, 16) and int(masks.sum()) == 2 * int(tiny_pair()[1].sum())
+
+
+def test_reading_lazily_needs_a_labelled_split_and_says_what_to_do(tmp_path):
+    from mstool.data import lazy_split
+
+    voc = make_voc(tmp_path / "voc")
+    (voc / "ImageSets" / "Segmentation" / "test.txt").write_text("2007_000009\n")
+    shutil.copy(voc / "JPEGImages" / "2007_000001.jpg", voc / "JPEGImages" / "2007_000009.jpg")
+    assert len(lazy_split(str(voc), tmp_path / "w", "val")) == 1
+    with pytest.raises(LayoutError, match=r"needs a labelled test split; it has train, val .*mstool evaluate --eager"):
+        lazy_split(str(voc), tmp_path / "w", "test")

@@ -208,9 +208,11 @@ def lazy_split(source: DataSource | str, workdir: str | os.PathLike, split: str)
         write_synthetic_dataset(root, src.data.split(":", 1)[1], src.synth_n, src.synth_size, seed=src.seed,
                                 invert=src.synth_invert, overwrite=True)
     found = discover_layout(root, src.layout)
-    if split not in found.splits:
-        raise LayoutError(f"{root}: reading the data lazily needs a {split} split; it has "
-                          f"{', '.join(found.splits)}")
+    if split not in found.splits or _unlabelled(found, split):
+        have = ", ".join(s for s in found.splits if not _unlabelled(found, s))
+        raise LayoutError(f"{root}: reading the data lazily needs a labelled {split} split; it has {have} (a split "
+                          "is never held out of another item by item: read it whole, as `mstool evaluate --eager` "
+                          "does, and val becomes the test set)")
     return SegmentationDataset(found, split, mask_mode=src.mask_mode)
 
 
