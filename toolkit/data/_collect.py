@@ -228,14 +228,15 @@ def find_counterparts(entries: list[MaskEntry], other_root: str | os.PathLike, *
         candidates = sorted(folder.glob(f"{_glob_escape(e.rel.stem)}.*")) if folder.is_dir() else []
         candidates = [p for p in candidates if p.stem == e.rel.stem]
         if not candidates:
-            missing.append(str(other_root / e.rel.with_suffix(".png")))
+            missing.append(str(e.rel.with_suffix("")))  # the name, whatever suffix the mask would have had
             if allow_missing:
                 found.append(None)
         else:
             found.append(candidates[0])
     if missing and not allow_missing:
         more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        raise LayoutError(f"{other_root}: no mask for {', '.join(missing[:3])}{more}")
+        raise LayoutError(f"{other_root}: no mask named like the clean mask(s) {', '.join(missing[:3])}{more} "
+                          "(any image suffix)")
     return found
 
 
