@@ -13,6 +13,7 @@ from .options import (
     echo,
     handle_errors,
     mask_mode_option,
+    mask_suffix_option,
     quiet_option,
     threads_option,
     train_options,
@@ -66,13 +67,15 @@ from .options import (
 @click.option("--gpus-per-cell", type=click.FloatRange(min=0), default=0, show_default=True,
               help="GPUs each Ray task asks for; a fraction lets several small cells share one GPU.")
 @mask_mode_option
+@mask_suffix_option
 @device_option
 @threads_option
 @quiet_option
 @handle_errors
 def compare(data, labels, unsupervised, models, seeds, out, preset, config_file, epochs, batch_size, crop, lr,
             noise_mode, settings, layout, synth_n, synth_size, synth_invert, synth_seed, cells, list_cells, report_only,
-            keep_checkpoints, executor, address, cpus_per_cell, gpus_per_cell, mask_mode, device, threads, quiet):
+            keep_checkpoints, executor, address, cpus_per_cell, gpus_per_cell, mask_mode, mask_suffix, device, threads,
+            quiet):
     """Train one network per label spec, model and seed, evaluate each honestly, and report.
 
     Writes OUT/results.csv, results.json, summary.md, plots/*.png and report.html. Re-running into OUT skips
@@ -99,7 +102,7 @@ def compare(data, labels, unsupervised, models, seeds, out, preset, config_file,
         values, epochs=epochs, batch_size=batch_size, crop=crop, lr=lr, noise_mode=noise_mode, settings=settings)}
     for key, given in (("data", data), ("preset", preset), ("layout", layout), ("synth_n", synth_n),
                        ("synth_size", synth_size), ("synth_invert", synth_invert), ("synth_seed", synth_seed),
-                       ("mask_mode", mask_mode)):
+                       ("mask_mode", mask_mode), ("mask_suffix", mask_suffix)):
         if given is not None:
             values[key] = given
     if labels:

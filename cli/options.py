@@ -15,7 +15,7 @@ import click
 from mstool import names
 
 __all__ = ["device_option", "seed_option", "threads_option", "overwrite_option", "quiet_option", "mask_mode_option",
-           "runtime", "handle_errors", "WarningPrinter", "one_line", "echo", "check_spec"]
+           "mask_suffix_option", "runtime", "handle_errors", "WarningPrinter", "one_line", "echo", "check_spec"]
 
 device_option = click.option(
     "--device", default="auto", show_default=True, metavar="auto|cpu|cuda|cuda:N|mps",
@@ -36,6 +36,9 @@ mask_mode_option = click.option(
     help="How to read masks: binary (0/1, 0/255), instance (object ids: > 0 is foreground), multiclass (class "
          "indices, 255 = ignore), cityscapes (labelIds -> the 19 train ids), auto. [default: the layout's: "
          "multiclass for VOC, instance for cellpose, cityscapes for Cityscapes labelIds, auto]")
+mask_suffix_option = click.option(
+    "--mask-suffix", default=None,
+    help="Mask suffix of the cellpose layout: name.tif pairs with name{suffix}.tif. [default: _masks]")
 quiet_option = click.option("-q", "--quiet", is_flag=True,
                             help="No progress bars, warnings or closing line; only errors.")
 

@@ -11,6 +11,7 @@ from .options import (
     echo,
     handle_errors,
     mask_mode_option,
+    mask_suffix_option,
     overwrite_option,
     quiet_option,
     seed_option,
@@ -35,6 +36,7 @@ _COMPARE_ONLY = {"labels", "models", "seeds", "unsupervised"}
 @click.option("--layout", type=click.Choice(names.LAYOUT_CHOICES), default=None,
               help="The dataset layout. [default: a --config file's, else auto]")
 @mask_mode_option
+@mask_suffix_option
 @click.option("--lazy", is_flag=True,
               help="Read the train and val splits item by item (data larger than memory; needs both splits).")
 @click.option("--ddp", is_flag=True,
@@ -46,7 +48,7 @@ _COMPARE_ONLY = {"labels", "models", "seeds", "unsupervised"}
 @quiet_option
 @handle_errors
 def train(data, spec, model, out, preset, config_file, epochs, batch_size, crop, lr, noise_mode, settings, layout,
-          mask_mode, lazy, ddp, seed, device, threads, quiet):
+          mask_mode, mask_suffix, lazy, ddp, seed, device, threads, quiet):
     """Train a network on noisy labels made from a dataset's clean labels; resumes a killed run in OUT.
 
     Validation: the dataset's val split, or (documented fallback) 20% of train held out. A --config file gives
@@ -68,7 +70,8 @@ def train(data, spec, model, out, preset, config_file, epochs, batch_size, crop,
     values = {k: v for k, v in file_values.items() if k != "train"} | {"train": train_overrides(
         file_values, epochs=epochs, batch_size=batch_size, crop=crop, lr=lr, noise_mode=noise_mode,
         settings=settings)}
-    for key, given in (("data", data), ("preset", preset), ("layout", layout), ("mask_mode", mask_mode)):
+    for key, given in (("data", data), ("preset", preset), ("layout", layout), ("mask_mode", mask_mode),
+                       ("mask_suffix", mask_suffix)):
         if given is not None:
             values[key] = given
     suite = SuiteConfig.from_dict(values)  # the same keys and checks as `mstool compare --config`

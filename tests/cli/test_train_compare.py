@@ -105,3 +105,20 @@ def test_train_config_file_gives_the_data_settings_and_refuses_what_train_does_n
         r = runner.invoke(cli, ["train", "--data", str(data), "--config", str(tmp_path / "bad.toml"), "-o",
                                 str(tmp_path / "y")])
         assert r.exit_code == 2 and message in r.output and not (tmp_path / "y").exists()
+
+
+def test_train_and_evaluate_a_cellpose_folder_with_another_mask_suffix(tmp_path):
+    from ..data.helpers import make_cellpose
+
+    root = make_cellpose(tmp_path / "cp", names=("c1", "c2", "c3", "c4", "c5"), suffix="_mask")
+    runner = CliRunner()
+    r = runner.invoke(cli, ["train", "--data", str(root), "-o", str(tmp_path / "x"), *TINY])
+    assert r.exit_code == 2 and "no dataset layout found" in r.stderr  # `_masks` is the default suffix
+    r = runner.invoke(cli, ["train", "--data", str(root), "--mask-suffix", "_mask", "-o", str(tmp_path / "x"), *TINY])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "x" / "train.json").read_text())["mask_suffix"] == "_mask"
+    r = runner.invoke(cli, ["evaluate", "--checkpoint", str(tmp_path / "x" / "model.pt"), "--no-probe"])
+    assert r.exit_code == 0, r.output  # the suffix is read back from train.json
+    r = runner.invoke(cli, ["compare", "--data", str(root), "--mask-suffix", "_mask", "--labels", "clean", "--seeds",
+                            "0", "-o", str(tmp_path / "c"), *TINY])
+    assert r.exit_code == 0, r.output

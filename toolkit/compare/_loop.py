@@ -162,7 +162,7 @@ def _check_same_suite(run_dir: Path, config: SuiteConfig) -> None:
     stored = load_run_config(run_dir).to_dict()
     given = config.to_dict()
     fixed = ("data", "preset", "train", "layout", "synth_n", "synth_size", "synth_seed", "synth_invert",
-             "val_fraction", "fit", "mask_mode")
+             "val_fraction", "fit", "mask_mode", "mask_suffix")
     differ = [k for k in fixed if stored.get(k) != given.get(k)]
     if differ:
         raise ParameterError(

@@ -197,6 +197,7 @@ class SuiteConfig:
     The data settings (``data``, ``layout``, ``fit``, ``mask_mode``, ``val_fraction``, ``synth_*``) make one
     :class:`~mstool.data.DataSource` (:attr:`source`), checked when the suite is made.
         mask_mode: how the dataset's masks are read (:func:`mstool.io.read_mask`); ``None``: the layout's default.
+        mask_suffix: the cellpose layout's mask suffix (``name.tif`` pairs with ``name{mask_suffix}.tif``).
     """
 
     data: str = "synth:er"
@@ -214,6 +215,7 @@ class SuiteConfig:
     fit: str | None = None
     unsupervised: list[str] = field(default_factory=list)
     mask_mode: str | None = None
+    mask_suffix: str = "_masks"
     entries: dict[str, LabelEntry] = field(init=False, repr=False, compare=False)
 
     def __post_init__(self) -> None:
@@ -247,8 +249,8 @@ class SuiteConfig:
     def source(self) -> DataSource:
         """Where the suite's data comes from and how it is read."""
         return run_source(self.data, self.preset, layout=self.layout, fit=self.fit, mask_mode=self.mask_mode,
-                          val_fraction=self.val_fraction, seed=self.synth_seed, synth_n=self.synth_n,
-                          synth_size=self.synth_size, synth_invert=self.synth_invert)
+                          mask_suffix=self.mask_suffix, val_fraction=self.val_fraction, seed=self.synth_seed,
+                          synth_n=self.synth_n, synth_size=self.synth_size, synth_invert=self.synth_invert)
 
     @property
     def label_folders(self) -> dict[str, str]:

@@ -43,6 +43,7 @@ class DataSource:
         fit: ``center`` crops images of different sizes to a common size (:func:`load_split_tensors`); ``None``
             requires one size.
         mask_mode: how masks are read (:func:`mstool.io.read_mask`); ``None``: the layout's default.
+        mask_suffix: the cellpose layout's mask suffix (``name.tif`` pairs with ``name{mask_suffix}.tif``).
         val_fraction: the share of training images held out as validation when the data has no val split.
         seed: seed of the held-out draws and of a ``synth:`` dataset.
         synth_n, synth_size, synth_invert: a ``synth:`` dataset's image count (at least 3), side and whether it is
@@ -59,6 +60,7 @@ class DataSource:
     mask_mode: str | None = None
     val_fraction: float = 0.2
     seed: int = 0
+    mask_suffix: str = "_masks"
     synth_n: int = 24
     synth_size: int = 128
     synth_invert: bool = False
@@ -71,6 +73,8 @@ class DataSource:
             check_in(self.fit, "fit", ["center"])
         if self.mask_mode is not None:
             check_in(self.mask_mode, "mask_mode", MASK_MODES)
+        if not isinstance(self.mask_suffix, str) or not self.mask_suffix:
+            raise ParameterError(f"`mask_suffix` must be a non-empty string such as '_masks'; got {self.mask_suffix!r}")
         if not 0 < self.val_fraction < 1:
             raise ParameterError(f"`val_fraction` must be in (0, 1); got {self.val_fraction}")
         if not isinstance(self.synth_invert, bool):
@@ -144,7 +148,7 @@ def prepare_splits(source: DataSource | str, workdir: str | os.PathLike, *,
                      f"{src.synth_n} images of {src.synth_size} px, seed {seed}, split 60/20/20")
     else:
         root = Path(src.data)
-    found = discover_layout(root, src.layout)
+    found = discover_layout(root, src.layout, mask_suffix=src.mask_suffix)
     splits = set(found.splits)
     unlabelled = sorted(s for s in splits if _unlabelled(found, s))
     if unlabelled:
@@ -207,7 +211,7 @@ def lazy_split(source: DataSource | str, workdir: str | os.PathLike, split: str)
     if src.is_synthetic and not (root / "dataset.json").exists():
         write_synthetic_dataset(root, src.data.split(":", 1)[1], src.synth_n, src.synth_size, seed=src.seed,
                                 invert=src.synth_invert, overwrite=True)
-    found = discover_layout(root, src.layout)
+    found = discover_layout(root, src.layout, mask_suffix=src.mask_suffix)
     if split not in found.splits or _unlabelled(found, split):
         have = ", ".join(s for s in found.splits if not _unlabelled(found, s))
         raise LayoutError(f"{root}: reading the data lazily needs a labelled {split} split; it has {have} (a split "

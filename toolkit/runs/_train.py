@@ -168,7 +168,8 @@ def _finish(out: Path, src: DataSource, cfg: TrainConfig, result: TrainResult, s
     # a synth: dataset is recorded by the folder it was written to, so evaluation reads the same images
     processes = rank_and_world()[1]
     record = {"data": str(Path(root).resolve()), "layout": src.layout, "fit": src.fit,
-              "val_fraction": src.val_fraction, "synth_seed": src.seed, "mask_mode": src.mask_mode, "notes": notes,
+              "val_fraction": src.val_fraction, "synth_seed": src.seed, "mask_mode": src.mask_mode,
+              "mask_suffix": src.mask_suffix, "notes": notes,
               **({"lazy": True} if splits is None else {}),
               "config": cfg.to_dict(drop_none=True), "label_stats": result.label_stats,
               **({"processes": processes, "effective_batch_size": cfg.batch_size * processes}
@@ -212,7 +213,8 @@ def recorded_source(run_dir: str | os.PathLike, data: str | os.PathLike | None =
         root = inside  # a synth: dataset written into a run folder that has since moved
     return DataSource(str(root), layout=recorded.get("layout", "auto"), fit=recorded.get("fit"),
                       val_fraction=recorded.get("val_fraction", 0.2), seed=recorded.get("synth_seed", 0),
-                      mask_mode=mask_mode or recorded.get("mask_mode"))
+                      mask_mode=mask_mode or recorded.get("mask_mode"),
+                      mask_suffix=recorded.get("mask_suffix", "_masks"))
 
 
 def _record(run_dir: str | os.PathLike) -> dict[str, Any]:
@@ -225,7 +227,8 @@ def _record(run_dir: str | os.PathLike) -> dict[str, Any]:
     if Path(run_dir).parent.name != "cells" or not (suite / "config.toml").is_file():
         return {}
     config = tomllib.loads((suite / "config.toml").read_text())
-    record = {key: config[key] for key in ("data", "layout", "fit", "val_fraction", "synth_seed", "mask_mode")
+    record = {key: config[key] for key in ("data", "layout", "fit", "val_fraction", "synth_seed", "mask_mode",
+                                           "mask_suffix")
               if key in config}
     if str(record.get("data", "")).startswith("synth:"):  # generated into the suite's folder
         record["data"] = str(suite / "data")
