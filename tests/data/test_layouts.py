@@ -77,7 +77,7 @@ def test_cellpose_split_folders(tmp_path):
 
 def test_voc_layout_and_devkit_nesting(tmp_path):
     make_voc(tmp_path / "VOCdevkit" / "VOC2012")
-    for root in (tmp_path / "VOCdevkit" / "VOC2012", tmp_path / "VOCdevkit"):
+    for root in (tmp_path / "VOCdevkit" / "VOC2012", tmp_path / "VOCdevkit", tmp_path):  # as the tar unpacks
         layout = discover_layout(root)
         assert layout.kind == "voc" and layout.mask_mode == "multiclass"
         assert layout.splits == ("train", "val")

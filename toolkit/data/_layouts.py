@@ -12,7 +12,7 @@ Four layouts (the registry ``LAYOUTS``):
 ``voc``
     PASCAL VOC: ``JPEGImages/``, ``SegmentationClass/`` (palette PNGs, 255 = ignore) and
     ``ImageSets/Segmentation/{train,val,trainval,test}.txt``. ROOT may also be a ``VOCdevkit`` folder holding one
-    ``VOC20xx`` folder.
+    ``VOC20xx`` folder, or the folder holding that ``VOCdevkit``.
 ``cityscapes``
     Cityscapes: ``leftImg8bit/{train,val,test}/<city>/<name>_leftImg8bit.png`` beside
     ``gtFine/{train,val,test}/<city>/<name>_gtFine_labelIds.png``; the sample name is ``<city>_<seq>_<frame>``.
@@ -192,7 +192,8 @@ def _paper(root: Path, mask_suffix: str) -> Layout | None:
 @LAYOUTS.register("voc")
 def _voc(root: Path, mask_suffix: str) -> Layout | None:
     if not (root / "JPEGImages").is_dir():
-        inner = [p for p in root.glob("VOC*") if (p / "JPEGImages").is_dir()]
+        # ROOT may be VOCdevkit/ (one VOC20xx inside) or the folder the tar unpacks into (VOCdevkit/VOC20xx)
+        inner = [p for p in [*root.glob("VOC*"), *root.glob("VOCdevkit/VOC*")] if (p / "JPEGImages").is_dir()]
         if len(inner) != 1:
             return None
         root = inner[0]
