@@ -76,3 +76,13 @@ def test_reading_lazily_needs_a_labelled_split_and_says_what_to_do(tmp_path):
     assert len(lazy_split(str(voc), tmp_path / "w", "val")) == 1
     with pytest.raises(LayoutError, match=r"needs a labelled test split; it has train, val .*mstool evaluate --eager"):
         lazy_split(str(voc), tmp_path / "w", "test")
+
+
+def test_a_cityscapes_folder_tests_on_val(tmp_path):
+    from .test_cityscapes import make_cityscapes
+
+    root = make_cityscapes(tmp_path / "cs", per_city=(2, 1, 1))
+    splits = prepare_splits(str(root), tmp_path / "w")
+    assert splits.test_names == ["frankfurt_000000_000000", "lindau_000000_000000"]  # val: the test masks are blank
+    assert len(splits.train_images) + len(splits.val_images) == 4 and splits.notes[0].startswith("split(s) test")
+    assert int(splits.test_labels[splits.test_labels != 255].max()) == 13  # car, a train id, not labelId 26
