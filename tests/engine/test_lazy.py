@@ -105,7 +105,7 @@ def test_lazy_needs_train_and_val_splits(tmp_path):
 
     root = write_synthetic_dataset(tmp_path / "d", "er", n=6, size=32, seed=0)
     shutil.rmtree(root / "val")
-    with pytest.raises(LayoutError, match="needs a val split; it has train"):
+    with pytest.raises(LayoutError, match="needs a labelled val split; it has train"):
         lazy_splits(str(root), tmp_path / "run")
 
 
