@@ -52,8 +52,8 @@ def train(data, spec, model, out, preset, config_file, epochs, batch_size, crop,
     """Train a network on noisy labels made from a dataset's clean labels; resumes a killed run in OUT.
 
     Validation: the dataset's val split, or (documented fallback) 20% of train held out. A --config file gives
-    the preset, the data settings (layout, fit, mask_mode, val_fraction, synth_*) and a [train] table; the
-    options given here win.
+    the preset, the data settings (layout, fit, mask_mode, mask_suffix, val_fraction, synth_*) and a [train]
+    table; the options given here win.
     """
     from mstool.compare import SuiteConfig, read_config_file
     from mstool.engine.distributed import is_main
