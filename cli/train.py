@@ -51,7 +51,8 @@ def train(data, spec, model, out, preset, config_file, epochs, batch_size, crop,
           mask_mode, mask_suffix, lazy, ddp, seed, device, threads, quiet):
     """Train a network on noisy labels made from a dataset's clean labels; resumes a killed run in OUT.
 
-    Validation: the dataset's val split, or (documented fallback) 20% of train held out. A --config file gives
+    Validation: the dataset's val split, or 20% of train held out when it has none, or when it has no labelled
+    test split (VOC, Cityscapes), where val is the test set; the closing lines say which. A --config file gives
     the preset, the data settings (layout, fit, mask_mode, mask_suffix, val_fraction, synth_*) and a [train]
     table; the options given here win.
     """
