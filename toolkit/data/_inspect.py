@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .. import IGNORE_INDEX
 from .._fs import atomic_path, check_output_file
 from ..errors import MstoolError
 from ..io import check_pair, read_image, read_mask
@@ -116,7 +117,7 @@ def check_dataset(root: str | os.PathLike, layout: str = "auto", *, mask_mode: s
             rep.labelled += 1
             values, counts = np.unique(mask, return_counts=True)
             rep.class_pixels.update(dict(zip(values.tolist(), counts.tolist())))
-            labelled = mask != 255
+            labelled = mask != IGNORE_INDEX
             fg.append(float((labelled & (mask > 0)).sum() / max(int(labelled.sum()), 1)))
         if fg:
             rep.foreground = float(np.mean(fg))
@@ -124,7 +125,7 @@ def check_dataset(root: str | os.PathLike, layout: str = "auto", *, mask_mode: s
     jpeg = [s.mask for split in found.splits for s in found.scan(split)[0]
             if s.mask is not None and s.mask.suffix.lower() in _LOSSY]
     if jpeg:
-        problems.append(f"{jpeg[0]}: {len(jpeg)} mask(s) saved as JPEG; its compression changes label values along "
+        problems.append(f"{jpeg[0]}: {len(jpeg)} mask(s) saved as JPEG, whose compression changes label values along "
                         "every edge (the foreground and class counts above are off); save masks as PNG or TIFF")
     report = DatasetReport(str(found.root), found.kind, reports, problems, _notes(found, reports))
     if json_path is not None:
@@ -159,7 +160,7 @@ def empty_classes_note(values: set[int]) -> str | None:
         >>> empty_classes_note({0, 1, 2, 30, 255})[:50]
         'mask values go up to 30 but classes 3-29 never occ'
     """
-    values = sorted(v for v in values if v != 255)
+    values = sorted(v for v in values if v != IGNORE_INDEX)
     empty = sorted(set(range(values[-1] + 1)) - set(values)) if values and values[-1] >= 2 else []
     if not empty:
         return None
