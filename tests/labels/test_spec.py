@@ -242,6 +242,8 @@ EVERY_OP = [
     "shift:1",
     "markov:4,0.5,0.3,0.05",
     "random:0.4",
+    "objects:0.5,ignore",
+    "region:0.3",
     "skeleton+shift:1+sample:0.1",
 ]
 

@@ -26,8 +26,10 @@ from mstool.labels._zoo import (
     flip_by_matrix,
     flip_labels,
     markov_labels,
+    object_labels,
     pair_flip_labels,
     random_labels,
+    region_labels,
     sample_labels,
     scribble_labels,
     shift_labels,
@@ -52,6 +54,8 @@ EXAMPLES = {
     "shift": "shift:1",
     "markov": "markov:4,0.5,0.3,0.05",
     "random": "random:0.4",
+    "objects": "objects:0.5",
+    "region": "region:0.25",
 }
 BINARY_ONLY = {"flip"}  # flip:f,b; the one-argument flip covers K classes
 
@@ -122,7 +126,7 @@ def test_entry_metadata(name):
 def test_taxonomy_classes():
     kinds = {name: LABEL_ZOO.get(name).taxonomy for name in LABEL_ZOO.names()}
     assert kinds["clean"] == "CL" and kinds["random"] == "RL"
-    assert {kinds[n] for n in ("sample", "flip", "pairflip", "scribble")} == {"RCL"}
+    assert {kinds[n] for n in ("sample", "flip", "pairflip", "scribble", "objects", "region")} == {"RCL"}
     assert {kinds[n] for n in ("dilate", "erode", "skeleton", "translate", "shift", "markov")} == {"PCL"}
 
 
@@ -136,7 +140,7 @@ def test_every_op_keeps_shape_dtype_and_ignore(name, classes):
     assert bool((out[ignored] == IGNORE).all()), "an ignored pixel became a class"
     valid_out = out[out != IGNORE]
     assert bool(((valid_out >= 0) & (valid_out < classes)).all())
-    if name != "scribble":
+    if name not in ("scribble", "region"):  # the two that leave pixels out by design
         assert bool((out[~ignored] != IGNORE).all()), "a labelled pixel became ignored"
 
 
@@ -152,7 +156,7 @@ def test_every_op_takes_an_empty_foreground(name):
     labels = torch.zeros(2, 12, 12, dtype=torch.long)
     out = apply_spec(labels, EXAMPLES[name], generator=gen())
     assert out.shape == labels.shape
-    if name not in ("random", "scribble", "markov", "flip", "pairflip"):
+    if name not in ("random", "scribble", "markov", "flip", "pairflip", "region"):
         assert bool((out == 0).all())
 
 
@@ -720,6 +724,95 @@ def test_scribble_keeps_runs_together():
 def test_scribble_rejects_bad_length():
     with pytest.raises(ParameterError, match="`length` must be an integer >= 1; got 0"):
         scribble_labels(blobs(1, 8), 0.5, length=0)
+
+
+# ------------------------------------------------------------------------------------------------------------
+# objects, region
+# ------------------------------------------------------------------------------------------------------------
+
+
+def squares(n: int = 3, classes: int = 2) -> torch.Tensor:
+    """``n`` maps of 48 x 48 holding nine separate 3 x 3 squares per foreground class, in a row per class."""
+    labels = torch.zeros(n, 48, 48, dtype=torch.long)
+    for c in range(1, classes):
+        for j in range(9):
+            labels[:, 5 * c : 5 * c + 3, 1 + 5 * j : 4 + 5 * j] = c
+    return labels
+
+
+def pieces_of(mask: torch.Tensor) -> list[torch.Tensor]:
+    from scipy import ndimage  # the reference labelling the zoo also uses
+
+    found, n = ndimage.label(mask.numpy(), structure=ndimage.generate_binary_structure(2, 2))
+    return [torch.from_numpy(found == k) for k in range(1, n + 1)]
+
+
+@pytest.mark.parametrize("keep, kept", [(0.0, 0), (0.1, 1), (0.5, 5), (1 / 3, 3), (1.0, 9)])
+@pytest.mark.parametrize("unlabeled", ["background", "ignore"])
+def test_objects_keep_whole_objects_by_exact_count(keep, kept, unlabeled):
+    labels = squares(3, classes=3)
+    out = object_labels(labels, keep, unlabeled=unlabeled, generator=gen(4))
+    fill = 0 if unlabeled == "background" else IGNORE
+    for i in range(3):
+        for c in (1, 2):
+            objects = pieces_of(labels[i] == c)
+            assert len(objects) == 9
+            whole = [bool((out[i][obj] == c).all()) for obj in objects]
+            gone = [bool((out[i][obj] == fill).all()) for obj in objects]
+            assert all(w or g for w, g in zip(whole, gone, strict=True)), "an object was cut"
+            assert sum(whole) == kept
+    assert torch.equal(out[labels == 0], labels[labels == 0]), "the background changed"
+
+
+def test_objects_diagonal_neighbours_are_one_object_and_ignore_passes_through():
+    labels = torch.zeros(1, 8, 8, dtype=torch.long)
+    labels[0, 1, 1] = labels[0, 2, 2] = labels[0, 3, 3] = 1  # one diagonal line: 8-connected
+    labels[0, 6, 6] = 1
+    labels[0, 0, 7] = IGNORE
+    outs = {tuple(object_labels(labels, 0.5, generator=gen(s))[0, [1, 2, 3, 6], [1, 2, 3, 6]].tolist())
+            for s in range(12)}
+    assert outs == {(1, 1, 1, 0), (0, 0, 0, 1)}
+    assert int(object_labels(labels, 0.5, generator=gen(0))[0, 0, 7]) == IGNORE
+
+
+def test_objects_are_drawn_uniformly():
+    labels = squares(1)
+    hits = torch.zeros(48, 48)
+    for s in range(300):
+        hits += (object_labels(labels, 1 / 3, generator=gen(s))[0] == 1).float()
+    rates = torch.stack([hits[obj].mean() for obj in pieces_of(labels[0] == 1)]) / 300
+    assert bool(((rates - 1 / 3).abs() < 0.1).all()), rates
+
+
+def test_region_keeps_one_rectangle_of_the_right_size():
+    labels = blobs(4, 40, classes=3)
+    out = region_labels(labels, 0.25, generator=gen(2))
+    for i in range(4):
+        rows, cols = (out[i] != IGNORE).nonzero(as_tuple=True)
+        assert (int(rows.max() - rows.min()) + 1, int(cols.max() - cols.min()) + 1) == (20, 20)
+        assert int((out[i] != IGNORE).sum()) == 400
+        inside = out[i] != IGNORE
+        assert torch.equal(out[i][inside], labels[i][inside])
+    corners = {tuple((region_labels(labels[:1], 0.25, generator=gen(s))[0] != IGNORE).nonzero()[0].tolist())
+               for s in range(20)}
+    assert len(corners) > 5, "the rectangle does not move"
+
+
+def test_region_aspect_follows_the_image_and_degenerate_fractions():
+    labels = blobs(1, 40)[:, :, :20].contiguous()
+    out = region_labels(labels, 0.5, generator=gen(0))
+    assert int((out != IGNORE).sum()) == round(40 * 0.5**0.5) * round(20 * 0.5**0.5)
+    assert torch.equal(region_labels(labels, 1.0, generator=gen(0)), labels)
+    assert bool((region_labels(labels, 0.0, generator=gen(0)) == IGNORE).all())
+
+
+def test_objects_and_region_reject_bad_parameters():
+    with pytest.raises(ParameterError, match="`keep` must be"):
+        object_labels(blobs(1, 8), 1.5)
+    with pytest.raises(ParameterError, match="`unlabeled` must be one of"):
+        object_labels(blobs(1, 8), 0.5, unlabeled="drop")
+    with pytest.raises(ParameterError, match="`fraction` must be"):
+        region_labels(blobs(1, 8), -0.1)
 
 
 # ------------------------------------------------------------------------------------------------------------

@@ -42,8 +42,10 @@ from ._zoo import (
     flip_by_matrix,
     flip_labels,
     markov_labels,
+    object_labels,
     pair_flip_labels,
     random_labels,
+    region_labels,
     sample_labels,
     scribble_labels,
     shift_labels,
@@ -58,7 +60,7 @@ __all__ = [
     "spec_help", "taxonomy_of", "is_stochastic",
     "clean_labels", "sample_labels", "flip_labels", "symmetric_flip_labels", "pair_flip_labels", "flip_by_matrix",
     "random_labels", "dilate_labels", "erode_labels", "skeleton_labels", "translate_labels", "shift_labels",
-    "markov_labels", "scribble_labels",
+    "markov_labels", "scribble_labels", "object_labels", "region_labels",
     # morphology
     "disk", "dilate", "erode", "boundary", "skeletonize",
     # information

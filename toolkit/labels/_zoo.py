@@ -15,7 +15,7 @@ The operations fall into the four kinds of label of Luo et al. (arXiv 2205.00160
 
 - ``CL`` clean labels (``clean``);
 - ``RCL`` randomised clean labels: random sampling or flipping that keeps the per-class spatial density, the
-  *meta-structure* (``sample``, ``flip``, ``pairflip``, ``scribble``);
+  *meta-structure*, in expectation (``sample``, ``flip``, ``pairflip``, ``scribble``, ``objects``, ``region``);
 - ``PCL`` perturbed clean labels: morphological changes that move the meta-structure (``dilate``, ``erode``,
   ``skeleton``, ``translate``, ``shift``, ``markov``);
 - ``RL`` random labels, independent of the image (``random``).
@@ -37,6 +37,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 from .. import IGNORE_INDEX
 from .._check import check_in, check_int, check_labels, check_range, check_shape
@@ -62,6 +63,8 @@ __all__ = [
     "shift_labels",
     "markov_labels",
     "scribble_labels",
+    "object_labels",
+    "region_labels",
 ]
 
 
@@ -716,6 +719,104 @@ def scribble_labels(
     return skeleton
 
 
+def object_labels(
+    labels: torch.Tensor,
+    keep: float,
+    *,
+    unlabeled: str = "background",
+    generator: torch.Generator | None = None,
+) -> torch.Tensor:
+    """Keep ``ceil(keep * n)`` of the ``n`` objects of each foreground class in each image, whole (missed objects).
+
+    An object is a connected piece of one class (8-connected). The kept objects are drawn uniformly; the others
+    become background 0 (``unlabeled="background"``: an annotator who skipped them) or the ignore index 255
+    (``"ignore"``: objects left unlabelled, which a loss or a prior then skips). The background and 255 stay as
+    they are. Averaged over draws, each pixel of an object keeps its class with probability about ``keep``: the
+    sampling of :func:`sample_labels` with whole objects as the unit, so the meta-structure is kept in expectation
+    while one draw leaves whole holes. Thin structures that form one connected network (ER, membranes) are one
+    object each: any ``keep > 0`` keeps all of it; :func:`region_labels` is the partial annotation for them.
+
+    The pieces are found with :func:`scipy.ndimage.label` on the CPU (labels on another device make a round trip).
+
+    Degenerate cases: ``keep=1`` returns the labels unchanged; ``keep=0`` drops every object.
+
+    Args:
+        labels: ``(N, H, W)`` integer labels.
+        keep: fraction of each class's objects to keep, in [0, 1].
+        unlabeled: ``"background"`` or ``"ignore"``: what the objects not kept become.
+        generator: CPU random generator.
+
+    Returns:
+        ``(N, H, W)`` labels with some objects removed.
+
+    Example:
+        >>> labels = torch.zeros(1, 6, 9, dtype=torch.long)
+        >>> labels[0, 1:3, 1:3] = 1; labels[0, 1:3, 5:7] = 1; labels[0, 4:6, 3:5] = 1  # three squares
+        >>> out = object_labels(labels, 0.5, generator=torch.Generator().manual_seed(0))
+        >>> int(out.sum()) // 4  # ceil(0.5 * 3) of them, whole
+        2
+    """
+    small, top, _ = _byte_labels(labels)
+    keep = check_range(keep, "keep", 0, 1)
+    check_in(unlabeled, "unlabeled", ("background", "ignore"))
+    fill = 0 if unlabeled == "background" else IGNORE_INDEX
+    out = labels.clone()
+    if labels.numel() == 0 or top < 1:
+        return out
+    # 8-connected pieces; scipy has no batched or GPU labelling, so one image and class at a time
+    host = small.cpu().numpy()
+    structure = ndimage.generate_binary_structure(2, 2)
+    dropped = torch.zeros(labels.shape, dtype=torch.bool)
+    for i in range(host.shape[0]):
+        for c in range(1, top + 1):
+            pieces, n = ndimage.label(host[i] == c, structure=structure)
+            if n == 0:
+                continue
+            quota = math.ceil(keep * n - 1e-9)
+            lose = torch.zeros(n + 1, dtype=torch.bool)
+            lose[1 + torch.randperm(n, generator=generator)[quota:]] = True
+            dropped[i] |= lose[torch.from_numpy(pieces)]
+    return out.masked_fill_(dropped.to(labels.device), fill)
+
+
+def region_labels(labels: torch.Tensor, fraction: float, *, generator: torch.Generator | None = None) -> torch.Tensor:
+    """Keep the labels inside one random rectangle per image, ``fraction`` of its area; every other pixel 255.
+
+    A partial annotation as it is often made: one region of each image labelled exactly, the rest left out. The
+    rectangle has the image's aspect ratio, sides ``round(H sqrt(fraction))`` by ``round(W sqrt(fraction))``, and
+    a uniformly drawn position (one draw of the top-left corner per image, in image order). Averaged over
+    positions every pixel is kept about equally often, so the meta-structure is kept in expectation.
+
+    Degenerate cases: ``fraction=1`` returns the labels unchanged; ``fraction=0`` gives all 255.
+
+    Args:
+        labels: ``(N, H, W)`` integer labels.
+        fraction: share of each image's area kept, in [0, 1].
+        generator: CPU random generator.
+
+    Returns:
+        ``(N, H, W)`` labels, 255 outside each image's rectangle.
+
+    Example:
+        >>> out = region_labels(torch.ones(2, 8, 8, dtype=torch.long), 0.25, generator=torch.Generator().manual_seed(0))
+        >>> (out == 1).sum(dim=(1, 2)).tolist()  # a 4 x 4 square of each image
+        [16, 16]
+    """
+    _check_labels(labels)
+    fraction = check_range(fraction, "fraction", 0, 1)
+    n, h, w = labels.shape
+    side = math.sqrt(fraction)
+    rh, rw = round(h * side), round(w * side)
+    out = torch.full_like(labels, IGNORE_INDEX)
+    if labels.numel() == 0 or rh == 0 or rw == 0:
+        return out
+    for i in range(n):
+        y = int(torch.randint(0, h - rh + 1, (1,), generator=generator))
+        x = int(torch.randint(0, w - rw + 1, (1,), generator=generator))
+        out[i, y : y + rh, x : x + rw] = labels[i, y : y + rh, x : x + rw]
+    return out
+
+
 # ------------------------------------------------------------------------------------------------------------
 # RL
 # ------------------------------------------------------------------------------------------------------------
@@ -1229,6 +1330,39 @@ def _run_pairflip(labels, f, *, generator, num_classes):
 )
 def _run_scribble(labels, p, length, *, generator, num_classes):
     return scribble_labels(labels, p, length=length, generator=generator)
+
+
+@_register(
+    "objects",
+    (
+        _fraction("s", "fraction of each class's objects kept"),
+        ZooParam(
+            "unlabeled",
+            "choice",
+            default="background",
+            choices=("background", "ignore"),
+            help="what the other objects become",
+        ),
+    ),
+    "RCL",
+    "keep ceil(s*n) random whole objects (8-connected pieces) of each class per image; the rest background (or 255)",
+    object_labels,
+    stochastic=True,
+)
+def _run_objects(labels, s, unlabeled, *, generator, num_classes):
+    return object_labels(labels, s, unlabeled=unlabeled, generator=generator)
+
+
+@_register(
+    "region",
+    (_fraction("s", "share of each image's area kept"),),
+    "RCL",
+    "keep one random rectangle of each image, a share s of its area, as it is; everything else 255",
+    region_labels,
+    stochastic=True,
+)
+def _run_region(labels, s, *, generator, num_classes):
+    return region_labels(labels, s, generator=generator)
 
 
 @_register("dilate", (_radius(),), "PCL", "grow each class by a disk of radius r", dilate_labels, stochastic=False)
