@@ -163,8 +163,9 @@ def test_public_functions_agree_on_what_an_integer_is():
             call()
 
 
-def test_non_finite_or_negative_prior_is_a_data_error():
+def test_infinite_or_negative_prior_is_a_data_error():
     images = torch.zeros(1, 1, 4, 4)
-    for prior in (-torch.ones(1, 1, 4, 4), torch.full((1, 1, 4, 4), float("nan"))):
-        with pytest.raises(DataError, match="`prior` must be finite and non-negative"):
+    for prior, what in ((-torch.ones(1, 1, 4, 4), "its minimum is -1"),
+                        (torch.full((1, 1, 4, 4), float("inf")), "it holds 16 infinite values")):
+        with pytest.raises(DataError, match=f"`prior` must be non-negative and finite where known .*; {what}$"):
             kmeans(images, prior=prior)

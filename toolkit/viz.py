@@ -72,7 +72,7 @@ def plot_prior(
 
     Args:
         path: the PNG to write.
-        density: ``(N, C, H, W)`` densities.
+        density: ``(N, C, H, W)`` densities; pixels whose densities are all 0 (unknown) are drawn in grey.
         names: ``N`` row titles.
         classes: ``C`` class names.
         images: ``N`` images ``(H, W)`` or ``(C, H, W)`` (or ``None`` entries); shown in grey.
@@ -87,6 +87,9 @@ def plot_prior(
     cols = c + int(has_img) + int(has_lab)
     fig, axes = plt.subplots(n, cols, figsize=(2.6 * cols, 2.6 * n), squeeze=False)
     dens = density.detach().float().cpu().numpy()
+    # a pixel whose densities are all 0 is one the prior knows nothing of (Prior.known): drawn in grey, not as 0
+    dens = np.where(dens.sum(1, keepdims=True) > 0, dens, np.nan)
+    cmap = plt.get_cmap("magma").with_extremes(bad="0.6")
     for i in range(n):
         col = 0
         if has_img:
@@ -105,8 +108,10 @@ def plot_prior(
             axes[i, col].set_title("label", fontsize=8)
             col += 1
         for k in range(c):
-            im = axes[i, col + k].imshow(dens[i, k], cmap="magma", vmin=0, vmax=max(float(dens[i, k].max()), 1e-6))
-            axes[i, col + k].set_title(f"density: {classes[k]}", fontsize=8)
+            top = float(np.nanmax(dens[i, k])) if np.isfinite(dens[i, k]).any() else 0.0
+            im = axes[i, col + k].imshow(dens[i, k], cmap=cmap, vmin=0, vmax=max(top, 1e-6))
+            unknown = " (grey: unknown)" if np.isnan(dens[i, k]).any() else ""
+            axes[i, col + k].set_title(f"density: {classes[k]}{unknown}", fontsize=8)
             fig.colorbar(im, ax=axes[i, col + k], fraction=0.046, pad=0.02)
         for ax in axes[i]:
             ax.set_axis_off()

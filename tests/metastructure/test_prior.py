@@ -307,7 +307,26 @@ def test_a_density_too_sparse_for_its_fraction_still_means_it():
     their order and spreads the missing mass, so its mean is the recorded fraction."""
     d = torch.zeros(1, 2, 10, 10)
     d[0, 1, 0, :5] = 0.5  # 5% of the image carries density
+    d[0, 0] = 1 - d[0, 1]
     p = Prior(d, ("a",), ("background", "foreground"), fractions=torch.tensor([[0.7, 0.3]]))
     fg = p.foreground()
     assert abs(float(fg.mean()) - 0.3) < 1e-4 and float(fg.max()) <= 1.0
     assert float(fg[0, 0, 0, :5].min()) > float(fg[0, 0, 5:, :].max())  # the dense pixels stay the densest
+
+
+def test_a_partial_annotation_is_unknown_away_from_its_labels_and_calibrated_where_known():
+    """One labelled region (``region:s``): the prior knows the pixels within a window of it, NaN elsewhere, and
+    its calibrated mean over the known pixels is their foreground fraction, not diluted by the unknown rest."""
+    labels = torch.full((1, 32, 32), 255, dtype=torch.long)
+    labels[0, :12, :12] = 0
+    labels[0, 2:6, 2:10] = 1  # 32 of 144 labelled pixels
+    p = estimate_prior(labels, ["a"], num_classes=2, bandwidth=2)
+    known = p.known()
+    assert bool(known[0, 0, :14, :14].all())
+    assert not bool(known[0, 0, 14:].any()) and not bool(known[0, 0, :, 14:].any())
+    for calibrated in (True, False):
+        fg = p.foreground(calibrated=calibrated)
+        assert torch.equal(torch.isnan(fg), ~known)
+    fg = p.foreground()
+    assert abs(float(fg[known].mean()) - 32 / 144) < 1e-4
+    assert float(fg[0, 0, 3, 5]) > 0.9 and float(fg[0, 0, 10, 10]) < 0.05

@@ -376,6 +376,34 @@ def test_prior_clip_bounds_the_prior():
     assert int(hard.masks.sum()) == 0  # an unclipped 0 forbids foreground
 
 
+@pytest.mark.parametrize("name", ["otsu", "minerror", "local"])
+def test_unknown_prior_pixels_are_left_out_of_the_fraction(name):
+    images, _ = square_batch(size=40)
+    half = torch.full((2, 1, 40, 40), float("nan"))
+    half[..., :20] = 0.3  # known on the top half, where the expected fraction is 0.3
+    method = METHODS.get(name)()
+    seg = method.segment(images, prior=half)
+    assert torch.equal(seg.masks, method.segment(images, prior=torch.full((2, 1, 40, 40), 0.3)).masks)
+    assert seg.info["fraction"] == pytest.approx([0.3, 0.3])
+    # an image the prior knows nothing of keeps the method's own rule, and its fraction is recorded as None
+    half[1] = float("nan")
+    mixed = method.segment(images, prior=half)
+    assert torch.equal(mixed.masks[1], method.segment(images).masks[1])
+    assert torch.equal(mixed.masks[0], seg.masks[0]) and mixed.info["fraction"][1] is None
+
+
+@pytest.mark.parametrize("name", ["kmeans", "gmm"])
+def test_unknown_prior_pixels_keep_the_clusterings_posterior(name):
+    x, a, c = ramp_image()
+    method = METHODS.get(name)()
+    plain = method.segment(x, generator=torch.Generator().manual_seed(0))
+    prior = torch.full((1, 1, 40, 40), float("nan"))
+    prior[..., c] = 0.9  # known on the ramp only
+    seg = method.segment(x, prior=prior, generator=torch.Generator().manual_seed(0))
+    assert torch.allclose(seg.scores[..., ~c], plain.scores[..., ~c], atol=1e-5)
+    assert float(seg.masks[0][c].float().mean()) > float(plain.masks[0][c].float().mean())
+
+
 def test_multiotsu_ignores_a_prior_with_a_warning():
     images, _ = square_batch()
     with pytest.warns(MstoolWarning, match="does not use a prior"):
@@ -403,7 +431,7 @@ def test_multiotsu_ignores_a_prior_with_a_warning():
     (lambda: otsu(torch.zeros(8, 8)), ShapeError, "`images` must be"),
     (lambda: otsu(torch.zeros(1, 1, 8, 8), prior=torch.zeros(1, 1, 4, 4)), ShapeError, "must match"),
     (lambda: kmeans(torch.zeros(1, 1, 8, 8), prior=-torch.ones(1, 1, 8, 8)), DataError, "non-negative"),
-    (lambda: kmeans(torch.zeros(1, 1, 8, 8), prior=torch.full((1, 1, 8, 8), float("nan"))), DataError, "finite"),
+    (lambda: kmeans(torch.zeros(1, 1, 8, 8), prior=torch.full((1, 1, 8, 8), float("inf"))), DataError, "infinite"),
     (lambda: gmm(torch.zeros(1, 1, 8, 8, dtype=torch.long)), DTypeError, "floating-point"),
 ])
 def test_bad_options_raise(call, error, match):

@@ -219,6 +219,17 @@ def test_prior_scribbles_fractions_and_sampling():
     assert bool((prior_scribbles(prior * 50, keep=1.0) == all_of_them).all())  # only the order matters
 
 
+def test_prior_scribbles_leave_unknown_pixels_unlabelled():
+    prior = torch.rand(1, 1, 40, 40, generator=gen(10))
+    partial = prior.clone()
+    partial[..., 20:, :] = float("nan")
+    out = prior_scribbles(partial, top=0.1, bottom=0.2, keep=1.0)
+    assert bool((out[0, 20:] == 255).all())
+    # on the known half: the same rule as for a prior of that half alone
+    assert torch.equal(out[:, :20], prior_scribbles(prior[..., :20, :], top=0.1, bottom=0.2, keep=1.0))
+    assert bool((prior_scribbles(torch.full((1, 1, 8, 8), float("nan")), keep=1.0) == 255).all())
+
+
 def test_prior_scribbles_degenerate_priors():
     assert bool((prior_scribbles(torch.full((1, 1, 8, 8), 0.3), keep=1.0) == 255).all())  # constant: no info
     empty = prior_scribbles(torch.zeros(1, 1, 8, 8), keep=1.0)

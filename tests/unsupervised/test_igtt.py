@@ -407,6 +407,20 @@ def test_prior_bootstrap_and_selection():
         IGTT(**TINY, bootstrap="prior").segment(x)
 
 
+def test_a_prior_known_nowhere_is_no_prior_and_a_partial_one_runs_every_bootstrap():
+    x, lab = _blobs(2, 32)
+    plain = IGTT(**TINY).segment(x, generator=torch.Generator().manual_seed(0))
+    nowhere = IGTT(**TINY, prior_weight=50.0).segment(x, prior=torch.full((2, 1, 32, 32), float("nan")),
+                                                       generator=torch.Generator().manual_seed(0))
+    assert torch.equal(plain.masks, nowhere.masks)  # its consistency is 0 for every candidate
+    partial = foreground_density(lab, bandwidth=2)
+    partial[..., 16:, :] = float("nan")
+    for options in ({"bootstrap": "prior"}, {"bootstrap": "otsu+prior"}, {"prior_gate": 0.35, "ems": "clean"},
+                    {"prior_gate": 0.35}):
+        out = IGTT(**TINY, **options).segment(x, prior=partial, generator=torch.Generator().manual_seed(0))
+        assert out.masks.shape == (2, 32, 32) and bool(torch.isfinite(out.scores).all())
+
+
 def test_save_load_round_trip(tmp_path):
     x, _ = _blobs(2, 32)
     method = IGTT(**TINY, thresholds=7)
@@ -505,6 +519,37 @@ def test_prior_consistency_is_the_library_density_correlation():
             r = float(density_similarity(dens, prior[i:i + 1])[0][0, 0])
             assert ours[i, k].item() == pytest.approx(0.0 if math.isnan(r) else r, abs=1e-6)
     assert bool((ours[1] == 0).all())
+
+
+def test_prior_consistency_correlates_over_the_known_pixels_only():
+    from mstool.unsupervised._igtt import _prior_consistency
+
+    probs, prior = _maps(2, 21, seed=11)[:, 0], _maps(2, 21, seed=12)
+    prior[:, :, 12:] = float("nan")  # known on the first 12 rows
+    thresholds = candidate_thresholds(probs[:, None], 5)
+    ours = _prior_consistency(probs, thresholds, prior, 3)
+    for i in range(2):
+        for k in range(5):
+            dens = foreground_density((probs[i:i + 1] >= thresholds[i, k]).long(), bandwidth=3)[0, 0, :12]
+            q = prior[i, 0, :12]
+            r = torch.corrcoef(torch.stack([dens.flatten().double(), q.flatten().double()]))[0, 1]
+            assert ours[i, k].item() == pytest.approx(0.0 if torch.isnan(r) else r.item(), abs=1e-5)
+    # an unknown part holding anything else would change the numbers; NaN leaves it out
+    filled = _prior_consistency(probs, thresholds, prior.nan_to_num(0.0), 3)
+    assert not torch.allclose(filled, ours, atol=1e-3)
+    everywhere_unknown = _prior_consistency(probs, thresholds, torch.full_like(prior, float("nan")), 3)
+    assert bool((everywhere_unknown == 0).all())
+
+
+def test_sample_from_prior_leaves_unknown_pixels_out():
+    q = torch.ones(1, 1, 20, 20)
+    q[..., 10:, :] = float("nan")
+    lab = sample_from_prior(q, 1.0, generator=torch.Generator().manual_seed(0))
+    assert bool((lab[0, 10:] == 255).all()) and bool((lab[0, :10] == 1).all())
+    within = torch.zeros(1, 20, 20, dtype=torch.long)
+    within[0, 5:15] = 1
+    inside = sample_from_prior(q * 0, 1.0, within=within, generator=torch.Generator().manual_seed(0))
+    assert torch.equal(inside[0, 10:], within[0, 10:]) and int(inside[0, :10].sum()) == 0
 
 
 def test_selection_with_prior_chunked_equals_unchunked(monkeypatch):

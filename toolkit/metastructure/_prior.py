@@ -29,6 +29,13 @@ GMM's pixel odds) need the mass. A prior that records ``fractions`` gives, throu
 foreground density scaled so that each entry's mean is its recorded fraction (clipped to 1): the same meaning
 whatever EMS made it.
 
+**Unknown pixels.** A density is the share of each class among the labelled pixels of a window, so its classes sum
+to 1 where the window held a labelled pixel and to 0 where it held none: the pixels a partial annotation (one region
+of each image, ``region:s``; scribbles; objects left as 255) says nothing about. :meth:`Prior.known` marks the
+others, and :meth:`Prior.foreground` gives NaN at the unknown ones, which every method reads as "no prior here"
+(the mean fraction and iGTT's consistency are taken over the known pixels). Read as density 0 instead, they would
+say "background" wherever nobody looked.
+
 References:
     Luo, Liu, Guo, Yang, arXiv 2205.00160 (2022): meta-structures of labels.
 """
@@ -171,14 +178,30 @@ class Prior:
                                 f"{names[i]} is {hi} x {wi}{more}")
         return self.for_names(names)
 
-    def foreground(self, *, calibrated: bool = True) -> torch.Tensor:
-        """``(N, 1, H, W)`` foreground density (channel 1) of a binary prior.
+    def known(self) -> torch.Tensor:
+        """``(N, 1, H, W)`` bool: the pixels the prior knows, those whose densities are not all 0.
 
-        With ``calibrated`` and recorded ``fractions``, each entry is scaled and clipped to 1 so that its mean is
-        its foreground fraction (module docstring; the scale is found by bisection, since clipping takes mass
-        away): a foreground probability map whatever EMS made it. Where the density covers too little of the
-        image to hold that mass (a sparse sample of a skeleton), the rest is spread over the other pixels in
-        proportion to their room below 1, so the mean is still the fraction.
+        A density is the share of each class among the labelled pixels of a window (:func:`density`), so its
+        classes sum to 1 wherever the window held a labelled pixel and to 0 where it held none: away from every
+        labelled pixel of a partial annotation (``region:s``, scribbles, objects left unlabelled), where the
+        prior says nothing.
+
+        Example:
+            >>> labels = torch.full((1, 1, 12), 255)
+            >>> labels[..., :3] = 1
+            >>> estimate_prior(labels, ["a"], num_classes=2, bandwidth=1).known()[0, 0, 0].tolist()[:6]
+            [True, True, True, True, False, False]
+        """
+        return self.density.sum(1, keepdim=True) > 0
+
+    def foreground(self, *, calibrated: bool = True) -> torch.Tensor:
+        """``(N, 1, H, W)`` foreground density (channel 1) of a binary prior, NaN where it is unknown (:meth:`known`).
+
+        With ``calibrated`` and recorded ``fractions``, each entry is scaled and clipped to 1 so that its mean over
+        the known pixels is its foreground fraction (module docstring; the scale is found by bisection, since
+        clipping takes mass away): a foreground probability map whatever EMS made it. Where the density covers too
+        little of the known pixels to hold that mass (a sparse sample of a skeleton), the rest is spread over the
+        other known pixels in proportion to their room below 1, so the mean is still the fraction.
 
         Raises:
             DataError: the prior does not have exactly 2 classes.
@@ -186,6 +209,7 @@ class Prior:
         Example:
             >>> d = torch.zeros(1, 2, 4, 4)
             >>> d[:, 1, :2] = 0.1  # a 10% sample of a label whose top half is foreground
+            >>> d[:, 0] = 1 - d[:, 1]
             >>> p = Prior(d, ("a",), ("background", "foreground"), fractions=torch.tensor([[0.5, 0.5]]))
             >>> [round(v, 3) for v in p.foreground()[0, 0, :, 0].tolist()], p.foreground(calibrated=False).max() < 0.11
             ([1.0, 1.0, 0.0, 0.0], tensor(True))
@@ -194,8 +218,15 @@ class Prior:
             raise DataError(f"{self._where()}: foreground() needs a binary prior (2 classes); this one has "
                             f"{len(self.classes)}: {', '.join(self.classes)}")
         fg = self.density[:, 1:2]
+        known = self.known()
+        unknown = torch.tensor(math.nan, device=fg.device)
         if not calibrated or self.fractions is None or fg.numel() == 0:
-            return fg
+            return torch.where(known, fg, unknown)
+        count = known.sum((1, 2, 3), keepdim=True).clamp_min(1)
+
+        def mean(x: torch.Tensor) -> torch.Tensor:  # over the known pixels of each entry
+            return (x * known).sum((1, 2, 3), keepdim=True) / count
+
         target = self.fractions[:, 1].view(-1, 1, 1, 1).to(fg)
         top = fg.amax((1, 2, 3), keepdim=True)
         # mean(min(s d, 1)) grows with s from 0 to the share of pixels with density: bisect s in [0, 1 / min d>0]
@@ -204,15 +235,16 @@ class Prior:
         high = torch.where(top > 0, 1 / smallest.clamp_min(1e-12), torch.zeros_like(top))
         for _ in range(40):
             mid = (low + high) / 2
-            over = (fg * mid).clamp(max=1).mean((1, 2, 3), keepdim=True) > target
+            over = mean((fg * mid).clamp(max=1)) > target
             high, low = torch.where(over, mid, high), torch.where(over, low, mid)
         q = (fg * low).clamp(max=1)
         # a sparse density (a 10% sample of a few skeleton pixels) may cover less of the image than the fraction:
         # the mass it cannot hold is spread over the rest in proportion to the room left, so the mean is right
-        room = 1 - q
-        missing = (target - q.mean((1, 2, 3), keepdim=True)).clamp_min(0)
-        share = room.mean((1, 2, 3), keepdim=True)
-        return q + torch.where(share > 0, missing / share.clamp_min(1e-12), torch.zeros_like(share)) * room
+        room = (1 - q) * known
+        missing = (target - mean(q)).clamp_min(0)
+        share = mean(room)
+        q = q + torch.where(share > 0, missing / share.clamp_min(1e-12), torch.zeros_like(share)) * room
+        return torch.where(known, q, unknown)
 
     def _where(self) -> str:
         return "prior" if self.path is None else f"prior {self.path}"

@@ -229,7 +229,8 @@ def _warn(message: str, stacklevel: int = 4) -> str:
 
 def _check_mass(prior: str | os.PathLike, density: dict[str, torch.Tensor]) -> list[str]:
     """Warn when entries of the prior carry almost no foreground (a prior of empty or nearly empty masks)."""
-    light = [name for name, d in density.items() if float(d.float().mean()) < _LIGHT_PRIOR]
+    # the mean over the known pixels; an entry known nowhere (NaN) is no prior at all, not a light one
+    light = [name for name, d in density.items() if float(d.float().nanmean()) < _LIGHT_PRIOR]
     if not light:
         return []
     return [_warn(stacklevel=5, message=f"prior {prior}: the foreground density of {len(light)} of {len(density)} "

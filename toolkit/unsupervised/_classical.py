@@ -46,6 +46,11 @@ Conventions (shared by every method here and by DFC):
   ``normalize_ignored=False``) is far below the true fraction and shrinks the mask accordingly. DFC reads only
   the prior's order (:func:`mstool.unsupervised._dfc.prior_scribbles`), so any scale serves it.
 
+  Unknown pixels (NaN, the density of a partial annotation away from every labelled pixel) say nothing: the
+  fraction is the mean over the known pixels (an image with none keeps its own rule: Otsu's criterion, the
+  minimum-error threshold, the fixed offset), and k-means and GMM give an unknown pixel the clustering's own
+  foreground weight as its prior, which leaves its posterior as the clustering gives it.
+
 References:
     Otsu, "A threshold selection method from gray-level histograms", IEEE TSMC 9 (1979);
     Liao, Chen, Chung, "A fast algorithm for multilevel thresholding", J. Inf. Sci. Eng. 17 (2001);
@@ -478,7 +483,7 @@ def otsu(images: torch.Tensor, *, foreground: str = "auto", bins: int = 256,
 
     Raises:
         ShapeError, DTypeError: bad ``images`` or ``prior``.
-        DataError: a negative or non-finite ``prior``.
+        DataError: a negative or infinite ``prior``.
         ParameterError: a bad ``foreground`` or ``bins``.
 
     Example:
@@ -538,7 +543,9 @@ def _global_threshold(images: torch.Tensor, foreground: str, bins: int, prior: t
     bins = _check_binary(foreground, bins)
     foreground, info = resolve_foreground(images, foreground)
     x = _signed_intensity(images, foreground)
-    if prior is None:
+    fraction = None if prior is None else _prior_fraction(prior)
+    t = None
+    if fraction is None or not bool(torch.isfinite(fraction).all()):  # no prior, or an image it knows nothing of
         if not len(x):
             t = x.new_zeros(0)
         elif rule == "otsu":
@@ -546,10 +553,9 @@ def _global_threshold(images: torch.Tensor, foreground: str, bins: int, prior: t
         else:
             t = minimum_error_thresholds(x, bins=bins)
         info["rule"] = rule
-    else:
-        fraction = _prior_fraction(prior)
-        t = _fraction_threshold(x, fraction)
-        info.update(rule="prior_fraction", fraction=fraction.tolist())
+    if fraction is not None:
+        t = _prior_threshold(x, fraction, t)
+        info.update(rule="prior_fraction", fraction=_known_list(fraction))
     info["threshold"] = (t if foreground == "bright" else -t).tolist()
     return _thresholded(images, x, t, info)
 
@@ -630,7 +636,7 @@ def local_threshold(images: torch.Tensor, *, block_size: int | str = "auto", kin
 
     Raises:
         ShapeError, DTypeError: bad ``images`` or ``prior``.
-        DataError: a negative or non-finite ``prior``.
+        DataError: a negative or infinite ``prior``.
         ParameterError: a bad ``block_size``, ``kind``, ``offset`` or ``foreground``.
 
     Example:
@@ -652,13 +658,12 @@ def local_threshold(images: torch.Tensor, *, block_size: int | str = "auto", kin
     x = _signed_intensity(images, foreground)
     contrast = x - _local_mean(x, block_size, kind)
     info.update(block_size=block_size, kind=kind)
-    if prior is None:
-        t = x.new_full((x.shape[0],), offset)
-        info["rule"] = "fixed_offset"
-    else:
+    t = x.new_full((x.shape[0],), offset)
+    info["rule"] = "fixed_offset"
+    if prior is not None:
         fraction = _prior_fraction(prior)
-        t = _fraction_threshold(contrast, fraction)
-        info.update(rule="prior_fraction", fraction=fraction.tolist())
+        t = _prior_threshold(contrast, fraction, t)
+        info.update(rule="prior_fraction", fraction=_known_list(fraction))
     info["offset"] = t.tolist()
     return _thresholded(images, contrast, t, info)
 
@@ -709,7 +714,7 @@ def kmeans(
 
     Raises:
         ShapeError, DTypeError: bad ``images`` or ``prior``.
-        DataError: a negative or non-finite ``prior``.
+        DataError: a negative or infinite ``prior``.
         ParameterError: a bad option.
 
     Example:
@@ -793,7 +798,7 @@ def gmm(
 
     Raises:
         ShapeError, DTypeError: bad ``images`` or ``prior``.
-        DataError: a negative or non-finite ``prior``.
+        DataError: a negative or infinite ``prior``.
         ParameterError: a bad option.
 
     Example:
@@ -1062,8 +1067,10 @@ def _from_clusters(images: torch.Tensor, assign: torch.Tensor, posterior: torch.
         masks = fg.gather(1, assign).long().view(n, h, w)
         info = dict(info, rule="clusters")
     else:
-        p = _prior_fraction(prior, per_pixel=True).flatten(1).clamp(prior_clip, 1 - prior_clip).to(q.dtype)
         w_fg = (weights * fg.to(weights.dtype)).sum(1, keepdim=True)
+        p = _prior_fraction(prior, per_pixel=True).flatten(1).clamp(prior_clip, 1 - prior_clip).to(q.dtype)
+        # an unknown pixel's prior is the clustering's own foreground weight: its posterior stays q
+        p = torch.where(torch.isnan(p), w_fg.to(p.dtype).expand_as(p), p)
         # Bayes: posterior odds = prior odds x likelihood ratio, the likelihoods being q / w_fg and (1-q) / w_bg
         a = p * q / w_fg.clamp(min=1e-12)
         b = (1 - p) * (1 - q) / (1 - w_fg).clamp(min=1e-12)
@@ -1143,13 +1150,26 @@ def _local_mean(x: torch.Tensor, block_size: int, kind: str) -> torch.Tensor:
 
 
 def _prior_fraction(prior: torch.Tensor, *, per_pixel: bool = False) -> torch.Tensor:
-    """The prior read as a foreground probability: per pixel ``(N, 1, H, W)``, or its mean per image ``(N,)``,
-    the expected foreground fraction."""
-    if prior.numel() and float(prior.max()) > 1:
-        warnings.warn(f"`prior` has values above 1 (max {float(prior.max()):.3g}); it is read as a foreground "
+    """The prior read as a foreground probability: per pixel ``(N, 1, H, W)`` (NaN where unknown), or its mean
+    over the known pixels per image ``(N,)``, the expected foreground fraction (NaN for an image with none)."""
+    if prior.numel() and float(prior.nan_to_num(nan=0.0).max()) > 1:
+        top = float(prior.nan_to_num(nan=0.0).max())
+        warnings.warn(f"`prior` has values above 1 (max {top:.3g}); it is read as a foreground "
                       "probability and clipped to 1", MstoolWarning, stacklevel=4 if per_pixel else 3)
     p = prior.clamp(max=1)
-    return p if per_pixel else p.mean((1, 2, 3))
+    return p if per_pixel else p.nanmean((1, 2, 3))
+
+
+def _prior_threshold(x: torch.Tensor, fraction: torch.Tensor, fallback: torch.Tensor | None) -> torch.Tensor:
+    """Per image, the threshold of ``x`` that matches the prior's ``fraction``; ``fallback`` (the method's own
+    threshold) where the fraction is NaN, an image the prior knows nothing of."""
+    t = _fraction_threshold(x, fraction.nan_to_num(nan=0.0))
+    return t if fallback is None else torch.where(torch.isfinite(fraction), t, fallback)
+
+
+def _known_list(values: torch.Tensor) -> list[float | None]:
+    """``values.tolist()`` with ``None`` for NaN (JSON has no NaN)."""
+    return [None if math.isnan(v) else v for v in values.tolist()]
 
 
 def _fraction_threshold(x: torch.Tensor, fraction: torch.Tensor) -> torch.Tensor:

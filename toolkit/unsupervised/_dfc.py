@@ -95,11 +95,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from .. import IGNORE_INDEX
-from .._check import check_in, check_int, check_labels, check_range, check_shape
+from .._check import check_in, check_int, check_labels, check_range
 from .._types import Progress
 from ..device import PRECISIONS, MixedPrecision, spawn_seed
-from ..errors import DataError, ShapeError
-from ._base import METHODS, Segmentation, check_images_and_prior
+from ..errors import ShapeError
+from ._base import METHODS, Segmentation, check_images_and_prior, check_prior, known_prior
 from ._classical import (
     FOREGROUND_RULES,
     _constant,
@@ -162,15 +162,15 @@ def prior_scribbles(prior: torch.Tensor, *, top: float = 0.1, bottom: float = 0.
     """Sparse pseudo-scribbles from a foreground density: dense pixels say foreground, empty ones background.
 
     Per image: the foreground candidates are the ``top`` fraction of the positive-density pixels with the highest
-    density; the background candidates are the ``bottom`` fraction of all pixels with the lowest density, ties at
-    the cut included (so every zero-density pixel is a candidate when at least ``bottom`` of the image has zero
-    density). A pixel that is both (a constant prior) is neither. Each candidate is kept with probability
-    ``keep``, drawn on ``generator``. The density's scale does not matter, only its order.
+    density; the background candidates are the ``bottom`` fraction of the known pixels with the lowest density, ties
+    at the cut included (so every zero-density pixel is a candidate when at least ``bottom`` of them have zero
+    density). Unknown pixels (NaN) are neither. A pixel that is both (a constant prior) is neither. Each candidate
+    is kept with probability ``keep``, drawn on ``generator``. The density's scale does not matter, only its order.
 
     Args:
-        prior: ``(N, 1, H, W)`` non-negative, finite foreground density.
+        prior: ``(N, 1, H, W)`` foreground density, non-negative and finite where known, NaN where unknown.
         top: fraction of the positive-density pixels that are foreground candidates, in ``[0, 1]``.
-        bottom: fraction of all pixels that are background candidates, in ``[0, 1]``.
+        bottom: fraction of the known pixels that are background candidates, in ``[0, 1]``.
         keep: sampling rate of the candidates, in ``[0, 1]``.
         generator: CPU generator for the sampling.
 
@@ -180,7 +180,7 @@ def prior_scribbles(prior: torch.Tensor, *, top: float = 0.1, bottom: float = 0.
     Raises:
         ShapeError: ``prior`` is not ``(N, 1, H, W)``.
         DTypeError: ``prior`` is not a float tensor.
-        DataError: ``prior`` is not finite and non-negative.
+        DataError: ``prior`` is negative or infinite somewhere.
         ParameterError: a fraction outside ``[0, 1]``.
 
     Example:
@@ -189,21 +189,24 @@ def prior_scribbles(prior: torch.Tensor, *, top: float = 0.1, bottom: float = 0.
         >>> prior_scribbles(prior, top=0.25, bottom=0.5, keep=1.0)[0].tolist()
         [[255, 255, 255, 255], [255, 255, 1, 1], [0, 0, 0, 0], [0, 0, 0, 0]]
     """
-    check_shape(prior, "prior", "N 1 H W", dtype="float")
-    if prior.numel() and (not bool(torch.isfinite(prior).all()) or float(prior.min()) < 0):
-        raise DataError("`prior` must be finite and non-negative")
+    check_prior(prior)
     top = check_range(top, "top", 0, 1)
     bottom = check_range(bottom, "bottom", 0, 1)
     keep = check_range(keep, "keep", 0, 1)
     n, _, h, w = prior.shape
-    d = prior.flatten(1)
+    if prior.numel() == 0:
+        return torch.full((n, h, w), IGNORE_INDEX, dtype=torch.long, device=prior.device)
+    known, d = (v.flatten(1) for v in known_prior(prior))
     p = d.shape[1]
     positive = (d > 0).sum(1, keepdim=True)
-    ranked = d.sort(1, descending=True).values
+    # unknown pixels sort below every known one (-1), so the known densities fill the first places
+    ranked = torch.where(known, d, torch.full_like(d, -1.0)).sort(1, descending=True).values
     n_top = (top * positive).ceil().long()
     fg = (d >= ranked.gather(1, (n_top - 1).clamp(0, p - 1))) & (d > 0) & (n_top > 0)
-    k_bottom = math.ceil(bottom * p)
-    bg = d <= ranked[:, p - k_bottom, None] if k_bottom > 0 else torch.zeros_like(fg)
+    count = known.sum(1, keepdim=True)
+    k_bottom = (bottom * count).ceil().long()
+    cut = ranked.gather(1, (count - k_bottom).clamp(0, max(p - 1, 0)))
+    bg = (d <= cut) & known & (k_bottom > 0)
     picked = torch.rand(n, p, generator=generator).to(d.device) < keep
     out = torch.full((n, p), IGNORE_INDEX, dtype=torch.long, device=d.device)
     out[bg & ~fg & picked] = 0
@@ -279,7 +282,7 @@ def dfc(
 
     Raises:
         ShapeError, DTypeError: bad ``images``, ``scribbles`` or ``prior``.
-        DataError: a negative or non-finite ``prior``.
+        DataError: a negative or infinite ``prior``.
         ParameterError: a bad option or a scribble value other than 0, 1 or 255.
         DeviceError: a ``precision`` the images' device cannot run.
 

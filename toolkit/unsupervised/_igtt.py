@@ -181,13 +181,13 @@ from .._fs import atomic_path
 from .._types import Progress
 from ..device import PRECISIONS, MixedPrecision, make_generator, resolve_device
 from ..engine import predict
-from ..errors import DataError, DTypeError, FileMissingError, FileReadError, MstoolWarning, ParameterError, ShapeError
+from ..errors import DTypeError, FileMissingError, FileReadError, MstoolWarning, ParameterError, ShapeError
 from ..labels import apply_spec, parse_spec, skeletonize
 from ..losses import bce_loss, soft_iou_loss
 from ..metastructure import EMS_DEFAULT, foreground_density
 from ..models import build_model
 from ..models import model_options as network_options  # `model_options` names a setting in this module
-from ._base import METHODS, Segmentation, check_images_and_prior
+from ._base import METHODS, Segmentation, check_images_and_prior, check_prior, known_prior
 from ._classical import (
     FOREGROUND_RULES,
     object_width,
@@ -341,7 +341,7 @@ def select_candidate(
     Raises:
         ShapeError: ``probs`` is not ``(N, 1, H, W)`` with pixels, or a ``prior`` of another shape.
         DTypeError: ``probs`` or ``prior`` is not a float tensor.
-        DataError: a negative or non-finite ``prior``.
+        DataError: a negative or infinite ``prior``.
         ParameterError: a bad ``num``, ``prior_weight``, ``bandwidth`` or ``rule``.
 
     References:
@@ -355,7 +355,7 @@ def select_candidate(
         ([[[0, 0, 1, 1]]], 0.3)
     """
     check_shape(probs, "probs", "N 1 H W", dtype="float")
-    _check_prior(prior, probs, "probs")
+    check_prior(prior, probs, "probs")
     num = check_int(num, "num", low=1)
     check_in(rule, "rule", SELECTION_RULES)
     weight = check_range(prior_weight, "prior_weight", 0)
@@ -435,20 +435,10 @@ def _candidate_sums(flat: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor, num:
     return out
 
 
-def _check_prior(prior: torch.Tensor | None, like: torch.Tensor, like_name: str) -> None:
-    """``prior`` is ``None`` or an ``(N, 1, H, W)`` finite non-negative float matching ``like`` in N, H, W."""
-    if prior is None:
-        return
-    check_shape(prior, "prior", "N 1 H W", dtype="float")
-    if prior.shape[0] != like.shape[0] or prior.shape[-2:] != like.shape[-2:]:
-        raise ShapeError(f"`prior` {tuple(prior.shape)} must match `{like_name}` {tuple(like.shape)} in N, H and W")
-    if prior.numel() and (not bool(torch.isfinite(prior).all()) or float(prior.min()) < 0):
-        raise DataError("`prior` must be finite and non-negative")
-
-
 def _prior_consistency(maps: torch.Tensor, thresholds: torch.Tensor, prior: torch.Tensor,
                        bandwidth: int, budget: int | None = None) -> torch.Tensor:
-    """``(N, K)`` Pearson correlation of every candidate's foreground density with the prior (0 if undefined).
+    """``(N, K)`` Pearson correlation of every candidate's foreground density with the prior (0 if undefined),
+    over the pixels where the prior is known (not NaN).
 
     The same numbers as :func:`mstool.metastructure.foreground_density` (box kernel) and
     :func:`mstool.metastructure.density_similarity` give for each candidate, without their per-call work that
@@ -468,10 +458,14 @@ def _prior_consistency(maps: torch.Tensor, thresholds: torch.Tensor, prior: torc
     total = n * num
     chunk = max(1, (_CHUNK if budget is None else budget) // max(1, h * w))
     windows = _box_counts(torch.ones(1, h, w, dtype=torch.int32, device=maps.device), bandwidth).float().flatten(1)
-    q = prior.flatten(1).float()
-    q_centred = q - q.mean(-1, keepdim=True)
+    known, q = (v.flatten(1) for v in known_prior(prior))
+    q = q.float()
+    partial = not bool(known.all())
+    count = known.sum(-1, keepdim=True).clamp_min(1)
+    # a prior known everywhere takes the plain expressions, so its numbers are bit for bit the earlier ones
+    q_centred = (q - q.sum(-1, keepdim=True) / count) * known if partial else q - q.mean(-1, keepdim=True)
     q_norm = (q_centred * q_centred).sum(-1).sqrt()
-    q_constant = q.amax(-1) == q.amin(-1)
+    q_constant = _known_range(q, known) if partial else q.amax(-1) == q.amin(-1)
     flat_thresholds = thresholds.reshape(-1)
     out = []
     for start in range(0, total, chunk):  # bounded memory: chunks of (image, candidate) pairs
@@ -479,12 +473,25 @@ def _prior_consistency(maps: torch.Tensor, thresholds: torch.Tensor, prior: torc
         image = pairs // num
         masks = maps.index_select(0, image) >= flat_thresholds[pairs, None, None]
         dens = _box_counts(masks.to(torch.int32), bandwidth).flatten(1).float() / windows
-        centred = dens - dens.mean(-1, keepdim=True)
-        constant = (dens.amax(-1) == dens.amin(-1)) | q_constant[image]
+        if partial:  # the correlation over the pixels the prior knows
+            on = known.index_select(0, image)
+            centred = (dens - (dens * on).sum(-1, keepdim=True) / count.index_select(0, image)) * on
+            constant = _known_range(dens, on) | q_constant[image]
+        else:
+            centred = dens - dens.mean(-1, keepdim=True)
+            constant = (dens.amax(-1) == dens.amin(-1)) | q_constant[image]
         denom = (centred * centred).sum(-1).sqrt() * q_norm[image]
         r = (centred * q_centred[image]).sum(-1) / torch.where(constant, torch.ones_like(denom), denom)
         out.append(torch.where(constant, torch.zeros_like(r), r.clamp(-1, 1)))
     return torch.cat(out).view(n, num) if out else torch.zeros(n, num, device=maps.device)
+
+
+def _known_range(x: torch.Tensor, known: torch.Tensor) -> torch.Tensor:
+    """``(R,)`` bool: rows of ``x`` ``(R, P)`` constant over their ``known`` pixels (or with none): no correlation.
+    Compared exactly, as a centred constant may keep a rounding residue."""
+    top = torch.where(known, x, torch.full_like(x, -math.inf)).amax(-1)
+    low = torch.where(known, x, torch.full_like(x, math.inf)).amin(-1)
+    return ~(top > low)
 
 
 def _box_counts(x: torch.Tensor, radius: int) -> torch.Tensor:
@@ -583,16 +590,16 @@ def sample_from_prior(
     The counts are proportional to the density (twice the density, twice the expected foreground pixels); the
     densest pixel of an image is kept with probability ``keep``. ``within`` restricts the draw to a mask (the
     ``otsu+prior`` bootstrap: an Otsu mask sampled where the prior is dense). An all-zero prior gives an empty
-    label.
+    label. Where the prior is unknown (NaN) the label is 255 (ignored), or, with ``within``, the mask's own value.
 
     Args:
-        prior: ``(N, 1, H, W)`` non-negative density, any scale.
+        prior: ``(N, 1, H, W)`` density, any scale, non-negative where known, NaN where unknown.
         keep: the largest keep probability, in [0, 1].
         within: optional ``(N, H, W)`` integer mask; pixels outside it are never drawn.
         generator: CPU random generator (the draw is made on the CPU, then moved).
 
     Returns:
-        ``(N, H, W)`` int64 labels, 0 background, 1 foreground.
+        ``(N, H, W)`` int64 labels, 0 background, 1 foreground, 255 unknown.
 
     Example:
         >>> q = torch.ones(1, 1, 100, 100)
@@ -602,12 +609,13 @@ def sample_from_prior(
         >>> 1.7 < left / right < 2.3
         True
     """
-    check_shape(prior, "prior", "N 1 H W", dtype="float")
-    _check_prior(prior, prior, "prior")
+    check_prior(prior)
     keep = check_range(keep, "keep", 0, 1)
     n, _, h, w = prior.shape
-    top = prior.flatten(1).amax(1).view(n, 1, 1) if n and h * w else prior.new_ones(n, 1, 1)
-    chance = keep * prior[:, 0] / torch.where(top > 0, top, torch.ones_like(top))
+    known, filled = known_prior(prior)
+    known, filled = known[:, 0], filled[:, 0]
+    top = filled.flatten(1).amax(1).view(n, 1, 1) if n and h * w else prior.new_ones(n, 1, 1)
+    chance = keep * filled / torch.where(top > 0, top, torch.ones_like(top))
     if within is not None:
         check_shape(within, "within", "N H W", dtype="int")
         if within.shape != chance.shape:
@@ -615,7 +623,10 @@ def sample_from_prior(
                              f"got {tuple(prior.shape)}")
         chance = chance * (within > 0)
     u = torch.rand((n, h, w), generator=generator, dtype=torch.float64).to(prior.device)
-    return (u < chance.double()).long()
+    out = (u < chance.double()).long()
+    if bool(known.all()):
+        return out
+    return torch.where(known, out, within.long() if within is not None else torch.full_like(out, 255))
 
 
 def choose_ems(width: float, *, thin_width: float = 6.0, keep: float = 0.1, thick: str = "clean") -> str:
@@ -878,7 +889,7 @@ class IGTT:
         Raises:
             ShapeError, DTypeError: bad ``images``, ``prior`` or ``labels``; channels other than a loaded
                 network's.
-            DataError: a negative or non-finite ``prior``.
+            DataError: a negative or infinite ``prior``.
 
         Warns:
             MstoolWarning: constant images (they get an empty mask).
@@ -1067,7 +1078,7 @@ class IGTT:
         q = None if gate == 0 else prior[:, 0]
         skeletal = _skeletal(spec)
         if q is not None and skeletal:
-            masks = masks * (q >= gate)
+            masks = masks * ((q >= gate) | torch.isnan(q))  # an unknown pixel is not contradicted
         if skeletal and shortest > 0:
             masks = _long_skeletons(masks, shortest)  # the spec's skeleton of a skeleton is the skeleton itself
         targets = masks if spec is None else apply_spec(masks, spec, generator=g, num_classes=2)
