@@ -89,7 +89,7 @@ def plot_prior(
     dens = density.detach().float().cpu().numpy()
     # a pixel whose densities are all 0 is one the prior knows nothing of (Prior.known): drawn in grey, not as 0
     dens = np.where(dens.sum(1, keepdims=True) > 0, dens, np.nan)
-    cmap = plt.get_cmap("magma").with_extremes(bad="0.6")
+    cmap = _density_cmap(plt)
     for i in range(n):
         col = 0
         if has_img:
@@ -121,6 +121,11 @@ def plot_prior(
     save_figure(fig, path)
 
 
+def _density_cmap(plt):
+    """The colour map of densities: magma, with NaN (a pixel the prior knows nothing of) in grey."""
+    return plt.get_cmap("magma").with_extremes(bad="0.6")
+
+
 def plot_label_panel(
     path: str | os.PathLike,
     columns: Sequence[tuple[str, np.ndarray, str]],
@@ -135,8 +140,8 @@ def plot_label_panel(
     for ax, (name, arr, kind) in zip(axes[0], columns):
         if kind == "label":
             show_label(ax, np.asarray(arr), num_classes)
-        elif kind == "density":
-            ax.imshow(arr, cmap="magma", vmin=0)
+        elif kind == "density":  # NaN (a prior's unknown pixels) in grey
+            ax.imshow(arr, cmap=_density_cmap(plt), vmin=0)
         elif kind == "difference":
             ax.imshow(arr, cmap="coolwarm", vmin=-1, vmax=1)
         else:
