@@ -19,7 +19,9 @@ but keeps their meta-structure). At the defaults the rough labels alone score a 
 yet their density (box half-width 5, as in the prior) correlates at 0.94 with that of the exact labels
 (`mstool labels analyze --bandwidth 5`), and a density is all the prior takes from them. Pixel sampling scatters
 the kept pixels where a person would leave whole branches out; `--spec markov:3,0.6,0.3,0.01` (boundary noise
-after Yao et al. 2023) or `--spec scribble:0.5` model other habits.
+after Yao et al. 2023) or `--spec scribble:0.5` model other habits, and `--spec region:0.25` a different way of
+annotating: one quarter of each image drawn exactly and the rest left out (255), whose prior is unknown away from
+the drawn region (README, "Partial annotations"); it is scored on the drawn region only.
 
 The exact synthetic labels are used only to print the Dice table at the end. Outputs: OUT/data (all images, the
 labelled and the other ones in flat folders, the rough labels), OUT/prior.npz, and one `mstool segment` folder per
@@ -80,11 +82,12 @@ def split_synthetic(out: Path, n: int, size: int, labelled: int, seed: int, thre
 
 def dice(masks: Path, truth: Path) -> float:
     """Pooled Dice of the masks in `masks` against the masks of the same names in `truth` (counts summed over the
-    images, each scored on its own)."""
+    images, each scored on its own); pixels a partial label leaves out (255, `region:s`) are not scored."""
     tp = fp = fn = 0
     for path in find_images(truth):
-        mask = torch.from_numpy(read_mask(next(masks.glob(f"{path.stem}.*")), mode="binary"))
-        labels = torch.from_numpy(read_mask(path, mode="binary"))
+        mask = torch.from_numpy(read_mask(next(masks.glob(f"{path.stem}.*")), mode="auto")).long()  # 255: left out
+        labels = torch.from_numpy(read_mask(path, mode="binary")).long().masked_fill(mask == 255, 255)
+        mask = mask.masked_fill(mask == 255, 0)
         report = binary_report(mask[None, None].float(), labels[None], threshold=0.5)
         tp, fp, fn = tp + report["tp"], fp + report["fp"], fn + report["fn"]
     return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else math.nan

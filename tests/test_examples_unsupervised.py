@@ -78,6 +78,15 @@ def test_segment_with_rough_labels(tmp_path):
     rough = table_row(stdout, "rough labels (dilate:1+sample:0.3)")
     # 30% of a 1-pixel dilation of the truth: well below a clean label's 1
     assert len(rough) == 1 and 0.1 < rough[0] < 0.8
+
+
+def test_segment_with_a_region_annotation_scores_the_region_only(tmp_path):
+    out = tmp_path / "out"
+    stdout = run_example("segment_with_rough_labels.py", "--out", str(out), "--n", "4", "--labelled", "2",
+                         "--size", "32", "--threads", "1", "--no-overlays", "--spec", "region:0.25", *TINY_IGTT,
+                         cwd=tmp_path)
+    # the drawn quarter is exact: a Dice of 1 where it was drawn (the 255 rest is not scored as foreground)
+    assert table_row(stdout, "rough labels (region:0.25)") == [1.0]
     for label in ("otsu", "igtt + rough-label prior"):
         values = table_row(stdout, label)
         assert len(values) == 2 and all(0 <= v <= 1 for v in values)
