@@ -6,6 +6,7 @@ Nothing here imports torch: ``mstool --help`` must stay fast.
 from __future__ import annotations
 
 import functools
+import logging
 import re
 import sys
 import warnings
@@ -73,7 +74,10 @@ def handle_errors(func):
 
     @functools.wraps(func)
     def wrapper(*args, **kwargs):
-        printer = WarningPrinter(quiet=bool(kwargs.get("quiet")))
+        quiet = bool(kwargs.get("quiet"))
+        printer = WarningPrinter(quiet=quiet)
+        if quiet:  # libraries that log (Ray) say only errors too
+            logging.disable(logging.WARNING)
         try:
             with warnings.catch_warnings():
                 from mstool.errors import MstoolWarning
@@ -93,6 +97,9 @@ def handle_errors(func):
                 click.echo(f"Error: {one_line(exc)}", err=True)
                 sys.exit(2)
             raise
+        finally:
+            if quiet:
+                logging.disable(logging.NOTSET)
 
     return wrapper
 

@@ -42,3 +42,28 @@ def test_installed_entry_point_runs(tmp_path):
     bad = subprocess.run([str(exe), "data", "check", str(tmp_path / "nope")], capture_output=True, text=True)
     assert bad.returncode == 2
     assert bad.stderr.strip().count("\n") == 0 and "does not exist" in bad.stderr
+
+
+def test_quiet_silences_library_log_warnings_and_restores_logging(caplog):
+    import logging
+
+    import click
+
+    from mstool.cli.options import handle_errors, quiet_option
+
+    @click.command()
+    @quiet_option
+    @handle_errors
+    def noisy(quiet):
+        logging.getLogger("ray").warning("a library's start-up warning")
+        logging.getLogger("ray").error("a library's error")
+
+    caplog.set_level(logging.INFO)
+    assert CliRunner().invoke(noisy, []).exit_code == 0
+    loud = [r.getMessage() for r in caplog.records]
+    caplog.clear()
+    assert CliRunner().invoke(noisy, ["-q"]).exit_code == 0
+    quiet = [r.getMessage() for r in caplog.records]
+    assert loud == ["a library's start-up warning", "a library's error"]
+    assert quiet == ["a library's error"]  # errors still come through
+    assert logging.root.manager.disable == logging.NOTSET  # the next command logs as before

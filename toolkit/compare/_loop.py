@@ -15,6 +15,7 @@ outputs differ only in timings.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import os
 import shutil
 import socket
@@ -218,7 +219,8 @@ def _run_on_ray(config: SuiteConfig, run_dir: Path, todo: list[Cell], data: Any,
         return
     _data_once(config, run_dir, data)  # the driver writes a synth: dataset once; workers only read it
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, log_to_driver=False)
+        # WARNING: Ray's INFO start-up lines repeat what mstool's own progress says, and `-q` must silence them
+        ray.init(address=address, include_dashboard=False, log_to_driver=False, logging_level=logging.WARNING)
     task = ray.remote(num_cpus=cpus, num_gpus=gpus, max_retries=max_retries, retry_exceptions=False)(_cell_task)
     device = "cuda" if gpus > 0 else "cpu"
     threads = max(1, int(cpus))
