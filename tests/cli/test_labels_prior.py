@@ -63,6 +63,31 @@ def test_prior_estimate_and_show(er_root, tmp_path):
     assert_picture_has_content(tmp_path / "p.png")
 
 
+def test_a_region_annotation_prior_is_read_where_it_is_known(er_root, tmp_path):
+    """labels make region:0.25 -> prior estimate -> segment --prior: Otsu's fraction is the prior's mean over the
+    pixels it knows, not diluted by the three quarters nobody annotated."""
+    import torch
+
+    runner = CliRunner()
+    r = runner.invoke(cli, ["labels", "make", "--clean", str(er_root), "--split", "test", "--spec", "region:0.25",
+                            "--seed", "0", "-o", str(tmp_path / "region")])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(cli, ["prior", "estimate", "--labels", str(tmp_path / "region"), "-o", str(tmp_path / "p.npz")])
+    assert r.exit_code == 0, r.output
+    prior = load_prior(tmp_path / "p.npz")
+    known = prior.known()
+    assert 0.2 < float(known.float().mean()) < 0.6  # the drawn quarter and a window around it
+    fg = prior.foreground()
+    r = runner.invoke(cli, ["segment", str(er_root / "test" / "images"), "--method", "otsu", "--prior",
+                            str(tmp_path / "p.npz"), "--no-overlays", "-q", "-o", str(tmp_path / "seg")])
+    assert r.exit_code == 0, r.output
+    images = json.loads((tmp_path / "seg" / "run.json").read_text())["images"]
+    for i, name in enumerate(prior.names):
+        fraction = images[name]["method_info"]["fraction"][0]
+        assert fraction == pytest.approx(float(fg[i][known[i]].mean()), abs=1e-5)
+        assert fraction > 1.5 * float(torch.nan_to_num(fg[i], nan=0.0).mean())
+
+
 def test_prior_show_rejects_a_bad_file(tmp_path):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip")

@@ -3,6 +3,7 @@ images or masks of another size than the prior refused in one line."""
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -72,22 +73,35 @@ def test_a_labels_make_copy_refuses_a_missing_split_and_an_unfound_clean_set(set
     r = runner.invoke(cli, ["prior", "estimate", "--labels", str(sets / "rough"), "--split", "holdout",
                             "-o", str(tmp_path / "p.npz")])
     _refused(r, "rough", "holdout", "train, val, test")
-    # noise.json records the clean set as given: relative to where `labels make` ran
+    # noise.json records the clean set's absolute path: the copy is found from anywhere, until the set moves
     shutil.copytree(sets / "ds", tmp_path / "ds")
     monkeypatch.chdir(tmp_path)
     r = runner.invoke(cli, ["labels", "make", "--clean", "ds", "--spec", "sample:0.5", "-o", "rough", "-q"])
     assert r.exit_code == 0, r.output
-    r = runner.invoke(cli, ["prior", "estimate", "--labels", "rough", "-o", "p.npz"])
-    assert r.exit_code == 0, r.output
     (tmp_path / "elsewhere").mkdir()
     monkeypatch.chdir(tmp_path / "elsewhere")
     r = runner.invoke(cli, ["prior", "estimate", "--labels", "../rough", "-o", "p.npz"])
-    _refused(r, "../rough: a noisy copy of ds", "../rough/train/labels")
-    assert not (tmp_path / "elsewhere" / "p.npz").exists()
-    r = runner.invoke(cli, ["prior", "estimate", "--labels", "../rough/train/labels", "-o", "p.npz"])
+    assert r.exit_code == 0, r.output
+    (tmp_path / "ds").rename(tmp_path / "ds-moved")
+    r = runner.invoke(cli, ["prior", "estimate", "--labels", "../rough", "-o", "q.npz"])
+    _refused(r, f"../rough: a noisy copy of {tmp_path / 'ds'}", "../rough/train/labels")
+    assert not (tmp_path / "elsewhere" / "q.npz").exists()
+    r = runner.invoke(cli, ["prior", "estimate", "--labels", "../rough/train/labels", "-o", "q.npz"])
     assert r.exit_code == 0, r.output
     train = sorted(p.stem for p in (tmp_path / "rough" / "train" / "labels").glob("*.png"))
-    assert list(load_prior(tmp_path / "elsewhere" / "p.npz").names) == train
+    assert list(load_prior(tmp_path / "elsewhere" / "q.npz").names) == train
+
+
+def test_a_labels_make_copy_of_some_splits_is_read_as_it_was_made(sets, tmp_path):
+    runner = CliRunner()
+    r = runner.invoke(cli, ["labels", "make", "--clean", str(sets / "ds"), "--split", "test", "--spec", "sample:0.5",
+                            "-o", str(tmp_path / "rough"), "-q"])
+    assert r.exit_code == 0, r.output
+    assert json.loads((tmp_path / "rough" / "noise.json").read_text())["splits"] == ["test"]
+    r = runner.invoke(cli, ["prior", "estimate", "--labels", str(tmp_path / "rough"), "-o", str(tmp_path / "p.npz")])
+    assert r.exit_code == 0, r.output
+    test = sorted(p.stem for p in (tmp_path / "rough" / "test" / "labels").glob("*.png"))
+    assert sorted(load_prior(tmp_path / "p.npz").names) == test
 
 
 def test_a_labels_make_copy_is_checked_against_its_images_and_its_record(sets, tmp_path):

@@ -47,8 +47,8 @@ def make_label_set(
 
     Masks of one size are noised as one batch on ``device`` (so ``sample``/``flip`` counts are exact per image);
     each noisy mask is written as PNG at the clean mask's relative path (binary: 0/255; otherwise a VOC palette PNG
-    that keeps 255 = ignore exact). ``OUT/noise.json`` records the spec, seed, source and mstool version. The
-    folder appears only when complete.
+    that keeps 255 = ignore exact). ``OUT/noise.json`` records the spec, seed, source (absolute), how it was read
+    (layout, splits, mask suffix) and the mstool version. The folder appears only when complete.
 
     Args:
         clean: the clean label set (dataset folder or mask folder).
@@ -84,7 +84,11 @@ def make_label_set(
         meta = {
             "spec": str(label_spec),
             "seed": seed,
-            "source": str(Path(clean)),
+            # absolute, and how it was read, so that the copy's masks are found from anywhere, split for split
+            "source": os.path.abspath(clean),
+            "layout": layout,
+            "splits": list(splits) if splits else None,
+            "mask_suffix": mask_suffix,
             "masks": len(entries),
             "num_classes": num_classes,
             "mstool_version": __version__,

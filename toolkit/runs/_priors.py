@@ -253,9 +253,14 @@ def _collect_labels(labels: str | os.PathLike, *, layout: str = "auto", splits: 
     try:
         return collect_masks(labels, layout=layout, splits=splits, mask_suffix=mask_suffix)
     except LayoutError:
-        clean = _recorded_clean_set(Path(labels))
-        if clean is None:
+        record = _recorded_copy(Path(labels))
+        if record is None:
             raise
+    # what the copy was made from, read as it was read then, unless the caller says otherwise
+    clean = record["source"]
+    layout = record["layout"] if layout == "auto" else layout
+    splits = record["splits"] if splits is None else splits
+    mask_suffix = record["mask_suffix"] if mask_suffix == "_masks" else mask_suffix
     try:
         entries, _ = collect_masks(clean, layout=layout, splits=splits, mask_suffix=mask_suffix)
     except LayoutError as exc:
@@ -265,13 +270,15 @@ def _collect_labels(labels: str | os.PathLike, *, layout: str = "auto", splits: 
     return [replace(e, path=p, rel=p.relative_to(labels)) for e, p in zip(entries, paths)], "auto"
 
 
-def _recorded_clean_set(labels: Path) -> Path | None:
-    """The clean set that a ``labels make`` copy was made from, or ``None`` for a folder with no ``noise.json``."""
+def _recorded_copy(labels: Path) -> dict | None:
+    """How a ``labels make`` copy was made (``source`` as a Path, ``layout``, ``splits``, ``mask_suffix``; older
+    copies recorded only the source), or ``None`` for a folder with no ``noise.json``."""
     record = labels / "noise.json"
     if not record.is_file():
         return None
     try:
-        source = json.loads(record.read_text())["source"]
+        meta = json.loads(record.read_text())
+        source = meta["source"]
     except (ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{record}: not a noise.json written by `mstool labels make` ({exc})") from None
     clean = Path(source)
@@ -280,4 +287,6 @@ def _recorded_clean_set(labels: Path) -> Path | None:
         more = f" and {len(folders) - 3} more" if len(folders) > 3 else ""
         raise LayoutError(f"{labels}: a noisy copy of {source}, which is not found from here (its noise.json); run "
                           f"from where it was made, or pass one mask folder: {', '.join(folders[:3])}{more}")
-    return clean
+    splits = meta.get("splits")
+    return {"source": clean, "layout": meta.get("layout", "auto"),
+            "splits": tuple(splits) if splits else None, "mask_suffix": meta.get("mask_suffix", "_masks")}
