@@ -1255,6 +1255,10 @@ def _fraction(name: str, help: str) -> ZooParam:
     return ZooParam(name, "float", 0.0, 1.0, help=help)
 
 
+def _unlabeled(help: str) -> ZooParam:
+    return ZooParam("unlabeled", "choice", default="background", choices=("background", "ignore"), help=help)
+
+
 def _radius(help: str = "disk radius in pixels") -> ZooParam:
     return ZooParam("r", "int", 0, None, help=help)
 
@@ -1268,13 +1272,7 @@ def _run_clean(labels, *, generator, num_classes):
     "sample",
     (
         _fraction("s", "fraction of each class's pixels kept"),
-        ZooParam(
-            "unlabeled",
-            "choice",
-            default="background",
-            choices=("background", "ignore"),
-            help="what the other pixels become",
-        ),
+        _unlabeled("what the other pixels become"),
     ),
     "RCL",
     "keep exactly ceil(s*n) random pixels of each class per image; the rest background (or 255 with ,ignore)",
@@ -1336,13 +1334,7 @@ def _run_scribble(labels, p, length, *, generator, num_classes):
     "objects",
     (
         _fraction("s", "fraction of each class's objects kept"),
-        ZooParam(
-            "unlabeled",
-            "choice",
-            default="background",
-            choices=("background", "ignore"),
-            help="what the other objects become",
-        ),
+        _unlabeled("what the other objects become"),
     ),
     "RCL",
     "keep ceil(s*n) random whole objects (8-connected pieces) of each class per image; the rest background (or 255)",
