@@ -12,8 +12,10 @@
 4. The positive result: segment with no labels at all, on ER (bright tubules) and on EM-like tissue (dark
    membranes, with dark organelles that are not membrane). Bootstrap a consensus density prior from the Otsu,
    local-threshold and k-means masks and segment the test images with iGTT guided by it (`mstool segment
-   --prior`; the polarity is found from the images); then add the unsupervised methods (Otsu, the minimum-error
-   threshold, local threshold, iGTT with EMS, without EMS and with the consensus prior; ``--full`` adds k-means,
+   --prior`; the polarity is found from the images); make a second prior from a partial annotation (one quarter
+   of each test image labelled exactly, `region:0.25`, the rest unknown) and segment with it; then add the
+   unsupervised methods (Otsu, the minimum-error threshold, local threshold, iGTT with EMS, without EMS, with the
+   consensus prior and with the partial annotation's prior; ``--full`` adds k-means,
    DFC with and without a prior and iGTT with an Otsu prior, over 3 seeds) to the comparison of step 3, and run
    the same on EM beside a U-Net trained on its clean labels.
 
@@ -90,9 +92,10 @@ def step_compare(out: Path, seeds: str, full: bool) -> None:
 
 
 CONSENSUS = "otsu,local,kmeans"
-UNSUPERVISED_QUICK = "otsu,minerror,local,igtt,igtt:no-ems,igtt:prior=otsu+local+kmeans"
+REGION = "region:0.25"
+UNSUPERVISED_QUICK = f"otsu,minerror,local,igtt,igtt:no-ems,igtt:prior=otsu+local+kmeans,igtt:prior=labels:{REGION}"
 UNSUPERVISED = ("otsu,minerror,local,kmeans,dfc,dfc:prior=otsu+local+kmeans,igtt,igtt:no-ems,igtt:prior=otsu,"
-                "igtt:prior=otsu+local+kmeans")
+                f"igtt:prior=otsu+local+kmeans,igtt:prior=labels:{REGION}")
 
 
 def step_unsupervised(out: Path, root: Path, n: int, size: int, seeds: str, full: bool) -> None:
@@ -107,6 +110,17 @@ def step_unsupervised(out: Path, root: Path, n: int, size: int, seeds: str, full
                "-o", str(prior))
         mstool("segment", str(images), "--method", "igtt", "--prior", str(prior), "--overwrite",
                "-o", str(out / "unsupervised" / f"{kind}_igtt"))
+        # a partial annotation: one quarter of each test image drawn exactly, the rest left out (255); its prior
+        # is unknown away from the drawn region, and iGTT reads it only where it is known
+        region = out / "unsupervised" / f"{kind}_region_labels"
+        mstool("labels", "make", "--clean", str(data), "--split", "test", "--spec", REGION, "--seed", "0",
+               "--overwrite", "-o", str(region))
+        region_prior = out / "unsupervised" / f"{kind}_region_prior.npz"
+        mstool("prior", "estimate", "--labels", str(region), "--overwrite", "-o", str(region_prior))
+        mstool("prior", "show", str(region_prior), "--images", str(images), "--labels", str(region), "--rows", "2",
+               "--overwrite", "-o", str(out / "unsupervised" / f"{kind}_region_prior.png"))
+        mstool("segment", str(images), "--method", "igtt", "--prior", str(region_prior), "--overwrite",
+               "-o", str(out / "unsupervised" / f"{kind}_igtt_region"))
     # ER: the same run folder as step 3 (its supervised cells are kept, the unsupervised ones are added);
     # EM: a run of its own, with the supervised reference trained on its clean labels
     entries = UNSUPERVISED if full else UNSUPERVISED_QUICK
