@@ -92,7 +92,10 @@ def estimate(labels, images, from_method, foreground, ems, kernel, bandwidth, la
                                             seed=seed, layout=layout, splits=splits or None, page=page, out=out,
                                             overwrite=overwrite, device=dev, **window)
     n, c, h, w = result.density.shape
-    echo(f"wrote {out}: {n} densities of {h} x {w}, classes {', '.join(result.classes)}; {result.source}",
+    known = float(result.known().float().mean()) if n else 1.0
+    # partial labels: say how much the prior knows, so that a 0/1 mask meant as partial (no 255) shows itself
+    unknown = "" if known == 1.0 else f"; known on {100 * known:.0f}% of the pixels (the rest unlabelled)"
+    echo(f"wrote {out}: {n} densities of {h} x {w}, classes {', '.join(result.classes)}; {result.source}{unknown}",
          quiet=quiet)
 
 

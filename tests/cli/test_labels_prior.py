@@ -55,6 +55,7 @@ def test_prior_estimate_and_show(er_root, tmp_path):
     assert r.exit_code == 0, r.output
     p = load_prior(out)
     assert p.kernel == "gaussian" and p.bandwidth == 3 and "skeleton+shift:1+sample:0.1" in p.source
+    assert "known on" not in r.output  # full labels: the prior knows every pixel
     r = runner.invoke(cli, ["prior", "estimate", "--labels", str(er_root), "--split", "train", "-o", str(out)])
     assert r.exit_code == 2 and "exists" in r.stderr
     r = runner.invoke(cli, ["prior", "show", str(out), "-o", str(tmp_path / "p.png"), "--images", str(er_root),
@@ -77,6 +78,7 @@ def test_a_region_annotation_prior_is_read_where_it_is_known(er_root, tmp_path):
     prior = load_prior(tmp_path / "p.npz")
     known = prior.known()
     assert 0.2 < float(known.float().mean()) < 0.6  # the drawn quarter and a window around it
+    assert f"known on {100 * float(known.float().mean()):.0f}% of the pixels (the rest unlabelled)" in r.output
     fg = prior.foreground()
     r = runner.invoke(cli, ["segment", str(er_root / "test" / "images"), "--method", "otsu", "--prior",
                             str(tmp_path / "p.npz"), "--no-overlays", "-q", "-o", str(tmp_path / "seg")])
