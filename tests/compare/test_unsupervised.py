@@ -129,7 +129,7 @@ def test_report_sets_unsupervised_rows_beside_the_supervised_clean_row(mixed_run
     assert len(table) >= 3 and len({line.count("|") for line in table}) == 1  # every row fills the header's columns
     assert "| supervised unet | clean training labels |" in md
     assert "| otsu | none | " in md and "none (prior bootstrapped from otsu)" in md
-    assert "| otsu:prior=labels:clean | test labels made rough by clean, as a prior | " in md
+    assert "| otsu:prior=labels:clean | the exact test labels, as a prior | " in md
     # the supervised table holds only the label specs
     supervised_table = md.split("## Unsupervised")[0]
     assert "igtt" not in supervised_table

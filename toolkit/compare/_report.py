@@ -111,7 +111,8 @@ def _unsupervised_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[lis
         used = "none" if e["prior"] is None else f"none (prior bootstrapped from {e['prior']})"
         protocol = "own mask (label-free)"
         if spec is not None:
-            used, protocol = f"test labels made rough by {spec}, as a prior", "own mask"
+            made = "the exact test labels" if spec == "clean" else f"the test labels through {spec}"
+            used, protocol = f"{made}, as a prior", "own mask"
         line = [e["spec"], used, _pm(e["mask/dice"], e["mask/dice_std"], e["n"]), protocol]
         line += [_pm(e[k], e[k + "_std"], e["n"]) for k, _ in UNSUPERVISED_METRICS if k != "mask/dice"]
         gap = gaps.get(e["spec"], math.nan)
