@@ -473,7 +473,8 @@ def otsu(images: torch.Tensor, *, foreground: str = "auto", bins: int = 256,
             (:func:`choose_foreground`).
         bins: histogram bins.
         prior: ``(N, 1, H, W)`` foreground density in ``[0, 1]``, or ``None``. Given, it replaces Otsu's criterion:
-            the threshold is the intensity quantile that makes the foreground fraction equal to the prior's mean.
+            the threshold is the intensity quantile that makes the foreground fraction equal to the prior's mean
+            over its known (not NaN) pixels; an image with none keeps Otsu's criterion.
 
     Returns:
         :class:`Segmentation`: masks ``(N, H, W)`` (intensity above the threshold, for ``bright``), scores
@@ -626,7 +627,8 @@ def local_threshold(images: torch.Tensor, *, block_size: int | str = "auto", kin
         offset: contrast threshold in image std units (``dark``: the intensity must fall ``offset`` below).
         foreground: ``"bright"``, ``"dark"`` or ``"auto"`` (:func:`choose_foreground`).
         prior: ``(N, 1, H, W)`` foreground density in ``[0, 1]``, or ``None``. Given, the offset is chosen per image
-            so that the foreground fraction equals the prior's mean (``offset`` is then not used).
+            so that the foreground fraction equals the prior's mean over its known (not NaN) pixels (``offset`` is
+            then not used; an image with no known pixel keeps it).
 
     Returns:
         :class:`Segmentation`: masks ``(N, H, W)``, scores ``(N, 1, H, W)`` (the contrast mapped monotonically to
@@ -703,7 +705,8 @@ def kmeans(
         init: ``"kmeans++"`` (random, seeded by ``generator``) or ``"quantile"`` (centres at the pixels of
             intensity quantiles ``(k + 0.5) / K``).
         foreground: ``"bright"``, ``"dark"`` or ``"auto"`` (:func:`choose_foreground`).
-        prior: ``(N, 1, H, W)`` foreground probability per pixel (a density in ``[0, 1]``), or ``None``.
+        prior: ``(N, 1, H, W)`` foreground probability per pixel (a density in ``[0, 1]``; NaN where unknown: the
+            clustering's own weight), or ``None``.
         prior_clip: the prior is clipped to ``[prior_clip, 1 - prior_clip]``, ``0 <= prior_clip < 0.5``.
         generator: CPU generator for the k-means++ seeding.
 
@@ -788,7 +791,8 @@ def gmm(
         max_samples: pixels per image the mixture is fitted on, ``>= clusters``.
         iterations: maximum EM iterations, ``>= 1``.
         foreground: ``"bright"``, ``"dark"`` or ``"auto"`` (:func:`choose_foreground`).
-        prior: ``(N, 1, H, W)`` foreground probability per pixel (a density in ``[0, 1]``), or ``None``.
+        prior: ``(N, 1, H, W)`` foreground probability per pixel (a density in ``[0, 1]``; NaN where unknown: the
+            clustering's own weight), or ``None``.
         prior_clip: the prior is clipped to ``[prior_clip, 1 - prior_clip]``, ``0 <= prior_clip < 0.5``.
         generator: CPU generator for the subsample and scikit-learn's seed.
 

@@ -247,8 +247,8 @@ def dfc(
     Args:
         images: ``(N, C, H, W)`` z-scored float images.
         scribbles: ``(N, H, W)`` int64, 0 background, 1 foreground, 255 unlabelled, or ``None``.
-        prior: ``(N, 1, H, W)`` foreground density, or ``None``: turned into pseudo-scribbles by
-            :func:`prior_scribbles` with ``prior_top``, ``prior_bottom`` and ``prior_keep``.
+        prior: ``(N, 1, H, W)`` foreground density (NaN where unknown), or ``None``: turned into pseudo-scribbles
+            by :func:`prior_scribbles` with ``prior_top``, ``prior_bottom`` and ``prior_keep``.
         channels: ``q``, feature width and maximum number of clusters, ``>= 2``.
         layers: 3 x 3 conv blocks, ``>= 1``.
         iterations: maximum SGD updates per image, ``>= 0`` (the exact number with scribbles).

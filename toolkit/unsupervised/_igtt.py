@@ -329,7 +329,8 @@ def select_candidate(
     Args:
         probs: ``(N, 1, H, W)`` float score maps (any range).
         num: number of candidates ``K >= 1``.
-        prior: optional ``(N, 1, H, W)`` non-negative foreground density, any scale.
+        prior: optional ``(N, 1, H, W)`` non-negative foreground density, any scale; NaN where unknown (left out
+            of the consistency).
         prior_weight: weight ``>= 0`` of the prior consistency term.
         bandwidth: box half-width of the candidates' densities (whole pixels ``>= 0``).
         rule: ``"dmi"`` or ``"ndmi"`` (:data:`SELECTION_RULES`).
@@ -870,8 +871,9 @@ class IGTT:
 
         Args:
             images: ``(N, C, H, W)`` float, z-scored per image; one size per call.
-            prior: optional ``(N, 1, H, W)`` non-negative foreground density (any scale): it seeds the first
-                targets (``bootstrap``) and adds the consistency term to the selection.
+            prior: optional ``(N, 1, H, W)`` non-negative foreground density (any scale; NaN where unknown): it
+                seeds the first targets (``bootstrap``) and adds the consistency term to the selection, both only
+                where it is known.
             generator: CPU random generator (network initialisation, crops, EMS draws); ``None``: a fresh one.
             labels: optional ``(N, H, W)`` ground truth, used only to log Dice per round in ``info["rounds"]``;
                 never for a choice (the result is the same with or without it).
