@@ -1156,8 +1156,8 @@ def _local_mean(x: torch.Tensor, block_size: int, kind: str) -> torch.Tensor:
 def _prior_fraction(prior: torch.Tensor, *, per_pixel: bool = False) -> torch.Tensor:
     """The prior read as a foreground probability: per pixel ``(N, 1, H, W)`` (NaN where unknown), or its mean
     over the known pixels per image ``(N,)``, the expected foreground fraction (NaN for an image with none)."""
-    if prior.numel() and float(prior.nan_to_num(nan=0.0).max()) > 1:
-        top = float(prior.nan_to_num(nan=0.0).max())
+    top = float(prior.nan_to_num(nan=0.0).max()) if prior.numel() else 0.0
+    if top > 1:
         warnings.warn(f"`prior` has values above 1 (max {top:.3g}); it is read as a foreground "
                       "probability and clipped to 1", MstoolWarning, stacklevel=4 if per_pixel else 3)
     p = prior.clamp(max=1)
