@@ -223,9 +223,10 @@ class Prior:
         if not calibrated or self.fractions is None or fg.numel() == 0:
             return torch.where(known, fg, unknown)
         count = known.sum((1, 2, 3), keepdim=True).clamp_min(1)
+        full = bool(known.all())  # then the plain mean, so a prior known everywhere calibrates bit for bit as before
 
         def mean(x: torch.Tensor) -> torch.Tensor:  # over the known pixels of each entry
-            return (x * known).sum((1, 2, 3), keepdim=True) / count
+            return x.mean((1, 2, 3), keepdim=True) if full else (x * known).sum((1, 2, 3), keepdim=True) / count
 
         target = self.fractions[:, 1].view(-1, 1, 1, 1).to(fg)
         top = fg.amax((1, 2, 3), keepdim=True)
@@ -240,7 +241,7 @@ class Prior:
         q = (fg * low).clamp(max=1)
         # a sparse density (a 10% sample of a few skeleton pixels) may cover less of the image than the fraction:
         # the mass it cannot hold is spread over the rest in proportion to the room left, so the mean is right
-        room = (1 - q) * known
+        room = 1 - q if full else (1 - q) * known
         missing = (target - mean(q)).clamp_min(0)
         share = mean(room)
         q = q + torch.where(share > 0, missing / share.clamp_min(1e-12), torch.zeros_like(share)) * room
