@@ -612,7 +612,7 @@ def test_every_method_declares_what_it_is_and_takes_the_same_keywords():
                         "multiotsu": (True, False, False, False),
                         "local": (True, True, False, False), "kmeans": (False, True, False, False),
                         "gmm": (False, True, False, False), "dfc": (False, True, True, True),
-                        "igtt": (False, True, True, False)}
+                        "igtt": (False, True, True, True)}
     for name in METHODS.names():
         params = inspect.signature(METHODS.get(name).segment).parameters
         assert {"prior", "generator", "labels", "progress"} <= set(params), name

@@ -421,6 +421,44 @@ def test_a_prior_known_nowhere_is_no_prior_and_a_partial_one_runs_every_bootstra
         assert out.masks.shape == (2, 32, 32) and bool(torch.isfinite(out.scores).all())
 
 
+def test_scribbles_are_every_rounds_targets_where_labelled(monkeypatch):
+    from mstool.unsupervised import _igtt
+
+    x, lab = _blobs(2, 32)
+    scribbles = torch.full_like(lab, 255)
+    scribbles[:, :16, :16] = lab[:, :16, :16]
+    scribbles[0, 20:, 20:] = 1  # against the image: the targets still take it
+    seen = []
+    train = _igtt.IGTT._train_round
+
+    def spy(self, model, optimizer, schedule, mixed, images, targets, loss_name, g):
+        seen.append(targets.clone())
+        return train(self, model, optimizer, schedule, mixed, images, targets, loss_name, g)
+
+    monkeypatch.setattr(_igtt.IGTT, "_train_round", spy)
+    out = IGTT(**TINY).segment(x, scribbles=scribbles, generator=torch.Generator().manual_seed(0))
+    assert len(seen) == TINY["rounds"]
+    labelled = scribbles != 255
+    for targets in seen:
+        assert torch.equal(targets[labelled], scribbles[labelled])
+    assert out.info["scribbled"] == labelled.flatten(1).sum(1).tolist()
+
+
+def test_scribbles_labelled_nowhere_change_nothing_and_bad_ones_are_refused(tmp_path):
+    x, lab = _blobs(2, 32)
+    plain = IGTT(**TINY).segment(x, generator=torch.Generator().manual_seed(0))
+    empty = IGTT(**TINY).segment(x, scribbles=torch.full_like(lab, 255), generator=torch.Generator().manual_seed(0))
+    assert torch.equal(plain.masks, empty.masks) and torch.equal(plain.scores, empty.scores)
+    assert plain.info["scribbled"] is None and empty.info["scribbled"] == [0, 0]
+    with pytest.raises(ParameterError, match="scribbles"):
+        IGTT(**TINY).segment(x, scribbles=torch.full_like(lab, 2))
+    with pytest.raises(ShapeError, match=r"`scribbles` must be \(N, H, W\) = \(2, 32, 32\)"):
+        IGTT(**TINY).segment(x, scribbles=lab[:1])
+    loaded = IGTT.load(plain.trained.save(tmp_path / "igtt.pt"))
+    with pytest.raises(ParameterError, match="loaded one that only predicts"):
+        loaded.segment(x, scribbles=lab)
+
+
 def test_save_load_round_trip(tmp_path):
     x, _ = _blobs(2, 32)
     method = IGTT(**TINY, thresholds=7)
