@@ -1,6 +1,7 @@
 import json
 
 import pytest
+import torch
 
 from mstool.compare import (
     SuiteConfig,
@@ -51,6 +52,17 @@ def test_labels_priors_keep_their_spec_whole_and_draw_per_seed_only_when_the_spe
         "otsu", "igtt:prior=labels:flip:0.2,0.1,rounds=2", "dfc"]
 
 
+def test_scribbles_items_keep_their_spec_whole_and_draw_per_seed():
+    both = parse_method_spec("igtt:prior=labels:region:0.25,scribbles=labels:region:0.25,rounds=2")
+    assert both.prior == both.scribbles == "labels:region:0.25" and dict(both.options) == {"rounds": 2}
+    assert str(both) == "igtt:prior=labels:region:0.25,scribbles=labels:region:0.25,rounds=2"
+    assert parse_method_spec("dfc:scribbles=labels:sample:0.1,ignore").scribbles == "labels:sample:0.1,ignore"
+    # a partial annotation is a draw, so even a deterministic method runs once per seed with one
+    assert not parse_method_spec("dfc:scribbles=labels:region:0.25").deterministic
+    assert split_method_list("otsu,dfc:scribbles=labels:flip:0.2,0.1,iterations=2") == [
+        "otsu", "dfc:scribbles=labels:flip:0.2,0.1,iterations=2"]
+
+
 @pytest.mark.parametrize("text, match", [
     ("watershed", "unknown unsupervised method 'watershed'"),
     ("igtt:rounds=0", "rounds"),
@@ -61,6 +73,11 @@ def test_labels_priors_keep_their_spec_whole_and_draw_per_seed_only_when_the_spe
     ("igtt:prior=otsu,prior=labels", "one prior per unsupervised method entry"),
     ("igtt:prior=otsu+otsu", "at least two different methods"),
     ("igtt:model-options=2,model-options.base=4", "both as a value"),
+    ("otsu:scribbles=labels:region:0.25", "method 'otsu' takes no scribbles.*dfc, igtt do"),
+    ("igtt:scribbles=region:0.25", "scribbles are `labels:SPEC`"),
+    ("igtt:scribbles=labels", "scribbles are `labels:SPEC`"),
+    ("dfc:scribbles=labels:bogus", "unknown label spec 'bogus'"),
+    ("dfc:scribbles=labels:region:0.1,scribbles=labels:region:0.2", "one scribbles item"),
     ("", "NAME"),
 ])
 def test_bad_method_specs_say_what_is_wrong(text, match):
@@ -89,7 +106,8 @@ def mixed_run(tmp_path_factory):
     run = tmp_path_factory.mktemp("unsup") / "run"
     cfg = SuiteConfig(data="synth:er", labels=["clean"], seeds=[0], synth_n=6, synth_size=48, train=TINY,
                       unsupervised=["otsu", TINY_IGTT, "dfc:iterations=3,prior=otsu", "multiotsu",
-                                    "otsu:prior=labels"])
+                                    "otsu:prior=labels",
+                                    "dfc:iterations=2,prior=labels:region:0.5,scribbles=labels:region:0.5"])
     rows = run_suite(cfg, run)
     return run, cfg, rows
 
@@ -117,7 +135,10 @@ def test_unsupervised_rows_are_evaluated_on_the_test_images(mixed_run):
     assert exact["prior"] == "labels:clean"
     assert exact["mask/tp"] + exact["mask/fp"] == pytest.approx(exact["mask/tp"] + exact["mask/fn"], rel=0.02)
     assert otsu["mask/tp"] + otsu["mask/fp"] != pytest.approx(otsu["mask/tp"] + otsu["mask/fn"], rel=0.02)
-    assert (run / "log.txt").read_text().count("mask/dice") == 5
+    scribbled = by_cell["unsup-dfc-prior-labels-region-0.5_scribbles-labels-region-0.5_iterations-2__seed0"]
+    assert scribbled["scored"] == "pixels without scribbles"
+    assert scribbled["drawn_fraction"] == pytest.approx(0.5, abs=0.05)
+    assert (run / "log.txt").read_text().count("mask/dice") == 6
 
 
 def test_report_sets_unsupervised_rows_beside_the_supervised_clean_row(mixed_run):
@@ -130,6 +151,8 @@ def test_report_sets_unsupervised_rows_beside_the_supervised_clean_row(mixed_run
     assert "| supervised unet | clean training labels |" in md
     assert "| otsu | none | " in md and "none (prior bootstrapped from otsu)" in md
     assert "| otsu:prior=labels:clean | the exact test labels, as a prior | " in md
+    assert ("the test labels through region:0.5, as scribbles, and as a prior | " in md
+            and "| own mask, where no scribble was drawn |" in md)
     # the supervised table holds only the label specs
     supervised_table = md.split("## Unsupervised")[0]
     assert "igtt" not in supervised_table
@@ -139,7 +162,8 @@ def test_report_sets_unsupervised_rows_beside_the_supervised_clean_row(mixed_run
     summary = summarize_unsupervised(rows)
     assert [e["spec"] for e in summary] == [
         "otsu", "igtt:model-options.base=4,model-options.depth=2,rounds=1,steps=2", "dfc:prior=otsu,iterations=3",
-        "multiotsu", "otsu:prior=labels:clean"]
+        "multiotsu", "otsu:prior=labels:clean",
+        "dfc:prior=labels:region:0.5,scribbles=labels:region:0.5,iterations=2"]
     assert json.loads((run / "results.json").read_text())["suite"]["unsupervised"][0] == "otsu"
 
 
@@ -166,3 +190,46 @@ def test_gap_closed_is_the_papers_share():
     gaps = gap_closed([{"spec": "otsu", "mask/dice": 0.695}, {"spec": "igtt", "mask/dice": 0.788}], 0.86)
     assert gaps["otsu"] == 0 and abs(gaps["igtt"] - 0.5636) < 1e-3
     assert all(v != v for v in gap_closed([{"spec": "igtt", "mask/dice": 0.8}], 0.9).values())  # no Otsu: NaN
+
+
+def test_a_scribbled_cell_gets_the_prior_of_its_own_annotation_and_is_scored_where_nothing_was_drawn(
+        tmp_path, monkeypatch):
+    from mstool import IGNORE_INDEX
+    from mstool.data import DataSource, prepare_splits
+    from mstool.runs import _cells, segment_cell
+    from mstool.unsupervised import DFC
+
+    seen = {}
+    estimate = _cells.estimate_prior
+
+    def spy_estimate(labels, *args, **kwargs):
+        seen["prior_labels"] = labels.clone()
+        return estimate(labels, *args, **kwargs)
+
+    segment = DFC.segment
+
+    def spy_segment(self, images, **kwargs):
+        seen["scribbles"] = kwargs["scribbles"].clone()
+        seen["prior"] = kwargs["prior"]
+        return segment(self, images, **kwargs)
+
+    monkeypatch.setattr(_cells, "estimate_prior", spy_estimate)
+    monkeypatch.setattr(DFC, "segment", spy_segment)
+    splits = prepare_splits(DataSource("synth:er", synth_n=10, synth_size=48), tmp_path / "data")
+    row = segment_cell(tmp_path / "cell", splits, "dfc", {"iterations": 2}, prior="labels:region:0.25",
+                       scribbles="labels:region:0.25", seed=0)
+    drawn = seen["scribbles"] != IGNORE_INDEX
+    assert torch.equal(seen["prior_labels"], seen["scribbles"])  # one draw serves both
+    assert torch.equal(seen["scribbles"][drawn], splits.test_labels[drawn])
+    assert bool(torch.isnan(seen["prior"]).any())  # the undrawn pixels are unknown to the prior
+    assert row["scribbles"] == "labels:region:0.25" and row["scored"] == "pixels without scribbles"
+    assert row["drawn_fraction"] == pytest.approx(0.25, abs=0.03)
+    counted = row["mask/tp"] + row["mask/fp"] + row["mask/fn"] + row["mask/tn"]
+    assert counted == int((~drawn).sum())
+    plain = segment_cell(tmp_path / "plain", splits, "otsu", seed=0)
+    assert plain["scored"] == "all pixels" and plain["drawn_fraction"] is None
+    assert plain["mask/tp"] + plain["mask/fp"] + plain["mask/fn"] + plain["mask/tn"] == splits.test_labels.numel()
+    with pytest.raises(ParameterError, match="method 'otsu' takes no scribbles"):
+        segment_cell(tmp_path / "x", splits, "otsu", scribbles="labels:region:0.25")
+    with pytest.raises(ParameterError, match="`scribbles` is `labels:SPEC`"):
+        segment_cell(tmp_path / "x", splits, "dfc", scribbles="otsu")

@@ -14,7 +14,10 @@ says (``auto`` when it says nothing). ``prior=labels:SPEC`` instead gives the me
 the same test images, simulated by the label spec ``SPEC`` (``prior=labels:dilate:1+sample:0.3``; a spec's own
 commas are kept, ``prior=labels:flip:0.2,0.1``; bare ``prior=labels`` is the exact labels): the paper's question
 of what meta-structure information adds to an unsupervised model, asked with a quick annotation's worth of it
-(:func:`mstool.runs.segment_cell`).
+(:func:`mstool.runs.segment_cell`). ``scribbles=labels:SPEC``, for the methods that take scribbles (iGTT, DFC),
+gives the method a partial annotation of the test images itself (``scribbles=labels:region:0.25``: a quarter of
+each image drawn exactly); with ``prior=`` the same ``labels:SPEC`` the two are one draw, and such a row is scored
+only where the annotation drew nothing.
 
 What an unsupervised row measures: the method segments the test images without any label (it sees only them, the
 paper's transductive setting). The headline, ``mask``, is the method's own label-free mask; ``oracle`` thresholds
@@ -31,7 +34,7 @@ from typing import Any
 from ..errors import ParameterError, SpecError
 from ..labels import is_stochastic, parse_spec
 from ..runs import LABELS_PRIOR, labels_prior_spec
-from ..unsupervised import METHODS, build_method, parse_bootstrap
+from ..unsupervised import METHODS, build_method, check_takes_scribbles, parse_bootstrap
 
 __all__ = ["MethodSpec", "parse_method_spec", "split_method_list", "nest_options", "UNSUPERVISED_PREFIX"]
 
@@ -40,26 +43,27 @@ UNSUPERVISED_PREFIX = "unsup-"
 
 @dataclasses.dataclass(frozen=True)
 class MethodSpec:
-    """A parsed method entry: registry ``name``, constructor ``options`` and the ``prior``: its bootstrap methods
-    (``otsu+local``) or ``labels:SPEC``."""
+    """A parsed method entry: registry ``name``, constructor ``options``, the ``prior`` (its bootstrap methods,
+    ``otsu+local``, or ``labels:SPEC``) and the ``scribbles`` (``labels:SPEC``)."""
 
     name: str
     options: tuple[tuple[str, Any], ...] = ()
     prior: str | None = None
+    scribbles: str | None = None
 
     @property
     def deterministic(self) -> bool:
         """Whether the entry has no random draws (its method and its prior's methods are deterministic, as their
         registry entries say, and a labels prior's spec draws nothing): a comparison runs it once, whatever the
         seeds."""
-        spec = labels_prior_spec(self.prior)
-        if spec is not None:
-            return METHODS.get(self.name).deterministic and not is_stochastic(spec)
-        used = [self.name] + ([] if self.prior is None else self.prior.split("+"))
-        return all(METHODS.get(name).deterministic for name in used)
+        specs = [spec for spec in map(labels_prior_spec, (self.prior, self.scribbles)) if spec is not None]
+        if any(is_stochastic(spec) for spec in specs):
+            return False
+        bootstrap = [] if self.prior is None or labels_prior_spec(self.prior) is not None else self.prior.split("+")
+        return all(METHODS.get(name).deterministic for name in [self.name, *bootstrap])
 
     def __str__(self) -> str:
-        items = [] if self.prior is None else [f"prior={self.prior}"]
+        items = [f"{key}={value}" for key, value in (("prior", self.prior), ("scribbles", self.scribbles)) if value]
         for key, value in self.options:
             key = key.replace("_", "-")
             items.append(key if value is True else f"{key}={_format(value)}")
@@ -91,7 +95,7 @@ def parse_method_spec(text: str) -> MethodSpec:
 
     Raises:
         ParameterError: an unknown method, an unknown or bad option, an item without a key, a bad prior method
-            or labels spec, two priors.
+            or labels spec, two priors, scribbles that are not ``labels:SPEC`` or for a method that takes none.
 
     Example:
         >>> str(parse_method_spec("igtt:no-ems")), str(parse_method_spec(" igtt : prior=otsu , rounds=4 "))
@@ -100,6 +104,8 @@ def parse_method_spec(text: str) -> MethodSpec:
         'local'
         >>> str(parse_method_spec("igtt:prior=labels:flip:0.2,0.1,rounds=4"))
         'igtt:prior=labels:flip:0.2,0.1,rounds=4'
+        >>> parse_method_spec("igtt:scribbles=labels:region:0.25").scribbles
+        'labels:region:0.25'
     """
     if not isinstance(text, str) or not text.strip():
         raise ParameterError(f"an unsupervised method entry must be NAME[:OPTIONS]; got {text!r}")
@@ -109,7 +115,7 @@ def parse_method_spec(text: str) -> MethodSpec:
         raise ParameterError(f"unknown unsupervised method {name!r} in {text!r}; known: {', '.join(METHODS.names())}")
     options: dict[str, Any] = {}
     flags: list[str] = []
-    prior = None
+    prior = scribbles = None
     for item in _items(rest):
         key, eq, value = item.partition("=")
         key = key.strip().replace("-", "_")
@@ -119,6 +125,11 @@ def parse_method_spec(text: str) -> MethodSpec:
             if prior is not None:
                 raise ParameterError(f"one prior per unsupervised method entry; {text!r} names two")
             prior = _parse_prior(value.strip(), text)
+            continue
+        if key == "scribbles":
+            if scribbles is not None:
+                raise ParameterError(f"one scribbles item per unsupervised method entry; {text!r} names two")
+            scribbles = _parse_scribbles(name, value.strip(), text)
             continue
         options[key] = _parse_value(value.strip()) if eq else True
         if not eq:
@@ -130,17 +141,17 @@ def parse_method_spec(text: str) -> MethodSpec:
             raise
         raise ParameterError(f"{exc} (if {', '.join(map(repr, flags))} was meant as a method: known methods are "
                              f"{', '.join(METHODS.names())})") from None
-    return MethodSpec(name, tuple(sorted(options.items())), prior)
+    return MethodSpec(name, tuple(sorted(options.items())), prior, scribbles)
 
 
 def _items(rest: str) -> list[str]:
-    """The entry's comma-separated items, with a labels prior's spec kept whole: a piece that continues the
-    spec before it (``prior=labels:flip:0.2`` then ``0.1``) joins it."""
+    """The entry's comma-separated items, with a labels spec (of ``prior=`` or ``scribbles=``) kept whole: a
+    piece that continues the spec before it (``prior=labels:flip:0.2`` then ``0.1``) joins it."""
     items: list[str] = []
     for piece in (p.strip() for p in rest.split(",") if rest.strip()):
         head, _, value = items[-1].partition("=") if items else ("", "", "")
         kind, _, spec = value.strip().partition(":")
-        if head.strip() == "prior" and kind == LABELS_PRIOR and spec and "=" not in piece:
+        if head.strip() in ("prior", "scribbles") and kind == LABELS_PRIOR and spec and "=" not in piece:
             try:
                 parse_spec(f"{spec},{piece}")
             except SpecError:
@@ -164,6 +175,19 @@ def _parse_prior(value: str, text: str) -> str:
     except ParameterError as exc:
         hint = "" if kind.strip() == LABELS_PRIOR else f"; or `{LABELS_PRIOR}:SPEC` for rough labels"
         raise ParameterError(f"`prior={value}` in {text!r}: {exc}{hint}") from None
+
+
+def _parse_scribbles(name: str, value: str, text: str) -> str:
+    """The canonical scribbles of an entry, ``labels:SPEC``, for a method that takes scribbles."""
+    kind, _, spec = value.partition(":")
+    try:
+        check_takes_scribbles(name)
+        if kind.strip() != LABELS_PRIOR or not spec.strip():
+            raise ParameterError(f"scribbles are `{LABELS_PRIOR}:SPEC`, a partial annotation made from the test "
+                                 f"labels (e.g. `{LABELS_PRIOR}:region:0.25`)")
+        return f"{LABELS_PRIOR}:{parse_spec(spec.strip())}"
+    except ParameterError as exc:
+        raise ParameterError(f"`scribbles={value}` in {text!r}: {exc}") from None
 
 
 def nest_options(options: dict[str, Any]) -> dict[str, Any]:

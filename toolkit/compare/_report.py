@@ -80,7 +80,8 @@ def summarize_unsupervised(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
             groups[r["spec"]].append(r)
     out = []
     for spec, rs in groups.items():
-        entry: dict[str, Any] = {"spec": spec, "model": rs[0]["model"], "prior": rs[0].get("prior"), "n": len(rs),
+        entry: dict[str, Any] = {"spec": spec, "model": rs[0]["model"], "prior": rs[0].get("prior"),
+                                 "scribbles": rs[0].get("scribbles"), "n": len(rs),
                                  "seconds_per_image": _mean_std([r.get("seconds_per_image") for r in rs])[0],
                                  "ems": rs[0].get("method_info", {}).get("ems")}
         for key, _ in UNSUPERVISED_METRICS:
@@ -107,18 +108,27 @@ def _unsupervised_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[lis
                      _pm(e["val/auc"], e["val/auc_std"], e["n"]), "100%", "-", str(e["n"])])
     gaps = gap_closed(unsupervised, supervised[0]["val/dice"] if supervised else math.nan)
     for e in unsupervised:
-        spec = labels_prior_spec(e["prior"])
-        used = "none" if e["prior"] is None else f"none (prior bootstrapped from {e['prior']})"
-        protocol = "own mask (label-free)"
-        if spec is not None:
-            made = "the exact test labels" if spec == "clean" else f"the test labels through {spec}"
-            used, protocol = f"{made}, as a prior", "own mask"
+        used, protocol = _labels_used(e["prior"], e.get("scribbles"))
         line = [e["spec"], used, _pm(e["mask/dice"], e["mask/dice_std"], e["n"]), protocol]
         line += [_pm(e[k], e[k + "_std"], e["n"]) for k, _ in UNSUPERVISED_METRICS if k != "mask/dice"]
         gap = gaps.get(e["spec"], math.nan)
         line += ["-" if math.isnan(gap) else f"{gap:.0%}", _fmt(e["seconds_per_image"], 2), str(e["n"])]
         body.append(line)
     return header, body
+
+
+def _labels_used(prior: str | None, scribbles: str | None) -> tuple[str, str]:
+    """What an unsupervised row saw of the labels, and how its headline is measured."""
+    if scribbles is not None:
+        spec = labels_prior_spec(scribbles)
+        also = ", and as a prior" if prior == scribbles else ""
+        return (f"the test labels through {spec}, as scribbles{also}",
+                "own mask, where no scribble was drawn")
+    spec = labels_prior_spec(prior)
+    if spec is not None:
+        made = "the exact test labels" if spec == "clean" else f"the test labels through {spec}"
+        return f"{made}, as a prior", "own mask"
+    return ("none" if prior is None else f"none (prior bootstrapped from {prior})"), "own mask (label-free)"
 
 
 def gap_closed(entries: list[dict[str, Any]], supervised: float) -> dict[str, float]:
@@ -139,7 +149,8 @@ def gap_closed(entries: list[dict[str, Any]], supervised: float) -> dict[str, fl
 
 _UNSUPERVISED_NOTE = (
     "Unsupervised methods see only the test images, never a label (a `prior=labels:` row sees the density of "
-    "rough labels made from the test labels, nothing more); **own mask** is the mask the method gives "
+    "rough labels made from the test labels, nothing more; a `scribbles=labels:` row is given a partial annotation "
+    "of the test images, and is scored only where it drew nothing); **own mask** is the mask the method gives "
     "by its label-free rule (its headline), **oracle** the best threshold of its score map on the test labels "
     "(optimistic). Methods with random draws run once per seed; deterministic ones (the thresholds) once."
 )

@@ -138,7 +138,8 @@ def run_unsupervised_cell(
     """
     spec = parse_method_spec(cell.spec)
     measured = segment_cell(Path(run_dir) / "cells" / cell.id, data, spec.name, nest_options(dict(spec.options)),
-                            prior=spec.prior, seed=cell.seed, device=device, progress=progress, examples=examples,
+                            prior=spec.prior, scribbles=spec.scribbles, seed=cell.seed, device=device,
+                            progress=progress, examples=examples,
                             num_thresholds=config.base_train_config().num_thresholds)
     row = {**cell_record(config, cell, device), "family": "unsupervised", "level": None, **measured}
     return write_json(Path(run_dir) / "cells" / cell.id / "metrics.json", row)

@@ -16,15 +16,16 @@ from typing import Any
 
 import torch
 
+from .. import IGNORE_INDEX
 from .._types import Progress
 from ..data import Splits
 from ..device import make_generator, resolve_device
 from ..engine import TrainConfig, convergence, evaluate, train
-from ..errors import DataError, MstoolWarning
+from ..errors import DataError, MstoolWarning, ParameterError
 from ..labels import apply_spec, label_info
 from ..metastructure import estimate_prior, expected_similarity, meta_similarity
 from ..metrics import binary_report, evaluate_binary
-from ..unsupervised import bootstrap_prior, build_method
+from ..unsupervised import bootstrap_prior, build_method, check_takes_scribbles
 from ._records import json_value, write_examples
 
 __all__ = ["train_cell", "segment_cell", "LABELS_PRIOR", "labels_prior_spec"]
@@ -115,6 +116,7 @@ def segment_cell(
     options: dict[str, Any] | None = None,
     *,
     prior: str | None = None,
+    scribbles: str | None = None,
     seed: int = 0,
     num_thresholds: int = 101,
     device: str | torch.device = "cpu",
@@ -141,6 +143,12 @@ def segment_cell(
             objects), made into the prior that ``mstool prior estimate --labels`` makes of a folder of them (box
             window 5, calibrated to their own foreground share). This is the one row where a method sees labels,
             and only their density.
+        scribbles: ``labels:SPEC``: a partial annotation of the test images (``labels:region:0.25``, a quarter of
+            each image drawn exactly), simulated as for ``prior``, given to a method that takes scribbles (iGTT,
+            DFC) as ``scribbles=``. With the same ``labels:SPEC`` as ``prior``, both are one draw: the prior of the
+            annotation the method is given. The masks are then scored only where the annotation drew nothing
+            (``scored`` says so, ``drawn_fraction`` how much was drawn), so that no row is credited with the
+            user's own labels.
         seed: seed of every draw.
         num_thresholds: thresholds of the oracle protocol.
         device: where the method runs.
@@ -149,6 +157,7 @@ def segment_cell(
 
     Raises:
         DataError: multi-class data.
+        ParameterError: ``scribbles`` that are not ``labels:SPEC``, or for a method that takes none.
     """
     if splits.num_classes != 2:
         raise DataError(f"unsupervised rows need binary data; this suite has {splits.num_classes} classes")
@@ -159,30 +168,44 @@ def segment_cell(
     images, labels = splits.test_images.to(dev), splits.test_labels.to(dev)
     g = make_generator(seed)
     started = time.perf_counter()
+    if scribbles is not None:
+        check_takes_scribbles(method)
+        if labels_prior_spec(scribbles) is None:
+            raise ParameterError(f"`scribbles` is `{LABELS_PRIOR}:SPEC` (a partial annotation of the test labels); "
+                                 f"got {scribbles!r}")
+    segmenter = build_method(method, options, device=dev)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", MstoolWarning)
-        density = None
+        density, drawn = None, None
+        if scribbles is not None:
+            drawn = apply_spec(labels, labels_prior_spec(scribbles), generator=g, num_classes=2)
         if labels_prior_spec(prior) is not None:
-            rough = apply_spec(labels, labels_prior_spec(prior), generator=g, num_classes=2)
+            rough = drawn if prior == scribbles else apply_spec(labels, labels_prior_spec(prior), generator=g,
+                                                                num_classes=2)
             density = estimate_prior(rough, splits.test_names, num_classes=2, source=prior).foreground()
         elif prior is not None:
             density = bootstrap_prior(images, splits.test_names, prior, foreground=options.get("foreground", "auto"),
                                       generator=g).foreground()
+        extra = {} if drawn is None else {"scribbles": drawn}
         # labels are logged per round by the methods that log, never used for a choice
-        result = build_method(method, options, device=dev).segment(images, prior=density, generator=g,
-                                                                   labels=labels, progress=progress)
+        result = segmenter.segment(images, prior=density, generator=g, labels=labels, progress=progress, **extra)
     seconds = time.perf_counter() - started
     masks, scores = result.masks.to(dev), result.scores.float().to(dev)
     if scores.shape[1] > 1:  # a multi-class method (multi-Otsu): its brightest class is the foreground, label-free
         masks, scores = (masks == scores.shape[1] - 1).long(), scores[:, -1:].contiguous()
-    mask_report = binary_report(masks[:, None].float(), labels, threshold=0.5)
-    protocols = evaluate_binary(scores, labels, num_thresholds=num_thresholds).as_dict()
+    # the pixels the user drew are theirs, not the method's: score only the rest
+    scored = labels if drawn is None else torch.where(drawn != IGNORE_INDEX, IGNORE_INDEX, labels)
+    mask_report = binary_report(masks[:, None].float(), scored, threshold=0.5)
+    protocols = evaluate_binary(scores, scored, num_thresholds=num_thresholds).as_dict()
     n = min(examples, images.shape[0])
     write_examples(cell_dir / "examples.npz", probs=scores[:n], images=splits.test_images[:n, 0],
                    labels=splits.test_labels[:n], names=splits.test_names[:n], masks=masks[:n])
     info = {key: value for key, value in result.info.items() if key != "settings"}
     return {
         "prior": prior,
+        "scribbles": scribbles,
+        "scored": "all pixels" if drawn is None else "pixels without scribbles",
+        "drawn_fraction": None if drawn is None else float((drawn != IGNORE_INDEX).float().mean()),
         "options": options,
         "seconds": round(seconds, 3),
         "seconds_per_image": round(seconds / max(1, images.shape[0]), 3),

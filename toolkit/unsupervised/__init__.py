@@ -11,7 +11,7 @@ its EMS step).
 
 from ._base import METHODS, Method, Segmentation, check_images_and_prior
 from ._bootstrap import BOOTSTRAP_BANDWIDTH, bootstrap_prior, parse_bootstrap
-from ._build import build_method, check_loadable, method_options
+from ._build import build_method, check_loadable, check_takes_scribbles, method_options
 from ._classical import (
     FOREGROUND_RULES,
     GaussianMixture,
@@ -31,5 +31,5 @@ __all__ = [
     "Otsu", "MinimumError", "MultiOtsu", "LocalThreshold", "KMeans", "GaussianMixture", "DFC", "IGTT",
     "FOREGROUND_RULES", "choose_foreground", "resolve_foreground", "bootstrap_prior", "parse_bootstrap",
     "BOOTSTRAP_BANDWIDTH",
-    "build_method", "method_options", "check_loadable",
+    "build_method", "method_options", "check_loadable", "check_takes_scribbles",
 ]

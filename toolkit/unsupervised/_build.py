@@ -11,7 +11,7 @@ import torch
 from ..errors import ParameterError
 from ._base import METHODS
 
-__all__ = ["build_method", "method_options", "check_loadable"]
+__all__ = ["build_method", "method_options", "check_loadable", "check_takes_scribbles"]
 
 
 def build_method(name: str, options: dict[str, Any] | None = None, *, checkpoint: str | os.PathLike | None = None,
@@ -48,3 +48,14 @@ def check_loadable(name: str) -> None:
         raise ParameterError(f"method {name!r} has no trained state to load; --checkpoint is for igtt")
 
 
+
+
+def check_takes_scribbles(name: str) -> None:
+    """Refuse scribbles for a method whose registry entry says it takes none.
+
+    Raises:
+        ParameterError: naming the method and the ones that take scribbles.
+    """
+    if not METHODS.get(name).scribbles:
+        takes = ", ".join(n for n in METHODS.names() if METHODS.get(n).scribbles)
+        raise ParameterError(f"method {name!r} takes no scribbles (partial labels); {takes} do")
