@@ -226,8 +226,13 @@ def test_a_scribbled_cell_gets_the_prior_of_its_own_annotation_and_is_scored_whe
     assert row["drawn_fraction"] == pytest.approx(0.25, abs=0.03)
     counted = row["mask/tp"] + row["mask/fp"] + row["mask/fn"] + row["mask/tn"]
     assert counted == int((~drawn).sum())
+    assert row["undrawn/dice"] == row["mask/dice"]
+    # a row given the annotation only as a prior is scored everywhere, and also where it drew nothing
+    prior_only = segment_cell(tmp_path / "prior", splits, "otsu", prior="labels:region:0.25", seed=0)
+    assert prior_only["scored"] == "all pixels" and 0 <= prior_only["undrawn/dice"] <= 1
+    assert prior_only["undrawn/dice"] != prior_only["mask/dice"]
     plain = segment_cell(tmp_path / "plain", splits, "otsu", seed=0)
-    assert plain["scored"] == "all pixels" and plain["drawn_fraction"] is None
+    assert plain["scored"] == "all pixels" and plain["drawn_fraction"] is None and "undrawn/dice" not in plain
     assert plain["mask/tp"] + plain["mask/fp"] + plain["mask/fn"] + plain["mask/tn"] == splits.test_labels.numel()
     with pytest.raises(ParameterError, match="method 'otsu' takes no scribbles"):
         segment_cell(tmp_path / "x", splits, "otsu", scribbles="labels:region:0.25")

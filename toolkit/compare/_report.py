@@ -31,7 +31,8 @@ SUMMARY_COLUMNS = ("val", "oracle", "fixed")
 
 UNSUPERVISED_METRICS = (("mask/dice", "Dice (own mask)"), ("mask/iou", "IoU (own mask)"),
                         ("mask/precision", "precision"), ("mask/recall", "recall"),
-                        ("oracle/dice", "Dice (oracle)"), ("auc", "AUC"))
+                        ("oracle/dice", "Dice (oracle)"), ("auc", "AUC"),
+                        ("undrawn/dice", "Dice where not annotated"))
 
 
 def _metric_names(rows: list[dict[str, Any]]) -> list[tuple[str, str]]:
@@ -105,7 +106,7 @@ def _unsupervised_table(rows: list[dict[str, Any]]) -> tuple[list[str], list[lis
     for e in supervised:
         body.append([f"supervised {e['model']}", "clean training labels", _pm(e["val/dice"], e["val/dice_std"],
                      e["n"]), "val threshold", "-", "-", "-", _pm(e["oracle/dice"], e["oracle/dice_std"], e["n"]),
-                     _pm(e["val/auc"], e["val/auc_std"], e["n"]), "100%", "-", str(e["n"])])
+                     _pm(e["val/auc"], e["val/auc_std"], e["n"]), "-", "100%", "-", str(e["n"])])
     gaps = gap_closed(unsupervised, supervised[0]["val/dice"] if supervised else math.nan)
     for e in unsupervised:
         used, protocol = _labels_used(e["prior"], e.get("scribbles"))
@@ -150,7 +151,8 @@ def gap_closed(entries: list[dict[str, Any]], supervised: float) -> dict[str, fl
 _UNSUPERVISED_NOTE = (
     "Unsupervised methods see only the test images, never a label (a `prior=labels:` row sees the density of "
     "rough labels made from the test labels, nothing more; a `scribbles=labels:` row is given a partial annotation "
-    "of the test images, and is scored only where it drew nothing); **own mask** is the mask the method gives "
+    "of the test images, and is scored only where it drew nothing; **Dice where not annotated** scores every "
+    "row given an annotation, as scribbles or only as a prior, on the pixels it left unlabelled); **own mask** is the mask the method gives "
     "by its label-free rule (its headline), **oracle** the best threshold of its score map on the test labels "
     "(optimistic). Methods with random draws run once per seed; deterministic ones (the thresholds) once."
 )

@@ -148,7 +148,8 @@ def segment_cell(
             DFC) as ``scribbles=``. With the same ``labels:SPEC`` as ``prior``, both are one draw: the prior of the
             annotation the method is given. The masks are then scored only where the annotation drew nothing
             (``scored`` says so, ``drawn_fraction`` how much was drawn), so that no row is credited with the
-            user's own labels.
+            user's own labels. Every row given an annotation with unlabelled pixels (as scribbles or only as a
+            prior) also scores its mask there alone (``undrawn/dice``, ``undrawn/iou``), so that the two compare.
         seed: seed of every draw.
         num_thresholds: thresholds of the oracle protocol.
         device: where the method runs.
@@ -176,7 +177,7 @@ def segment_cell(
     segmenter = build_method(method, options, device=dev)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", MstoolWarning)
-        density, drawn = None, None
+        density, drawn, rough = None, None, None
         if scribbles is not None:
             drawn = apply_spec(labels, labels_prior_spec(scribbles), generator=g, num_classes=2)
         if labels_prior_spec(prior) is not None:
@@ -197,6 +198,12 @@ def segment_cell(
     scored = labels if drawn is None else torch.where(drawn != IGNORE_INDEX, IGNORE_INDEX, labels)
     mask_report = binary_report(masks[:, None].float(), scored, threshold=0.5)
     protocols = evaluate_binary(scores, scored, num_thresholds=num_thresholds).as_dict()
+    # the same score for every row given some annotation, scribbles or only its prior, so the two compare
+    annotation = drawn if drawn is not None else rough
+    undrawn = {}
+    if annotation is not None and bool((annotation == IGNORE_INDEX).any()):
+        left = torch.where(annotation != IGNORE_INDEX, IGNORE_INDEX, labels)
+        undrawn = binary_report(masks[:, None].float(), left, threshold=0.5)
     n = min(examples, images.shape[0])
     write_examples(cell_dir / "examples.npz", probs=scores[:n], images=splits.test_images[:n, 0],
                    labels=splits.test_labels[:n], names=splits.test_names[:n], masks=masks[:n])
@@ -212,6 +219,7 @@ def segment_cell(
         "num_classes": 2,
         "n_images": int(images.shape[0]),
         **{f"mask/{key}": json_value(value) for key, value in mask_report.items()},
+        **{f"undrawn/{key}": json_value(undrawn[key]) for key in ("dice", "iou") if key in undrawn},
         **{key: json_value(value) for key, value in protocols.items() if key.startswith("oracle/")},
         "auc": json_value(protocols.get("oracle/auc")),
         "method_info": json.loads(json.dumps(info, default=str)),
