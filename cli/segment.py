@@ -15,6 +15,9 @@ from .options import device_option, echo, handle_errors, overwrite_option, quiet
               help="Unsupervised method (see the README for what each does with a prior).")
 @click.option("--prior", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A density.npz whose entries match the image names (from `mstool prior estimate`).")
+@click.option("--scribbles", type=click.Path(exists=True), default=None,
+              help="Partial labels for igtt or dfc: a folder of masks named like the images, 0 background, "
+                   "1 foreground, 255 not labelled (as `mstool labels make --spec region:0.25` writes them).")
 @click.option("--prior-weight", type=click.FloatRange(min=0), default=None,
               help="iGTT: weight of the prior-consistency term in candidate selection.")
 @click.option("--foreground", type=click.Choice(names.FOREGROUND_RULES), default=None,
@@ -36,7 +39,7 @@ from .options import device_option, echo, handle_errors, overwrite_option, quiet
 @click.option("--page", type=click.IntRange(min=0), default=None,
               help="The page to read of multi-page TIFF images (0-based).")
 @click.option("--scores", is_flag=True, help="Also write float score maps (scores/NAME.tif).")
-@click.option("--no-overlays", is_flag=True, help="Do not draw image | mask | prior pictures.")
+@click.option("--no-overlays", is_flag=True, help="Do not draw image | mask | prior | scribbles pictures.")
 @click.option("--format", "mask_format", type=click.Choice(names.MASK_FORMATS), default="png", show_default=True,
               help="Mask file format.")
 @seed_option
@@ -45,8 +48,8 @@ from .options import device_option, echo, handle_errors, overwrite_option, quiet
 @overwrite_option
 @quiet_option
 @handle_errors
-def segment(images, method, prior, prior_weight, foreground, no_ems, checkpoint, settings, out, splits, page, scores,
-            no_overlays, mask_format, seed, device, threads, overwrite, quiet):
+def segment(images, method, prior, scribbles, prior_weight, foreground, no_ems, checkpoint, settings, out, splits,
+            page, scores, no_overlays, mask_format, seed, device, threads, overwrite, quiet):
     """Segment IMAGES without labels: a folder of images, a dataset folder (its images, never its masks) or one
     image file. Writes masks with the image names, and run.json.
 
@@ -68,8 +71,8 @@ def segment(images, method, prior, prior_weight, foreground, no_ems, checkpoint,
     dev = runtime(device, threads)
     bars = _Bars(quiet=quiet)
     try:
-        run = segment_folder(images, out, method=method, options=options, prior=prior, checkpoint=checkpoint,
-                             scores=scores, overlays=not no_overlays, mask_format=mask_format,
+        run = segment_folder(images, out, method=method, options=options, prior=prior, scribbles=scribbles,
+                             checkpoint=checkpoint, scores=scores, overlays=not no_overlays, mask_format=mask_format,
                              splits=splits or None, page=page, seed=seed, device=dev, overwrite=overwrite,
                              progress=bars)
     finally:

@@ -1,5 +1,6 @@
 import json
 
+import numpy as np
 import pytest
 from click.testing import CliRunner
 
@@ -276,3 +277,82 @@ def test_labels_audit_of_all_background_labels_says_the_score_is_undefined(tmp_p
     assert r.exit_code == 0, r.output
     assert "score undefined: the clean labels hold no foreground" in r.output
     assert json.loads((tmp_path / "a.json").read_text())[0]["expected_score"] is None
+
+
+def test_segment_takes_a_region_annotation_as_scribbles(er_root, tmp_path, monkeypatch):
+    """labels make region:0.25 -> segment --scribbles: each image's own partial labels reach the method, pixel for
+    pixel, and run.json counts them."""
+    import numpy as np
+    import torch
+
+    from mstool.io import read_mask
+    from mstool.runs import _segment
+    from mstool.unsupervised import DFC
+
+    runner = CliRunner()
+    r = runner.invoke(cli, ["labels", "make", "--clean", str(er_root), "--spec", "region:0.25", "--seed", "0",
+                            "-o", str(tmp_path / "region")])
+    assert r.exit_code == 0, r.output
+    seen = []
+    segment = DFC.segment
+
+    def spy(self, images, **kwargs):
+        seen.append(kwargs["scribbles"].clone())
+        return segment(self, images, **kwargs)
+
+    monkeypatch.setattr(DFC, "segment", spy)
+    drawn_beside = []
+    monkeypatch.setattr(_segment, "plot_label_panel", lambda path, columns, **kw: drawn_beside.append(columns))
+    r = runner.invoke(cli, ["segment", str(er_root), "--method", "dfc", "--set", "iterations=2", "--scribbles",
+                            str(tmp_path / "region"), "-q", "-o", str(tmp_path / "seg")])
+    assert r.exit_code == 0, r.output
+    run = json.loads((tmp_path / "seg" / "run.json").read_text())
+    assert run["scribbles"] == str(tmp_path / "region")
+    drawn = {p.stem: read_mask(p) for p in (tmp_path / "region").rglob("*.png")}
+    assert set(run["images"]) == set(drawn) and len(seen) == 1 and seen[0].shape[0] == len(drawn) == 4
+    for i, name in enumerate(run["images"]):
+        assert np.array_equal(seen[0][i].numpy(), drawn[name])
+        # each overlay shows the image's own scribbles beside its mask
+        assert [c[0] for c in drawn_beside[i]] == ["image", "mask", "scribbles (grey: not labelled)"]
+        assert np.array_equal(drawn_beside[i][2][1], drawn[name])
+        labelled = int((drawn[name] != 255).sum())
+        assert 0 < labelled < drawn[name].size and run["images"][name]["scribbled"] == labelled
+    assert int(torch.isin(seen[0], torch.tensor([0, 1])).sum()) == sum(
+        v["scribbled"] for v in run["images"].values())
+
+
+def test_segment_scribbles_bad_input_is_one_line(er_root, tmp_path):
+    from mstool.io import write_mask
+
+    runner = CliRunner()
+    name = sorted((er_root / "train" / "images").iterdir())[0].stem
+
+    def run(*extra, method="dfc"):
+        return runner.invoke(cli, ["segment", str(er_root), "--split", "train", "--method", method,
+                                   "--set", "iterations=1",
+                                   "--no-overlays", "-q", "-o", str(tmp_path / "out"), *extra])
+
+    (tmp_path / "ok").mkdir()
+    write_mask(tmp_path / "ok" / f"{name}.png", np.full((48, 48), 255, dtype=np.uint8))
+    for folder, mask in (("values", np.full((48, 48), 2, dtype=np.uint8)),
+                         ("size", np.zeros((40, 48), dtype=np.uint8)),
+                         ("names", np.zeros((48, 48), dtype=np.uint8))):
+        write_mask(tmp_path / folder / f"{'other' if folder == 'names' else name}.png", mask)
+    for extra, method, message in (
+            (["--scribbles", str(tmp_path / "ok")], "otsu", "method 'otsu' takes no scribbles (partial labels); dfc, "
+                                                            "igtt do"),
+            (["--scribbles", str(tmp_path / "values")], "dfc", "scribbles hold 0 (background), 1 (foreground) and "
+                                                               "255 (not labelled); found 2"),
+            (["--scribbles", str(tmp_path / "size")], "dfc", "scribbles are 40 x 48 but image"),
+            (["--scribbles", str(tmp_path / "names")], "dfc", "no scribble mask is named like an image"),
+            (["--scribbles", str(tmp_path / "ok"), "--checkpoint", str(tmp_path / "ok" / f"{name}.png")], "igtt",
+             "scribbles train a network, and a checkpoint only predicts")):
+        r = run(*extra, method=method)
+        assert r.exit_code == 2 and r.stderr.count("\n") == 1 and message in r.stderr, (extra, r.output)
+        assert not (tmp_path / "out").exists()
+    # an image with no mask in the folder is segmented without scribbles, and said so
+    r = run("--scribbles", str(tmp_path / "ok"))
+    assert r.exit_code == 0, r.output
+    record = json.loads((tmp_path / "out" / "run.json").read_text())
+    assert any("no mask for 1 of 2 images" in w for w in record["warnings"])
+    assert sorted(v["scribbled"] for v in record["images"].values()) == [0, 0]

@@ -72,7 +72,7 @@ def estimate_prior_from_labels(
         LayoutError: no masks; two masks for one image name (in different splits: choose with ``splits``).
     """
     _check_out(out, overwrite, [labels])
-    entries, mode = _collect_labels(labels, layout=layout, splits=splits, mask_suffix=mask_suffix)
+    entries, mode = collect_labels(labels, layout=layout, splits=splits, mask_suffix=mask_suffix)
     arrays = read_label_set(entries, mode=mask_mode or mode)
     shapes = sorted({a.shape for a in arrays})
     if len(shapes) > 1:
@@ -80,7 +80,7 @@ def estimate_prior_from_labels(
             f"{labels}: a prior needs masks of one size; found {', '.join(f'{h} x {w}' for h, w in shapes)} "
             "(estimate one prior per size)"
         )
-    _check_unique_names(entries)
+    check_unique_names(entries)
     batch = torch.from_numpy(np.stack(arrays)).to(device)
     num_classes = count_classes(batch)
     source = f"labels:{Path(labels)}"
@@ -159,12 +159,12 @@ def _saved(prior: Prior, out: str | os.PathLike | None) -> Prior:
     return prior
 
 
-def _check_unique_names(entries: list[MaskEntry]) -> None:
+def check_unique_names(entries: list[MaskEntry], needs: str = "a prior") -> None:
     seen: dict[str, MaskEntry] = {}
     for e in entries:
         if e.name in seen:
             raise LayoutError(
-                f"{e.path}: image name {e.name!r} also names {seen[e.name].path}; a prior needs one mask per name "
+                f"{e.path}: image name {e.name!r} also names {seen[e.name].path}; {needs} needs one mask per name "
                 "(choose a split with --split)"
             )
         seen[e.name] = e
@@ -222,8 +222,8 @@ def _images_to_draw(prior: Prior, root: str | os.PathLike, names: list[str],
 def _labels_to_draw(prior: Prior, root: str | os.PathLike, names: list[str], splits: tuple[str, ...] | None,
                     image_files: list[Path] | None) -> list[np.ndarray]:
     """The masks of ``names`` (found as the estimate finds them), each checked against what it is drawn beside."""
-    entries, mode = _collect_labels(root, splits=splits)
-    _check_unique_names(entries)
+    entries, mode = collect_labels(root, splits=splits)
+    check_unique_names(entries)
     chosen = _pick({e.name: e for e in entries}, names, root, "label")
     arrays = read_label_set(chosen, mode=mode)
     h, w = prior.size
@@ -242,7 +242,7 @@ def _pick(by_name: dict, names: list[str], root: str | os.PathLike, what: str) -
     return [by_name[n] for n in names]
 
 
-def _collect_labels(labels: str | os.PathLike, *, layout: str = "auto", splits: tuple[str, ...] | None = None,
+def collect_labels(labels: str | os.PathLike, *, layout: str = "auto", splits: tuple[str, ...] | None = None,
                     mask_suffix: str = "_masks") -> tuple[list[MaskEntry], str]:
     """The masks of a dataset folder, a folder of masks, or a noisy copy from ``mstool labels make``.
 

@@ -25,7 +25,7 @@ from ..data import MASK_NAME_SUFFIXES, mask_image_name
 from ..errors import DataError, LayoutError, MstoolWarning
 from ..io import read_mask
 from ..metrics import binary_scores, confusion_at_thresholds
-from ._priors import _collect_labels
+from ._priors import collect_labels
 from ._records import json_value, write_json
 
 __all__ = ["score_masks", "ScoreReport", "MaskScore", "MASK_NAME_SUFFIXES"]
@@ -177,7 +177,7 @@ def _named_masks(root: Path) -> tuple[dict[str, Path], str]:
     """``{image name: mask file}`` of one file or of a label set, and the mode its layout reads masks in."""
     if root.is_file():
         return {mask_image_name(root.stem): root}, "auto"
-    entries, mode = _collect_labels(root)
+    entries, mode = collect_labels(root)
     named: dict[str, Path] = {}
     for entry in entries:
         name = mask_image_name(entry.name)

@@ -17,15 +17,17 @@ from typing import Any
 import numpy as np
 import torch
 
+from .. import IGNORE_INDEX
 from .._fs import atomic_dir, check_output_dir
 from .._types import Progress
-from ..data import read_images
+from ..data import read_images, read_label_set
 from ..device import make_generator, resolve_device
-from ..errors import FileMissingError, MstoolWarning, ParameterError
+from ..errors import DataError, FileMissingError, LayoutError, MstoolWarning, ParameterError
 from ..io import normalize_image, write_mask, write_score_map
 from ..metastructure import load_prior
-from ..unsupervised import build_method, check_loadable
+from ..unsupervised import build_method, check_loadable, check_takes_scribbles
 from ..viz import plot_label_panel
+from ._priors import check_unique_names, collect_labels
 from ._records import versions, write_json
 
 __all__ = ["segment_folder"]
@@ -40,6 +42,7 @@ def segment_folder(
     method: str = "otsu",
     options: dict[str, Any] | None = None,
     prior: str | os.PathLike | None = None,
+    scribbles: str | os.PathLike | None = None,
     checkpoint: str | os.PathLike | None = None,
     save_checkpoint: bool = True,
     scores: bool = False,
@@ -65,13 +68,17 @@ def segment_folder(
         images: a folder of images, a dataset folder (paper, cellpose or VOC layout: its images, never its masks),
             or one image file.
         out: the output folder: ``masks/NAME.png`` (or ``.tif``), ``scores/NAME.tif`` with ``scores``,
-            ``overlays/NAME.png`` (image | mask | prior, at most 1024 pixels a side) with ``overlays``,
+            ``overlays/NAME.png`` (image | mask | prior | scribbles, at most 1024 pixels a side) with ``overlays``,
             ``run.json``, and, when the method has trained state (iGTT) and ``save_checkpoint``, the trained
             networks: ``model.pt`` when all images have one size, else ``model-<H>x<W>.pt`` per size (listed in
             ``run.json`` under ``checkpoints`` and in each image's ``checkpoint``).
         method: a name of :data:`mstool.unsupervised.METHODS`.
         options: the method's constructor options.
         prior: a ``density.npz`` whose entries match the image names (and sizes).
+        scribbles: partial labels for a method that takes them (iGTT, DFC): a folder of masks, a dataset folder
+            or a ``labels make`` copy, matched to the images by name, each ``0`` background, ``1`` foreground and
+            ``255`` not labelled (what ``labels make --spec region:0.25`` writes; binary 0/255 masks read as a
+            full labelling). Images without a mask there get none (a warning says how many).
         checkpoint: segment with trained networks (iGTT) instead of training: a model file (used for every
             size), or the output folder of an earlier run, whose ``model-<H>x<W>.pt`` serves images of that size
             and whose ``model.pt`` any size.
@@ -93,7 +100,10 @@ def segment_folder(
         problems found.
 
     Raises:
-        ParameterError: a bad option, method or format, or no readable image.
+        ParameterError: a bad option, method or format, no readable image, scribbles for a method that takes
+            none or with a checkpoint (it only predicts), or a scribble value other than 0, 1 and 255.
+        DataError: a scribble mask whose size differs from its image's.
+        LayoutError: a scribbles folder with no mask for any of the images.
         OutputError: ``out`` overlaps an input or is a non-empty folder mstool did not write.
         OutputExistsError: ``out`` is a non-empty mstool folder and ``overwrite`` is not set.
         FileMissingError: a ``checkpoint`` folder without a model for a size of the images.
@@ -104,10 +114,17 @@ def segment_folder(
     """
     if mask_format not in ("png", "tif"):
         raise ParameterError(f"`mask_format` must be png or tif; got {mask_format!r}")
-    inputs = [images, prior, checkpoint]
+    if scribbles is not None:
+        check_takes_scribbles(method)
+        if checkpoint is not None:
+            raise ParameterError("scribbles train a network, and a checkpoint only predicts; leave one of "
+                                 "them out")
+    inputs = [images, prior, scribbles, checkpoint]
     check_output_dir(out, overwrite=overwrite, inputs=inputs)
     dev = resolve_device(device)
     job = _read_inputs(images, prior, layout=layout, splits=splits, page=page)
+    if scribbles is not None:
+        job.scribbles = _read_scribbles(scribbles, job)
     segmenters, used = _segmenters(method, options, checkpoint, list(job.groups), dev)
     emit = progress if progress is not None else (lambda event: None)
     generator = make_generator(seed)
@@ -126,6 +143,7 @@ def segment_folder(
         made = versions(dev)
         run = {"mstool_version": made["mstool_version"], "torch_version": made["torch_version"], "method": method,
                "options": options or {}, "prior": None if prior is None else str(prior),
+               "scribbles": None if scribbles is None else str(scribbles),
                "checkpoint": None if checkpoint is None else str(checkpoint), "checkpoints": job.saved,
                "seed": seed, "device": made["device"], "threads": made["threads"], "images": job.per_image,
                "warnings": list(dict.fromkeys(job.given)), "problems": job.problems,
@@ -143,6 +161,7 @@ class _Job:
     density: dict[str, torch.Tensor] | None
     problems: list[str]
     given: list[str]  # every warning, for run.json
+    scribbles: dict[str, torch.Tensor] | None = None  # (H, W) partial labels by image name
     per_image: dict[str, Any] = field(default_factory=dict)
     saved: dict[str, str] = field(default_factory=dict)
 
@@ -163,6 +182,39 @@ def _read_inputs(images: str | os.PathLike, prior: str | os.PathLike | None, *, 
     for name, (_, array) in loaded.items():
         groups[array.shape[:2]].append(name)
     return _Job(loaded, dict(groups), density, problems, given)
+
+
+def _read_scribbles(root: str | os.PathLike, job: _Job) -> dict[str, torch.Tensor]:
+    """The partial labels of the images, by name: each checked for its image's size and for 0/1/255 values."""
+    entries, mode = collect_labels(root)
+    check_unique_names(entries, needs="--scribbles")
+    entries = [e for e in entries if e.name in job.loaded]
+    if not entries:
+        raise LayoutError(f"{root}: no scribble mask is named like an image ({', '.join(list(job.loaded)[:3])} "
+                          "...); scribbles pair with images by name")
+    out = {}
+    for entry, mask in zip(entries, read_label_set(entries, mode=mode)):
+        image_path, image = job.loaded[entry.name]
+        if mask.shape != image.shape[:2]:
+            raise DataError(f"{entry.path}: scribbles are {mask.shape[0]} x {mask.shape[1]} but image {image_path} "
+                            f"is {image.shape[0]} x {image.shape[1]} (height x width)")
+        bad = sorted(set(np.unique(mask).tolist()) - {0, 1, IGNORE_INDEX})
+        if bad:
+            raise ParameterError(f"{entry.path}: scribbles hold 0 (background), 1 (foreground) and 255 (not "
+                                 f"labelled); found {', '.join(map(str, bad[:5]))}")
+        out[entry.name] = torch.from_numpy(mask.astype(np.int64))
+    missing = len(job.loaded) - len(out)
+    if missing:
+        job.given.append(_warn(f"scribbles {root}: no mask for {missing} of {len(job.loaded)} images; they are "
+                               "segmented with none"))
+    return out
+
+
+def _scribbled(scribbles: dict[str, torch.Tensor] | None, name: str) -> int | None:
+    """How many pixels of an image were given a label (``None``: no scribbles were given at all)."""
+    if scribbles is None:
+        return None
+    return int((scribbles[name] != IGNORE_INDEX).sum()) if name in scribbles else 0
 
 
 def _segmenters(method: str, options: dict[str, Any] | None, checkpoint: str | os.PathLike | None,
@@ -189,7 +241,12 @@ def _segment_group(job: _Job, out: Path, size: tuple[int, int], names: list[str]
         batch = torch.stack([normalize_image(job.loaded[n][1], channels=1, name=str(job.loaded[n][0]))
                              for n in names]).to(device)
         fg = None if job.density is None else torch.stack([job.density[n] for n in names]).to(device)
-        result = segmenter.segment(batch, prior=fg, generator=generator, progress=forward)
+        extra = {}
+        if job.scribbles is not None:
+            extra["scribbles"] = torch.stack([job.scribbles[n] if n in job.scribbles
+                                              else torch.full(size, IGNORE_INDEX, dtype=torch.long)
+                                              for n in names]).to(device)
+        result = segmenter.segment(batch, prior=fg, generator=generator, progress=forward, **extra)
     notes = [str(w.message) for w in caught]
     for w in caught:  # recorded for run.json, then passed on to the caller (the CLI prints them)
         warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
@@ -205,9 +262,11 @@ def _segment_group(job: _Job, out: Path, size: tuple[int, int], names: list[str]
         if scores:
             write_score_map(out / "scores" / f"{name}.tif", result.scores[i].float().cpu())
         if overlays:
+            drawn = None if "scribbles" not in extra else extra["scribbles"][i].cpu().numpy()
             _overlay(out / "overlays" / f"{name}.png", job.loaded[name][1], mask,
-                     None if fg is None else fg[i, 0].cpu().numpy(), f"{name}: {title}")
+                     None if fg is None else fg[i, 0].cpu().numpy(), f"{name}: {title}", drawn)
         job.per_image[name] = {"file": str(job.loaded[name][0]), "size": list(size),
+                               "scribbled": _scribbled(job.scribbles, name),
                                "foreground_fraction": float((mask > 0).mean()),
                                "checkpoint": job.saved.get(key, None if checkpoint is None else str(checkpoint)),
                                "warnings": notes, "method_info": info}
@@ -259,13 +318,15 @@ def _checkpoint_files(checkpoint: str | os.PathLike,
     return files
 
 
-def _overlay(path: Path, image: np.ndarray, mask: np.ndarray, prior: np.ndarray | None, title: str) -> None:
+def _overlay(path: Path, image: np.ndarray, mask: np.ndarray, prior: np.ndarray | None, title: str,
+             scribbles: np.ndarray | None = None) -> None:
     step = max(1, math.ceil(max(mask.shape) / _OVERLAY_SIDE))
     image, mask = image[::step, ::step], mask[::step, ::step]
-    prior = None if prior is None else prior[::step, ::step]
     gray = image.astype(np.float32)
     gray = gray.mean(-1) if gray.ndim == 3 else gray
     columns = [("image", gray, "image"), ("mask", mask, "label")]
     if prior is not None:
-        columns.append(("prior density", prior, "density"))
+        columns.append(("prior density", prior[::step, ::step], "density"))
+    if scribbles is not None:
+        columns.append(("scribbles (grey: not labelled)", scribbles[::step, ::step], "label"))
     plot_label_panel(path, columns, title=title, num_classes=max(int(mask.max()) + 1, 2))
