@@ -444,6 +444,25 @@ def test_scribbles_are_every_rounds_targets_where_labelled(monkeypatch):
     assert out.info["scribbled"] == labelled.flatten(1).sum(1).tolist()
 
 
+def test_scribbles_make_auto_ems_take_area_targets_as_the_drawn_labels_are():
+    from mstool.data import synthesize
+
+    data = synthesize("er", 2, 48, generator=torch.Generator().manual_seed(0))
+    x = (data.images - data.images.mean((2, 3), keepdim=True)) / data.images.std((2, 3), keepdim=True)
+    scribbles = torch.full_like(data.labels, 255)
+    scribbles[:, :24, :24] = data.labels[:, :24, :24]
+    plain = IGTT(**TINY).segment(x, generator=torch.Generator().manual_seed(0))
+    assert "skeleton" in plain.info["ems"] and plain.info["loss"] == "dmi+iou"  # thin tubules: skeleton EMS
+    drawn = IGTT(**TINY).segment(x, scribbles=scribbles, generator=torch.Generator().manual_seed(0))
+    assert drawn.info["ems"] == "clean" and drawn.info["loss"] == "bce"
+    # a spec the user names is kept, and scribbles drawn nowhere are no scribbles
+    named = IGTT(**TINY, ems="paper").segment(x, scribbles=scribbles, generator=torch.Generator().manual_seed(0))
+    assert "skeleton" in named.info["ems"]
+    nowhere = IGTT(**TINY).segment(x, scribbles=torch.full_like(scribbles, 255),
+                                   generator=torch.Generator().manual_seed(0))
+    assert nowhere.info["ems"] == plain.info["ems"] and torch.equal(nowhere.masks, plain.masks)
+
+
 def test_scribbles_labelled_nowhere_change_nothing_and_bad_ones_are_refused(tmp_path):
     x, lab = _blobs(2, 32)
     plain = IGTT(**TINY).segment(x, generator=torch.Generator().manual_seed(0))
