@@ -152,9 +152,10 @@ _UNSUPERVISED_NOTE = (
     "Unsupervised methods see only the test images, never a label (a `prior=labels:` row sees the density of "
     "rough labels made from the test labels, nothing more; a `scribbles=labels:` row is given a partial annotation "
     "of the test images, and is scored only where it drew nothing; **Dice where not annotated** scores every "
-    "row given an annotation, as scribbles or only as a prior, on the pixels it left unlabelled); **own mask** is the mask the method gives "
-    "by its label-free rule (its headline), **oracle** the best threshold of its score map on the test labels "
-    "(optimistic). Methods with random draws run once per seed; deterministic ones (the thresholds) once."
+    "row given an annotation, as scribbles or only as a prior, on the pixels it left unlabelled); **own mask** "
+    "is the mask the method gives by its label-free rule (its headline), **oracle** the best threshold of its "
+    "score map on the test labels (optimistic). Methods with random draws run once per seed; deterministic ones "
+    "(the thresholds) once."
 )
 _SUPERVISED_REFERENCE = " The supervised rows are the clean-label cells of the table above, for reference."
 
