@@ -35,7 +35,9 @@ from .options import (
               help="Unsupervised methods evaluated beside the supervised rows on the same test images, "
                    "comma-separated or repeated: NAME[:OPTION,...], e.g. otsu,local,kmeans,dfc,igtt,igtt:no-ems,"
                    "igtt:prior=otsu (prior=M: a prior bootstrapped from M's masks, no labels; "
-                   "prior=labels:SPEC: the prior of rough labels made from the test labels by SPEC).")
+                   "prior=labels:SPEC: the prior of rough labels made from the test labels by SPEC; "
+                   "scribbles=labels:SPEC, igtt and dfc: that partial annotation itself, scored where nothing "
+                   "was drawn).")
 @click.option("--model", "models", multiple=True,
               help=f"Networks ({', '.join(names.MODELS)}), comma-separated or repeated. [default: unet]")
 @click.option("--seeds", default=None, help="Seeds, comma-separated. [default: 0,1,2]")
