@@ -5,7 +5,14 @@ import pytest
 
 from mstool.data import synthesize
 from mstool.device import make_generator
-from mstool.errors import DataError, FileMissingError, OutputError, OutputExistsError, ParameterError
+from mstool.errors import (
+    DataError,
+    FileMissingError,
+    MstoolWarning,
+    OutputError,
+    OutputExistsError,
+    ParameterError,
+)
 from mstool.io import read_mask, write_image
 from mstool.metastructure import Prior, save_prior
 from mstool.runs import segment_folder
@@ -166,3 +173,32 @@ def test_large_overlay_is_drawn_small(tmp_path, monkeypatch):
     _overlay(tmp_path / "o.png", np.zeros((2100, 40), np.uint16), np.zeros((2100, 40), np.int64),
              np.zeros((2100, 40), np.float32), "big")
     assert [array.shape for _, array, _ in drawn] == [(700, 14)] * 3  # every third pixel: at most 1024 a side
+
+
+def test_scribbles_reach_each_size_group_by_name(two_sizes, tmp_path, monkeypatch):
+    import torch
+
+    from mstool.io import write_mask
+    from mstool.unsupervised import IGTT
+
+    drawn = {"a1": np.full((32, 32), 255, dtype=np.uint8), "b0": np.full((40, 40), 255, dtype=np.uint8)}
+    drawn["a1"][:8, :8] = 1
+    drawn["b0"][30:, 30:] = 0
+    for name, mask in drawn.items():
+        write_mask(tmp_path / "scribbles" / f"{name}.png", mask)
+    seen = {}
+    segment = IGTT.segment
+
+    def spy(self, images, **kwargs):
+        seen[tuple(images.shape[-2:])] = kwargs["scribbles"].clone()
+        return segment(self, images, **kwargs)
+
+    monkeypatch.setattr(IGTT, "segment", spy)
+    with pytest.warns(MstoolWarning, match="no mask for 1 of 3 images"):
+        run = segment_folder(two_sizes, tmp_path / "out", method="igtt", options=TINY_IGTT, overlays=False,
+                             scribbles=tmp_path / "scribbles")
+    # a0 has none (all unlabelled), a1 its own, and b0, alone in its size group, its own
+    assert torch.equal(seen[(32, 32)][0], torch.full((32, 32), 255))
+    assert np.array_equal(seen[(32, 32)][1], drawn["a1"])
+    assert np.array_equal(seen[(40, 40)][0], drawn["b0"])
+    assert {name: v["scribbled"] for name, v in run["images"].items()} == {"a0": 0, "a1": 64, "b0": 100}
