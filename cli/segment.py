@@ -16,8 +16,9 @@ from .options import device_option, echo, handle_errors, overwrite_option, quiet
 @click.option("--prior", type=click.Path(exists=True, dir_okay=False), default=None,
               help="A density.npz whose entries match the image names (from `mstool prior estimate`).")
 @click.option("--scribbles", type=click.Path(exists=True), default=None,
-              help="Partial labels for igtt or dfc: a folder of masks named like the images, 0 background, "
-                   "1 foreground, 255 not labelled (as `mstool labels make --spec region:0.25` writes them).")
+              help="Partial labels for igtt or dfc: a folder of masks named like the images (or one mask "
+                   "file), 0 background, 1 foreground, 255 not labelled (as `mstool labels make --spec "
+                   "region:0.25` writes them).")
 @click.option("--prior-weight", type=click.FloatRange(min=0), default=None,
               help="iGTT: weight of the prior-consistency term in candidate selection.")
 @click.option("--foreground", type=click.Choice(names.FOREGROUND_RULES), default=None,

@@ -8,6 +8,7 @@ from mstool.device import make_generator
 from mstool.errors import (
     DataError,
     FileMissingError,
+    LayoutError,
     MstoolWarning,
     OutputError,
     OutputExistsError,
@@ -202,3 +203,22 @@ def test_scribbles_reach_each_size_group_by_name(two_sizes, tmp_path, monkeypatc
     assert np.array_equal(seen[(32, 32)][1], drawn["a1"])
     assert np.array_equal(seen[(40, 40)][0], drawn["b0"])
     assert {name: v["scribbled"] for name, v in run["images"].items()} == {"a0": 0, "a1": 64, "b0": 100}
+
+
+def test_one_scribble_file_pairs_by_name_or_with_the_only_image(folder, tmp_path):
+    from mstool.io import write_mask
+
+    root, labels = folder
+    mask = np.full((48, 48), 255, dtype=np.uint8)
+    mask[:12] = labels[1, :12].numpy()
+    write_mask(tmp_path / "n1.png", mask)
+    with pytest.warns(MstoolWarning, match="no mask for 2 of 3 images"):
+        run = segment_folder(root, tmp_path / "named", method="dfc", options={"iterations": 1}, overlays=False,
+                             scribbles=tmp_path / "n1.png")
+    assert {name: v["scribbled"] for name, v in run["images"].items()} == {"n0": 0, "n1": 12 * 48, "n2": 0}
+    write_mask(tmp_path / "drawn.png", mask)
+    one = segment_folder(root / "n2.tif", tmp_path / "one", method="dfc", options={"iterations": 1},
+                         overlays=False, scribbles=tmp_path / "drawn.png")
+    assert one["images"]["n2"]["scribbled"] == 12 * 48 and one["warnings"] == []
+    with pytest.raises(LayoutError, match="no scribble mask is named like an image"):
+        segment_folder(root, tmp_path / "none", method="dfc", scribbles=tmp_path / "drawn.png")

@@ -23,7 +23,7 @@ from .._types import Progress
 from ..data import read_images, read_label_set
 from ..device import make_generator, resolve_device
 from ..errors import DataError, FileMissingError, LayoutError, MstoolWarning, ParameterError
-from ..io import normalize_image, write_mask, write_score_map
+from ..io import normalize_image, read_mask, write_mask, write_score_map
 from ..metastructure import load_prior
 from ..unsupervised import build_method, check_loadable, check_takes_scribbles
 from ..viz import plot_label_panel
@@ -76,7 +76,8 @@ def segment_folder(
         options: the method's constructor options.
         prior: a ``density.npz`` whose entries match the image names (and sizes).
         scribbles: partial labels for a method that takes them (iGTT, DFC): a folder of masks, a dataset folder
-            or a ``labels make`` copy, matched to the images by name, each ``0`` background, ``1`` foreground and
+            or a ``labels make`` copy, matched to the images by name (or one mask file, for the image of its name
+            or the only image), each ``0`` background, ``1`` foreground and
             ``255`` not labelled (what ``labels make --spec region:0.25`` writes; binary 0/255 masks read as a
             full labelling). Images without a mask there get none (a warning says how many).
         checkpoint: segment with trained networks (iGTT) instead of training: a model file (used for every
@@ -185,24 +186,32 @@ def _read_inputs(images: str | os.PathLike, prior: str | os.PathLike | None, *, 
 
 
 def _read_scribbles(root: str | os.PathLike, job: _Job) -> dict[str, torch.Tensor]:
-    """The partial labels of the images, by name: each checked for its image's size and for 0/1/255 values."""
-    entries, mode = collect_labels(root)
-    check_unique_names(entries, needs="--scribbles")
-    entries = [e for e in entries if e.name in job.loaded]
-    if not entries:
+    """The partial labels of the images, by name: each checked for its image's size and for 0/1/255 values.
+    ``root`` is a label set (:func:`collect_labels`), or one mask file for the image of its name or, when one
+    image is segmented, for that image."""
+    if Path(root).is_file():
+        only = next(iter(job.loaded)) if len(job.loaded) == 1 else Path(root).stem
+        found = [(only, Path(root), read_mask(root))]
+    else:
+        entries, mode = collect_labels(root)
+        check_unique_names(entries, needs="--scribbles")
+        entries = [e for e in entries if e.name in job.loaded]
+        found = [(e.name, e.path, mask) for e, mask in zip(entries, read_label_set(entries, mode=mode))]
+    found = [item for item in found if item[0] in job.loaded]
+    if not found:
         raise LayoutError(f"{root}: no scribble mask is named like an image ({', '.join(list(job.loaded)[:3])} "
                           "...); scribbles pair with images by name")
     out = {}
-    for entry, mask in zip(entries, read_label_set(entries, mode=mode)):
-        image_path, image = job.loaded[entry.name]
+    for name, path, mask in found:
+        image_path, image = job.loaded[name]
         if mask.shape != image.shape[:2]:
-            raise DataError(f"{entry.path}: scribbles are {mask.shape[0]} x {mask.shape[1]} but image {image_path} "
+            raise DataError(f"{path}: scribbles are {mask.shape[0]} x {mask.shape[1]} but image {image_path} "
                             f"is {image.shape[0]} x {image.shape[1]} (height x width)")
         bad = sorted(set(np.unique(mask).tolist()) - {0, 1, IGNORE_INDEX})
         if bad:
-            raise ParameterError(f"{entry.path}: scribbles hold 0 (background), 1 (foreground) and 255 (not "
+            raise ParameterError(f"{path}: scribbles hold 0 (background), 1 (foreground) and 255 (not "
                                  f"labelled); found {', '.join(map(str, bad[:5]))}")
-        out[entry.name] = torch.from_numpy(mask.astype(np.int64))
+        out[name] = torch.from_numpy(mask.astype(np.int64))
     missing = len(job.loaded) - len(out)
     if missing:
         job.given.append(_warn(f"scribbles {root}: no mask for {missing} of {len(job.loaded)} images; they are "
