@@ -174,9 +174,9 @@ def segment_cell(
         if labels_prior_spec(scribbles) is None:
             raise ParameterError(f"`scribbles` is `{LABELS_PRIOR}:SPEC` (a partial annotation of the test labels); "
                                  f"got {scribbles!r}")
-    segmenter = build_method(method, options, device=dev)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", MstoolWarning)
+        segmenter = build_method(method, options, device=dev)
         density, drawn, rough = None, None, None
         if scribbles is not None:
             drawn = apply_spec(labels, labels_prior_spec(scribbles), generator=g, num_classes=2)

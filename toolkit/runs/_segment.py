@@ -77,9 +77,9 @@ def segment_folder(
         prior: a ``density.npz`` whose entries match the image names (and sizes).
         scribbles: partial labels for a method that takes them (iGTT, DFC): a folder of masks, a dataset folder
             or a ``labels make`` copy, matched to the images by name (or one mask file, for the image of its name
-            or the only image), each ``0`` background, ``1`` foreground and
-            ``255`` not labelled (what ``labels make --spec region:0.25`` writes; binary 0/255 masks read as a
-            full labelling). Images without a mask there get none (a warning says how many).
+            or the only image), each ``0`` background, ``1`` foreground and ``255`` not labelled (what ``labels
+            make --spec region:0.25`` writes; binary 0/255 masks read as a full labelling). Images without a mask
+            there get none (a warning says how many).
         checkpoint: segment with trained networks (iGTT) instead of training: a model file (used for every
             size), or the output folder of an earlier run, whose ``model-<H>x<W>.pt`` serves images of that size
             and whose ``model.pt`` any size.
@@ -162,7 +162,7 @@ class _Job:
     density: dict[str, torch.Tensor] | None
     problems: list[str]
     given: list[str]  # every warning, for run.json
-    scribbles: dict[str, torch.Tensor] | None = None  # (H, W) partial labels by image name
+    scribbles: dict[str, torch.Tensor] | None = None  # (H, W) uint8 partial labels by image name
     per_image: dict[str, Any] = field(default_factory=dict)
     saved: dict[str, str] = field(default_factory=dict)
 
@@ -211,7 +211,7 @@ def _read_scribbles(root: str | os.PathLike, job: _Job) -> dict[str, torch.Tenso
         if bad:
             raise ParameterError(f"{path}: scribbles hold 0 (background), 1 (foreground) and 255 (not "
                                  f"labelled); found {', '.join(map(str, bad[:5]))}")
-        out[name] = torch.from_numpy(mask.astype(np.int64))
+        out[name] = torch.from_numpy(mask.astype(np.uint8))  # a byte a pixel: large images are held whole
     missing = len(job.loaded) - len(out)
     if missing:
         job.given.append(_warn(f"scribbles {root}: no mask for {missing} of {len(job.loaded)} images; they are "
@@ -253,8 +253,8 @@ def _segment_group(job: _Job, out: Path, size: tuple[int, int], names: list[str]
         extra = {}
         if job.scribbles is not None:
             extra["scribbles"] = torch.stack([job.scribbles[n] if n in job.scribbles
-                                              else torch.full(size, IGNORE_INDEX, dtype=torch.long)
-                                              for n in names]).to(device)
+                                              else torch.full(size, IGNORE_INDEX, dtype=torch.uint8)
+                                              for n in names]).to(device).long()
         result = segmenter.segment(batch, prior=fg, generator=generator, progress=forward, **extra)
     notes = [str(w.message) for w in caught]
     for w in caught:  # recorded for run.json, then passed on to the caller (the CLI prints them)
