@@ -20,6 +20,7 @@ _COMMANDS = {
     "evaluate": ("mstool.cli.train:evaluate", "Evaluate a trained network (val/oracle/fixed protocols, probe)."),
     "compare": ("mstool.cli.compare:compare", "Run the noisy-label comparison suite and write its report."),
     "segment": ("mstool.cli.segment:segment", "Segment images without labels, optionally guided by a density prior."),
+    "predict": ("mstool.cli.predict:predict", "Segment new images with a network that `mstool train` trained."),
     "score": ("mstool.cli.score:score", "Score predicted masks against ground truth (Dice, IoU per image and pooled)."),
 }
 

@@ -30,10 +30,10 @@ def score(masks, truth, mask_mode, json_path, overwrite, quiet):
     """Score the predicted MASKS against ground truth: Dice, IoU, precision and recall per image, pooled over
     all pixels (counts summed over the images, which may differ in size) and the mean of the images' Dice.
 
-    MASKS is a mask file, a folder of masks or an `mstool segment` output folder (its masks/). Masks pair with
-    their truth by image name: the file name without extension and without a _mask or _masks suffix; a file
-    named on one side pairs with the only mask on the other. Binary scoring: an instance mask's objects are
-    foreground, 255 is ignored; masks with no partner are left out with a warning.
+    MASKS is a mask file, a folder of masks or an `mstool segment` or `mstool predict` output folder (its
+    masks/). Masks pair with their truth by image name: the file name without extension and without a _mask or
+    _masks suffix; a file named on one side pairs with the only mask on the other. Binary scoring: an instance
+    mask's objects are foreground, 255 is ignored; masks with no partner are left out with a warning.
     """
     from mstool.runs import score_masks
 

@@ -167,12 +167,12 @@ def test_single_size_saves_model_pt_and_folder_checkpoint_errors(folder, two_siz
 
 def test_large_overlay_is_drawn_small(tmp_path, monkeypatch):
     import mstool.runs._segment as segment_module
-    from mstool.runs._segment import _overlay
+    from mstool.runs._segment import overlay_panel
 
     drawn = []
     monkeypatch.setattr(segment_module, "plot_label_panel", lambda path, columns, **kw: drawn.extend(columns))
-    _overlay(tmp_path / "o.png", np.zeros((2100, 40), np.uint16), np.zeros((2100, 40), np.int64),
-             np.zeros((2100, 40), np.float32), "big")
+    overlay_panel(tmp_path / "o.png", np.zeros((2100, 40), np.uint16), np.zeros((2100, 40), np.int64),
+                  np.zeros((2100, 40), np.float32), "big")
     assert [array.shape for _, array, _ in drawn] == [(700, 14)] * 3  # every third pixel: at most 1024 a side
 
 

@@ -4,6 +4,7 @@ Legend: N batch · C channels · K classes · H, W pixels.
 
 - :func:`train_run` / :func:`evaluate_run`: a training run folder (``mstool train``, ``mstool evaluate``);
 - :func:`segment_folder`: unsupervised masks of a folder of images (``mstool segment``);
+- :func:`predict_folder`: a trained network's masks of a folder of images (``mstool predict``);
 - :func:`make_label_set`, :func:`analyze_label_sets`, :func:`audit_label_sets`: label sets on disk
   (``mstool labels make|analyze|audit``);
 - :func:`estimate_prior_from_labels`, :func:`estimate_prior_from_images`, :func:`show_prior`: density priors on
@@ -28,11 +29,13 @@ Example:
 
 from ._cells import LABELS_PRIOR, labels_prior_spec, segment_cell, train_cell
 from ._labelsets import VERDICTS, LabelAudit, LabelSetReport, analyze_label_sets, audit_label_sets, make_label_set
+from ._predict import AUTO_TILE, predict_folder
 from ._priors import PICTURE_SUFFIXES, estimate_prior_from_images, estimate_prior_from_labels, show_prior
 from ._records import json_value, log_line, versions, write_examples, write_json, write_text
 from ._score import MASK_NAME_SUFFIXES, MaskScore, ScoreReport, score_masks
 from ._segment import segment_folder
 from ._train import (
+    EVALUATION_RECORD,
     SYNTH_DEFAULTS,
     TRAIN_RECORD,
     EvalRun,
@@ -46,8 +49,9 @@ from ._train import (
 
 __all__ = [
     "train_run", "evaluate_run", "run_config", "run_source", "recorded_source", "TrainRun", "EvalRun",
-    "TRAIN_RECORD", "SYNTH_DEFAULTS",
+    "TRAIN_RECORD", "EVALUATION_RECORD", "SYNTH_DEFAULTS",
     "segment_folder",
+    "predict_folder", "AUTO_TILE",
     "make_label_set", "analyze_label_sets", "LabelSetReport", "audit_label_sets", "LabelAudit", "VERDICTS",
     "estimate_prior_from_labels", "estimate_prior_from_images", "show_prior", "PICTURE_SUFFIXES",
     "score_masks", "ScoreReport", "MaskScore", "MASK_NAME_SUFFIXES",

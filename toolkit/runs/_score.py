@@ -109,8 +109,8 @@ def score_masks(
     either side that holds class indices (a palette mask of several classes) is refused: scoring is binary.
 
     Args:
-        masks: predicted ``(H, W)`` masks: one mask file, a folder of masks, or an ``mstool segment`` output
-            folder (its ``masks/``).
+        masks: predicted ``(H, W)`` masks: one mask file, a folder of masks, or an ``mstool segment`` or
+            ``mstool predict`` output folder (its ``masks/``).
         truth: ground truth: one mask file, a folder of masks, a dataset folder of any layout (its masks), or a
             noisy copy from ``mstool labels make``.
         mask_mode: how to read the truth (:data:`mstool.io.MASK_MODES`); ``None``: the layout's default (``auto``
@@ -166,9 +166,11 @@ def score_masks(
 
 
 def _mask_root(masks: str | os.PathLike) -> Path:
-    """An ``mstool segment`` output keeps its masks in ``masks/`` beside overlays, scores and ``run.json``."""
+    """An ``mstool segment`` or ``mstool predict`` output keeps its masks in ``masks/`` beside overlays, scores
+    and ``run.json``."""
     root = Path(masks)
-    if root.is_dir() and (root / "masks").is_dir() and is_mstool_folder(root, kind="segment"):
+    if root.is_dir() and (root / "masks").is_dir() and any(is_mstool_folder(root, kind=kind)
+                                                           for kind in ("segment", "predict")):
         return root / "masks"
     return root
 

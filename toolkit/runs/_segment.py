@@ -272,7 +272,7 @@ def _segment_group(job: _Job, out: Path, size: tuple[int, int], names: list[str]
             write_score_map(out / "scores" / f"{name}.tif", result.scores[i].float().cpu())
         if overlays:
             drawn = None if "scribbles" not in extra else extra["scribbles"][i].cpu().numpy()
-            _overlay(out / "overlays" / f"{name}.png", job.loaded[name][1], mask,
+            overlay_panel(out / "overlays" / f"{name}.png", job.loaded[name][1], mask,
                      None if fg is None else fg[i, 0].cpu().numpy(), f"{name}: {title}", drawn)
         job.per_image[name] = {"file": str(job.loaded[name][0]), "size": list(size),
                                "scribbled": _scribbled(job.scribbles, name),
@@ -327,8 +327,10 @@ def _checkpoint_files(checkpoint: str | os.PathLike,
     return files
 
 
-def _overlay(path: Path, image: np.ndarray, mask: np.ndarray, prior: np.ndarray | None, title: str,
-             scribbles: np.ndarray | None = None) -> None:
+def overlay_panel(path: Path, image: np.ndarray, mask: np.ndarray, prior: np.ndarray | None, title: str,
+                  scribbles: np.ndarray | None = None, *, num_classes: int | None = None) -> None:
+    """image | mask [| prior] [| scribbles], at most :data:`_OVERLAY_SIDE` pixels a side (``mstool segment`` and
+    ``mstool predict``); ``num_classes`` fixes the mask's colours (default: from its values)."""
     step = max(1, math.ceil(max(mask.shape) / _OVERLAY_SIDE))
     image, mask = image[::step, ::step], mask[::step, ::step]
     gray = image.astype(np.float32)
@@ -338,4 +340,5 @@ def _overlay(path: Path, image: np.ndarray, mask: np.ndarray, prior: np.ndarray 
         columns.append(("prior density", prior[::step, ::step], "density"))
     if scribbles is not None:
         columns.append(("scribbles (grey: not labelled)", scribbles[::step, ::step], "label"))
-    plot_label_panel(path, columns, title=title, num_classes=max(int(mask.max()) + 1, 2))
+    k = num_classes if num_classes is not None else max(int(mask.max()) + 1, 2)
+    plot_label_panel(path, columns, title=title, num_classes=k)

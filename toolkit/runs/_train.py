@@ -29,10 +29,13 @@ from ..labels import LabelSpec, parse_spec
 from ._records import write_json
 
 __all__ = ["TrainRun", "EvalRun", "train_run", "evaluate_run", "run_config", "run_source", "recorded_source",
-           "TRAIN_RECORD", "SYNTH_DEFAULTS"]
+           "TRAIN_RECORD", "EVALUATION_RECORD", "SYNTH_DEFAULTS"]
 
 TRAIN_RECORD = "train.json"
 """The record a training run folder keeps beside its model."""
+
+EVALUATION_RECORD = "evaluation.json"
+"""What :func:`evaluate_run` writes beside the model by default; ``mstool predict`` takes its ``val`` threshold."""
 
 SYNTH_DEFAULTS = {"quick": (24, 128), "paper": (64, 256)}
 """Size of a ``synth:`` dataset per training preset: (images, side in pixels)."""
@@ -279,7 +282,7 @@ def evaluate_run(
         raise FileMissingError(f"{ckpt}: checkpoint does not exist")
     tile = None if tile is None else check_int(tile, "tile", low=16)
     source = recorded_source(ckpt.parent, data, mask_mode=mask_mode)
-    target = Path(out) if out is not None else ckpt.parent / "evaluation.json"
+    target = Path(out) if out is not None else ckpt.parent / EVALUATION_RECORD
     # the default file lives in the training run's own folder, which evaluation may refresh
     own = out is None and is_mstool_folder(ckpt.parent)
     check_output_file(target, overwrite=overwrite or own, inputs=[checkpoint, source.data], suffixes=(".json",))

@@ -1,0 +1,45 @@
+import json
+
+from click.testing import CliRunner
+
+from mstool.cli.main import cli
+from mstool.data import DataSource
+from mstool.io import read_mask
+from mstool.runs import run_config, train_run
+
+TINY = {"epochs": 1, "val_every": 1, "crop": 32, "batch_size": 2, "model_options": {"base": 4, "depth": 1}}
+
+
+def test_predict_writes_masks_that_score_reads(tmp_path):
+    train_run(DataSource("synth:er", synth_n=5, synth_size=32), tmp_path / "run", run_config("quick", TINY))
+    test = tmp_path / "run" / "data" / "test"
+    runner = CliRunner()
+    r = runner.invoke(cli, ["evaluate", "--checkpoint", str(tmp_path / "run" / "model.pt"), "--no-probe", "-q"])
+    assert r.exit_code == 0, r.output
+    chosen = json.loads((tmp_path / "run" / "evaluation.json").read_text())["val/threshold"]
+    r = runner.invoke(cli, ["predict", str(test / "images"), "--checkpoint", str(tmp_path / "run"),
+                            "-o", str(tmp_path / "out")])
+    assert r.exit_code == 0, r.output
+    assert r.stdout.splitlines()[-1].startswith(f"predicted 1 image(s) with {tmp_path / 'run' / 'model.pt'} into "
+                                                f"{tmp_path / 'out'}, threshold {chosen:.3g} (")
+    assert "Warning" not in r.stderr
+    name = next((test / "images").iterdir()).stem
+    assert read_mask(tmp_path / "out" / "masks" / f"{name}.png").shape == (32, 32)
+    r = runner.invoke(cli, ["score", str(tmp_path / "out"), "--truth", str(test / "labels")])
+    assert r.exit_code == 0 and "scored 1 image(s)" in r.stdout, r.output
+
+
+def test_predict_bad_inputs_are_one_line(tmp_path):
+    (tmp_path / "imgs").mkdir()
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "bad").mkdir()
+    (tmp_path / "bad" / "model.pt").write_bytes(b"not a model")
+    runner = CliRunner()
+    for args, message in (
+        (["--checkpoint", str(tmp_path / "empty")], "no model.pt in this folder"),
+        (["--checkpoint", str(tmp_path / "bad" / "model.pt")], "cannot be read as an mstool model"),
+        (["--checkpoint", str(tmp_path / "missing.pt")], "does not exist"),
+    ):
+        r = runner.invoke(cli, ["predict", str(tmp_path / "imgs"), *args, "-o", str(tmp_path / "out")])
+        assert r.exit_code == 2 and r.stderr.count("\n") == 1 and message in r.stderr, (args, r.output)
+        assert not (tmp_path / "out").exists()
