@@ -10,7 +10,7 @@ import torch
 from mstool.data import synthesize
 from mstool.errors import DTypeError, ParameterError, ShapeError
 from mstool.labels import apply_spec, boundary_distance
-from mstool.metastructure import density, expected_density, expected_similarity, meta_similarity
+from mstool.metastructure import density, expected_density, expected_similarity, expected_threshold, meta_similarity
 
 
 @pytest.fixture(scope="module")
@@ -170,3 +170,35 @@ def test_a_thin_skeleton_is_structure_not_noise(thin):
     s = expected_similarity(thin, y, bootstrap=0)
     assert s.score == pytest.approx(s.one_draw, abs=1e-6) and s.signal == 1 and s.score < 0.95
     torch.testing.assert_close(expected_density(thin, y), density(y, 2, bandwidth=1)[:, 1:], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize(("ntm", "expected"), [
+    ([[1.0, 0.0], [0.0, 1.0]], (0.5, 1)),  # clean
+    ([[0.7, 0.3], [0.3, 0.7]], (0.5, 1)),  # flipped both ways alike
+    ([[1.0, 0.0], [0.9, 0.1]], (0.05, 1)),  # a 10% sample: 0.5 would find nothing
+    ([[0.8, 0.2], [0.0, 1.0]], (0.6, 1)),  # dilated: background next to objects called foreground
+    ([[0.2, 0.8], [0.9, 0.1]], (0.55, -1)),  # the classes swapped
+])
+def test_expected_threshold_is_halfway_between_the_labels_foreground_rates(ntm, expected):
+    threshold, polarity = expected_threshold(torch.tensor(ntm))
+    assert threshold == pytest.approx(expected[0]) and polarity == expected[1]
+
+
+def test_expected_threshold_separates_what_a_network_learns_from_sampled_labels():
+    """The expected density of a 10% sample is 0.1 on the foreground and 0 off it (Lemma 1): the threshold sits
+    between the two, where 0.5 would keep nothing."""
+    clean = synthesize("er", 4, 64, generator=torch.Generator().manual_seed(0)).labels
+    noisy = apply_spec(clean, "sample:0.1", generator=torch.Generator().manual_seed(1))
+    rate_fg = float((noisy[clean == 1] == 1).float().mean())
+    rate_bg = float((noisy[clean == 0] == 1).float().mean())
+    threshold, polarity = expected_threshold([[1 - rate_bg, rate_bg], [1 - rate_fg, rate_fg]])
+    assert polarity == 1 and rate_bg < threshold < rate_fg < 0.5
+
+
+def test_expected_threshold_bad_input():
+    with pytest.raises(ShapeError, match=r"must be a \(2, 2\) binary noise transition matrix; got shape \(3, 3\)"):
+        expected_threshold(torch.eye(3))
+    with pytest.raises(ParameterError, match="must hold rates in \\[0, 1\\]"):
+        expected_threshold([[1.5, 0.0], [0.0, 1.0]])
+    with pytest.raises(ParameterError, match="must hold rates in"):
+        expected_threshold([[math.nan, 0.0], [0.0, 1.0]])

@@ -15,7 +15,7 @@ References:
 
 from ._density import KERNELS, class_onehot, density, foreground_density, normalized_density
 from ._ems import EMS_DEFAULT, ems, ems_spec
-from ._expected import ExpectedSimilarity, expected_density, expected_similarity
+from ._expected import ExpectedSimilarity, expected_density, expected_similarity, expected_threshold
 from ._prior import FORMAT_VERSION, Prior, class_fractions, estimate_prior, load_prior, save_prior
 from ._similarity import MetaSimilarity, density_similarity, meta_similarity
 
@@ -31,6 +31,7 @@ __all__ = [
     "ExpectedSimilarity",
     "expected_similarity",
     "expected_density",
+    "expected_threshold",
     "FORMAT_VERSION",
     "Prior",
     "save_prior",

@@ -61,7 +61,7 @@ import torch
 
 from .. import IGNORE_INDEX
 from .._check import check_int, check_range, check_same_device, check_shape
-from ..errors import ShapeError
+from ..errors import ParameterError, ShapeError
 from ..labels import boundary_distance
 from ._density import _resolve_num_classes
 
@@ -159,6 +159,45 @@ def expected_similarity(clean: torch.Tensor, noisy: torch.Tensor, num_classes: i
             low, high = (float(v) for v in torch.quantile(boot, q))
     return ExpectedSimilarity(score=float(score[0]), low=low, high=high, one_draw=float(one_draw[0]),
                               polarity=polarity, signal=float(signal[0]), images=n, bandwidth=bandwidth)
+
+
+def expected_threshold(ntm: torch.Tensor | list[list[float]]) -> tuple[float, int]:
+    """The threshold, and polarity, that a binary noise transition matrix implies for a network trained on the
+    labels it describes.
+
+    A network learns the labels' expected density (Lemma 1): where the clean class is background its foreground
+    probability tends to ``ntm[0, 1]``, the labels' foreground rate there, and where it is foreground to
+    ``ntm[1, 1]``. Halfway between the two separates them: 0.5 for clean or symmetrically flipped labels, 0.05
+    for labels that keep 10% of the foreground (where 0.5 finds nothing), and polarity -1 with ``1 - (a + b) / 2``
+    on the inverted map when the labels swap the classes (``ntm[0, 1] > ntm[1, 1]``). Labels independent of the
+    clean ones (equal rows) separate nothing; their threshold is still the midpoint.
+
+    Args:
+        ntm: ``(2, 2)`` row-stochastic matrix, row the clean class, column the label's class, as
+            :func:`mstool.labels.label_info` measures it (unlabelled pixels left out).
+
+    Returns:
+        ``(threshold, polarity)``: foreground where ``probs`` (polarity +1) or ``1 - probs`` (-1) is at least
+        the threshold.
+
+    Raises:
+        ShapeError: ``ntm`` is not ``(2, 2)``.
+        ParameterError: a value outside ``[0, 1]`` or not finite.
+
+    Example:
+        >>> expected_threshold([[1.0, 0.0], [0.9, 0.1]])  # a 10% sample of the foreground
+        (0.05, 1)
+        >>> expected_threshold([[0.3, 0.7], [0.8, 0.2]])  # the classes swapped, mostly
+        (0.55, -1)
+    """
+    m = torch.as_tensor(ntm, dtype=torch.float64)
+    if m.shape != (2, 2):
+        raise ShapeError(f"`ntm` must be a (2, 2) binary noise transition matrix; got shape {tuple(m.shape)}")
+    if not bool(torch.isfinite(m).all()) or bool(((m < 0) | (m > 1)).any()):
+        raise ParameterError(f"`ntm` must hold rates in [0, 1]; got {m.tolist()}")
+    a, b = float(m[0, 1]), float(m[1, 1])
+    middle = (a + b) / 2
+    return (round(middle, 12), 1) if b >= a else (round(1 - middle, 12), -1)
 
 
 def expected_density(clean: torch.Tensor, noisy: torch.Tensor, num_classes: int | None = None, *,
