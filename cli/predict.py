@@ -9,13 +9,29 @@ from mstool import names
 from .options import device_option, echo, handle_errors, overwrite_option, quiet_option, threads_option
 
 
+def _threshold(ctx, param, value):
+    if value in ("auto", "val", "labels"):
+        return value
+    try:
+        number = float(value)
+    except ValueError:
+        raise click.BadParameter(f"expected auto, val, labels or a number between 0 and 1; got {value!r}") from None
+    if not 0 < number < 1:
+        raise click.BadParameter(f"expected a number strictly between 0 and 1; got {value}")
+    return number
+
+
 @click.command("predict")
 @click.argument("images", type=click.Path(exists=True))
 @click.option("--checkpoint", required=True, type=click.Path(exists=True),
               help="A training run folder of `mstool train` (its model.pt), or a model.pt / checkpoint.pt.")
-@click.option("--threshold", type=float, default=None,
-              help="Foreground where the probability is at least this (binary networks). [default: the val "
-                   "threshold of the evaluation.json that `mstool evaluate` wrote beside the model, else 0.5]")
+@click.option("--threshold", callback=_threshold, default="auto", show_default=True,
+              metavar="auto|val|labels|NUMBER",
+              help="Binary networks: foreground where the probability is at least this. labels: halfway between "
+                   "the training labels' foreground rates on background and on foreground (their noise "
+                   "transition matrix: 0.5 for clean or your own labels, 0.05 for a 10% sample); val: the "
+                   "threshold `mstool evaluate` chose on validation (its evaluation.json beside the model); auto: "
+                   "val when there is one, else labels.")
 @click.option("--tile", type=click.IntRange(min=16), default=None,
               help="Predict in overlapping windows of this side. [default: whole images up to 512 px a side, "
                    "windows of 512 beyond]")

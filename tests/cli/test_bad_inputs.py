@@ -19,11 +19,11 @@ import tifffile
 from click.testing import CliRunner
 from PIL import Image
 
-from mstool.cli.main import cli
-from mstool.data import write_synthetic_dataset
+from mstool.cli.main import _COMMANDS, cli
+from mstool.data import DataSource, write_synthetic_dataset
 from mstool.io import write_mask
 from mstool.metastructure import Prior, save_prior
-from mstool.runs import estimate_prior_from_images
+from mstool.runs import estimate_prior_from_images, run_config, train_run
 
 
 @pytest.fixture(scope="module")
@@ -61,6 +61,8 @@ def workspace(tmp_path_factory) -> Path:
     (w / "notes" / "notes.txt").write_text("a user's own folder\n")
     r = CliRunner().invoke(cli, ["segment", str(w / "imgs"), "-o", str(w / "done"), "-q", "--no-overlays"])
     assert r.exit_code == 0, r.output
+    tiny = {"epochs": 1, "crop": 32, "batch_size": 2, "model_options": {"base": 4, "depth": 1}}
+    train_run(DataSource(str(ds)), w / "model", run_config("quick", tiny))
     return w
 
 
@@ -178,6 +180,21 @@ CASES: list[Case] = [
          "files/bad.pt"),
     Case(["evaluate", "--checkpoint", "files/bad.pt", "--data", "data/ds", "--json", "data/ds/e.json"],
          "data/ds/e.json"),
+    # --------------------------------------------------------------------------------------------- predict
+    Case(["predict", "imgs", "--checkpoint", "files/bad.pt", "-o", "out"], "files/bad.pt"),
+    Case(["predict", "imgs", "--checkpoint", "notes", "-o", "out"], "notes"),
+    Case(["predict", "imgs", "--checkpoint", "files/nothing.pt", "-o", "out"], "--checkpoint"),
+    *_overlap(["predict", "imgs", "--checkpoint", "model"], "imgs"),
+    Case(["predict", "imgs", "--checkpoint", "model", "-o", "model"], "model"),
+    Case(["predict", "imgs", "--checkpoint", "model", "-o", "notes", "--overwrite"], "notes"),
+    Case(["predict", "imgs", "--checkpoint", "model", "-o", "done"], "done"),
+    Case(["predict", "imgs", "--checkpoint", "model", "--threshold", "2", "-o", "out"], "--threshold"),
+    Case(["predict", "imgs", "--checkpoint", "model", "--threshold", "val", "-o", "out"], "model/evaluation.json"),
+    Case(["predict", "nowhere", "--checkpoint", "model", "-o", "out"], "nowhere"),
+    Case(["predict", "data/ds", "--split", "holdout", "--checkpoint", "model", "-o", "out"], "holdout"),
+    Case(["predict", "files/broken.tif", "--checkpoint", "model", "-o", "out"], "files/broken.tif"),
+    Case(["predict", "stack", "--checkpoint", "model", "-o", "out", "--page", "9"], "stack/s.tif"),
+    Case(["predict", "imgs", "--checkpoint", "model", "--tile", "8", "-o", "out"], "--tile"),
     # --------------------------------------------------------------------------------------------- compare
     Case(["compare", "--labels", "blur:1", "-o", "run"], "blur"),
     Case(["compare", "--model", "vgg", "-o", "run"], "vgg"),
@@ -223,7 +240,7 @@ def _apply(patch: str | None, monkeypatch) -> None:
 def test_the_corpus_is_large_and_covers_every_command():
     commands = {c.args[0] for c in CASES}
     assert len(CASES) >= 40
-    assert commands == {"data", "labels", "prior", "segment", "train", "evaluate", "compare", "score"}
+    assert commands == set(_COMMANDS)
 
 
 @pytest.mark.parametrize("case", CASES, ids=[" ".join(c.args)[:70] for c in CASES])

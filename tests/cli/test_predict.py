@@ -21,8 +21,13 @@ def test_predict_writes_masks_that_score_reads(tmp_path):
                             "-o", str(tmp_path / "out")])
     assert r.exit_code == 0, r.output
     assert r.stdout.splitlines()[-1].startswith(f"predicted 1 image(s) with {tmp_path / 'run' / 'model.pt'} into "
-                                                f"{tmp_path / 'out'}, threshold {chosen:.3g} (")
+                                                f"{tmp_path / 'out'}, threshold {chosen:.3g} "
+                                                f"({tmp_path / 'run' / 'evaluation.json'} (the val protocol")
     assert "Warning" not in r.stderr
+    r = runner.invoke(cli, ["predict", str(test / "images"), "--checkpoint", str(tmp_path / "run"),
+                            "--threshold", "labels", "-o", str(tmp_path / "labels")])
+    assert r.exit_code == 0, r.output
+    assert "threshold 0.5 (halfway between the training labels' foreground rates" in r.stdout
     name = next((test / "images").iterdir()).stem
     assert read_mask(tmp_path / "out" / "masks" / f"{name}.png").shape == (32, 32)
     r = runner.invoke(cli, ["score", str(tmp_path / "out"), "--truth", str(test / "labels")])
@@ -39,6 +44,8 @@ def test_predict_bad_inputs_are_one_line(tmp_path):
         (["--checkpoint", str(tmp_path / "empty")], "no model.pt in this folder"),
         (["--checkpoint", str(tmp_path / "bad" / "model.pt")], "cannot be read as an mstool model"),
         (["--checkpoint", str(tmp_path / "missing.pt")], "does not exist"),
+        (["--checkpoint", str(tmp_path / "bad"), "--threshold", "1.5"], "expected a number strictly between 0 and 1"),
+        (["--checkpoint", str(tmp_path / "bad"), "--threshold", "half"], "expected auto, val, labels or a number"),
     ):
         r = runner.invoke(cli, ["predict", str(tmp_path / "imgs"), *args, "-o", str(tmp_path / "out")])
         assert r.exit_code == 2 and r.stderr.count("\n") == 1 and message in r.stderr, (args, r.output)
