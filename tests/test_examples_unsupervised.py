@@ -1,5 +1,5 @@
-"""End-to-end runs of the unsupervised examples at their tiniest settings (most of the time is the start-up of the
-`mstool` commands they chain)."""
+"""End-to-end runs of the examples that chain mstool's commands (unsupervised, partial annotation, predict) at
+their tiniest settings (most of the time is the start-up of the `mstool` commands they chain)."""
 
 import json
 import re
@@ -168,3 +168,20 @@ def test_partial_annotation_trains_on_the_annotated_images_or_applies_to_the_tes
     result = json.loads(stdout.strip().splitlines()[-1])
     assert result["method"] == "igtt" and 0.3 < result["dice"][0] <= 1  # ER tubules from a quarter of 6 images
     assert "seed 0: Dice on the test images" in stdout
+
+
+def test_train_predict_scores_each_threshold_rule(tmp_path):
+    from mstool.data import write_synthetic_dataset
+
+    data = write_synthetic_dataset(tmp_path / "data", "er", n=8, size=48, seed=0)
+    stdout = run_example("train_predict.py", str(data), "--out", str(tmp_path / "a"), "--seeds", "0", "--epochs",
+                         "2", cwd=tmp_path)
+    rows = {line.split()[0]: line.split() for line in stdout.splitlines() if line.startswith("  ")}
+    assert set(rows) == {"0.5", "labels", "val"} and "(--annotate region:0.25)" in stdout
+    assert rows["labels"][-1] == "0.500)"  # an exact annotation: the identity matrix, so halfway is 0.5
+    assert (tmp_path / "a" / "seed0" / "mine" / "val" / "labels").is_dir()
+    stdout = run_example("train_predict.py", str(data), "--out", str(tmp_path / "b"), "--labels", "sample:0.1",
+                         "--seeds", "0", "--epochs", "2", cwd=tmp_path)
+    rows = {line.split()[0]: line.split() for line in stdout.splitlines() if line.startswith("  ")}
+    assert float(rows["labels"][-1].rstrip(")")) < 0.1  # a 10% sample: about 0.05
+    assert all(0 <= float(row[1]) <= 1 for row in rows.values())
