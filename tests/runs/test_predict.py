@@ -7,7 +7,7 @@ import pytest
 from mstool.data import DataSource, synthesize
 from mstool.device import make_generator
 from mstool.engine import load_model, predict
-from mstool.errors import FileMissingError, MstoolWarning, OutputError, ParameterError
+from mstool.errors import FileMissingError, FileReadError, MstoolWarning, OutputError, ParameterError
 from mstool.io import normalize_image, read_image, read_mask, read_score_map, write_image
 from mstool.metastructure import expected_threshold
 from mstool.runs import predict_folder, run_config, score_masks, train_run
@@ -177,3 +177,16 @@ def test_an_unreadable_image_is_skipped_and_recorded(trained, tmp_path):
         predict_folder(folder, tmp_path / "none", checkpoint=run)
     assert not (tmp_path / "none").exists()
 
+
+
+def test_each_kind_of_network_points_to_the_command_that_applies_it(trained, tmp_path):
+    from mstool.runs import segment_folder
+
+    run, new = trained
+    tiny = {"rounds": 1, "steps": 1, "model_options": {"base": 4, "depth": 1}, "crop": 16, "batch_size": 2}
+    segment_folder(new / "n0.tif", tmp_path / "igtt", method="igtt", options=tiny, overlays=False)
+    with pytest.raises(FileReadError, match="an iGTT network, which `mstool segment IMAGES --method igtt"):
+        predict_folder(new, tmp_path / "a", checkpoint=tmp_path / "igtt")
+    with pytest.raises(FileReadError, match="a network that `mstool train` trained, which `mstool predict IMAGES"):
+        segment_folder(new, tmp_path / "b", method="igtt", checkpoint=run / "model.pt")
+    assert not (tmp_path / "a").exists() and not (tmp_path / "b").exists()

@@ -28,6 +28,7 @@ from ..engine import MODEL_NAME, load_model, predict
 from ..errors import FileMissingError, FileReadError, MstoolError, MstoolWarning, ParameterError
 from ..io import normalize_image, read_image, write_mask, write_score_map
 from ..metastructure import expected_threshold
+from ..unsupervised import IGTT
 from ._records import versions, write_json
 from ._segment import _warn, overlay_panel
 from ._train import EVALUATION_RECORD
@@ -102,7 +103,8 @@ def predict_folder(
 
     Raises:
         FileMissingError: no model file (a folder without ``model.pt``); ``"val"`` without an ``evaluation.json``.
-        FileReadError: the model file is not one mstool wrote, or the ``evaluation.json`` is not JSON.
+        FileReadError: the model file is not one ``mstool train`` wrote (an iGTT network is named so), or the
+            ``evaluation.json`` is not JSON.
         ParameterError: a threshold outside ``(0, 1)`` or for a multi-class network; ``"val"`` with an
             ``evaluation.json`` older than the model or without a val threshold; a bad format, tile or batch
             size; no readable image.
@@ -120,7 +122,7 @@ def predict_folder(
     path = _model_file(checkpoint)
     check_output_dir(out, overwrite=overwrite, inputs=[images, path])
     dev = resolve_device(device)
-    net, meta = load_model(path, device=dev)
+    net, meta = _load(path, dev)
     given: list[str] = []
     rule = _threshold(path, meta, threshold, given)
     entries = collect_images(images, layout=layout, splits=splits)
@@ -165,6 +167,20 @@ def _read_each(entries: list, page: int | None, problems: list[str]) -> Iterator
             yield entry, read_image(entry.path, page=page)
         except MstoolError as exc:
             problems.append(str(exc))
+
+
+def _load(path: Path, device: torch.device) -> tuple[torch.nn.Module, dict[str, Any]]:
+    """:func:`mstool.engine.load_model`, with a pointer to ``mstool segment`` for an iGTT network."""
+    try:
+        return load_model(path, device=device)
+    except FileReadError as exc:
+        try:
+            IGTT.load(path)  # only on the error path: is it the other kind of network mstool writes?
+        except MstoolError:
+            raise exc from None
+        raise FileReadError(f"{path}: an iGTT network, which `mstool segment IMAGES --method igtt --checkpoint "
+                            f"{path}` applies to new images; `mstool predict` takes a network that `mstool train` "
+                            "trained") from None
 
 
 def _model_file(model: str | os.PathLike) -> Path:

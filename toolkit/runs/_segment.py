@@ -22,7 +22,8 @@ from .._fs import atomic_dir, check_output_dir
 from .._types import Progress
 from ..data import read_images, read_label_set
 from ..device import make_generator, resolve_device
-from ..errors import DataError, FileMissingError, LayoutError, MstoolWarning, ParameterError
+from ..engine import load_model
+from ..errors import DataError, FileMissingError, FileReadError, LayoutError, MstoolError, MstoolWarning, ParameterError
 from ..io import normalize_image, read_mask, write_mask, write_score_map
 from ..metastructure import load_prior
 from ..unsupervised import build_method, check_loadable, check_takes_scribbles
@@ -108,6 +109,7 @@ def segment_folder(
         OutputError: ``out`` overlaps an input or is a non-empty folder mstool did not write.
         OutputExistsError: ``out`` is a non-empty mstool folder and ``overwrite`` is not set.
         FileMissingError: a ``checkpoint`` folder without a model for a size of the images.
+        FileReadError: a ``checkpoint`` that is not the method's (one that ``mstool train`` wrote is named so).
 
     Warns:
         MstoolWarning: a skipped image, a constant image, a prior with almost no mass, a prior the method
@@ -235,8 +237,22 @@ def _segmenters(method: str, options: dict[str, Any] | None, checkpoint: str | o
         return dict.fromkeys(sizes, segmenter), dict.fromkeys(sizes)
     check_loadable(method)
     used = _checkpoint_files(checkpoint, sizes)
-    cache = {path: build_method(method, options, checkpoint=path, device=device) for path in set(used.values())}
+    cache = {path: _load(method, options, path, device) for path in set(used.values())}
     return {size: cache[used[size]] for size in sizes}, used
+
+
+def _load(method: str, options: dict[str, Any] | None, path: Path, device: torch.device) -> Any:
+    """A trained method from its file, with a pointer to ``mstool predict`` for a network that training wrote."""
+    try:
+        return build_method(method, options, checkpoint=path, device=device)
+    except FileReadError as exc:
+        try:
+            load_model(path)  # only on the error path: is it the other kind of network mstool writes?
+        except MstoolError:
+            raise exc from None
+        raise FileReadError(f"{path}: a network that `mstool train` trained, which `mstool predict IMAGES "
+                            f"--checkpoint {path}` applies to new images; --checkpoint here takes one that "
+                            f"`mstool segment --method {method}` wrote") from None
 
 
 def _segment_group(job: _Job, out: Path, size: tuple[int, int], names: list[str], segmenter: Any,
