@@ -16,7 +16,8 @@ import click
 from mstool import names
 
 __all__ = ["device_option", "seed_option", "threads_option", "overwrite_option", "quiet_option", "mask_mode_option",
-           "mask_suffix_option", "runtime", "handle_errors", "WarningPrinter", "one_line", "echo", "check_spec"]
+           "mask_suffix_option", "mask_output_options", "runtime", "handle_errors", "WarningPrinter", "one_line",
+           "echo", "check_spec"]
 
 device_option = click.option(
     "--device", default="auto", show_default=True, metavar="auto|cpu|cuda|cuda:N|mps",
@@ -170,6 +171,31 @@ def train_options(func):
     for opt in reversed(opts):
         func = opt(func)
     return func
+
+
+def mask_output_options(*, scores: str, overlays: str):
+    """The output folder and how images are read and masks written, shared by `mstool segment` and `mstool
+    predict`; ``scores`` and ``overlays`` say what their --scores maps and overlay pictures hold."""
+    opts = [
+        click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
+                     help="Output folder: new, empty, or (with --overwrite) one that mstool wrote; never inside or "
+                          "around IMAGES."),
+        click.option("--split", "splits", multiple=True,
+                     help="When IMAGES is a dataset folder: only the images of this split (repeatable; default: "
+                          "all)."),
+        click.option("--page", type=click.IntRange(min=0), default=None,
+                     help="The page to read of multi-page TIFF images (0-based)."),
+        click.option("--scores", is_flag=True, help=f"Also write {scores} (scores/NAME.tif)."),
+        click.option("--no-overlays", is_flag=True, help=f"Do not draw {overlays} pictures."),
+        click.option("--format", "mask_format", type=click.Choice(names.MASK_FORMATS), default="png",
+                     show_default=True, help="Mask file format."),
+    ]
+
+    def wrap(func):
+        for opt in reversed(opts):
+            func = opt(func)
+        return func
+    return wrap
 
 
 def parse_settings(settings: tuple[str, ...]) -> dict:

@@ -4,9 +4,15 @@ from __future__ import annotations
 
 import click
 
-from mstool import names
-
-from .options import device_option, echo, handle_errors, overwrite_option, quiet_option, threads_option
+from .options import (
+    device_option,
+    echo,
+    handle_errors,
+    mask_output_options,
+    overwrite_option,
+    quiet_option,
+    threads_option,
+)
 
 
 def _threshold(ctx, param, value):
@@ -35,17 +41,7 @@ def _threshold(ctx, param, value):
 @click.option("--tile", type=click.IntRange(min=16), default=None,
               help="Predict in overlapping windows of this side. [default: whole images up to 512 px a side, "
                    "windows of 512 beyond]")
-@click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
-              help="Output folder: new, empty, or (with --overwrite) one that mstool wrote; never inside or around "
-                   "IMAGES.")
-@click.option("--split", "splits", multiple=True,
-              help="When IMAGES is a dataset folder: only the images of this split (repeatable; default: all).")
-@click.option("--page", type=click.IntRange(min=0), default=None,
-              help="The page to read of multi-page TIFF images (0-based).")
-@click.option("--scores", is_flag=True, help="Also write float probability maps (scores/NAME.tif).")
-@click.option("--no-overlays", is_flag=True, help="Do not draw image | mask pictures.")
-@click.option("--format", "mask_format", type=click.Choice(names.MASK_FORMATS), default="png", show_default=True,
-              help="Mask file format.")
+@mask_output_options(scores="float probability maps", overlays="image | mask")
 @device_option
 @threads_option
 @overwrite_option

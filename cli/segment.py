@@ -6,7 +6,16 @@ import click
 
 from mstool import names
 
-from .options import device_option, echo, handle_errors, overwrite_option, quiet_option, seed_option, threads_option
+from .options import (
+    device_option,
+    echo,
+    handle_errors,
+    mask_output_options,
+    overwrite_option,
+    quiet_option,
+    seed_option,
+    threads_option,
+)
 
 
 @click.command("segment")
@@ -32,17 +41,7 @@ from .options import device_option, echo, handle_errors, overwrite_option, quiet
                    "model-HxW.pt, used for every size) or an earlier output folder (its model-HxW.pt per size, "
                    "else its model.pt).")
 @click.option("--set", "settings", multiple=True, metavar="KEY=VALUE", help="Any method option (repeatable).")
-@click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
-              help="Output folder: new, empty, or (with --overwrite) one that mstool wrote; never inside or around "
-                   "IMAGES.")
-@click.option("--split", "splits", multiple=True,
-              help="When IMAGES is a dataset folder: only the images of this split (repeatable; default: all).")
-@click.option("--page", type=click.IntRange(min=0), default=None,
-              help="The page to read of multi-page TIFF images (0-based).")
-@click.option("--scores", is_flag=True, help="Also write float score maps (scores/NAME.tif).")
-@click.option("--no-overlays", is_flag=True, help="Do not draw image | mask | prior | scribbles pictures.")
-@click.option("--format", "mask_format", type=click.Choice(names.MASK_FORMATS), default="png", show_default=True,
-              help="Mask file format.")
+@mask_output_options(scores="float score maps", overlays="image | mask | prior | scribbles")
 @seed_option
 @device_option
 @threads_option
