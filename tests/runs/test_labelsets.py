@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from mstool.data import collect_masks, find_counterparts, stack_labels, write_synthetic_dataset
+from mstool.data import collect_images, collect_masks, find_counterparts, stack_labels, write_synthetic_dataset
 from mstool.errors import DataError, LayoutError, OutputError, OutputExistsError, SpecError
 from mstool.io import read_mask, write_mask
 from mstool.metastructure import load_prior, save_prior
@@ -29,6 +29,20 @@ def test_collect_masks_layout_and_plain_folder(er_root, tmp_path):
         write_mask(tmp_path / "plain" / f"{e.name}.tif", read_mask(e.path))
     plain, _ = collect_masks(tmp_path / "plain")
     assert [e.rel.name for e in plain] == ["er_0000.tif", "er_0001.tif"] and plain[0].split == ""
+
+
+def test_one_split_of_a_paper_dataset_reads_as_its_images_or_its_masks(er_root, tmp_path):
+    """`data/test` is what a user points at first: its images/ and labels/, not "no images found"."""
+    test = er_root / "test"
+    images = collect_images(test)
+    masks, _ = collect_masks(test)
+    assert [e.path for e in images] == sorted((test / "images").iterdir())
+    assert [e.path for e in masks] == sorted((test / "labels").iterdir())
+    assert [e.name for e in images] == [e.name for e in masks] and images[0].split == ""
+    # a folder with images of its own stays a plain folder, whatever subfolders it has
+    shutil.copytree(test, tmp_path / "mixed")
+    shutil.copy(images[0].path, tmp_path / "mixed" / "own.tif")
+    assert [e.name for e in collect_images(tmp_path / "mixed")] == ["own"]
 
 
 def test_collect_masks_names_drop_cellpose_suffix(tmp_path):

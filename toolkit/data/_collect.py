@@ -59,7 +59,8 @@ def collect_images(
     """The images of one file, a plain folder of images, or a dataset folder (its images, never its masks).
 
     Args:
-        source: an image file, a folder of images, or a dataset root of any layout (paper, cellpose, VOC).
+        source: an image file, a folder of images, a dataset root of any layout (paper, cellpose, VOC), or one
+            split of a paper-layout dataset (``data/test``: its ``images/``).
         layout: ``auto`` or a layout name for ``source``.
         splits: a dataset's splits to take (default: every split).
         mask_suffix: the cellpose mask suffix (``a_masks.tif`` is the mask of ``a.tif``, not an image).
@@ -86,7 +87,7 @@ def collect_images(
         if splits:
             raise LayoutError(f"{root}: a plain folder of images has no splits (split {splits[0]!r} was asked "
                               "for); name a dataset folder or leave out --split")
-        return [ImageEntry(p.stem, "", p) for p in find_images(root)]
+        return [ImageEntry(p.stem, "", p) for p in find_images(_split_part(root, "images"))]
     entries: list[ImageEntry] = []
     seen: dict[str, ImageEntry] = {}
     for split in (found.splits if not splits else tuple(splits)):
@@ -151,7 +152,8 @@ def collect_masks(
     """List the masks of a dataset folder, or of a plain folder of mask files.
 
     Args:
-        root: a dataset folder (paper, cellpose or VOC layout) or a folder holding mask files only.
+        root: a dataset folder (paper, cellpose or VOC layout), a folder holding mask files only, or one split
+            of a paper-layout dataset (``data/test``: its ``labels/``).
         layout: ``auto`` or a layout name; a plain mask folder is used when no layout matches and ``layout`` is
             ``auto``.
         splits: the splits to read (default: every split); ignored for a plain folder.
@@ -170,7 +172,7 @@ def collect_masks(
     found = _layout_or_plain(root, layout, mask_suffix)
     if found is None or (layout == "auto" and found.kind == "cellpose" and not _has_plain_images(root, mask_suffix)):
         # a folder of masks only, such as a noisy copy of a cellpose folder (`a_masks.png` and no `a.tif`)
-        files = find_images(root)
+        files = find_images(_split_part(root, "labels"))
         return [MaskEntry(_strip(p.stem, mask_suffix), "", Path(p.name), p) for p in files], "auto"
     chosen = found.splits if splits is None else tuple(splits)
     entries = []
@@ -181,6 +183,15 @@ def collect_masks(
     if not entries:
         raise LayoutError(f"{root}: no masks found in split(s) {', '.join(chosen)}")
     return entries, found.mask_mode
+
+
+def _split_part(root: Path, part: str) -> Path:
+    """``root/part`` when ``root`` is one split of a paper-layout dataset (``test/`` holding ``images/`` and
+    ``labels/``, and no image of its own), so that ``data/test`` reads as its images or its masks; else ``root``."""
+    if (root / part).is_dir() and (root / "images").is_dir() and not any(
+            p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES for p in root.iterdir()):
+        return root / part
+    return root
 
 
 def _layout_or_plain(root: Path, layout: str, mask_suffix: str) -> Layout | None:
