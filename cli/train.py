@@ -28,7 +28,9 @@ _COMPARE_ONLY = {"labels", "models", "seeds", "unsupervised"}
 @click.option("--data", required=True, metavar="ROOT|synth:KIND",
               help=f"A dataset folder, or synth:{'|'.join(names.SYNTH_KINDS)} for built-in data (written to OUT/data).")
 @click.option("--labels", "spec", default="clean", show_default=True,
-              help="Label spec the clean training labels are turned into (see `mstool labels specs`).")
+              help="Label spec the clean training labels are turned into (see `mstool labels specs`), or "
+                   "NAME=FOLDER: your own masks of the training images, named like them (255: not labelled), "
+                   "trained on as they are; validation and test keep the dataset's labels.")
 @click.option("--model", type=click.Choice(names.MODELS), default="unet", show_default=True, help="The network.")
 @click.option("-o", "--out", required=True, type=click.Path(file_okay=False),
               help="Run folder: checkpoint.pt, model.pt, curves.csv, train.json.")
@@ -56,7 +58,7 @@ def train(data, spec, model, out, preset, config_file, epochs, batch_size, crop,
     the preset, the data settings (layout, fit, mask_mode, mask_suffix, val_fraction, synth_*) and a [train]
     table; the options given here win.
     """
-    from mstool.compare import SuiteConfig, read_config_file
+    from mstool.compare import LabelEntry, SuiteConfig, read_config_file
     from mstool.engine.distributed import is_main
     from mstool.runs import run_config, train_run
 
@@ -76,12 +78,16 @@ def train(data, spec, model, out, preset, config_file, epochs, batch_size, crop,
         if given is not None:
             values[key] = given
     suite = SuiteConfig.from_dict(values)  # the same keys and checks as `mstool compare --config`
-    cfg = run_config(suite.preset, suite.train, labels=spec, model=model, seed=seed)
+    entry = LabelEntry.parse(spec)  # a zoo spec, or a folder of the user's own masks (NAME=FOLDER)
+    if entry.folder is not None and lazy:
+        raise click.BadParameter("a label folder is read whole; leave out --lazy", param_hint="--labels")
+    cfg = run_config(suite.preset, suite.train, labels=entry.training_spec, model=model, seed=seed)
     source = suite.source
     dev = runtime(device, threads)
     bars = TrainingBars(quiet=quiet)
     try:
-        run = train_run(source, out, cfg, device=dev, progress=bars, ddp=ddp, lazy=lazy)
+        run = train_run(source, out, cfg, device=dev, progress=bars, ddp=ddp, lazy=lazy,
+                        labels_from=None if entry.folder is None else entry.folder[1])
     finally:
         bars.close()
     for note in run.record.get("notes", []):  # how the splits were made, when the dataset did not say
@@ -89,7 +95,8 @@ def train(data, spec, model, out, preset, config_file, epochs, batch_size, crop,
     last = run.result.history[-1]
     score = next((f"{k} {last[k]:.3f}" for k in ("val_dice", "val_miou") if last.get(k) is not None), "")
     processes = run.record.get("processes", 1)
-    echo(f"trained {model} on {cfg.label_spec} labels for {cfg.epochs} epochs in {run.result.seconds:.1f} s "
+    used = entry.text if entry.folder else cfg.label_spec
+    echo(f"trained {model} on {used} labels for {cfg.epochs} epochs in {run.result.seconds:.1f} s "
          f"({score}); model: {run.result.model_path}"
          + (f" ({processes} processes, effective batch {run.record['effective_batch_size']})" if processes > 1
             else ""), quiet=quiet or not is_main())

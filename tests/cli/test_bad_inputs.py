@@ -170,6 +170,10 @@ CASES: list[Case] = [
     Case(["train", "--data", "data/cls", "--mask-mode", "binary", "-o", "run"], "data/cls/train/labels/er_0000.png"),
     Case(["train", "--data", "data/ds", "--set", "bogus=1", "-o", "run"], "bogus"),
     Case(["train", "--data", "data/ds", "--epochs", "0", "-o", "run"], "--epochs"),
+    Case(["train", "--data", "data/ds", "--labels", "mine=nowhere", "-o", "run"], "nowhere"),
+    Case(["train", "--data", "data/ds", "--labels", "mine=imgs", "-o", "run"], "imgs: no mask for training image"),
+    Case(["train", "--data", "data/ds", "--labels", "mine=notes", "--lazy", "-o", "run"], "--labels"),
+    Case(["train", "--data", "data/ds", "--labels", "mine=notes", "-o", "notes/run"], "notes/run"),
     # -------------------------------------------------------------------------------------------- evaluate
     Case(["evaluate", "--checkpoint", "files/bad.pt", "--data", "data/ds", "--json", "e.json"], "files/bad.pt"),
     Case(["evaluate", "--checkpoint", "files/bad.pt"], "files"),

@@ -50,3 +50,25 @@ def test_predict_bad_inputs_are_one_line(tmp_path):
         r = runner.invoke(cli, ["predict", str(tmp_path / "imgs"), *args, "-o", str(tmp_path / "out")])
         assert r.exit_code == 2 and r.stderr.count("\n") == 1 and message in r.stderr, (args, r.output)
         assert not (tmp_path / "out").exists()
+
+
+def test_train_on_your_own_labels_then_predict_new_images(tmp_path):
+    from mstool.data import write_synthetic_dataset
+
+    data = write_synthetic_dataset(tmp_path / "data", "er", n=6, size=32, seed=0)
+    runner = CliRunner()
+    r = runner.invoke(cli, ["labels", "make", "--clean", str(data), "--split", "train", "--spec", "region:0.25",
+                            "-o", str(tmp_path / "drawn"), "-q"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(cli, ["train", "--data", str(data), "--labels", f"drawn={tmp_path / 'drawn'}", "--epochs", "1",
+                            "--set", "model_options.base=4", "--set", "model_options.depth=1", "-o",
+                            str(tmp_path / "net")])
+    assert r.exit_code == 0, r.output
+    assert f"trained unet on drawn={tmp_path / 'drawn'} labels for 1 epochs" in r.stdout
+    stats = json.loads((tmp_path / "net" / "train.json").read_text())["label_stats"]
+    assert stats["labelled_fraction"] == 0.25
+    r = runner.invoke(cli, ["predict", str(data / "test"), "--checkpoint", str(tmp_path / "net"), "-o",
+                            str(tmp_path / "pred"), "-q"])
+    assert r.exit_code == 0, r.output
+    r = runner.invoke(cli, ["score", str(tmp_path / "pred"), "--truth", str(data / "test")])
+    assert r.exit_code == 0 and "scored 1 image(s)" in r.stdout, r.output

@@ -4,6 +4,7 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
 from mstool.data import DataSource
 from mstool.errors import FileMissingError, OutputError, ParameterError, SpecError
@@ -96,3 +97,26 @@ def test_train_evaluate_example_runs(tmp_path):
                            str(tmp_path / "run")], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert "test Dice" in done.stdout and (tmp_path / "run" / "evaluation.json").is_file()
+
+
+def test_train_run_on_a_folder_of_own_labels(tmp_path):
+    """Your own partial labels of the training images: trained on as they are (255 left out of the loss), while
+    validation keeps the dataset's labels."""
+    from mstool.data import write_synthetic_dataset
+    from mstool.engine import load_model
+    from mstool.runs import make_label_set
+
+    data = write_synthetic_dataset(tmp_path / "data", "er", n=6, size=32, seed=0)
+    make_label_set(data, "region:0.25", tmp_path / "drawn", splits=("train",))
+    run = train_run(DataSource(str(data)), tmp_path / "run", run_config("quick", TINY), labels_from=tmp_path / "drawn")
+    stats = load_model(tmp_path / "run" / "model.pt")[1]["label_stats"]
+    assert stats["labelled_fraction"] == pytest.approx(0.25, abs=0.05)  # a quarter of each image drawn
+    assert torch.equal(run.result.noisy_labels.cpu(), run.splits.label_folders["own"].cpu())
+    assert json.loads((tmp_path / "run" / "train.json").read_text())["labels_from"] == str(tmp_path / "drawn")
+    with pytest.raises(ParameterError, match="a label folder is trained on as it is; label spec 'sample:0.5'"):
+        train_run(DataSource(str(data)), tmp_path / "other", run_config("quick", TINY, labels="sample:0.5"),
+                  labels_from=tmp_path / "drawn")
+    with pytest.raises(OutputError, match="inside the input"):
+        train_run(DataSource(str(data)), tmp_path / "drawn" / "run", run_config("quick", TINY),
+                  labels_from=tmp_path / "drawn")
+    assert not (tmp_path / "other").exists()

@@ -115,6 +115,7 @@ def train_run(
     progress: Progress | None = None,
     ddp: bool = False,
     lazy: bool = False,
+    labels_from: str | os.PathLike | None = None,
 ) -> TrainRun:
     """Train a network on a dataset's labels, turned noisy by ``config.label_spec``, into the run folder ``out``.
 
@@ -135,10 +136,15 @@ def train_run(
             process writes files.
         lazy: read the train and val splits item by item (:func:`mstool.data.lazy_splits`, for data larger than
             memory; the dataset needs both splits); ``splits`` of the result is then ``None``.
+        labels_from: train on this folder's masks instead of the dataset's training labels: your own noisy or
+            partial labels of the training images, found by file stem anywhere under it
+            (:func:`mstool.data.read_label_folder`; 255 marks a pixel left out). Validation and test keep the
+            dataset's labels, and ``config.label_spec`` must be ``clean``.
 
     Raises:
         OutputError: ``out`` holds files mstool did not write for a training run, or overlaps the data.
-        ParameterError: ``ddp`` outside ``torchrun``.
+        ParameterError: ``ddp`` outside ``torchrun``; ``labels_from`` with ``lazy`` or with a label spec.
+        DataError: ``labels_from`` misses a training image's mask, has one of the wrong size or names no image.
 
     Example:
         >>> cfg = run_config("quick", {"epochs": 1, "val_every": 1}, labels="sample:0.5")
@@ -149,30 +155,48 @@ def train_run(
     src = source if isinstance(source, DataSource) else DataSource(source)
     cfg = config if config is not None else run_config()
     dev = init_from_env(str(device)) if ddp or launched() else resolve_device(device)
-    inputs = [] if src.is_synthetic else [src.data]
+    inputs = ([] if src.is_synthetic else [src.data]) + ([] if labels_from is None else [labels_from])
+    folders = None
+    if labels_from is not None:
+        if lazy:
+            raise ParameterError("a label folder is read whole; train on it without --lazy")
+        if cfg.label_spec != "clean":
+            raise ParameterError(f"a label folder is trained on as it is; label spec {cfg.label_spec!r} would "
+                                 "change it (leave the spec out)")
+        folders = {_OWN: str(Path(labels_from).resolve())}
     out = check_run_dir(out, kind="train", inputs=inputs)
     if lazy:
         return _train_lazily(src, out, cfg, inputs, dev, progress)
+
+    def read() -> Splits:
+        return prepare_splits(src, out, label_folders=folders)
+
     splits = None
     if is_main():  # a dataset folder is read (a bad one refused) before the run folder is made
-        splits = None if src.is_synthetic else prepare_splits(src, out)
+        splits = None if src.is_synthetic else read()
         open_run_dir(out, kind="train", inputs=inputs)
-        splits = splits or prepare_splits(src, out)
+        splits = splits or read()
     barrier()  # the other processes read the synth: data the first one wrote
-    splits = splits or prepare_splits(src, out)
-    result = train(cfg, splits.train_images, splits.train_labels, out_dir=out, val_images=splits.val_images,
+    splits = splits or read()
+    labels = splits.train_labels if folders is None else splits.label_folders[_OWN]
+    result = train(cfg, splits.train_images, labels, out_dir=out, val_images=splits.val_images,
                    val_labels=splits.val_labels, num_classes=splits.num_classes, device=dev, progress=progress)
-    return _finish(out, src, cfg, result, splits, splits.root, splits.notes)
+    return _finish(out, src, cfg, result, splits, splits.root, splits.notes,
+                   labels_from=None if folders is None else folders[_OWN])
+
+
+_OWN = "own"  # the key of a run's own label folder among the splits' label folders
 
 
 def _finish(out: Path, src: DataSource, cfg: TrainConfig, result: TrainResult, splits: Splits | None, root: Path,
-            notes: list[str]) -> TrainRun:
+            notes: list[str], labels_from: str | None = None) -> TrainRun:
     """Write ``train.json`` (the first process only) and return the run."""
     # a synth: dataset is recorded by the folder it was written to, so evaluation reads the same images
     processes = rank_and_world()[1]
     record = {"data": str(Path(root).resolve()), "layout": src.layout, "fit": src.fit,
               "val_fraction": src.val_fraction, "synth_seed": src.seed, "mask_mode": src.mask_mode,
               "mask_suffix": src.mask_suffix, "notes": notes,
+              **({} if labels_from is None else {"labels_from": labels_from}),
               **({"lazy": True} if splits is None else {}),
               "config": cfg.to_dict(drop_none=True), "label_stats": result.label_stats,
               **({"processes": processes, "effective_batch_size": cfg.batch_size * processes}
