@@ -14,7 +14,9 @@
    local-threshold and k-means masks and segment the test images with iGTT guided by it (`mstool segment
    --prior`; the polarity is found from the images); make a partial annotation (one quarter of each test image
    labelled exactly, `region:0.25`, the rest unknown), draw its prior and segment with the annotation as iGTT's
-   scribbles (`mstool segment --scribbles`); then add the unsupervised methods (Otsu, the minimum-error
+   scribbles (`mstool segment --scribbles`); annotate the training images the same way, train a U-Net on that
+   annotation (`mstool train --labels NAME=FOLDER`) and segment the unannotated test images with it (`mstool
+   predict`, scored by `mstool score`); then add the unsupervised methods (Otsu, the minimum-error
    threshold, local threshold, iGTT with EMS, without EMS, with the consensus prior, with the partial
    annotation's prior and with the annotation as scribbles, scored where it drew nothing; ``--full`` adds
    k-means, DFC with and without a prior and with the scribbles, and iGTT with an Otsu prior, over 3 seeds) to
@@ -125,6 +127,17 @@ def step_unsupervised(out: Path, root: Path, n: int, size: int, seeds: str, full
         # the annotation itself, as iGTT's targets where it is drawn (measured: far more than its prior gives)
         mstool("segment", str(images), "--method", "igtt", "--scribbles", str(region), "--overwrite",
                "-o", str(out / "unsupervised" / f"{kind}_igtt_scribbles"))
+        # the same kind of annotation on the training images instead, as a U-Net's labels; the network then
+        # segments the test images, which nobody annotated
+        drawn = out / "unsupervised" / f"{kind}_train_region_labels"
+        mstool("labels", "make", "--clean", str(data), "--split", "train", "--spec", REGION, "--seed", "0",
+               "--overwrite", "-o", str(drawn))
+        net = out / "unsupervised" / f"{kind}_unet_on_annotation"
+        mstool("train", "--data", str(data), "--labels", f"drawn={drawn}",
+               *([] if full else ["--epochs", QUICK_EPOCHS]), "-q", "-o", str(net))
+        predicted = out / "unsupervised" / f"{kind}_unet_predict"
+        mstool("predict", str(images), "--checkpoint", str(net), "--overwrite", "-o", str(predicted))
+        mstool("score", str(predicted), "--truth", str(data / "test"))
     # ER: the same run folder as step 3 (its supervised cells are kept, the unsupervised ones are added);
     # EM: a run of its own, with the supervised reference trained on its clean labels
     entries = UNSUPERVISED if full else UNSUPERVISED_QUICK
