@@ -78,7 +78,7 @@ def predict_folder(
       evaluate`` wrote beside the model after it (chosen on the validation split against its labels);
     - ``"auto"``: ``"val"`` when that file is there, else ``"labels"``. Measured (``README``): for labels that
       move the objects' outline (dilated, skeletons) a threshold chosen against clean validation labels is far
-      better than the midpoint; for sampled labels the midpoint is a little better;
+      better than the midpoint; for a 10% sample the two are close (0.903 and 0.892 over 7 sets);
     - a number in ``(0, 1)``, applied to the foreground probability.
 
     Args:
