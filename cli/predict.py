@@ -35,7 +35,7 @@ def _threshold(ctx, param, value):
               metavar="auto|val|labels|NUMBER",
               help="Binary networks: foreground where the probability is at least this. labels: halfway between "
                    "the training labels' foreground rates on background and on foreground (their noise "
-                   "transition matrix: 0.5 for clean or your own labels, 0.05 for a 10% sample); val: the "
+                   "transition matrix: 0.5 for clean labels, 0.05 for a 10% sample); val: the "
                    "threshold `mstool evaluate` chose on validation (its evaluation.json beside the model); auto: "
                    "val when there is one, else labels.")
 @click.option("--tile", type=click.IntRange(min=16), default=None,

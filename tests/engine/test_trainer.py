@@ -282,6 +282,19 @@ def test_inverting_spec_is_recorded(tmp_path):
     assert result.label_stats["inverts"] and result.label_stats["ntm_det"] == pytest.approx(-0.8, abs=0.02)
 
 
+def test_reference_labels_are_what_the_training_labels_are_measured_against(tmp_path):
+    images, labels = tiny_data(n=2)
+    swapped = torch.where(labels == 255, labels, 1 - labels)  # someone's labels with the classes swapped
+    alone = train(tiny_config(epochs=1), images, swapped, out_dir=tmp_path / "a")
+    assert alone.label_stats["ntm"] == [[1.0, 0.0], [0.0, 1.0]] and not alone.label_stats["inverts"]
+    measured = train(tiny_config(epochs=1), images, swapped, out_dir=tmp_path / "b", reference_labels=labels)
+    assert measured.label_stats["ntm"] == [[0.0, 1.0], [1.0, 0.0]] and measured.label_stats["inverts"]
+    assert torch.equal(measured.noisy_labels, swapped.long())  # trained on the labels given, as they are
+    assert load_model(measured.model_path)[1]["label_stats"]["inverts"]
+    with pytest.raises(ShapeError, match=r"`reference_labels` must have the shape of `train_labels`"):
+        train(tiny_config(epochs=1), images, swapped, out_dir=tmp_path / "c", reference_labels=labels[:1])
+
+
 # ------------------------------------------------------------------------------------------------ resume
 class _Stop(Exception):
     pass

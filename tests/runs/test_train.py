@@ -113,6 +113,11 @@ def test_train_run_on_a_folder_of_own_labels(tmp_path):
     assert stats["labelled_fraction"] == pytest.approx(0.25, abs=0.05)  # a quarter of each image drawn
     assert torch.equal(run.result.noisy_labels.cpu(), run.splits.label_folders["own"].cpu())
     assert json.loads((tmp_path / "run" / "train.json").read_text())["labels_from"] == str(tmp_path / "drawn")
+    # measured against the dataset's training labels: a 10% sample with the rest called background shows as such
+    make_label_set(data, "sample:0.1", tmp_path / "sampled", splits=("train",))
+    train_run(DataSource(str(data)), tmp_path / "run2", run_config("quick", TINY), labels_from=tmp_path / "sampled")
+    ntm = load_model(tmp_path / "run2" / "model.pt")[1]["label_stats"]["ntm"]
+    assert ntm[0] == [1.0, 0.0] and ntm[1][1] == pytest.approx(0.1, abs=0.02)
     with pytest.raises(ParameterError, match="a label folder is trained on as it is; label spec 'sample:0.5'"):
         train_run(DataSource(str(data)), tmp_path / "other", run_config("quick", TINY, labels="sample:0.5"),
                   labels_from=tmp_path / "drawn")

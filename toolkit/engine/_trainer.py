@@ -125,6 +125,7 @@ def train(
     device: str | torch.device = "cpu",
     progress: Progress | None = None,
     resume: bool = True,
+    reference_labels: torch.Tensor | None = None,
 ) -> TrainResult:
     """Train a network on clean labels made noisy by ``config.label_spec``; checkpoint, resume, save.
 
@@ -158,12 +159,15 @@ def train(
             ``{"event": "end", "epoch", "seconds", "model_path"}``. An exception raised by the callback stops
             training; the last checkpoint stays, and a later call resumes from it.
         resume: go on from ``out_dir/checkpoint.pt`` when it exists (``False``: start again and overwrite).
+        reference_labels: ``(N, H, W)`` labels of the same images that ``label_stats`` measure the training labels
+            against (the NTM, and so whether polarity -1 may be chosen): the clean labels when ``train_labels``
+            are someone's noisy labels. Default: ``train_labels`` themselves, before the label spec.
 
     Returns:
         A :class:`TrainResult`.
 
     Raises:
-        ShapeError: images or labels of the wrong shape, or an empty training set.
+        ShapeError: images or labels (or reference labels) of the wrong shape, or an empty training set.
         ParameterError: a bad config field, ``num_classes`` or label values; a checkpoint from other
             settings or data; a diverged run (non-finite loss).
         DataError: non-finite images.
@@ -190,7 +194,7 @@ def train(
     started = time.perf_counter()
     config = _as_config(config)
     lazy = isinstance(train_images, torch.utils.data.Dataset)
-    if lazy and (train_labels is not None or val_labels is not None
+    if lazy and (train_labels is not None or val_labels is not None or reference_labels is not None
                  or not (val_images is None or isinstance(val_images, torch.utils.data.Dataset))):
         raise ParameterError("a Dataset of training items carries its own masks: pass train_labels=None and the "
                              "validation items as a Dataset in val_images (val_labels=None)")
@@ -210,7 +214,12 @@ def train(
 
         run = LazyRun(config, train_images, val_images, num_classes, dev)
     else:
+        if reference_labels is not None and reference_labels.shape != train_labels.shape:
+            raise ShapeError(f"`reference_labels` must have the shape of `train_labels`, "
+                             f"{tuple(train_labels.shape)}; got {tuple(reference_labels.shape)}")
         run = _Run(config, train_images, train_labels, val_images, val_labels, num_classes, dev)
+        if reference_labels is not None:
+            run.reference = reference_labels.to(dev, run.label_dtype)
     start_epoch = 0
     if resume and ckpt_path.exists():
         start_epoch = run.load(ckpt_path)
@@ -299,6 +308,7 @@ class _Run:
         self._setup_data(images.shape[-2:])
         self.targets = self.clean
         self.first_labels = self.clean
+        self.reference = self.clean  # what label_stats measure the training labels against
 
     def _setup(self, config: TrainConfig, num_classes: int, dev: torch.device, in_channels: int, n: int) -> None:
         """The network, loss, optimizer, schedule and generators: everything but the data."""
@@ -342,7 +352,7 @@ class _Run:
 
     def _set_first(self, labels: torch.Tensor) -> None:
         self.first_labels = labels
-        self.label_stats = _label_stats(self.clean, labels, self.num_classes)
+        self.label_stats = _label_stats(self.reference, labels, self.num_classes)
 
     def draw_offline_labels(self) -> None:
         """The one draw of an offline run (or of a spec that draws nothing); online runs draw per epoch."""

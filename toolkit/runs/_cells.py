@@ -77,15 +77,16 @@ def train_cell(
     dev = resolve_device(device)
     started = time.perf_counter()
     result = train(config, splits.train_images, labels, out_dir=cell_dir, val_images=splits.val_images,
-                   val_labels=splits.val_labels, num_classes=splits.num_classes, device=dev, progress=progress)
+                   val_labels=splits.val_labels, num_classes=splits.num_classes, device=dev, progress=progress,
+                   reference_labels=splits.train_labels if from_folder else None)
     k = splits.num_classes
     clean, noisy = splits.train_labels.to(dev), result.noisy_labels.to(dev)
     expected = expected_similarity(clean, noisy, k, generator=make_generator(config.seed))
     info = label_info(clean, noisy, k, expected_score=expected.score, expected_signal=expected.signal).as_dict()
     similarity = meta_similarity(clean, noisy, k, bandwidths=(2, 4, 8)).mean()
-    # a folder of masks is trained as given, so only its measured NTM says whether it swaps the classes
-    inverts = (info.get("det") is not None and info["det"] < 0) if from_folder else \
-        bool(result.label_stats.get("inverts", False))
+    # a folder of masks is measured against the clean labels in training, so its label_stats say whether it
+    # swaps the classes, as a spec's do
+    inverts = bool(result.label_stats.get("inverts", False))
     ev = evaluate(result.model, splits.test_images, splits.test_labels, val_images=splits.val_images,
                   val_labels=splits.val_labels, train_images=splits.train_images, train_labels=splits.train_labels,
                   allow_inversion=inverts, num_classes=k, device=dev, num_thresholds=config.num_thresholds,

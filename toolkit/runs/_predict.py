@@ -73,7 +73,9 @@ def predict_folder(
       from the noise transition matrix that training recorded. A network learns the labels' density (the
       paper's Lemma 1), so one trained on a 10% sample of the foreground says about 0.1 on foreground and 0.5
       finds nothing; the midpoint, 0.05, needs no labelled image. Labels that swap the classes give polarity -1.
-      For clean labels, and for your own (the matrix of labels against themselves is the identity), it is 0.5;
+      Clean labels give 0.5, and so does a dataset of your own labels (measured against themselves, their
+      matrix is the identity); a folder of them trained with ``mstool train --labels NAME=FOLDER`` is measured
+      against the dataset's labels instead;
     - ``"val"``: the ``val`` protocol's threshold and polarity from the ``evaluation.json`` that ``mstool
       evaluate`` wrote beside the model after it (chosen on the validation split against its labels);
     - ``"auto"``: ``"val"`` when that file is there, else ``"labels"``. Measured (``README``): for labels that

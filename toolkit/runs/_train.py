@@ -139,7 +139,8 @@ def train_run(
         labels_from: train on this folder's masks instead of the dataset's training labels: your own noisy or
             partial labels of the training images, found by file stem anywhere under it
             (:func:`mstool.data.read_label_folder`; 255 marks a pixel left out). Validation and test keep the
-            dataset's labels, and ``config.label_spec`` must be ``clean``.
+            dataset's labels, ``config.label_spec`` must be ``clean``, and the label statistics (the NTM) measure
+            the folder against the dataset's training labels.
 
     Raises:
         OutputError: ``out`` holds files mstool did not write for a training run, or overlaps the data.
@@ -178,9 +179,12 @@ def train_run(
         splits = splits or read()
     barrier()  # the other processes read the synth: data the first one wrote
     splits = splits or read()
-    labels = splits.train_labels if folders is None else splits.label_folders[_OWN]
+    # a label folder is measured against the dataset's own training labels, so its NTM is known
+    labels, reference = ((splits.train_labels, None) if folders is None else
+                         (splits.label_folders[_OWN], splits.train_labels))
     result = train(cfg, splits.train_images, labels, out_dir=out, val_images=splits.val_images,
-                   val_labels=splits.val_labels, num_classes=splits.num_classes, device=dev, progress=progress)
+                   val_labels=splits.val_labels, num_classes=splits.num_classes, device=dev, progress=progress,
+                   reference_labels=reference)
     return _finish(out, src, cfg, result, splits, splits.root, splits.notes,
                    labels_from=None if folders is None else folders[_OWN])
 
