@@ -16,7 +16,8 @@ _COMMANDS = {
     "data": ("mstool.cli.data:data", "Make synthetic datasets and check dataset folders."),
     "labels": ("mstool.cli.labels:labels", "Make noisy label sets (the label zoo) and analyse them."),
     "prior": ("mstool.cli.prior:prior", "Estimate a meta-structure density prior (density.npz) and draw it."),
-    "train": ("mstool.cli.train:train", "Train a network on noisy labels made from a dataset's clean labels."),
+    "train": ("mstool.cli.train:train", "Train a network on a dataset's labels made noisy by a spec, or on your "
+                                        "own masks."),
     "evaluate": ("mstool.cli.train:evaluate", "Evaluate a trained network (val/oracle/fixed protocols, probe)."),
     "compare": ("mstool.cli.compare:compare", "Run the noisy-label comparison suite and write its report."),
     "segment": ("mstool.cli.segment:segment", "Segment images without labels, optionally guided by a density prior."),

@@ -51,7 +51,8 @@ _COMPARE_ONLY = {"labels", "models", "seeds", "unsupervised"}
 @handle_errors
 def train(data, spec, model, out, preset, config_file, epochs, batch_size, crop, lr, noise_mode, settings, layout,
           mask_mode, mask_suffix, lazy, ddp, seed, device, threads, quiet):
-    """Train a network on noisy labels made from a dataset's clean labels; resumes a killed run in OUT.
+    """Train a network on noisy labels made from a dataset's clean labels (--labels SPEC), or on your own masks
+    of its training images (--labels NAME=FOLDER); resumes a killed run in OUT.
 
     Validation: the dataset's val split, or 20% of train held out when it has none, or when it has no labelled
     test split (VOC, Cityscapes), where val is the test set; the closing lines say which. A --config file gives
