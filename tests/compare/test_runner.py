@@ -34,6 +34,10 @@ def test_suite_rows_hold_settings_label_stats_and_metrics(tiny_run):
                 "label/expected_low", "label/expected_one_draw", "mstool_version", "device", "seed"):
         assert key in clean, key
     assert clean["settings"]["epochs"] == 1 and clean["settings"]["label_spec"] == "clean"
+    # the threshold the labels' NTM implies: 0.5 for clean labels, and for symmetrically swapped ones 0.5 on 1 - probs
+    assert (clean["labels/threshold"], clean["labels/polarity"]) == (0.5, 1)
+    assert flipped["labels/polarity"] == -1 and flipped["labels/threshold"] == pytest.approx(0.5, abs=0.03)
+    assert 0 <= flipped["labels/dice"] <= 1 and 0 <= flipped["labels/iou"] <= flipped["labels/dice"]
     assert (run / "config.toml").exists() and (run / "log.txt").read_text().count("done in") == 2
     cell = run / "cells" / "clean__unet__seed0"
     # a finished cell keeps what evaluation needs (model.pt), not its resume checkpoint
@@ -50,7 +54,7 @@ def test_results_report_and_resume(tiny_run):
     for picture in sorted((run / "plots").glob("*.png")):
         assert_picture_has_content(picture)
     md = (run / "summary.md").read_text()
-    assert "| clean | unet | CL |" in md and "flip:0.9,0.9" in md
+    assert "| clean | unet | CL |" in md and "flip:0.9,0.9" in md and "Dice (labels' thr.)" in md
     html = (run / "report.html").read_text()
     assert "plots/examples.png" in html
     # two cells cannot be ranked: the report says so rather than printing rho = nan
