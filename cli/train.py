@@ -139,6 +139,10 @@ def evaluate(checkpoint, data, json_path, no_probe, tile, lazy, mask_mode, seed,
                 echo(f"{name:<7} Dice {metrics[f'{name}/dice']:.3f}  IoU {metrics[f'{name}/iou']:.3f}  "
                      f"threshold {metrics[f'{name}/threshold']:.3f}  polarity {metrics[f'{name}/polarity']:+d} "
                      f"({metrics[f'{name}/polarity_source']})", quiet=quiet)
+        if "labels/dice" in metrics:
+            echo(f"labels  Dice {metrics['labels/dice']:.3f}  IoU {metrics['labels/iou']:.3f}  threshold "
+                 f"{metrics['labels/threshold']:.3f}  polarity {metrics['labels/polarity']:+d} (the training labels' "
+                 "NTM: no validation label)", quiet=quiet)
     else:
         echo(f"mIoU {metrics.get('argmax/miou', float('nan')):.3f}  "
              f"pixel accuracy {metrics.get('argmax/pixel_accuracy', float('nan')):.3f}", quiet=quiet)

@@ -42,6 +42,9 @@ def test_train_run_then_evaluate_run_read_the_same_split(tmp_path):
     ev = evaluate_run(tmp_path / "run" / "model.pt", probe=False)
     assert ev.path == tmp_path / "run" / "evaluation.json"
     assert json.loads(ev.path.read_text())["val/dice"] == pytest.approx(ev.metrics["val/dice"])
+    # half the foreground kept: the labels' NTM puts the threshold near 0.25, chosen by no label
+    assert ev.metrics["labels/threshold"] == pytest.approx(0.25, abs=0.05) and ev.metrics["labels/polarity"] == 1
+    assert 0 <= ev.metrics["labels/dice"] <= 1
     assert ev.splits.test_names == run.splits.test_names  # the same split, read back from train.json
     # an explicit output that exists is refused without overwrite, and nothing is lost
     (tmp_path / "mine.json").write_text("{}")

@@ -23,10 +23,11 @@ from ..device import make_generator, resolve_device
 from ..engine import TrainConfig, convergence, evaluate, train
 from ..errors import DataError, MstoolWarning, ParameterError
 from ..labels import apply_spec, label_info
-from ..metastructure import estimate_prior, expected_similarity, expected_threshold, meta_similarity
+from ..metastructure import estimate_prior, expected_similarity, meta_similarity
 from ..metrics import binary_report, evaluate_binary
 from ..unsupervised import bootstrap_prior, build_method, check_takes_scribbles
 from ._records import json_value, write_examples
+from ._train import labels_threshold_metrics
 
 __all__ = ["train_cell", "segment_cell", "LABELS_PRIOR", "labels_prior_spec"]
 
@@ -92,7 +93,7 @@ def train_cell(
                   allow_inversion=inverts, num_classes=k, device=dev, num_thresholds=config.num_thresholds,
                   probe=config.probe, tile=config.tile, generator=make_generator(config.seed))
     n = min(examples, splits.test_images.shape[0])
-    at_labels = _labels_threshold(result.label_stats, ev.test_probs, splits.test_labels) if k == 2 else {}
+    at_labels = labels_threshold_metrics(result.label_stats, ev.test_probs, splits.test_labels) if k == 2 else {}
     write_examples(cell_dir / "examples.npz", probs=ev.test_probs[:n], images=splits.test_images[:n, 0],
                    labels=splits.test_labels[:n], names=splits.test_names[:n], train_label=result.noisy_labels[:1])
     best = max((r.get("val_dice") or r.get("val_miou") or -1.0) for r in result.history)
@@ -111,15 +112,6 @@ def train_cell(
         "settings": config.to_dict(),
     }
 
-
-def _labels_threshold(stats: dict[str, Any], probs: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
-    """Test Dice and IoU at the threshold the training labels' NTM implies, which no label of the test or
-    validation images chose (:func:`mstool.metastructure.expected_threshold`, as ``mstool predict --threshold
-    labels`` applies it)."""
-    threshold, polarity = expected_threshold(stats["ntm"])
-    report = binary_report(probs.to(labels.device), labels, threshold=threshold, polarity=polarity)
-    return {"labels/threshold": threshold, "labels/polarity": polarity, "labels/dice": report["dice"],
-            "labels/iou": report["iou"]}
 
 
 def segment_cell(
