@@ -85,9 +85,10 @@ def train_cell(
     expected = expected_similarity(clean, noisy, k, generator=make_generator(config.seed))
     info = label_info(clean, noisy, k, expected_score=expected.score, expected_signal=expected.signal).as_dict()
     similarity = meta_similarity(clean, noisy, k, bandwidths=(2, 4, 8)).mean()
-    # a folder of masks is measured against the clean labels in training, so its label_stats say whether it
-    # swaps the classes, as a spec's do
-    inverts = bool(result.label_stats.get("inverts", False))
+    # a folder of masks is trained as given, so its NTM measured here says whether it swaps the classes (the
+    # label_stats of a cell resumed from a checkpoint older than reference_labels would not)
+    inverts = (info.get("det") is not None and info["det"] < 0) if from_folder else \
+        bool(result.label_stats.get("inverts", False))
     ev = evaluate(result.model, splits.test_images, splits.test_labels, val_images=splits.val_images,
                   val_labels=splits.val_labels, train_images=splits.train_images, train_labels=splits.train_labels,
                   allow_inversion=inverts, num_classes=k, device=dev, num_thresholds=config.num_thresholds,
@@ -111,7 +112,6 @@ def train_cell(
         **at_labels,
         "settings": config.to_dict(),
     }
-
 
 
 def segment_cell(
