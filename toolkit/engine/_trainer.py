@@ -217,9 +217,8 @@ def train(
         if reference_labels is not None and reference_labels.shape != train_labels.shape:
             raise ShapeError(f"`reference_labels` must have the shape of `train_labels`, "
                              f"{tuple(train_labels.shape)}; got {tuple(reference_labels.shape)}")
-        run = _Run(config, train_images, train_labels, val_images, val_labels, num_classes, dev)
-        if reference_labels is not None:
-            run.reference = reference_labels.to(dev, run.label_dtype)
+        run = _Run(config, train_images, train_labels, val_images, val_labels, num_classes, dev,
+                   reference=reference_labels)
     start_epoch = 0
     if resume and ckpt_path.exists():
         start_epoch = run.load(ckpt_path)
@@ -296,7 +295,7 @@ class _Run:
 
     def __init__(self, config: TrainConfig, images: torch.Tensor, labels: torch.Tensor,
                  val_images: torch.Tensor | None, val_labels: torch.Tensor | None, num_classes: int,
-                 dev: torch.device) -> None:
+                 dev: torch.device, reference: torch.Tensor | None = None) -> None:
         self._setup(config, num_classes, dev, images.shape[1], images.shape[0])
         self.fingerprint = _fingerprint(images, labels, val_images, val_labels)
         self.images = images.to(dev, torch.float32)
@@ -308,7 +307,8 @@ class _Run:
         self._setup_data(images.shape[-2:])
         self.targets = self.clean
         self.first_labels = self.clean
-        self.reference = self.clean  # what label_stats measure the training labels against
+        # what label_stats measure the training labels against
+        self.reference = self.clean if reference is None else reference.to(dev, self.label_dtype)
 
     def _setup(self, config: TrainConfig, num_classes: int, dev: torch.device, in_channels: int, n: int) -> None:
         """The network, loss, optimizer, schedule and generators: everything but the data."""

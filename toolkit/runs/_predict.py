@@ -11,7 +11,6 @@ import json
 import math
 import os
 import time
-import warnings
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -25,12 +24,12 @@ from .._types import Progress
 from ..data import collect_images
 from ..device import resolve_device
 from ..engine import MODEL_NAME, load_model, predict
-from ..errors import FileMissingError, FileReadError, MstoolError, MstoolWarning, ParameterError
+from ..errors import FileMissingError, FileReadError, MstoolError, ParameterError
 from ..io import normalize_image, read_image, write_mask, write_score_map
 from ..metastructure import expected_threshold
 from ..unsupervised import IGTT
 from ._records import versions, write_json
-from ._segment import _warn, overlay_panel
+from ._segment import _warn, overlay_panel, passed_on
 from ._train import EVALUATION_RECORD
 
 __all__ = ["predict_folder", "AUTO_TILE"]
@@ -275,12 +274,9 @@ def _predict_one(net: torch.nn.Module, meta: dict[str, Any], rule: dict[str, Any
                  array: np.ndarray, out: Path, given: list[str], *, tile: int | None, batch_size: int, scores: bool,
                  overlays: bool, mask_format: str) -> dict[str, Any]:
     """Predict one image and write its mask (and score map and overlay); its ``run.json`` entry."""
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", MstoolWarning)
+    with passed_on() as notes:  # a constant image, say
         x = normalize_image(array, channels=int(meta["in_channels"]), name=str(file))[None]
-    for w in caught:  # a constant image, say: recorded, then passed on
-        given.append(str(w.message))
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
+    given.extend(notes)
     side = tile if tile is not None else (AUTO_TILE if max(x.shape[-2:]) > AUTO_TILE else None)
     probs = predict(net, x, batch_size=batch_size, tile=side)[0]  # (1 | K, H, W), on the CPU
     if rule["threshold"] is None:

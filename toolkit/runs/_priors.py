@@ -243,7 +243,7 @@ def _pick(by_name: dict, names: list[str], root: str | os.PathLike, what: str) -
 
 
 def collect_labels(labels: str | os.PathLike, *, layout: str = "auto", splits: tuple[str, ...] | None = None,
-                    mask_suffix: str = "_masks") -> tuple[list[MaskEntry], str]:
+                   mask_suffix: str = "_masks") -> tuple[list[MaskEntry], str]:
     """The masks of a dataset folder, a folder of masks, or a noisy copy from ``mstool labels make``.
 
     A noisy copy holds masks only, at its clean set's relative paths, so no layout matches it; its masks are found

@@ -5,11 +5,13 @@ overlays, ``run.json`` with every setting, and the trained networks (iGTT). The 
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 import time
 import warnings
 from collections import defaultdict
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -261,8 +263,7 @@ def _segment_group(job: _Job, out: Path, size: tuple[int, int], names: list[str]
                    title: str) -> None:
     """Segment the images of one size together, and write their masks, score maps, overlays and network."""
     forward = None if progress is None else (lambda event, size=list(size): progress({**event, "size": size}))
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", MstoolWarning)
+    with passed_on() as notes:
         batch = torch.stack([normalize_image(job.loaded[n][1], channels=1, name=str(job.loaded[n][0]))
                              for n in names]).to(device)
         fg = None if job.density is None else torch.stack([job.density[n] for n in names]).to(device)
@@ -272,9 +273,6 @@ def _segment_group(job: _Job, out: Path, size: tuple[int, int], names: list[str]
                                               else torch.full(size, IGNORE_INDEX, dtype=torch.uint8)
                                               for n in names]).to(device).long()
         result = segmenter.segment(batch, prior=fg, generator=generator, progress=forward, **extra)
-    notes = [str(w.message) for w in caught]
-    for w in caught:  # recorded for run.json, then passed on to the caller (the CLI prints them)
-        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
     job.given.extend(notes)
     key = f"{size[0]}x{size[1]}"
     if model_file is not None and result.trained is not None:
@@ -299,6 +297,19 @@ def _segment_group(job: _Job, out: Path, size: tuple[int, int], names: list[str]
             progress({"event": "image", "name": name})
     if "rounds" in result.info:
         job.per_image[names[0]]["rounds"] = result.info["rounds"]
+
+
+@contextlib.contextmanager
+def passed_on() -> Iterator[list[str]]:
+    """Record the mstool warnings given inside the block, then pass them on to the caller (the CLI prints them);
+    the yielded list holds their messages once the block ends, for ``run.json``."""
+    notes: list[str] = []
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", MstoolWarning)
+        yield notes
+    notes.extend(str(w.message) for w in caught)
+    for w in caught:
+        warnings.warn_explicit(w.message, w.category, w.filename, w.lineno)
 
 
 _LIGHT_PRIOR = 1e-3
