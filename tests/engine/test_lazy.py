@@ -89,14 +89,17 @@ def test_mstool_train_lazy_then_evaluate(tmp_path):
     record = json.loads((tmp_path / "run" / "train.json").read_text())
     assert record["lazy"] is True and record["label_stats"]["ntm_det"] == 1.0
     r = runner.invoke(cli, ["evaluate", "--checkpoint", str(tmp_path / "run" / "model.pt"), "--no-probe"])
-    assert r.exit_code == 0 and "val     Dice" in r.output
+    assert r.exit_code == 0 and "val     Dice" in r.output and "labels  Dice" in r.output
     lazily = json.loads((tmp_path / "run" / "evaluation.json").read_text())
     assert lazily["lazy"] is True and lazily["val/threshold"] * 1024 == round(lazily["val/threshold"] * 1024)
+    # the labels' threshold scores the same histograms: clean labels give 0.5, a bin edge
+    assert (lazily["labels/threshold"], lazily["labels/polarity"]) == (0.5, 1)
     r = runner.invoke(cli, ["evaluate", "--checkpoint", str(tmp_path / "run" / "model.pt"), "--no-probe",
                             "--eager"])
     assert r.exit_code == 0, r.output
     whole = json.loads((tmp_path / "run" / "evaluation.json").read_text())
     assert "lazy" not in whole and whole["val/dice"] == pytest.approx(lazily["val/dice"], abs=5e-3)
+    assert whole["labels/dice"] == pytest.approx(lazily["labels/dice"], abs=5e-3)
 
 
 def test_lazy_needs_train_and_val_splits(tmp_path):

@@ -70,6 +70,22 @@ def test_protocols_match_the_tensor_path_within_a_bin():
     assert got["fixed/dice"] == want["fixed/dice"]  # 0.5 is an edge: exact
 
 
+def test_protocols_report_at_another_threshold_as_the_tensor_path_does():
+    probs, labels = _noisy_maps(seed=4)
+    tensors = evaluate_binary(probs, labels)
+    hist = evaluate_binary_histograms(_histogram(probs, labels))
+    for polarity in (1, -1):
+        want = binary_report(probs, labels, threshold=0.3719, polarity=polarity)
+        assert tensors.report_at(0.3719, polarity) == pytest.approx(want)
+        on_edges = hist.report_at(0.3719, polarity)  # down to the bin edge, which it records
+        assert on_edges["threshold"] == 380 / 1024 and on_edges["dice"] == pytest.approx(want["dice"], abs=0.02)
+    assert hist.report_at(0.5)["dice"] == hist.entries["fixed"].metrics["dice"]
+    with pytest.raises(ParameterError, match="polarity"):
+        tensors.report_at(0.5, 0)
+    with pytest.raises(ParameterError, match="threshold"):
+        hist.report_at(float("nan"))
+
+
 def test_inverted_maps_choose_polarity_minus_one_on_validation():
     probs, labels = _noisy_maps(seed=3)
     flipped = 1 - probs

@@ -37,6 +37,7 @@ from ._binary import (
     _as_scores,
     _auc_pair,
     _check_binary,
+    _check_polarity,
     _confusion,
     _require_images,
     _summarise,
@@ -101,12 +102,27 @@ class ProtocolEntry:
 @dataclass(frozen=True)
 class ProtocolResult:
     """The three protocols on one test set. ``entries`` holds the protocols that could run, in
-    :data:`PROTOCOLS` order; ``absent`` maps each one that could not to the reason."""
+    :data:`PROTOCOLS` order; ``absent`` maps each one that could not to the reason; ``test`` is the scored test
+    set itself, so that :meth:`report_at` can score it at a threshold some other rule chose."""
 
     entries: dict[str, ProtocolEntry]
     absent: dict[str, str]
     metric: str
     num_thresholds: int
+    test: ScoredSet | None = field(default=None, repr=False, compare=False)
+
+    def report_at(self, threshold: float, polarity: int = 1) -> dict[str, float | int]:
+        """The test set's :func:`~mstool.metrics.binary_report` at ``threshold`` and ``polarity`` (a
+        threshold no protocol chose, such as one read from the training labels); on histograms the threshold
+        is the nearest bin edge, recorded as ``threshold``.
+
+        Raises:
+            ParameterError: a polarity other than +1/-1, a NaN threshold, or no test set kept.
+        """
+        if self.test is None:
+            raise ParameterError("this ProtocolResult keeps no test set to report at another threshold")
+        polarity = _check_polarity(polarity)
+        return self.test.report(self.test.snap(check_range(threshold, "threshold")), polarity)
 
     def as_dict(self) -> dict[str, float | int | str | bool]:
         """One flat JSON-friendly dict: ``{"val/dice": ..., "val/dice_img_mean": ...,
@@ -288,7 +304,7 @@ def run_protocols(test: ScoredSet, val: ScoredSet | None, *, num_thresholds: int
     entries["fixed"] = ProtocolEntry("fixed", fixed, polarity, "fixed", polarity_source, False,
                                      test.report(fixed, polarity))
     ordered = {name: entries[name] for name in PROTOCOLS if name in entries}
-    return ProtocolResult(ordered, absent, metric, num_thresholds)
+    return ProtocolResult(ordered, absent, metric, num_thresholds, test)
 
 
 # -------------------------------------------------------------------------------------------- helpers

@@ -94,7 +94,7 @@ def train_cell(
                   allow_inversion=inverts, num_classes=k, device=dev, num_thresholds=config.num_thresholds,
                   probe=config.probe, tile=config.tile, generator=make_generator(config.seed))
     n = min(examples, splits.test_images.shape[0])
-    at_labels = labels_threshold_metrics(result.label_stats, ev.test_probs, splits.test_labels) if k == 2 else {}
+    at_labels = labels_threshold_metrics(result.label_stats, ev.protocols) if k == 2 else {}
     write_examples(cell_dir / "examples.npz", probs=ev.test_probs[:n], images=splits.test_images[:n, 0],
                    labels=splits.test_labels[:n], names=splits.test_names[:n], train_label=result.noisy_labels[:1])
     best = max((r.get("val_dice") or r.get("val_miou") or -1.0) for r in result.history)

@@ -27,7 +27,7 @@ from ..engine.distributed import barrier, init_from_env, is_main, launched, rank
 from ..errors import FileMissingError, ParameterError
 from ..labels import LabelSpec, parse_spec
 from ..metastructure import expected_threshold
-from ..metrics import binary_report
+from ..metrics import ProtocolResult
 from ._records import write_json
 
 __all__ = ["TrainRun", "EvalRun", "train_run", "evaluate_run", "run_config", "run_source", "recorded_source",
@@ -286,9 +286,9 @@ def evaluate_run(
     The library call behind ``mstool evaluate``: the val, oracle and fixed threshold protocols with polarity
     (binary) or mIoU (multi-class), per-image and pooled metrics, and the feature probe
     (:func:`mstool.engine.evaluate`); the split is the one recorded in ``train.json`` beside the checkpoint.
-    A binary network read whole (not ``lazy``) also gets ``labels/dice``, ``labels/iou``, ``labels/threshold``
-    and ``labels/polarity``: the test scores at the threshold its training labels' NTM implies
-    (:func:`mstool.metastructure.expected_threshold`).
+    A binary network also gets ``labels/dice``, ``labels/iou``, ``labels/threshold`` and ``labels/polarity``:
+    the test scores at the threshold its training labels' NTM implies
+    (:func:`mstool.metastructure.expected_threshold`; ``lazy``: the nearest of the histograms' bin edges).
 
     Args:
         checkpoint: ``model.pt`` (or ``checkpoint.pt``) written by :func:`train_run`.
@@ -331,19 +331,20 @@ def evaluate_run(
                           val_labels=splits.val_labels, train_images=splits.train_images,
                           train_labels=splits.train_labels, **settings)
         metrics = {**result.metrics, "data_notes": splits.notes}
-        stats = load_model(ckpt)[1].get("label_stats") or {}
-        if splits.num_classes == 2 and "ntm" in stats:
-            metrics.update(labels_threshold_metrics(stats, result.test_probs, splits.test_labels))
+    stats = load_model(ckpt)[1].get("label_stats") or {}
+    if result.protocols is not None and "ntm" in stats:
+        metrics.update(labels_threshold_metrics(stats, result.protocols))
     metrics = {"data": source.data, **metrics}  # which folder was scored, for a reader of the file alone
     write_json(target, metrics)
     return EvalRun(target, metrics, result, splits)
 
 
-def labels_threshold_metrics(stats: dict[str, Any], probs: torch.Tensor, labels: torch.Tensor) -> dict[str, Any]:
+def labels_threshold_metrics(stats: dict[str, Any], protocols: ProtocolResult) -> dict[str, Any]:
     """Test Dice and IoU at the threshold the training labels' NTM implies, which no label of the test or
     validation images chose (:func:`mstool.metastructure.expected_threshold`, as ``mstool predict --threshold
-    labels`` applies it)."""
+    labels`` applies it), on the test set the protocols scored (tensors, or a lazy run's histograms, whose
+    threshold is then the nearest bin edge)."""
     threshold, polarity = expected_threshold(stats["ntm"])
-    report = binary_report(probs.to(labels.device), labels, threshold=threshold, polarity=polarity)
-    return {"labels/threshold": threshold, "labels/polarity": polarity, "labels/dice": report["dice"],
+    report = protocols.report_at(threshold, polarity)
+    return {"labels/threshold": report["threshold"], "labels/polarity": polarity, "labels/dice": report["dice"],
             "labels/iou": report["iou"]}
