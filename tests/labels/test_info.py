@@ -560,3 +560,15 @@ def test_partial_labels_are_not_the_clean_labels_themselves():
         assert info.changed_fraction == 0 and info.ignored_fraction > 0.85 and info.taxonomy == "RCL"
         assert info.as_dict()["ignored_fraction"] == pytest.approx(info.ignored_fraction)
     assert label_info(clean, clean).taxonomy == "CL" and label_info(clean, clean).ignored_fraction == 0
+
+
+def test_one_drawn_region_is_rcl_by_its_expected_density():
+    from mstool.data import synthesize
+    from mstool.labels import apply_spec
+    from mstool.metastructure import expected_similarity
+
+    clean = synthesize("nuc", 4, 64, generator=torch.Generator().manual_seed(1)).labels
+    for spec, kind in (("region:0.25", "RCL"), ("region:0.25+dilate:2", "PCL")):
+        drawn = apply_spec(clean, spec, generator=torch.Generator().manual_seed(0), num_classes=2)
+        s = expected_similarity(clean, drawn, bootstrap=0)
+        assert label_info(clean, drawn, expected_score=s.score, expected_signal=s.signal).taxonomy == kind, s

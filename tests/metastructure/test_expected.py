@@ -144,6 +144,35 @@ def test_expected_density_of_a_sample_is_the_scaled_clean_density(blobs):
                                atol=1e-5, rtol=0)
 
 
+@pytest.mark.parametrize("kind", ["thin", "blobs"])
+@pytest.mark.parametrize("spec", ["region:0.25", "scribble:0.1", "objects:0.3,ignore"])
+def test_partial_labels_exact_where_drawn_keep_the_expected_density(kind, spec, request):
+    # a network learns nothing where the label is 255, so one drawn rectangle (or scribbles, or some whole
+    # objects) teaches the clean meta-structure however little of the image it covers
+    clean = request.getfixturevalue(kind)
+    s = expected_similarity(clean, noisy(clean, spec), bootstrap=0)
+    assert s.score > 0.99, s
+    assert s.one_draw < 0.9  # the draw itself, 255 counted as no class, looks far from it
+
+
+@pytest.mark.parametrize("kind", ["thin", "blobs"])
+def test_a_partial_label_scores_as_its_drawn_part_does(kind, request):
+    clean = request.getfixturevalue(kind)
+    whole = expected_similarity(clean, noisy(clean, "dilate:2"), bootstrap=0).score
+    part = expected_similarity(clean, noisy(clean, "region:0.25+dilate:2"), bootstrap=0).score
+    assert part == pytest.approx(whole, abs=0.03) and part < 0.95
+    flipped = expected_similarity(clean, noisy(clean, "region:0.5+flip:0.2,0.2"), bootstrap=0)
+    assert flipped.score > 0.98 and flipped.signal < 0.95  # the flips inside the region are noise, removed
+
+
+def test_expected_density_of_a_region_is_the_clean_density_where_drawn(blobs):
+    y = noisy(blobs, "region:0.5")
+    est, clean_d = expected_density(blobs, y), density(blobs, 2, bandwidth=1)[:, 1:]
+    drawn = (y != 255)[:, None]
+    inner = torch.nn.functional.max_pool2d((~drawn).float(), 3, 1, 1) == 0  # windows wholly inside the region
+    torch.testing.assert_close(est[inner], clean_d[inner], atol=1e-5, rtol=0)
+
+
 def test_boundary_distance_counts_rings_and_skips_ignored():
     labels = torch.zeros(1, 9, 9, dtype=torch.long)
     labels[0, 4, 4] = 1

@@ -26,6 +26,13 @@ that varies clearly more (by over 10%, or four sampling errors) is structure, su
 which a network learns like any other part of the label: then no noise is removed and the score is the one-draw
 correlation. A residual that varies less (jitter moves pixels rather than redrawing them) caps the noise removed.
 
+Partial labels (pixels the noisy label leaves as ``ignore_index``) are what a network trained on them sees: it
+gets no gradient there and predicts the rate it learnt for the pixel's context from the labelled pixels. So the
+rates are counted among the pixels the noisy label gives, an unlabelled pixel enters the density at its context's
+rate with no noise, and a context the label gives no pixel of (scribbles never touch a boundary) takes its clean
+class's rate over all distances. One exactly drawn region, scribbles or some whole objects then score 1, and a
+drawn part that is dilated scores as the dilation does; ``one_draw`` still counts 255 as no class.
+
 What the model gets right, by construction:
 
 - random sampling and flipping (any rate, class-dependent or not) are one rate per context: ``r`` near 1;
@@ -117,8 +124,9 @@ def expected_similarity(clean: torch.Tensor, noisy: torch.Tensor, num_classes: i
 
     Args:
         clean: ``(N, H, W)`` integer clean labels.
-        noisy: ``(N, H, W)`` integer noisy labels of the same images; ``ignore_index`` pixels count as no class
-            (a sparse label's density is scaled by its sampling rate, Lemma 1, which a correlation ignores).
+        noisy: ``(N, H, W)`` integer noisy labels of the same images; ``ignore_index`` pixels teach nothing and
+            take their context's rate in the expected density (module docstring), and count as no class in
+            ``one_draw``.
         num_classes: ``K``; ``None`` infers it from both (at least 2).
         bandwidth: box window half-width ``h >= 1`` of the densities. ``1`` (3 x 3) ordered trained Dice best on
             built-in ER and mitochondria data; wider windows forgive dilations that cost Dice.
@@ -144,7 +152,7 @@ def expected_similarity(clean: torch.Tensor, noisy: torch.Tensor, num_classes: i
                    ignore_index=ignore_index)
     bootstrap = check_int(bootstrap, "bootstrap", low=0, note="resamples")
     check_range(confidence, "confidence", 0, 1, low_open=True, high_open=True)
-    sums = parts["sums"]  # (N, C, 6) per image and class, see _moments
+    sums = parts["sums"]  # (N, C, 8) per image and class, see _moments
     polarity, bandwidth = parts["polarity"], parts["bandwidth"]
     window = (2 * bandwidth + 1) ** 2
     score, one_draw, signal = _pooled(sums.sum(0, keepdim=True), polarity, window)
@@ -260,27 +268,33 @@ def _parts(clean: torch.Tensor, noisy: torch.Tensor, num_classes: int | None, *,
     joint = torch.bincount((context * (k + 1) + q).flatten(), minlength=(contexts + 1) * (k + 1))
     joint = joint.view(contexts + 1, k + 1).to(torch.float64)
     joint[contexts] = 0
-    total = joint.sum(1, keepdim=True).clamp(min=1)
-    rates = (joint / total).to(torch.float32)  # (contexts + 1, K + 1)
+    rates = _given_rates(joint[:, :k], k, d2)  # (contexts + 1, K), among the pixels the noisy label gives
+    given = q < k
+    ctx = context.long()
     size = _box_sum(torch.ones(1, 1, h, w, device=dev), bandwidth)[:, 0]  # in-image window sizes |W(x)|
     sums, model_maps, draw_maps, noise_maps = [], [], [], []
     for c in range(1, k):
         y = (noisy == c).to(torch.float32)
-        p = rates[:, c][context.long()]
+        p = rates[:, c][ctx]
+        # A pixel the noisy label leaves out teaches the network nothing, which then predicts its context's rate
+        # there: the learnt density is the draw where labelled and the rate elsewhere, with no noise there.
+        learnt = torch.where(given, y, p)
         # Pixels outside the model (unlabelled in the clean label) keep their own value: no residual there.
-        expect = torch.where(valid, p, y)
-        win = _box_sum(torch.stack([y, (clean == c).to(torch.float32), p * (1 - p), expect], 1), bandwidth)
+        expect = torch.where(valid, p, learnt)
+        win = _box_sum(torch.stack([learnt, (clean == c).to(torch.float32), given * p * (1 - p), expect, y], 1),
+                       bandwidth)
         d_noisy, d_clean = win[:, 0] / size, win[:, 1] / size
         noise = win[:, 2] / size.square()
-        sums.append(_moments(d_noisy, d_clean, noise, (win[:, 0] - win[:, 3]) / size))
+        sums.append(_moments(d_noisy, d_clean, noise, (win[:, 0] - win[:, 3]) / size, win[:, 4] / size))
         if maps:
             model_maps.append(win[:, 3] / size)
             draw_maps.append(d_noisy)
             noise_maps.append(noise)
     polarity = 1
     if k == 2:
-        # The binary NTM's determinant, P(noisy = 1 | clean = 1) - P(noisy = 1 | clean = 0), from the same counts.
-        by_class = joint[:contexts].view(k, d2, k + 1).sum(1)
+        # The binary NTM's determinant, P(noisy = 1 | clean = 1) - P(noisy = 1 | clean = 0), from the same counts
+        # (among the pixels the noisy label gives, as the NTM of mstool.labels.label_info).
+        by_class = joint[:contexts, :k].view(k, d2, k).sum(1)
         t = by_class[:, 1] / by_class.sum(1).clamp(min=1)
         polarity = -1 if float(t[1] - t[0]) < 0 else 1
     out = {"sums": torch.stack(sums, 1), "polarity": polarity, "bandwidth": bandwidth}
@@ -289,20 +303,34 @@ def _parts(clean: torch.Tensor, noisy: torch.Tensor, num_classes: int | None, *,
     return out
 
 
-def _moments(d_noisy: torch.Tensor, d_clean: torch.Tensor, noise: torch.Tensor,
-             residual: torch.Tensor) -> torch.Tensor:
-    """``(N, 6)`` float64 per image: covariance and the two variances of the densities over pixels, the mean
-    modelled noise variance, the variance of the residual density (the draw's departure from the model's rates)
-    and the number of pixels."""
+def _given_rates(counts: torch.Tensor, k: int, d2: int) -> torch.Tensor:
+    """``(contexts + 1, K)`` counts of (context, noisy class) → each context's class rates among the pixels the
+    noisy label gives. A context it gives no pixel of (scribbles never touch a boundary) takes its clean class's
+    rate over all distances; the last row (pixels unlabelled in the clean label) stays 0."""
+    contexts = k * d2
+    by_class = counts[:contexts].view(k, d2, k).sum(1)
+    fallback = (by_class / by_class.sum(1, keepdim=True).clamp(min=1)).repeat_interleave(d2, 0)
+    total = counts[:contexts].sum(1, keepdim=True)
+    rates = torch.where(total > 0, counts[:contexts] / total.clamp(min=1), fallback)
+    return torch.cat([rates, torch.zeros_like(rates[:1])]).to(torch.float32)
+
+
+def _moments(d_noisy: torch.Tensor, d_clean: torch.Tensor, noise: torch.Tensor, residual: torch.Tensor,
+             d_draw: torch.Tensor) -> torch.Tensor:
+    """``(N, 8)`` float64 per image: covariance and the two variances of the learnt and clean densities over
+    pixels, the mean modelled noise variance, the variance of the residual density (the draw's departure from the
+    model's rates), the number of pixels, and the covariance with the clean density and the variance of the
+    draw's own density (its unlabelled pixels counted as no class, as :func:`meta_similarity` sees it)."""
     n = d_noisy[0].numel()
 
     def mean(x: torch.Tensor) -> torch.Tensor:
         return x.sum((-1, -2), dtype=torch.float64) / n
 
-    mn, mc, mr = mean(d_noisy), mean(d_clean), mean(residual)
+    mn, mc, mr, md = mean(d_noisy), mean(d_clean), mean(residual), mean(d_draw)
     return torch.stack([mean(d_noisy * d_clean) - mn * mc, mean(d_noisy.square()) - mn.square(),
                         mean(d_clean.square()) - mc.square(), mean(noise), mean(residual.square()) - mr.square(),
-                        torch.full_like(mn, n)], -1)
+                        torch.full_like(mn, n), mean(d_draw * d_clean) - md * mc, mean(d_draw.square()) - md.square()],
+                       -1)
 
 
 def _box_sum(x: torch.Tensor, h: int) -> torch.Tensor:
@@ -322,7 +350,7 @@ def _box_sum(x: torch.Tensor, h: int) -> torch.Tensor:
 
 
 def _pooled(sums: torch.Tensor, polarity: int, window: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """``(M, C, 6)`` summed statistics → ``(M,)`` score, one-draw correlation and signal share, mean over classes.
+    """``(M, C, 8)`` summed statistics → ``(M,)`` score, one-draw correlation and signal share, mean over classes.
 
     The noise removed is the modelled white-noise variance, checked against the residual: independent pixel noise
     leaves a residual density whose variance equals the modelled one (a ratio of 1, up to its sampling error).
@@ -333,15 +361,14 @@ def _pooled(sums: torch.Tensor, polarity: int, window: int) -> tuple[torch.Tenso
     A class whose clean density is constant in every image (absent, or everywhere) has no correlation and is
     left out; with no class left the values are NaN.
     """
-    cov, var_noisy, var_clean, modelled, var_residual, pixels = sums.unbind(-1)
+    cov, var_noisy, var_clean, modelled, var_residual, pixels, cov_draw, var_draw = sums.unbind(-1)
     # The residual variance's relative sampling error is about sqrt(2 / independent windows).
     tolerance = torch.clamp(4 * (2 * window / pixels.clamp(min=1)).sqrt(), min=_WHITE_TOLERANCE)
     white = var_residual <= (1 + tolerance) * modelled
     noise = torch.where(white, torch.minimum(modelled, var_residual), torch.zeros_like(modelled))
     usable = var_clean > 0
     flat = var_noisy <= 0  # an empty noisy class: nothing learned, correlation 0
-    denom = (var_noisy * var_clean).clamp(min=1e-300).sqrt()
-    one = torch.where(flat, torch.zeros_like(cov), cov / denom)
+    one = torch.where(var_draw <= 0, torch.zeros_like(cov), cov_draw / (var_draw * var_clean).clamp(min=1e-300).sqrt())
     signal_var = torch.maximum(var_noisy - noise, (1 - _NOISE_CAP) * var_noisy)
     score = torch.where(flat, torch.zeros_like(cov), cov / (signal_var * var_clean).clamp(min=1e-300).sqrt())
     signal = torch.where(flat, torch.zeros_like(cov), ((var_noisy - noise) / var_noisy.clamp(min=1e-300)))
