@@ -3,6 +3,7 @@ import json
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from PIL import Image
 
 from mstool.cli.main import cli
 from mstool.data import write_synthetic_dataset
@@ -338,7 +339,14 @@ def test_segment_scribbles_bad_input_is_one_line(er_root, tmp_path):
                          ("size", np.zeros((40, 48), dtype=np.uint8)),
                          ("names", np.zeros((48, 48), dtype=np.uint8))):
         write_mask(tmp_path / folder / f"{'other' if folder == 'names' else name}.png", mask)
+    # a gray (not palette) PNG of 0, 2 and 255: read as object ids it would be foreground everywhere
+    gray = np.full((48, 48), 255, dtype=np.uint8)
+    gray[:10], gray[20:30] = 2, 0
+    (tmp_path / "gray").mkdir()
+    Image.fromarray(gray, mode="L").save(tmp_path / "gray" / f"{name}.png")
     for extra, method, message in (
+            (["--scribbles", str(tmp_path / "gray")], "dfc", "scribbles hold 0 (background), 1 (foreground) and "
+                                                             "255 (not labelled); found 2"),
             (["--scribbles", str(tmp_path / "ok")], "otsu", "method 'otsu' takes no scribbles (partial labels); dfc, "
                                                             "igtt do"),
             (["--scribbles", str(tmp_path / "values")], "dfc", "scribbles hold 0 (background), 1 (foreground) and "

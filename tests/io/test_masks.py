@@ -148,6 +148,16 @@ def test_class_indices_read_as_binary_are_refused_or_warned(tmp_path):
     np.testing.assert_array_equal(read_mask(path, mode="multiclass"), classes)
 
 
+def test_a_wrong_foreground_value_beside_255_is_named_in_the_warning(tmp_path):
+    """0/2/255 drawn as partial labels: read as object ids, 255 is foreground too, and the warning says so."""
+    drawn = np.full((16, 16), 255, np.uint8)
+    drawn[:4], drawn[8:12], drawn[2, 10] = 2, 0, 0
+    path = _save_gray_png(tmp_path / "drawn.png", drawn)
+    with pytest.warns(MstoolWarning, match="255 is an object here too: only a mask of 0, 1 and 255 keeps 255 as not "
+                                           "labelled"):
+        read_mask(path)
+
+
 def test_instance_ids_read_without_warning(tmp_path, recwarn):
     """Object ids that each cover one region (the DSB masks' case) are read as foreground silently."""
     inst = np.zeros((16, 16), np.uint16)

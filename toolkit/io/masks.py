@@ -211,10 +211,13 @@ def _binarize(labels: np.ndarray, palette: bool, p: Path, *, strict: bool) -> np
                         "(every value > 0 is foreground) with --mask-mode instance (mode='instance'), or as class "
                         "indices with --mask-mode multiclass")
     if _separate_regions(labels, len(foreground)):
+        # 255 among other values is most often "not labelled" drawn beside a wrong foreground value
+        unlabelled = (" 255 is an object here too: only a mask of 0, 1 and 255 keeps 255 as not labelled;"
+                      if _IGNORE in values else "")
         warnings.warn(f"{p}: mask values {shown} are read as object ids (every value > 0 is foreground: "
                       f"{float((labels > 0).mean()):.0%} of the mask), but a value covers separate regions as class "
-                      "indices do; pass --mask-mode multiclass (mode='multiclass') if they are classes, or "
-                      "--mask-mode instance to read them as objects without this warning", MstoolWarning,
+                      f"indices do;{unlabelled} pass --mask-mode multiclass (mode='multiclass') if they are classes, "
+                      "or --mask-mode instance to read them as objects without this warning", MstoolWarning,
                       stacklevel=3)
     return (labels > 0).astype(np.int64)
 

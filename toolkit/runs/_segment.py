@@ -22,7 +22,7 @@ import torch
 from .. import IGNORE_INDEX
 from .._fs import atomic_dir, check_output_dir
 from .._types import Progress
-from ..data import read_images, read_label_set
+from ..data import read_images
 from ..device import make_generator, resolve_device
 from ..engine import load_model
 from ..errors import DataError, FileMissingError, FileReadError, LayoutError, MstoolError, MstoolWarning, ParameterError
@@ -193,28 +193,30 @@ def _read_scribbles(root: str | os.PathLike, job: _Job) -> dict[str, torch.Tenso
     """The partial labels of the images, by name: each checked for its image's size and for 0/1/255 values.
     ``root`` is a label set (:func:`collect_labels`), or one mask file for the image of its name or, when one
     image is segmented, for that image."""
+    mode = "auto"
     if Path(root).is_file():
         only = next(iter(job.loaded)) if len(job.loaded) == 1 else Path(root).stem
-        found = [(only, Path(root), read_mask(root))]
+        found = [(only, Path(root))]
     else:
         entries, mode = collect_labels(root)
         check_unique_names(entries, needs="--scribbles")
-        entries = [e for e in entries if e.name in job.loaded]
-        found = [(e.name, e.path, mask) for e, mask in zip(entries, read_label_set(entries, mode=mode))]
+        found = [(e.name, e.path) for e in entries]
     found = [item for item in found if item[0] in job.loaded]
     if not found:
         raise LayoutError(f"{root}: no scribble mask is named like an image ({', '.join(list(job.loaded)[:3])} "
                           "...); scribbles pair with images by name")
     out = {}
-    for name, path, mask in found:
+    for name, path in found:
+        # the stored values first: read as object ids, a {0, 2, 255} mask would be foreground everywhere
+        bad = sorted(set(np.unique(read_mask(path, mode="multiclass")).tolist()) - {0, 1, IGNORE_INDEX})
+        if bad:
+            raise ParameterError(f"{path}: scribbles hold 0 (background), 1 (foreground) and 255 (not "
+                                 f"labelled); found {', '.join(map(str, bad[:5]))}")
+        mask = read_mask(path, mode=mode)  # a plain 0/255 mask is a binary mask, labelled everywhere
         image_path, image = job.loaded[name]
         if mask.shape != image.shape[:2]:
             raise DataError(f"{path}: scribbles are {mask.shape[0]} x {mask.shape[1]} but image {image_path} "
                             f"is {image.shape[0]} x {image.shape[1]} (height x width)")
-        bad = sorted(set(np.unique(mask).tolist()) - {0, 1, IGNORE_INDEX})
-        if bad:
-            raise ParameterError(f"{path}: scribbles hold 0 (background), 1 (foreground) and 255 (not "
-                                 f"labelled); found {', '.join(map(str, bad[:5]))}")
         out[name] = torch.from_numpy(mask.astype(np.uint8))  # a byte a pixel: large images are held whole
     missing = len(job.loaded) - len(out)
     if missing:
