@@ -63,6 +63,11 @@ def test_set_threads_and_describe():
     with pytest.raises(ParameterError, match=r"`threads` must be an integer >= 0 \(0 keeps the default\); got -2"):
         set_threads(-2)
     assert describe_device(torch.device("cpu")).startswith("cpu (")
+    set_threads(1)
+    assert describe_device(torch.device("cpu")).startswith("cpu (1 thread, ")
+    set_threads(2)
+    assert describe_device(torch.device("cpu")).startswith("cpu (2 threads, ")
+    set_threads(before)
 
 
 def _fixed_net(device: torch.device) -> tuple[torch.nn.Conv2d, torch.optim.SGD, torch.Tensor]:

@@ -116,7 +116,8 @@ def describe_device(device: torch.device | None = None) -> str:
         props = torch.cuda.get_device_properties(device)
         return f"{device} ({props.name}, {props.total_memory / 2**30:.1f} GiB)"
     if device.type == "cpu":
-        return f"cpu ({torch.get_num_threads()} threads, {os.cpu_count()} cores)"
+        threads, cores = torch.get_num_threads(), os.cpu_count() or 0
+        return f"cpu ({threads} thread{'s' * (threads != 1)}, {cores} core{'s' * (cores != 1)})"
     return str(device)
 
 

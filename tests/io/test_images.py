@@ -22,7 +22,16 @@ from mstool.errors import (
     ParameterError,
     ShapeError,
 )
-from mstool.io import IMAGE_SUFFIXES, find_images, load_image, normalize_image, read_image, write_image
+from mstool.io import (
+    IMAGE_SUFFIXES,
+    find_images,
+    image_size,
+    load_image,
+    normalize_image,
+    read_image,
+    read_mask,
+    write_image,
+)
 
 
 def _rng() -> np.random.Generator:
@@ -247,6 +256,16 @@ def test_truncated_uncompressed_tiff(tmp_path):
     tifffile.imwrite(tmp_path / "raw.tif", _rng().integers(0, 9, (64, 64)).astype(np.uint16))
     with pytest.raises(FileReadError, match=r"cut_raw\.tif: cannot read image"):
         read_image(_chop(tmp_path / "raw.tif"))
+
+
+def test_a_tiff_header_pointing_nowhere_is_one_clear_error(tmp_path, capsys):
+    # a TIFF signature and garbage: tifffile finds no page and logs why; the error says it, and nothing else prints
+    (tmp_path / "bad.tif").write_bytes(b"II*\x00" + b"garbage" * 10)
+    for read in (read_image, read_mask, image_size):
+        with pytest.raises(FileReadError, match=r"bad\.tif: cannot read image: a TIFF file without a readable page "
+                                                r"\(invalid offset to first page \d+\)"):
+            read(tmp_path / "bad.tif")
+    assert capsys.readouterr().err == ""
 
 
 @pytest.mark.parametrize("name", ["text.png", "text.tif", "text.jpg", "empty.png", "empty.tiff"])

@@ -8,8 +8,11 @@ Files are read as numpy arrays ``(H, W)`` or ``(H, W, 3)`` (RGB order) in the fi
 
 from __future__ import annotations
 
+import contextlib
+import logging
 import os
 import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import cv2
@@ -94,12 +97,37 @@ def _read_pixels(path: str | os.PathLike, *, page: int | None = None,
     return _channels_last(arr, p), palette
 
 
+@contextlib.contextmanager
+def _tifffile_log() -> Iterator[list[str]]:
+    """What tifffile logs while a file is read, kept for the error message instead of printed: a damaged file
+    would otherwise put a second line on stderr beside mstool's one."""
+    logged: list[str] = []
+
+    class Keep(logging.Handler):
+        def emit(self, record: logging.LogRecord) -> None:
+            logged.append(record.getMessage())
+
+    log = logging.getLogger("tifffile")
+    handler, propagate = Keep(), log.propagate
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        yield logged
+    finally:
+        log.removeHandler(handler)
+        log.propagate = propagate
+
+
 def _read_tiff(p: Path, page: int | None) -> np.ndarray:
-    with tifffile.TiffFile(p) as tf:
+    with _tifffile_log() as logged, tifffile.TiffFile(p) as tf:
         pages = list(tf.pages)
         if len(pages) > 1:  # thumbnails stored as extra pages are not part of the image
             pages = [pg for pg in pages if not getattr(pg, "is_reduced", False)] or pages
         n = len(pages)
+        if n == 0:
+            why = f" ({logged[0].split('> ', 1)[-1]})" if logged else ""
+            raise FileReadError(f"{p}: cannot read image: a TIFF file without a readable page{why}; the file may be "
+                                "truncated or not an image")
         if page is None and n > 1:
             raise DataError(f"{p}: a TIFF stack of {n} pages, and mstool reads one image per file; save each page as "
                             f"its own file (mstool segment and prior estimate read one with --page K, Python with "
@@ -228,7 +256,7 @@ def image_size(path: str | os.PathLike, *, page: int | None = None) -> tuple[int
     p = _existing_file(path)
     try:
         if p.suffix.lower() in (".tif", ".tiff"):
-            with tifffile.TiffFile(p) as tf:
+            with _tifffile_log(), tifffile.TiffFile(p) as tf:
                 pages = [pg for pg in tf.pages if not getattr(pg, "is_reduced", False)] or list(tf.pages)
                 if len(pages) == 1 or page is not None:
                     pg = pages[page or 0]
