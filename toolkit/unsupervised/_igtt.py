@@ -707,7 +707,8 @@ class IGTT:
         model_options: U-Net options (:func:`mstool.models.build_model`); default ``base=16, depth=3``.
         lr: Adam learning rate.
         schedule: ``"cosine"`` (decay to 0 over all rounds) or ``"constant"``.
-        batch_size: images per step (drawn at random each step).
+        batch_size: images per step, one crop from each, drawn at random each step without repeats (so a step
+            holds ``min(batch_size, N)`` crops).
         crop: side of the random training crops (``None``: whole images; larger than the image: whole); at most
             ``tile`` for an image larger than a tile.
         dmi_weight: weight of the DMI term of the ``dmi+iou`` loss.
