@@ -30,11 +30,12 @@ python examples/demo.py --out demo_out --full (the paper's table, about 33 minut
 from __future__ import annotations
 
 import argparse
-import shutil
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+from _outputs import example_folder  # examples/_outputs.py: the folder rules of the examples
 
 HERE = Path(__file__).resolve().parent
 
@@ -162,9 +163,7 @@ def main() -> None:
     parser.add_argument("--clean", action="store_true", help="remove the output folder first")
     parser.add_argument("--steps", default="1,2,3,4", help="steps to run (default all: 1,2,3,4)")
     args = parser.parse_args()
-    if args.clean and args.out.exists():
-        shutil.rmtree(args.out)
-    args.out.mkdir(parents=True, exist_ok=True)
+    example_folder(args.out, clean=args.clean)
     steps = {s.strip() for s in args.steps.split(",")}
     seeds = args.seeds or ("0,1,2" if args.full else "0")
     t0 = time.perf_counter()

@@ -46,6 +46,7 @@ import time
 from pathlib import Path
 
 import torch
+from _outputs import example_folder  # examples/_outputs.py: the folder rules of the examples
 
 from mstool.io import find_images, read_mask
 from mstool.metrics import binary_report
@@ -117,7 +118,7 @@ def main() -> None:
     parser.add_argument("--no-overlays", action="store_true", help="do not draw image | mask | prior pictures")
     args = parser.parse_args()
     t0 = time.perf_counter()
-    args.out.mkdir(parents=True, exist_ok=True)
+    example_folder(args.out)
     common = ["--seed", str(args.seed), "--threads", str(args.threads), "--overwrite"]
     drawing = ["--no-overlays"] if args.no_overlays else []
     settings = [a for s in args.settings for a in ("--set", s)]

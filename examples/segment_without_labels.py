@@ -32,6 +32,8 @@ import sys
 import time
 from pathlib import Path
 
+from _outputs import example_folder  # examples/_outputs.py: the folder rules of the examples
+
 from mstool.runs import score_masks
 
 METHODS = {"otsu": ("otsu", False), "igtt": ("igtt", False), "igtt_prior": ("igtt", True)}
@@ -89,7 +91,7 @@ def main() -> None:
     parser.add_argument("--no-overlays", action="store_true", help="do not draw image | mask | prior pictures")
     args = parser.parse_args()
     t0 = time.perf_counter()
-    args.out.mkdir(parents=True, exist_ok=True)
+    example_folder(args.out)
     common = ["--seed", str(args.seed), "--threads", str(args.threads), "--overwrite"]
     drawing = ["--no-overlays"] if args.no_overlays else []
     truth_dir = args.truth

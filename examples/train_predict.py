@@ -26,6 +26,8 @@ import shutil
 import statistics
 from pathlib import Path
 
+from _outputs import example_folder  # examples/_outputs.py: the folder rules of the examples
+
 from mstool.data import DataSource
 from mstool.runs import evaluate_run, make_label_set, predict_folder, run_config, score_masks, train_run
 
@@ -67,6 +69,7 @@ def main() -> None:
     parser.add_argument("--epochs", type=int, default=None, help="override the quick preset's epochs")
     args = parser.parse_args()
     seeds = [int(s) for s in args.seeds.split(",")]
+    example_folder(args.out)
     rows = {seed: run_seed(args, seed) for seed in seeds}
     what = f"--labels {args.labels}" if args.labels else f"--annotate {args.annotate}"
     print(f"{args.data} ({what}): test Dice per threshold rule, seeds {args.seeds}")

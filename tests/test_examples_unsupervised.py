@@ -185,3 +185,40 @@ def test_train_predict_scores_each_threshold_rule(tmp_path):
     rows = {line.split()[0]: line.split() for line in stdout.splitlines() if line.startswith("  ")}
     assert float(rows["labels"][-1].rstrip(")")) < 0.1  # a 10% sample: about 0.05
     assert all(0 <= float(row[1]) <= 1 for row in rows.values())
+
+
+@pytest.mark.parametrize(("script", "args"), [
+    ("demo.py", ["--clean", "--steps", "1"]),
+    ("segment_without_labels.py", []),
+    ("segment_with_rough_labels.py", []),
+    ("train_predict.py", ["data"]),
+])
+def test_examples_that_clear_their_folders_never_touch_a_users_files(tmp_path, script, args):
+    (tmp_path / "mine" / "data" / "images").mkdir(parents=True)
+    (tmp_path / "mine" / "data" / "images" / "notes.txt").write_text("precious")
+    (tmp_path / "data").mkdir()
+    for out in ("mine", "."):  # a folder the examples did not write; the working folder itself
+        proc = subprocess.run([sys.executable, str(EXAMPLES / script), *args, "--out", out], cwd=tmp_path,
+                              capture_output=True, text=True, timeout=120)
+        assert proc.returncode == 2 and proc.stderr.count("\n") == 1 and "Error: " in proc.stderr, proc.stderr
+        assert (tmp_path / "mine" / "data" / "images" / "notes.txt").read_text() == "precious"
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "mine"]
+
+
+def test_an_example_reopens_and_cleans_only_its_own_folder(tmp_path, monkeypatch):
+    sys.path.insert(0, str(EXAMPLES))
+    monkeypatch.chdir(tmp_path)
+    try:
+        from _outputs import example_folder
+    finally:
+        sys.path.remove(str(EXAMPLES))
+    out = example_folder(tmp_path / "run")
+    (out / "result.txt").write_text("1")
+    assert example_folder(tmp_path / "run") == out and (out / "result.txt").exists()  # its own: reopened
+    example_folder(tmp_path / "run", clean=True)
+    assert not (out / "result.txt").exists() and (out / ".mstool").is_file()  # cleaned and marked again
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "x").write_text("keep")
+    with pytest.raises(SystemExit):
+        example_folder(tmp_path / "other", clean=True)
+    assert (tmp_path / "other" / "x").read_text() == "keep"
