@@ -162,13 +162,16 @@ def _format_report(rep) -> str:
     ntm = "; ".join("[" + ", ".join(_fmt(x) for x in row) + "]" for row in info["ntm"])
     det = "-" if info.get("det") is None else _fmt(info["det"])
     sims = "  ".join(f"{k} {_fmt(v)}" for k, v in sim.items())
+    # no changed pixel (clean or partial labels): where changes lie is not defined, which "nan" said badly
+    boundary = ("boundary fraction - (no pixel changed)" if info["boundary_fraction"] is None else
+                f"boundary fraction {_fmt(info['boundary_fraction'])} (uniform noise would give "
+                f"{_fmt(info['expected_boundary_fraction'])})")
     return (
         f"{rep.name}\n"
         f"  taxonomy {info['taxonomy']}   NTM rows=clean, cols=noisy: {ntm}\n"
         f"  rank {info['rank']}  det {det}  condition {_fmt(info['condition'], 2)}  "
         f"MI {_fmt(info['mutual_information'])} of H(clean) {_fmt(info['clean_entropy'])} bits\n"
-        f"  changed {_fmt(info['changed_fraction'])}  boundary fraction {_fmt(info['boundary_fraction'])} "
-        f"(uniform noise would give {_fmt(info['expected_boundary_fraction'])})\n"
+        f"  changed {_fmt(info['changed_fraction'])}  {boundary}\n"
         f"  meta-structure similarity to clean: {sims}\n"
         f"  expected-density score (noise averaged out, h=1): {_fmt(info.get('expected_score'))}"
     )

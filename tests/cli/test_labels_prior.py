@@ -26,17 +26,20 @@ def test_labels_specs_lists_the_zoo():
 
 def test_labels_make_and_analyze(er_root, tmp_path):
     runner = CliRunner()
-    for spec, name in (("sample:0.1", "s"), ("dilate:2", "d")):
+    for spec, name in (("sample:0.1", "s"), ("dilate:2", "d"), ("region:0.5", "r")):
         r = runner.invoke(cli, ["labels", "make", "--clean", str(er_root), "--spec", spec, "--seed", "1",
                                 "-o", str(tmp_path / name)])
         assert r.exit_code == 0, r.output
         assert f"wrote 4 {spec} masks" in r.output
     r = runner.invoke(cli, ["labels", "analyze", "--clean", str(er_root), "--noisy", str(tmp_path / "s"),
-                            "--noisy", str(tmp_path / "d"), "--json", str(tmp_path / "a.json")])
+                            "--noisy", str(tmp_path / "d"), "--noisy", str(tmp_path / "r"),
+                            "--json", str(tmp_path / "a.json")])
     assert r.exit_code == 0, r.output
     assert "taxonomy RCL" in r.output and "taxonomy PCL" in r.output and "rank 2" in r.output
+    # the region changes no pixel it keeps: no boundary fraction to give, and it is RCL by its expected density
+    assert r.output.count("boundary fraction - (no pixel changed)") == 1 and "nan" not in r.output
     rows = json.loads((tmp_path / "a.json").read_text())
-    assert [row["taxonomy"] for row in rows] == ["RCL", "PCL"]
+    assert [row["taxonomy"] for row in rows] == ["RCL", "PCL", "RCL"]
 
 
 def test_labels_make_bad_spec_is_one_line(er_root, tmp_path):
