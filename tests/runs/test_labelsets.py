@@ -169,3 +169,11 @@ def test_audit_reads_the_noisy_masks_as_mask_mode_says(tmp_path):
     copy = shutil.copytree(tmp_path / "d", tmp_path / "copy")
     audit = audit_label_sets(tmp_path / "d", [copy], mask_mode="multiclass")[0]
     assert audit.taxonomy == "CL" and audit.expected.score > 0.99  # an identical copy is clean labels
+
+
+def test_audit_pictures_of_sets_with_one_folder_name_do_not_overwrite_each_other(tmp_path):
+    from mstool.runs._labelsets import _picture_names
+
+    assert _picture_names([str(tmp_path / "s"), str(tmp_path / "d")]) == ["s", "d"]
+    assert _picture_names([str(tmp_path / "a" / "set"), str(tmp_path / "b" / "set")]) == ["a_set", "b_set"]
+    assert _picture_names([str(tmp_path / "x y"), str(tmp_path / "x y")]) == ["x_y", "x_y-2"]

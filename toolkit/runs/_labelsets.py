@@ -279,8 +279,8 @@ def audit_label_sets(
             drawings.append((k, _audit_columns(clean_labels, noisy_labels, k, bandwidth, expected)))
     if pictures is not None:
         with atomic_dir(pictures, overwrite=overwrite, inputs=[clean, *noisy], kind="audit") as tmp:
-            for audit, (k, columns) in zip(out, drawings):
-                plot_label_panel(tmp / f"{_picture_name(audit.name)}.png", columns, num_classes=k,
+            for audit, file, (k, columns) in zip(out, _picture_names([a.name for a in out]), drawings, strict=True):
+                plot_label_panel(tmp / f"{file}.png", columns, num_classes=k,
                                  title=f"{Path(audit.name).name}: {audit.taxonomy}, expected-density score "
                                        f"{audit.expected.score:.3f} (one draw {audit.expected.one_draw:.3f})")
     if json_path is not None:
@@ -313,8 +313,20 @@ def _count_masks(root: str | os.PathLike) -> int:
         return 0
 
 
-def _picture_name(name: str) -> str:
-    return "".join(c if c.isalnum() or c in "-_." else "_" for c in Path(name).name) or "labels"
+def _picture_names(names: list[str]) -> list[str]:
+    """One file name per label set: its folder's name, with as many parent folders as make the names differ
+    (``a/set`` and ``b/set`` give ``a_set`` and ``b_set``), then a count for a set given twice."""
+    parts = [Path(n).resolve().parts for n in names]
+    for depth in range(1, max(len(p) for p in parts) + 1):
+        files = ["_".join(p[-depth:]) for p in parts]
+        if len(set(files)) == len(set(parts)):  # a set given twice cannot differ by its path
+            break
+    files = ["".join(c if c.isalnum() or c in "-_." else "_" for c in f) or "labels" for f in files]
+    seen: dict[str, int] = {}
+    for i, f in enumerate(files):
+        seen[f] = seen.get(f, 0) + 1
+        files[i] = f if seen[f] == 1 else f"{f}-{seen[f]}"
+    return files
 
 
 def _audit_columns(clean: torch.Tensor, noisy: torch.Tensor, k: int, bandwidth: int,
