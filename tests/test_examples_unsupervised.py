@@ -205,7 +205,7 @@ def test_examples_that_clear_their_folders_never_touch_a_users_files(tmp_path, s
         assert sorted(p.name for p in tmp_path.iterdir()) == ["data", "mine"]
 
 
-def test_an_example_reopens_and_cleans_only_its_own_folder(tmp_path, monkeypatch):
+def test_an_example_reopens_and_cleans_only_its_own_folder(tmp_path, monkeypatch, capsys):
     sys.path.insert(0, str(EXAMPLES))
     monkeypatch.chdir(tmp_path)
     try:
@@ -219,6 +219,7 @@ def test_an_example_reopens_and_cleans_only_its_own_folder(tmp_path, monkeypatch
     assert not (out / "result.txt").exists() and (out / ".mstool").is_file()  # cleaned and marked again
     (tmp_path / "other").mkdir()
     (tmp_path / "other" / "x").write_text("keep")
-    with pytest.raises(SystemExit):
+    with pytest.raises(SystemExit, match="^2$"):
         example_folder(tmp_path / "other", clean=True)
+    assert "--clean removes only a folder an mstool example wrote" in capsys.readouterr().err
     assert (tmp_path / "other" / "x").read_text() == "keep"
