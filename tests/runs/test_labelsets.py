@@ -177,3 +177,27 @@ def test_audit_pictures_of_sets_with_one_folder_name_do_not_overwrite_each_other
     assert _picture_names([str(tmp_path / "s"), str(tmp_path / "d")]) == ["s", "d"]
     assert _picture_names([str(tmp_path / "a" / "set"), str(tmp_path / "b" / "set")]) == ["a_set", "b_set"]
     assert _picture_names([str(tmp_path / "x y"), str(tmp_path / "x y")]) == ["x_y", "x_y-2"]
+
+
+def test_a_flat_folder_of_masks_pairs_with_a_datasets_split_folders_and_back(er_root, tmp_path):
+    from mstool.runs import audit_label_sets
+
+    make_label_set(er_root, "dilate:1", tmp_path / "copy", seed=0)
+    (tmp_path / "flat").mkdir()
+    for p in sorted((tmp_path / "copy").rglob("*.png")):
+        shutil.copy(p, tmp_path / "flat" / p.name)
+    mirrored = audit_label_sets(er_root, [tmp_path / "copy"], bootstrap=0)[0]
+    flat = audit_label_sets(er_root, [tmp_path / "flat"], bootstrap=0)[0]
+    assert flat.used == mirrored.used == 5 and flat.expected.score == pytest.approx(mirrored.expected.score)
+    # two expert masks in a plain folder against the noisy copy's split folders
+    (tmp_path / "few").mkdir()
+    for p in sorted((er_root / "train" / "labels").glob("*.png"))[:2]:
+        shutil.copy(p, tmp_path / "few" / p.name)
+    assert audit_label_sets(tmp_path / "few", [tmp_path / "copy"], bootstrap=0)[0].used == 2
+    # a name found twice under a folder pairs with neither
+    entries, _ = collect_masks(tmp_path / "few")
+    first = entries[0].rel.name
+    for sub in ("a", "b"):
+        (tmp_path / "twice" / sub).mkdir(parents=True)
+        shutil.copy(tmp_path / "few" / first, tmp_path / "twice" / sub / first)
+    assert find_counterparts(entries, tmp_path / "twice", allow_missing=True) == [None, None]

@@ -220,7 +220,9 @@ def _has_plain_images(root: Path, mask_suffix: str) -> bool:
 
 def find_counterparts(entries: list[MaskEntry], other_root: str | os.PathLike, *,
                       allow_missing: bool = False) -> list[Path | None]:
-    """The file in ``other_root`` at each entry's relative path (any image suffix), e.g. a noisy copy's masks.
+    """The file in ``other_root`` at each entry's relative path (any image suffix), e.g. a noisy copy's masks;
+    failing that, the one mask anywhere under it named like the entry's image (:func:`find_masks_by_stem`), so a
+    flat folder of masks pairs with a dataset's split folders and the other way round.
 
     Args:
         entries: the masks to find counterparts of.
@@ -234,10 +236,19 @@ def find_counterparts(entries: list[MaskEntry], other_root: str | os.PathLike, *
     if not other_root.is_dir():
         raise FileMissingError(f"{other_root}: label folder does not exist")
     found, missing = [], []
+    by_name: dict[str, list[Path]] | None = None
     for e in entries:
         folder = other_root / e.rel.parent
         candidates = sorted(folder.glob(f"{_glob_escape(e.rel.stem)}.*")) if folder.is_dir() else []
         candidates = [p for p in candidates if p.stem == e.rel.stem]
+        if not candidates:
+            if by_name is None:  # walked once, and only when a mirrored path is missing
+                try:
+                    by_name = find_masks_by_stem(other_root)
+                except LayoutError:
+                    by_name = {}
+            named = by_name.get(e.name, [])
+            candidates = named if len(named) == 1 else []  # two masks of one name: neither is chosen
         if not candidates:
             missing.append(str(e.rel.with_suffix("")))  # the name, whatever suffix the mask would have had
             if allow_missing:
