@@ -1,10 +1,11 @@
 import json
+import shutil
 
 import numpy as np
 import pytest
 import torch
 
-from mstool.compare import SuiteConfig, prepare_data, run_suite, write_results
+from mstool.compare import SuiteConfig, load_run_config, prepare_data, run_suite, write_results
 from mstool.data import write_synthetic_dataset
 from mstool.errors import FileReadError, LayoutError, OutputError, ParameterError
 
@@ -70,10 +71,17 @@ def test_results_report_and_resume(tiny_run):
 def test_suite_refuses_a_folder_with_other_settings_but_grows_with_new_specs(tiny_run, tmp_path):
     run, cfg, _ = tiny_run
     other = SuiteConfig.from_dict({**cfg.to_dict(), "train": {**cfg.train, "epochs": 2}})
-    with pytest.raises(ParameterError, match="other settings.*train"):
+    with pytest.raises(ParameterError, match=r"other settings \(train: .* in the folder, .* now\)"):
         run_suite(other, run)
     with pytest.raises(ParameterError, match="unknown cell"):
         run_suite(cfg, run, cells=["nope"])
+    # unsupervised rows alone train nothing: other training settings do not matter, and the folder keeps its own
+    shutil.copytree(run, tmp_path / "copy")
+    rows_only = SuiteConfig.from_dict({**cfg.to_dict(), "labels": [], "train": {"epochs": 7}, "preset": "paper",
+                                       "unsupervised": ["otsu"]})
+    rows = run_suite(rows_only, tmp_path / "copy")
+    assert sorted(r["cell"] for r in rows) == sorted([*(r["cell"] for r in run_suite(cfg, run)), "unsup-otsu__seed0"])
+    assert load_run_config(tmp_path / "copy").train == cfg.train
 
 
 def test_interrupted_cell_resumes_to_the_same_result(tmp_path):

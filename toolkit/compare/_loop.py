@@ -113,8 +113,13 @@ def _prepare(config: SuiteConfig, run_dir: Path, cells: list[str] | None) -> tup
     if (run_dir / "config.toml").exists():
         _check_same_suite(run_dir, config)
         stored = load_run_config(run_dir)
+        given = config.to_dict()
+        if not config.labels:  # a suite that trains nothing leaves the folder's training settings as they are
+            kept = stored.to_dict()
+            given = {k: v for k, v in given.items() if k not in _TRAINING} | {k: kept[k] for k in _TRAINING
+                                                                              if k in kept}
         config = SuiteConfig.from_dict({
-            **config.to_dict(),
+            **given,
             "labels": list(dict.fromkeys(stored.labels + config.labels)),
             "models": list(dict.fromkeys(stored.models + config.models)),
             "seeds": list(dict.fromkeys(stored.seeds + config.seeds)),
@@ -159,16 +164,21 @@ def _existing_parent(path: Path) -> Path:
     return parent
 
 
+_TRAINING = ("preset", "train")
+"""Suite settings that only the trained cells read: a suite of unsupervised rows alone may differ in them."""
+
+
 def _check_same_suite(run_dir: Path, config: SuiteConfig) -> None:
     stored = load_run_config(run_dir).to_dict()
     given = config.to_dict()
-    fixed = ("data", "preset", "train", "layout", "synth_n", "synth_size", "synth_seed", "synth_invert",
+    fixed = ("data", *_TRAINING, "layout", "synth_n", "synth_size", "synth_seed", "synth_invert",
              "val_fraction", "fit", "mask_mode", "mask_suffix")
-    differ = [k for k in fixed if stored.get(k) != given.get(k)]
+    differ = [k for k in fixed if stored.get(k) != given.get(k) and (config.labels or k not in _TRAINING)]
     if differ:
+        shown = "; ".join(f"{k}: {stored.get(k)!r} in the folder, {given.get(k)!r} now" for k in differ)
         raise ParameterError(
-            f"{run_dir}: the run folder holds a suite with other settings ({', '.join(differ)} differ); "
-            "choose another output folder (labels, models and seeds may be added to a run)"
+            f"{run_dir}: the run folder holds a suite with other settings ({shown}); choose another output "
+            "folder (labels, models, seeds and unsupervised entries may be added to a run)"
         )
 
 
