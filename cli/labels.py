@@ -145,7 +145,10 @@ def audit(clean, noisy, layout, splits, mask_suffix, mask_mode, bandwidth, boots
         if math.isnan(e.score):
             score = "expected-density score undefined: the clean labels hold no foreground to compare with"
         else:
-            score = (f"expected-density score {_fmt(e.score)}  [95% interval {_fmt(e.low)}, {_fmt(e.high)}]   "
+            # no resample, or one image: no interval to give
+            interval = (f"[95% interval {_fmt(e.low)}, {_fmt(e.high)}]" if bootstrap and e.images > 1 else
+                        "[no interval: --bootstrap 0]" if e.images > 1 else "[no interval: one image]")
+            score = (f"expected-density score {_fmt(e.score)}  {interval}   "
                      f"one-draw similarity {_fmt(e.one_draw)}   structure {_fmt(e.signal, 2)} of the variance")
         click.echo(f"{a.name}  ({a.used} of {a.available} masks have clean labels and were used)\n"
                    f"  {score}\n  {a.taxonomy}: {a.verdict}")

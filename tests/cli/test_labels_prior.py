@@ -231,6 +231,7 @@ def test_labels_audit_with_clean_labels_for_some_images(nuc_sets, tmp_path):
     assert r.exit_code == 0, r.output
     total = len(list(noisy_train.glob("*.png")))
     assert total > 2 and f"2 of {total} masks have clean labels and were used" in r.output
+    assert "[no interval: --bootstrap 0]" in r.output  # not a zero-width interval
 
 
 def test_labels_audit_bad_input_is_one_line(nuc_sets, tmp_path):
