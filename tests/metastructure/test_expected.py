@@ -9,7 +9,7 @@ import torch
 
 from mstool.data import synthesize
 from mstool.errors import DTypeError, ParameterError, ShapeError
-from mstool.labels import apply_spec, boundary_distance
+from mstool.labels import apply_spec, boundary_distance, label_info
 from mstool.metastructure import density, expected_density, expected_similarity, expected_threshold, meta_similarity
 
 
@@ -171,6 +171,17 @@ def test_expected_density_of_a_region_is_the_clean_density_where_drawn(blobs):
     drawn = (y != 255)[:, None]
     inner = torch.nn.functional.max_pool2d((~drawn).float(), 3, 1, 1) == 0  # windows wholly inside the region
     torch.testing.assert_close(est[inner], clean_d[inner], atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("spec", ["objects:0.3", "objects:0.5"])
+def test_whole_objects_missed_are_one_draw_per_object(blobs, spec):
+    s = expected_similarity(blobs, noisy(blobs, spec), bootstrap=0)
+    assert s.score > 0.95 > 0.8 > s.one_draw, s  # read per pixel, the missed objects looked like structure
+    info = label_info(blobs, noisy(blobs, spec), 2, expected_score=s.score, expected_signal=s.signal)
+    assert info.taxonomy == "RCL"
+    # anything beside whole objects (a dilation of the kept ones) is not that model: its draw is its score
+    moved = expected_similarity(blobs, noisy(blobs, f"{spec}+dilate:1"), bootstrap=0)
+    assert moved.score == pytest.approx(moved.one_draw, abs=1e-6) and moved.score < 0.8
 
 
 def test_boundary_distance_counts_rings_and_skips_ignored():
