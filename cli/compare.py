@@ -41,7 +41,7 @@ from .options import (
 @click.option("--model", "models", multiple=True,
               help=f"Networks ({', '.join(names.MODELS)}), comma-separated or repeated. [default: unet]")
 @click.option("--seeds", default=None, help="Seeds, comma-separated. [default: 0,1,2]")
-@click.option("-o", "--out", required=True, type=click.Path(file_okay=False), help="Run folder.")
+@click.option("-o", "--out", type=click.Path(file_okay=False), help="Run folder (required unless --list-cells).")
 @train_options
 @click.option("--layout", type=click.Choice(names.LAYOUT_CHOICES), default=None,
               help="Dataset layout. [default: auto]")
@@ -95,6 +95,8 @@ def compare(data, labels, unsupervised, models, seeds, out, preset, config_file,
     from ._progress import TrainingBars
     from .options import runtime
 
+    if out is None and not list_cells:  # listing the cells writes nothing, so it needs no folder
+        raise click.UsageError("Missing option '-o' / '--out' (the run folder)")
     if report_only:  # the run folder's own config.toml says what the suite is
         summary = write_results(out)
         echo(f"wrote the report of {summary['rows']} finished cells to {Path(out) / 'report.html'}", quiet=quiet)

@@ -43,9 +43,11 @@ def test_compare_unsupervised_only(tmp_path):
     out = tmp_path / "run"
     args = ["compare", "--data", "synth:er", "--labels", "none", "--unsupervised", "otsu,local",
             "--unsupervised", "kmeans", "--seeds", "0,1", "--synth-n", "5", "--synth-size", "32", "-o", str(out), "-q"]
-    r = CliRunner().invoke(cli, [*args, "--list-cells"])
-    assert r.output.split() == ["unsup-otsu__seed0", "unsup-local__seed0", "unsup-kmeans__seed0",
-                                "unsup-kmeans__seed1"]
+    r = CliRunner().invoke(cli, [*args[:-3], "--list-cells"])  # listing writes nothing: no -o needed
+    assert r.exit_code == 0 and r.output.split() == ["unsup-otsu__seed0", "unsup-local__seed0",
+                                                     "unsup-kmeans__seed0", "unsup-kmeans__seed1"]
+    r = CliRunner().invoke(cli, args[:-3])
+    assert r.exit_code == 2 and "Missing option '-o' / '--out'" in r.stderr and not out.exists()
     r = CliRunner().invoke(cli, args)
     assert r.exit_code == 0, r.output
     md = (out / "summary.md").read_text()
