@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import sys
 from pathlib import Path
+from typing import NoReturn
 
 from mstool._fs import is_mstool_folder, open_run_dir  # the package's own marked-folder rules
 from mstool.errors import MstoolError
@@ -36,6 +37,6 @@ def example_folder(out: Path, *, clean: bool = False) -> Path:
         _refuse(str(exc))
 
 
-def _refuse(message: str) -> None:
+def _refuse(message: str) -> NoReturn:
     print(f"Error: {message}", file=sys.stderr)
     raise SystemExit(2)
